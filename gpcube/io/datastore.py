@@ -1,0 +1,217 @@
+"""A GADF data store: the HDU index and the observation index, and selections on them."""
+
+from __future__ import annotations
+
+import fnmatch
+from collections.abc import Iterable, Iterator, Mapping
+from pathlib import Path
+
+import numpy as np
+from astropy.coordinates import SkyCoord
+from astropy.table import Table
+from astropy.time import Time
+
+from gpcube.errors import GpcubeError
+from gpcube.io.fitsfile import open_fits
+from gpcube.io.observation import HduRef, Observation
+
+__all__ = ["DataStore"]
+
+_INDEX_NAMES = {
+    "hdu": ("hdu-index.fits.gz", "hdu-index.fits"),
+    "obs": ("obs-index.fits.gz", "obs-index.fits"),
+}
+_HDU_COLUMNS = ("OBS_ID", "HDU_TYPE", "HDU_CLASS", "FILE_DIR", "FILE_NAME", "HDU_NAME")
+
+
+def _find_index(directory: Path, kind: str) -> Path:
+    for name in _INDEX_NAMES[kind]:
+        if (directory / name).is_file():
+            return directory / name
+    raise GpcubeError(
+        f"no {kind}-index file ({' or '.join(_INDEX_NAMES[kind])}) in the data store", path=directory
+    )
+
+
+def _read_table(path: Path) -> tuple[Table, dict]:
+    """First binary table of an index file, strings stripped; and its header as a dict."""
+    fitsfile = open_fits(path)
+    if len(fitsfile.hdu_names) < 2:
+        raise GpcubeError("no table in the index file", path=path)
+    hdu = fitsfile.table(1)
+    table = Table(hdu.data)
+    for column in table.colnames:
+        if table[column].dtype.kind in "SU":
+            table[column] = np.char.strip(table[column].astype(str))
+    return table, hdu.header
+
+
+def _hdu_refs(table: Table, header: dict, index_path: Path) -> dict[int, dict[str, HduRef]]:
+    missing = [c for c in _HDU_COLUMNS if c not in table.colnames]
+    if missing:
+        raise GpcubeError(f"HDU index lacks column(s) {missing}", path=index_path)
+    base = Path(str(header.get("BASE_DIR", "")).strip() or ".")
+    base = base if base.is_absolute() else index_path.parent / base
+    refs: dict[int, dict[str, HduRef]] = {}
+    for row in table:
+        obs_id = int(row["OBS_ID"])
+        hdu_type = str(row["HDU_TYPE"]).lower()
+        path = base / str(row["FILE_DIR"]) / str(row["FILE_NAME"])
+        ref = HduRef(obs_id, hdu_type, str(row["HDU_CLASS"]).lower(), path, str(row["HDU_NAME"]))
+        refs.setdefault(obs_id, {})[hdu_type] = ref
+    return refs
+
+
+def _to_met(value, mjdref: float) -> float:
+    """A time (astropy Time, ISO string or MET seconds) as seconds since ``mjdref`` (TT)."""
+    if isinstance(value, (int, float, np.integer, np.floating)):
+        return float(value)
+    time = value if isinstance(value, Time) else Time(value, scale="tt")
+    return float((time.tt.mjd - mjdref) * 86400.0)
+
+
+class DataStore:
+    """A GADF DL3 data store (an HDU index and an observation index).
+
+    Open one with :meth:`from_dir`; narrow it with :meth:`select` (each selection returns a new
+    store); get an :class:`~gpcube.io.observation.Observation` with :meth:`observation`.
+    """
+
+    def __init__(self, obs_table: Table, hdu_refs: dict[int, dict[str, HduRef]], *, path: Path | None = None):
+        self._obs_table = obs_table
+        self._hdu_refs = hdu_refs
+        self.path = path
+
+    @classmethod
+    def from_dir(cls, path: str | Path) -> DataStore:
+        """Open the data store in directory ``path`` (``hdu-index`` and ``obs-index``, ``.fits[.gz]``)."""
+        directory = Path(path)
+        if not directory.is_dir():
+            raise GpcubeError("data store directory not found", path=directory)
+        hdu_path, obs_path = _find_index(directory, "hdu"), _find_index(directory, "obs")
+        hdu_table, hdu_header = _read_table(hdu_path)
+        obs_table, obs_header = _read_table(obs_path)
+        if "OBS_ID" not in obs_table.colnames:
+            raise GpcubeError("observation index lacks column OBS_ID", path=obs_path)
+        obs_table.meta.update(
+            {k: obs_header[k] for k in ("MJDREFI", "MJDREFF", "TIMESYS") if k in obs_header}
+        )
+        obs_table.meta["path"] = str(obs_path)
+        refs = _hdu_refs(hdu_table, hdu_header, hdu_path)
+        unknown = sorted(set(int(i) for i in obs_table["OBS_ID"]) - set(refs))
+        if unknown:
+            raise GpcubeError(
+                f"observations {unknown[:10]} are in the obs index but not in the HDU index", path=hdu_path
+            )
+        return cls(obs_table, refs, path=directory)
+
+    def __len__(self) -> int:
+        return len(self._obs_table)
+
+    def __repr__(self) -> str:
+        return f"DataStore({str(self.path)!r}, {len(self)} observations)"
+
+    @property
+    def obs_ids(self) -> list[int]:
+        """Observation ids in the (selected) store, in index order."""
+        return [int(i) for i in self._obs_table["OBS_ID"]]
+
+    @property
+    def obs_table(self) -> Table:
+        """The (selected) rows of the observation index, strings stripped."""
+        return self._obs_table.copy()
+
+    def _obs_info(self, obs_id: int) -> dict:
+        rows = self._obs_table[self._obs_table["OBS_ID"] == obs_id]
+        if len(rows) == 0:
+            return {}
+        row = rows[0]
+        return {c.lower().replace("-", "_"): row[c].item() for c in rows.colnames if np.ndim(row[c]) == 0}
+
+    def observation(self, obs_id: int) -> Observation:
+        """The observation ``obs_id`` (nothing is read until a part is accessed)."""
+        obs_id = int(obs_id)
+        if obs_id not in self._hdu_refs or obs_id not in self.obs_ids:
+            raise GpcubeError(f"observation {obs_id} is not in the data store", path=self.path)
+        return Observation(obs_id, self._hdu_refs[obs_id], self._obs_info(obs_id))
+
+    def observations(self, obs_ids: Iterable[int] | None = None) -> Iterator[Observation]:
+        """Iterate over observations (all in the store, or ``obs_ids``)."""
+        for obs_id in self.obs_ids if obs_ids is None else obs_ids:
+            yield self.observation(obs_id)
+
+    def _subset(self, mask: np.ndarray) -> DataStore:
+        return DataStore(self._obs_table[mask], self._hdu_refs, path=self.path)
+
+    def _column(self, name: str) -> np.ndarray:
+        if name not in self._obs_table.colnames:
+            raise GpcubeError(f"observation index lacks column {name}", path=self._obs_table.meta.get("path"))
+        return np.asarray(self._obs_table[name])
+
+    def select(
+        self,
+        obs_ids: Iterable[int] | None = None,
+        cone: Mapping | tuple | None = None,
+        time: tuple | None = None,
+        target: str | None = None,
+    ) -> DataStore:
+        """A new store with the observations that pass every given criterion.
+
+        Parameters
+        ----------
+        obs_ids : iterable of int, optional
+            Keep these observations; an id not in the store is an error.
+        cone : mapping or tuple, optional
+            ``{"lon", "lat", "radius", "frame"}`` (deg; frame ``icrs`` by default) or
+            ``(lon, lat, radius[, frame])``: pointings within ``radius`` of the centre.
+        time : tuple, optional
+            ``(start, stop)`` as :class:`~astropy.time.Time`, ISO strings (TT) or seconds since the
+            index's MJDREF: observations whose ``[TSTART, TSTOP]`` overlaps the range.
+        target : str, optional
+            Case-insensitive shell pattern (``"MSH 15-5*"``) matched against ``OBJECT`` and
+            ``TARGET_NAME``.
+        """
+        mask = np.ones(len(self), dtype=bool)
+        if obs_ids is not None:
+            wanted = [int(i) for i in obs_ids]
+            missing = sorted(set(wanted) - set(self.obs_ids))
+            if missing:
+                raise GpcubeError(f"observations {missing[:10]} are not in the data store", path=self.path)
+            mask &= np.isin(self._column("OBS_ID"), wanted)
+        if cone is not None:
+            mask &= self._cone_mask(cone)
+        if time is not None:
+            mask &= self._time_mask(*time)
+        if target is not None:
+            mask &= self._target_mask(target)
+        return self._subset(mask)
+
+    def _cone_mask(self, cone) -> np.ndarray:
+        if isinstance(cone, Mapping):
+            unknown = set(cone) - {"lon", "lat", "radius", "frame"}
+            if unknown:
+                raise GpcubeError(f"cone: unknown key(s) {sorted(unknown)}; expected lon, lat, radius, frame")
+            lon, lat, radius, frame = cone["lon"], cone["lat"], cone["radius"], cone.get("frame", "icrs")
+        else:
+            lon, lat, radius, *rest = cone
+            frame = rest[0] if rest else "icrs"
+        center = SkyCoord(lon, lat, unit="deg", frame=frame)
+        pointings = SkyCoord(self._column("RA_PNT"), self._column("DEC_PNT"), unit="deg", frame="icrs")
+        return np.asarray(pointings.separation(center).deg <= float(radius))
+
+    def _time_mask(self, start, stop) -> np.ndarray:
+        meta = self._obs_table.meta
+        mjdref = float(meta.get("MJDREFI", 0)) + float(meta.get("MJDREFF", 0.0))
+        tmin, tmax = _to_met(start, mjdref), _to_met(stop, mjdref)
+        return (self._column("TSTOP") >= tmin) & (self._column("TSTART") <= tmax)
+
+    def _target_mask(self, pattern: str) -> np.ndarray:
+        pattern = " ".join(pattern.lower().split())
+        mask = np.zeros(len(self), dtype=bool)
+        for column in ("OBJECT", "TARGET_NAME"):
+            if column in self._obs_table.colnames:
+                names = [" ".join(str(n).lower().split()) for n in self._obs_table[column]]
+                mask |= np.array([fnmatch.fnmatchcase(n, pattern) for n in names], dtype=bool)
+        if not any(c in self._obs_table.colnames for c in ("OBJECT", "TARGET_NAME")):
+            self._column("OBJECT")
+        return mask

@@ -1,0 +1,196 @@
+"""One observation of a GADF data store, its parts loaded lazily and cached once loaded."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+
+import xarray as xr
+from astropy.coordinates import SkyCoord
+
+from gpcube.errors import GpcubeError
+from gpcube.io.events import read_events, read_gti
+from gpcube.io.fitsfile import BinTable, FitsFile, open_fits
+from gpcube.io.gadf import IRF_SPECS, read_irf_table
+
+__all__ = ["HduRef", "Observation", "Pointing"]
+
+#: IRF parts of an observation: attribute name -> (HDU_TYPE in the index, accepted HDU_CLASSes)
+IRF_PARTS = {
+    "aeff": ("aeff", ("aeff_2d",)),
+    "edisp": ("edisp", ("edisp_2d",)),
+    "psf": ("psf", ("psf_table", "psf_3gauss", "psf_king")),
+    "bkg": ("bkg", ("bkg_2d", "bkg_3d")),
+    "rad_max": ("rad_max", ("rad_max_2d",)),
+}
+
+
+@dataclass(frozen=True)
+class HduRef:
+    """Where an HDU lives: one row of the HDU index."""
+
+    obs_id: int
+    hdu_type: str
+    hdu_class: str
+    path: Path
+    hdu_name: str
+
+
+@dataclass(frozen=True)
+class Pointing:
+    """Nominal pointing of an observation (deg). ``alt``/``az`` are None when the file has none."""
+
+    ra: float
+    dec: float
+    alt: float | None = None
+    az: float | None = None
+    mode: str | None = None
+
+    @property
+    def radec(self) -> SkyCoord:
+        """The pointing as an ICRS :class:`~astropy.coordinates.SkyCoord`."""
+        return SkyCoord(self.ra, self.dec, unit="deg", frame="icrs")
+
+
+class Observation:
+    """An observation: events, GTI, pointing, times and IRFs, each read on first access.
+
+    All HDUs of one file are parsed from a single decompression of it. IRFs are read once and
+    cached, so the makers can ask for them as often as they like. Pickling drops the open files
+    but keeps whatever was loaded already.
+    """
+
+    def __init__(self, obs_id: int, hdus: dict[str, HduRef], obs_info: dict | None = None):
+        self.obs_id = int(obs_id)
+        self.hdus = dict(hdus)
+        self.obs_info = dict(obs_info or {})
+        self._files: dict[Path, FitsFile] = {}
+
+    def __repr__(self) -> str:
+        parts = ", ".join(f"{k}={v.hdu_class}" for k, v in self.hdus.items())
+        return f"Observation(obs_id={self.obs_id}, {parts})"
+
+    def __getstate__(self) -> dict:
+        state = self.__dict__.copy()
+        state["_files"] = {}
+        return state
+
+    def _hdu(self, hdu_type: str) -> tuple[BinTable, HduRef]:
+        if hdu_type not in self.hdus:
+            raise GpcubeError(
+                f"observation {self.obs_id} has no {hdu_type!r} HDU in the HDU index "
+                f"(it has {sorted(self.hdus)})"
+            )
+        ref = self.hdus[hdu_type]
+        if ref.path not in self._files:
+            self._files[ref.path] = open_fits(ref.path)
+        return self._files[ref.path].table(ref.hdu_name), ref
+
+    def close(self) -> None:
+        """Forget the parsed files (loaded parts stay cached)."""
+        self._files.clear()
+
+    def load(self) -> Observation:
+        """Read every part present (events, GTI and IRFs), then close the files; returns ``self``."""
+        _ = self.events, self.gti
+        for name, (hdu_type, _classes) in IRF_PARTS.items():
+            if hdu_type in self.hdus:
+                getattr(self, name)
+        self.close()
+        return self
+
+    @cached_property
+    def events(self) -> xr.Dataset:
+        """Event list (dim ``event``), see :func:`gpcube.io.events.read_events`."""
+        table, ref = self._hdu("events")
+        events = read_events(table, path=ref.path, hdu=ref.hdu_name)
+        events.attrs.setdefault("obs_id", self.obs_id)
+        return events
+
+    @cached_property
+    def gti(self) -> xr.Dataset:
+        """Good time intervals (dim ``gti``)."""
+        table, ref = self._hdu("gti")
+        return read_gti(table, path=ref.path, hdu=ref.hdu_name)
+
+    def _meta(self, key: str, required: bool = True):
+        """Observation metadata: the events header first, the observation index second."""
+        value = self.events.attrs.get(key, self.obs_info.get(key))
+        if value is None and required:
+            raise GpcubeError(
+                f"observation {self.obs_id}: no {key.upper()} in the events header or the obs index",
+                path=self.hdus["events"].path,
+                hdu=self.hdus["events"].hdu_name,
+            )
+        return value
+
+    @cached_property
+    def pointing(self) -> Pointing:
+        """Nominal pointing (RA/Dec, and Alt/Az where given)."""
+        alt, az = self._meta("alt_pnt", False), self._meta("az_pnt", False)
+        return Pointing(
+            ra=float(self._meta("ra_pnt")),
+            dec=float(self._meta("dec_pnt")),
+            alt=None if alt is None else float(alt),
+            az=None if az is None else float(az),
+            mode=self._meta("obs_mode", False),
+        )
+
+    @property
+    def livetime(self) -> float:
+        """Live time in s (``LIVETIME``)."""
+        return float(self._meta("livetime"))
+
+    @property
+    def ontime(self) -> float:
+        """On time in s (``ONTIME``; else the summed GTI)."""
+        value = self._meta("ontime", False)
+        if value is None:
+            return float((self.gti.stop - self.gti.start).sum())
+        return float(value)
+
+    @property
+    def deadc(self) -> float:
+        """Dead-time correction factor (``DEADC``; else livetime / ontime)."""
+        value = self._meta("deadc", False)
+        return float(value) if value is not None else self.livetime / self.ontime
+
+    def _irf(self, name: str) -> xr.Dataset:
+        hdu_type, accepted = IRF_PARTS[name]
+        table, ref = self._hdu(hdu_type)
+        if ref.hdu_class not in accepted:
+            known = "unknown" if ref.hdu_class not in IRF_SPECS else "wrong"
+            raise GpcubeError(
+                f"{known} HDU class {ref.hdu_class!r} for {hdu_type} (expected one of {list(accepted)})",
+                path=ref.path,
+                hdu=ref.hdu_name,
+            )
+        irf = read_irf_table(table, ref.hdu_class, path=ref.path, hdu=ref.hdu_name)
+        irf.attrs.setdefault("obs_id", self.obs_id)
+        return irf
+
+    @cached_property
+    def aeff(self) -> xr.Dataset:
+        """Effective area ``aeff(energy_true, offset)`` in m2."""
+        return self._irf("aeff")
+
+    @cached_property
+    def edisp(self) -> xr.Dataset:
+        """Energy dispersion ``migration(energy_true, migra, offset)``: probability per unit migra."""
+        return self._irf("edisp")
+
+    @cached_property
+    def psf(self) -> xr.Dataset:
+        """PSF: a table ``rpsf(energy_true, offset, rad)`` or 3gauss/king parameters."""
+        return self._irf("psf")
+
+    @cached_property
+    def bkg(self) -> xr.Dataset:
+        """Background rate ``bkg`` in s-1 TeV-1 sr-1 over ``(energy_reco, fov_lat, fov_lon)`` or offset."""
+        return self._irf("bkg")
+
+    @cached_property
+    def rad_max(self) -> xr.Dataset | None:
+        """Direction-cut radius ``rad_max(energy_reco, offset)``, or None when the store has none."""
+        return self._irf("rad_max") if "rad_max" in self.hdus else None
