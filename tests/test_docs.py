@@ -1,0 +1,19 @@
+"""The documentation builds with Sphinx, warnings as errors (as in CI)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+from tests.conftest import REPO
+
+
+def test_docs_build_without_warnings(tmp_path, hess_dir):
+    result = subprocess.run(
+        [sys.executable, "-m", "sphinx", "-W", "--keep-going", "-q", "-b", "html", "docs", str(tmp_path / "html")],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        env={**__import__("os").environ, "GPCUBE_HESS_DL3_DR1": str(hess_dir)},
+    )
+    assert result.returncode == 0, result.stderr[-5000:]
