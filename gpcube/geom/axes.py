@@ -1,0 +1,149 @@
+"""Energy axes: bin edges in TeV, log-centres, xarray coordinates and plain-JSON round trip."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import xarray as xr
+
+from gpcube.errors import GpcubeError
+
+__all__ = ["ENERGY_AXIS_NAMES", "EnergyAxis"]
+
+ENERGY_AXIS_NAMES = ("energy_reco", "energy_true")
+
+
+@dataclass(frozen=True, eq=False)
+class EnergyAxis:
+    """An energy binning: ``edges`` in TeV along the dimension ``name``.
+
+    Parameters
+    ----------
+    name : {"energy_reco", "energy_true"}
+        Dimension name; also tells the energy type.
+    edges : array_like
+        Bin edges in TeV: 1-D, finite, positive, strictly increasing, at least 2 entries.
+        Stored as a read-only float64 copy.
+
+    Notes
+    -----
+    Equality compares the name and the edges exactly (``np.array_equal``); the axis is hashable.
+    """
+
+    name: str
+    edges: np.ndarray
+
+    def __post_init__(self) -> None:
+        if self.name not in ENERGY_AXIS_NAMES:
+            raise GpcubeError(f"name must be 'energy_reco' or 'energy_true', got {self.name!r}")
+        try:
+            edges = np.array(self.edges, dtype=np.float64)
+        except (TypeError, ValueError) as exc:
+            raise GpcubeError(f"edges must be an array of numbers, got {self.edges!r}") from exc
+        if edges.ndim != 1 or edges.size < 2:
+            raise GpcubeError(f"edges must be 1-D with at least 2 entries, got shape {edges.shape}")
+        if not np.all(np.isfinite(edges)) or edges[0] <= 0:
+            raise GpcubeError("edges must be finite and positive (TeV)")
+        if np.any(np.diff(edges) <= 0):
+            raise GpcubeError("edges must be strictly increasing")
+        edges.setflags(write=False)
+        object.__setattr__(self, "edges", edges)
+
+    @classmethod
+    def log(cls, emin: float, emax: float, nbins: int, name: str) -> EnergyAxis:
+        """Log-spaced axis with ``nbins`` bins from ``emin`` to ``emax`` (TeV).
+
+        Parameters
+        ----------
+        emin, emax : float
+            First and last edge in TeV, ``0 < emin < emax``.
+        nbins : int
+            Number of bins, at least 1.
+        name : {"energy_reco", "energy_true"}
+            Dimension name.
+
+        Returns
+        -------
+        EnergyAxis
+        """
+        if isinstance(nbins, bool) or not isinstance(nbins, int | np.integer) or nbins < 1:
+            raise GpcubeError(f"nbins must be a positive integer, got {nbins!r}")
+        if not (np.isfinite(emin) and np.isfinite(emax) and 0 < emin < emax):
+            raise GpcubeError(f"emin and emax must satisfy 0 < emin < emax, got emin={emin!r}, emax={emax!r}")
+        return cls(name, np.geomspace(float(emin), float(emax), int(nbins) + 1))
+
+    @classmethod
+    def from_edges(cls, edges: Any, name: str) -> EnergyAxis:
+        """Axis from explicit bin edges in TeV (see the class docstring for the rules)."""
+        return cls(name, edges)
+
+    @property
+    def lo(self) -> np.ndarray:
+        """Lower bin edges (TeV)."""
+        return self.edges[:-1]
+
+    @property
+    def hi(self) -> np.ndarray:
+        """Upper bin edges (TeV)."""
+        return self.edges[1:]
+
+    @property
+    def centers(self) -> np.ndarray:
+        """Logarithmic bin centres ``sqrt(lo * hi)`` (TeV)."""
+        return np.sqrt(self.lo * self.hi)
+
+    @property
+    def nbins(self) -> int:
+        """Number of bins."""
+        return self.edges.size - 1
+
+    @property
+    def energy_type(self) -> str:
+        """``"reco"`` or ``"true"``."""
+        return self.name.removeprefix("energy_")
+
+    def to_coords(self) -> dict[str, xr.Variable]:
+        """Coordinates along dimension ``name``: centres as the index, ``<name>_lo`` and ``<name>_hi``.
+
+        Returns
+        -------
+        dict of str to xarray.Variable
+            Ready to pass as ``coords=`` to :class:`xarray.DataArray`; all carry ``units="TeV"``.
+        """
+        dims = (self.name,)
+        return {
+            self.name: xr.Variable(dims, self.centers, {"units": "TeV", "long_name": self._long_name()}),
+            f"{self.name}_lo": xr.Variable(dims, self.lo, {"units": "TeV"}),
+            f"{self.name}_hi": xr.Variable(dims, self.hi, {"units": "TeV"}),
+        }
+
+    def _long_name(self) -> str:
+        return f"{'reconstructed' if self.energy_type == 'reco' else 'true'} energy (bin log-centre)"
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-serialisable description: ``{"name", "edges", "units"}``."""
+        return {"name": self.name, "edges": [float(e) for e in self.edges], "units": "TeV"}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> EnergyAxis:
+        """Inverse of :meth:`to_dict`."""
+        if not isinstance(data, dict) or "name" not in data or "edges" not in data:
+            raise GpcubeError(f"an energy axis dict needs keys 'name' and 'edges', got {data!r}")
+        units = data.get("units", "TeV")
+        if units != "TeV":
+            raise GpcubeError(f"energy axis units must be 'TeV', got {units!r}")
+        return cls(data["name"], data["edges"])
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, EnergyAxis):
+            return NotImplemented
+        return self.name == other.name and np.array_equal(self.edges, other.edges)
+
+    def __hash__(self) -> int:
+        return hash((self.name, self.edges.tobytes()))
+
+    def __repr__(self) -> str:
+        lo, hi = self.edges[0], self.edges[-1]
+        return f"EnergyAxis({self.name!r}, {self.nbins} bins, {lo:.4g} to {hi:.4g} TeV)"

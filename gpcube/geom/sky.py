@@ -1,0 +1,460 @@
+"""`SkyGeom`: a WCS pixel grid (CAR or TAN, icrs or galactic) plus energy axes."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from functools import cached_property
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import xarray as xr
+
+from gpcube.errors import GpcubeError
+from gpcube.geom import _projection as proj
+from gpcube.geom._util import _int_pair, _pair, _wrap360, skycoord_to_lonlat
+from gpcube.geom.axes import EnergyAxis
+
+if TYPE_CHECKING:
+    from astropy.coordinates import SkyCoord
+    from astropy.wcs import WCS
+
+__all__ = ["FRAMES", "PROJECTIONS", "SkyGeom"]
+
+FRAMES = ("icrs", "galactic")
+PROJECTIONS = ("CAR", "TAN")
+_CTYPES = {"icrs": ("RA---", "DEC--"), "galactic": ("GLON-", "GLAT-")}
+ATTRS_KIND = "gpcube.SkyGeom"
+ATTRS_VERSION = 1
+
+
+@dataclass(frozen=True)
+class SkyGeom:
+    """A sky pixel grid in a celestial WCS (CAR or TAN) with optional energy axes. Immutable.
+
+    Prefer :meth:`create`; the constructor takes the FITS-like description directly.
+
+    Parameters
+    ----------
+    frame : {"icrs", "galactic"}
+        Celestial frame.
+    projection : {"CAR", "TAN"}
+        FITS projection code.
+    crval : tuple of float
+        (lon, lat) in deg of the projection's reference point. The longitude is wrapped to [0, 360).
+    binsz : float
+        Pixel size in deg (square pixels: ``CDELT1 = -binsz``, ``CDELT2 = +binsz``).
+    npix : tuple of int
+        (nx, ny): number of pixels along longitude (x) and latitude (y); zero for an empty cutout.
+    crpix : tuple of float
+        1-based FITS pixel coordinates of the reference point in this grid.
+    origin : tuple of int
+        (ix0, iy0): index of this grid's first pixel in the parent grid; (0, 0) for a parent.
+    axes : tuple of EnergyAxis
+        Energy axes, distinct names; may be empty.
+    """
+
+    frame: str
+    projection: str
+    crval: tuple[float, float]
+    binsz: float
+    npix: tuple[int, int]
+    crpix: tuple[float, float]
+    origin: tuple[int, int] = (0, 0)
+    axes: tuple[EnergyAxis, ...] = ()
+
+    def __post_init__(self) -> None:
+        if self.frame not in FRAMES:
+            raise GpcubeError(f"frame must be 'icrs' or 'galactic', got {self.frame!r}")
+        if self.projection not in PROJECTIONS:
+            raise GpcubeError(f"projection must be 'CAR' or 'TAN', got {self.projection!r}")
+        lon, lat = _pair(self.crval, "crval")
+        if abs(lat) > 90.0:
+            raise GpcubeError(f"crval latitude must be within [-90, 90] deg, got {lat!r}")
+        binsz = self.binsz
+        if isinstance(binsz, bool) or not isinstance(binsz, int | float | np.number) or not 0 < binsz < 180:
+            raise GpcubeError(f"binsz must be a number of deg in (0, 180), got {binsz!r}")
+        axes = tuple(self.axes)
+        if not all(isinstance(a, EnergyAxis) for a in axes) or len({a.name for a in axes}) != len(axes):
+            raise GpcubeError(f"axes must be EnergyAxis objects with distinct names, got {self.axes!r}")
+        for field, value in [
+            ("crval", (_wrap360(lon), lat + 0.0)),
+            ("binsz", float(binsz)),
+            ("npix", _int_pair(self.npix, "npix", 0)),
+            ("crpix", _pair(self.crpix, "crpix")),
+            ("origin", _int_pair(self.origin, "origin", None)),
+            ("axes", axes),
+        ]:
+            object.__setattr__(self, field, value)
+
+    # ----------------------------------------------------------------------------------------- creation
+    @classmethod
+    def create(
+        cls,
+        center: Any,
+        binsz: float,
+        width: Any = None,
+        npix: Any = None,
+        frame: str = "icrs",
+        projection: str = "CAR",
+        axes: Sequence[EnergyAxis] = (),
+    ) -> SkyGeom:
+        """A parent grid centred on ``center``, which is also the projection's reference point.
+
+        Parameters
+        ----------
+        center : tuple of float or astropy.coordinates.SkyCoord
+            (lon, lat) in deg in ``frame``, or a SkyCoord (transformed to ``frame``).
+        binsz : float
+            Pixel size in deg.
+        width : float or tuple of float, optional
+            (w_lon, w_lat) in deg, or one value for both. ``npix = floor(width / binsz + 0.5)`` per axis
+            (round half up, with a 1e-9 tolerance against float noise: 32.85 / 0.02 = 1642.5 gives 1643),
+            and at least 1.
+        npix : int or tuple of int, optional
+            (nx, ny) directly. Give exactly one of ``width`` and ``npix``.
+        frame : {"icrs", "galactic"}
+        projection : {"CAR", "TAN"}
+        axes : sequence of EnergyAxis
+
+        Returns
+        -------
+        SkyGeom
+            With ``crpix = ((nx + 1) / 2, (ny + 1) / 2)``: the centre is exactly the image centre, on a
+            pixel corner or edge when a pixel count is even.
+        """
+        if frame not in FRAMES:
+            raise GpcubeError(f"frame must be 'icrs' or 'galactic', got {frame!r}")
+        if hasattr(center, "transform_to"):
+            if not center.isscalar:
+                raise GpcubeError("center must be a scalar SkyCoord")
+            center = tuple(float(v) for v in skycoord_to_lonlat(center, frame))
+        if isinstance(binsz, bool) or not isinstance(binsz, int | float | np.number) or not 0 < binsz < 180:
+            raise GpcubeError(f"binsz must be a number of deg in (0, 180), got {binsz!r}")
+        if (width is None) == (npix is None):
+            raise GpcubeError("give exactly one of width and npix")
+        if width is not None:
+            widths = _pair(width, "width")
+            if min(widths) <= 0:
+                raise GpcubeError(f"width must be positive, got {width!r}")
+            npix = tuple(max(1, math.floor(w / binsz + 0.5 + 1e-9)) for w in widths)
+        nx, ny = _int_pair(npix, "npix", 1)
+        return cls(
+            frame,
+            projection,
+            _pair(center, "center"),
+            binsz,
+            (nx, ny),
+            ((nx + 1) / 2, (ny + 1) / 2),
+            (0, 0),
+            tuple(axes),
+        )
+
+    # ------------------------------------------------------------------------------------- properties
+    @property
+    def shape(self) -> tuple[int, int]:
+        """Sky shape ``(ny, nx)``, the order of the ``("lat", "lon")`` dims."""
+        return self.npix[1], self.npix[0]
+
+    def data_shape(self, axis_name: str | None = None) -> tuple[int, ...]:
+        """``(ny, nx)``, or ``(nE, ny, nx)`` for the energy axis ``axis_name``."""
+        return self.shape if axis_name is None else (self.axis(axis_name).nbins, *self.shape)
+
+    @property
+    def center(self) -> tuple[float, float]:
+        """(lon, lat) in deg of the image centre (not necessarily the reference point of a cutout)."""
+        lon, lat = self.pix_to_world((self.npix[0] - 1) / 2, (self.npix[1] - 1) / 2)
+        return float(lon), float(lat)
+
+    def axis(self, name: str) -> EnergyAxis:
+        """The energy axis called ``name``."""
+        for ax in self.axes:
+            if ax.name == name:
+                return ax
+        raise GpcubeError(f"no energy axis {name!r} in this geometry (axes: {[a.name for a in self.axes]})")
+
+    def with_axes(self, *axes: EnergyAxis) -> SkyGeom:
+        """The same sky grid with ``axes`` as its energy axes (replacing the current ones)."""
+        return dataclasses.replace(self, axes=tuple(axes))
+
+    # ------------------------------------------------------------------------------------------- WCS
+    @property
+    def wcs(self) -> WCS:
+        """A new 2-D celestial :class:`astropy.wcs.WCS` for this grid (LONPOLE/LATPOLE left to defaults)."""
+        from astropy.wcs import WCS
+
+        wcs = WCS(naxis=2)
+        lon_type, lat_type = _CTYPES[self.frame]
+        wcs.wcs.ctype = [lon_type + self.projection, lat_type + self.projection]
+        wcs.wcs.crval = list(self.crval)
+        wcs.wcs.crpix = list(self.crpix)
+        wcs.wcs.cdelt = [-self.binsz, self.binsz]
+        wcs.wcs.cunit = ["deg", "deg"]
+        if self.frame == "icrs":
+            wcs.wcs.radesys = "ICRS"
+        wcs.pixel_shape = self.npix
+        wcs.wcs.set()
+        return wcs
+
+    @property
+    def header(self) -> dict[str, Any]:
+        """The WCS header as a plain dict of JSON-able values, with NAXIS1 and NAXIS2."""
+        out: dict[str, Any] = {"NAXIS": 2, "NAXIS1": self.npix[0], "NAXIS2": self.npix[1]}
+        for key, value in self.wcs.to_header().items():
+            out[key] = value.item() if isinstance(value, np.generic) else value
+        return out
+
+    # --------------------------------------------------------------------------- pixel <-> world
+    @cached_property
+    def _rotation(self) -> np.ndarray:
+        return proj.rotation_matrix(self.projection, self.crval)
+
+    def _intermediate(self, x: Any, y: Any) -> tuple[np.ndarray, np.ndarray]:
+        """Intermediate world coordinates (deg) of 0-based pixel coordinates of this grid."""
+        xi = -self.binsz * (np.asarray(x, dtype=float) + 1.0 - self.crpix[0])
+        eta = self.binsz * (np.asarray(y, dtype=float) + 1.0 - self.crpix[1])
+        return xi, eta
+
+    def _native_to_pix(self, n: tuple[np.ndarray, ...]) -> tuple[np.ndarray, np.ndarray]:
+        xi, eta = proj.native_to_intermediate(self.projection, *n)
+        return self.crpix[0] - 1.0 - xi / self.binsz, self.crpix[1] - 1.0 + eta / self.binsz
+
+    def _to_native(self, lon: Any, lat: Any) -> tuple[np.ndarray, ...]:
+        u = proj.lonlat_to_vec(lon, lat)
+        m = self._rotation  # native = m.T @ celestial
+        return tuple(m[0, i] * u[0] + m[1, i] * u[1] + m[2, i] * u[2] for i in range(3))
+
+    def pix_to_world(self, x: Any, y: Any) -> tuple[np.ndarray, np.ndarray]:
+        """World coordinates of 0-based pixel coordinates (pixel centres at integers).
+
+        Parameters
+        ----------
+        x, y : array_like
+            Pixel coordinates of this grid along longitude and latitude; broadcast together.
+
+        Returns
+        -------
+        lon, lat : numpy.ndarray
+            Degrees in the geometry's frame, lon in [0, 360); NaN outside the projection's domain
+            (CAR: beyond the native poles or 180 deg from the reference longitude).
+        """
+        n = proj.intermediate_to_native(self.projection, *self._intermediate(x, y))
+        m = self._rotation
+        return proj.vec_to_lonlat(*(m[i, 0] * n[0] + m[i, 1] * n[1] + m[i, 2] * n[2] for i in range(3)))
+
+    def world_to_pix(self, lon: Any, lat: Any) -> tuple[np.ndarray, np.ndarray]:
+        """0-based pixel coordinates of world coordinates (deg, in the geometry's frame).
+
+        Returns NaN for points that do not project (TAN: the hemisphere away from the reference point;
+        latitudes outside [-90, 90]). Points outside the grid get coordinates outside ``[-0.5, n - 0.5)``.
+        """
+        return self._native_to_pix(self._to_native(lon, lat))
+
+    def coord_to_idx(self, lon: Any, lat: Any) -> tuple[np.ndarray, np.ndarray]:
+        """Integer pixel indices of world coordinates.
+
+        Parameters
+        ----------
+        lon, lat : array_like
+            Degrees in the geometry's frame; broadcast together.
+
+        Returns
+        -------
+        ix, iy : numpy.ndarray of int64
+            Pixel ``i`` covers ``[i - 0.5, i + 0.5)``; both are -1 where the point is outside the grid or
+            does not project.
+        """
+        x, y = self.world_to_pix(lon, lat)
+        ix = np.floor(x + 0.5)
+        iy = np.floor(y + 0.5)
+        inside = (ix >= 0) & (ix < self.npix[0]) & (iy >= 0) & (iy < self.npix[1])
+        return np.where(inside, ix, -1).astype(np.int64), np.where(inside, iy, -1).astype(np.int64)
+
+    def skycoord_to_pix(self, coord: SkyCoord) -> tuple[np.ndarray, np.ndarray]:
+        """:meth:`world_to_pix` of a SkyCoord in any frame (transformed to the geometry's frame)."""
+        return self.world_to_pix(*skycoord_to_lonlat(coord, self.frame))
+
+    # ------------------------------------------------------------------------ distances and areas
+    def _offset_pix(self, center_vec: tuple[float, ...], x: np.ndarray, y: np.ndarray) -> np.ndarray:
+        """Angular distance (deg) of pixels ``(x, y)`` (broadcast) from a native unit vector; NaN: invalid."""
+        n = proj.intermediate_to_native(self.projection, *self._intermediate(x, y))
+        return proj.angular_distance(n, center_vec)
+
+    def separation(self, lon: float, lat: float) -> np.ndarray:
+        """Angular distance of every pixel centre from one point.
+
+        Parameters
+        ----------
+        lon, lat : float
+            The point, in deg in the geometry's frame.
+
+        Returns
+        -------
+        numpy.ndarray
+            ``(ny, nx)`` distances in deg (NaN for CAR pixels outside the projection's domain).
+        """
+        center = tuple(float(v) for v in self._to_native(float(lon), float(lat)))
+        if not all(math.isfinite(v) for v in center):
+            raise GpcubeError(f"(lon, lat) must be finite with |lat| <= 90, got ({lon!r}, {lat!r})")
+        return self._offset_pix(center, np.arange(self.npix[0])[None, :], np.arange(self.npix[1])[:, None])
+
+    def offset_map(self, center_lon: float, center_lat: float, frame: str | None = None) -> np.ndarray:
+        """Angular distance of every pixel centre from a point given in any frame.
+
+        Parameters
+        ----------
+        center_lon, center_lat : float
+            The point in deg.
+        frame : {"icrs", "galactic"}, optional
+            Frame of the point; default the geometry's frame.
+
+        Returns
+        -------
+        numpy.ndarray
+            ``(ny, nx)`` distances in deg, as :meth:`separation`.
+        """
+        if frame is not None and frame != self.frame:
+            from astropy.coordinates import SkyCoord
+
+            if frame not in FRAMES:
+                raise GpcubeError(f"frame must be 'icrs' or 'galactic', got {frame!r}")
+            coord = SkyCoord(center_lon, center_lat, unit="deg", frame=frame)
+            center_lon, center_lat = skycoord_to_lonlat(coord, self.frame)
+        return self.separation(center_lon, center_lat)
+
+    def solid_angle(self) -> np.ndarray:
+        """Pixel solid angles.
+
+        Returns
+        -------
+        numpy.ndarray
+            ``(ny, nx)`` in sr, exact: CAR pixels are native longitude-latitude rectangles of area
+            ``dphi * (sin theta2 - sin theta1)``; TAN pixels are tangent-plane rectangles, integrated in
+            closed form. Zero for CAR pixels outside the projection's domain.
+        """
+        xi, _ = self._intermediate(np.arange(self.npix[0] + 1) - 0.5, 0.0)
+        _, eta = self._intermediate(0.0, np.arange(self.npix[1] + 1) - 0.5)
+        func = proj.solid_angle_tan if self.projection == "TAN" else proj.solid_angle_car
+        return func(xi, eta)
+
+    # ------------------------------------------------------------------------------- sub-grids
+    def slice(self, slices: tuple[slice, slice]) -> SkyGeom:
+        """A sub-grid of this grid, on the same pixels.
+
+        Parameters
+        ----------
+        slices : tuple of slice
+            ``(slice_lat, slice_lon)`` into arrays of shape ``(ny, nx)``; numpy rules (negative and
+            out-of-range bounds allowed), step 1.
+
+        Returns
+        -------
+        SkyGeom
+            Same crval and binsz; crpix shifted and origin increased by the slice starts; npix the
+            slice lengths.
+        """
+        if not isinstance(slices, tuple) or len(slices) != 2 or not all(isinstance(s, slice) for s in slices):
+            raise GpcubeError(f"slices must be a (slice_lat, slice_lon) tuple, got {slices!r}")
+        (y0, y1, ystep), (x0, x1, xstep) = slices[0].indices(self.npix[1]), slices[1].indices(self.npix[0])
+        if ystep != 1 or xstep != 1:
+            raise GpcubeError(f"slices must have step 1, got {slices!r}")
+        return dataclasses.replace(
+            self,
+            npix=(max(x1 - x0, 0), max(y1 - y0, 0)),
+            crpix=(self.crpix[0] - x0, self.crpix[1] - y0),
+            origin=(self.origin[0] + x0, self.origin[1] + y0),
+        )
+
+    def cutout(self, center: Any, max_offset: float) -> tuple[SkyGeom, tuple[slice, slice]]:
+        """See :func:`gpcube.geom.cutout`."""
+        from gpcube.geom.cutout import cutout
+
+        return cutout(self, center, max_offset)
+
+    # ------------------------------------------------------------------------- xarray and JSON
+    def to_coords(self) -> dict[str, xr.Variable]:
+        """Coordinates for dims ``("lat", "lon")`` (global pixel indices in the parent) plus energy axes."""
+        coords = {}
+        for ax in self.axes:
+            coords.update(ax.to_coords())
+        for dim, i in (("lat", 1), ("lon", 0)):
+            index = self.origin[i] + np.arange(self.npix[i], dtype=np.int64)
+            long_name = f"pixel index along {'latitude (y)' if i else 'longitude (x)'} in the parent grid"
+            coords[dim] = xr.Variable((dim,), index, {"units": "pix", "long_name": long_name})
+        return coords
+
+    def to_attrs(self) -> dict[str, Any]:
+        """Plain JSON-serialisable description, stored by products under ``attrs["geom"]``.
+
+        Returns
+        -------
+        dict
+            ``kind``, ``version``, ``frame``, ``projection``, ``crval``, ``crpix``, ``binsz``, ``npix``,
+            ``origin``, ``axes`` (energy-axis dicts) and ``wcs_header`` (:attr:`header`).
+        """
+        return {
+            "kind": ATTRS_KIND,
+            "version": ATTRS_VERSION,
+            "frame": self.frame,
+            "projection": self.projection,
+            "crval": list(self.crval),
+            "crpix": list(self.crpix),
+            "binsz": self.binsz,
+            "npix": list(self.npix),
+            "origin": list(self.origin),
+            "axes": [ax.to_dict() for ax in self.axes],
+            "wcs_header": self.header,
+        }
+
+    @classmethod
+    def from_attrs(cls, attrs: dict[str, Any] | str) -> SkyGeom:
+        """Rebuild a geometry from :meth:`to_attrs` output.
+
+        Parameters
+        ----------
+        attrs : dict or str
+            The dict, or its JSON string. ``wcs_header`` is not read: the other fields define the grid.
+
+        Returns
+        -------
+        SkyGeom
+        """
+        if isinstance(attrs, str):
+            attrs = json.loads(attrs)
+        if not isinstance(attrs, dict):
+            raise GpcubeError(f"geometry attrs must be a dict, got {type(attrs).__name__}")
+        kind, version = attrs.get("kind", ATTRS_KIND), attrs.get("version", ATTRS_VERSION)
+        if kind != ATTRS_KIND or version not in range(1, ATTRS_VERSION + 1):
+            raise GpcubeError(f"unsupported geometry attrs: kind {kind!r}, version {version!r}")
+        missing = [k for k in ("frame", "projection", "crval", "crpix", "binsz", "npix") if k not in attrs]
+        if missing:
+            raise GpcubeError(f"geometry attrs lack key(s) {missing}")
+        axes = tuple(EnergyAxis.from_dict(d) for d in attrs.get("axes", []))
+        return cls(
+            attrs["frame"],
+            attrs["projection"],
+            tuple(attrs["crval"]),
+            attrs["binsz"],
+            tuple(attrs["npix"]),
+            tuple(attrs["crpix"]),
+            tuple(attrs.get("origin", (0, 0))),
+            axes,
+        )
+
+    @classmethod
+    def from_dataarray(cls, da: xr.DataArray | xr.Dataset) -> SkyGeom:
+        """The geometry stored in ``da.attrs["geom"]``."""
+        if "geom" not in da.attrs:
+            raise GpcubeError(f"no 'geom' in the attrs of {getattr(da, 'name', None)!r}")
+        return cls.from_attrs(da.attrs["geom"])
+
+    def __repr__(self) -> str:
+        axes = ", ".join(f"{a.name}[{a.nbins}]" for a in self.axes)
+        return (
+            f"SkyGeom({self.frame} {self.projection}, npix=({self.npix[0]}, {self.npix[1]}), "
+            f"binsz={self.binsz:g} deg, crval=({self.crval[0]:.6g}, {self.crval[1]:.6g}), "
+            f"origin=({self.origin[0]}, {self.origin[1]}), axes=[{axes}])"
+        )
