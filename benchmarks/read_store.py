@@ -77,7 +77,14 @@ def main() -> None:
 
     n_obs = len(gpcube.DataStore.from_dir(args.data))
     print(f"{n_obs} observations from {args.data}, median of {args.repeat} alternating runs\n")
-    print(f"{'what':<18}{'gpcube s':>10}{'gammapy s':>11}{'gpcube ms/obs':>15}{'gammapy ms/obs':>16}{'speed-up':>10}")
+    columns = (
+        ("gpcube s", 10),
+        ("gammapy s", 11),
+        ("gpcube ms/obs", 15),
+        ("gammapy ms/obs", 16),
+        ("speed-up", 10),
+    )
+    print(f"{'what':<18}" + "".join(f"{name:>{width}}" for name, width in columns))
     for name, (ours, reference) in cases.items():
         times: dict[str, list[float]] = {"gpcube": [], "gammapy": []}
         counts = set()

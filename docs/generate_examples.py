@@ -30,7 +30,10 @@ def generate(app=None) -> None:
     store = gpcube.DataStore.from_dir(HESS)
     obs = store.observation(23523)
     with xr.set_options(display_width=100, display_max_rows=40):
-        _write("store.txt", f"{store!r}\n{store.obs_table['OBS_ID', 'OBJECT', 'RA_PNT', 'DEC_PNT', 'LIVETIME'][:5]}\n")
+        _write(
+            "store.txt",
+            f"{store!r}\n{store.obs_table['OBS_ID', 'OBJECT', 'RA_PNT', 'DEC_PNT', 'LIVETIME'][:5]}\n",
+        )
         _write("events.txt", repr(obs.events) + "\n")
         _write("pointing.txt", f"{obs.pointing!r}\nlivetime={obs.livetime} s, ontime={obs.ontime} s\n")
         for part in ("aeff", "edisp", "psf", "bkg"):

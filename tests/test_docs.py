@@ -10,7 +10,18 @@ from tests.conftest import REPO
 
 def test_docs_build_without_warnings(tmp_path, hess_dir):
     result = subprocess.run(
-        [sys.executable, "-m", "sphinx", "-W", "--keep-going", "-q", "-b", "html", "docs", str(tmp_path / "html")],
+        [
+            sys.executable,
+            "-m",
+            "sphinx",
+            "-W",
+            "--keep-going",
+            "-q",
+            "-b",
+            "html",
+            "docs",
+            str(tmp_path / "html"),
+        ],
         cwd=REPO,
         capture_output=True,
         text=True,
