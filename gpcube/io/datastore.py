@@ -58,6 +58,10 @@ def _hdu_refs(table: Table, header: dict, index_path: Path) -> dict[int, dict[st
         hdu_type = str(row["HDU_TYPE"]).lower()
         path = base / str(row["FILE_DIR"]) / str(row["FILE_NAME"])
         ref = HduRef(obs_id, hdu_type, str(row["HDU_CLASS"]).lower(), path, str(row["HDU_NAME"]))
+        if hdu_type in refs.get(obs_id, {}):
+            raise GpcubeError(
+                f"observation {obs_id} has two {hdu_type!r} rows in the HDU index", path=index_path
+            )
         refs.setdefault(obs_id, {})[hdu_type] = ref
     return refs
 

@@ -93,7 +93,9 @@ def read_gti(table: BinTable, *, path=None, hdu=None) -> xr.Dataset:
         raise GpcubeError("GTI table needs START and STOP columns", path=path, hdu=hdu)
     data_vars = {}
     for key in ("START", "STOP"):
-        unit = parse_unit(table.units.get(names[key]) or "s", path=path, hdu=hdu, column=key)
+        if not table.units.get(names[key]):
+            raise GpcubeError(f"column {key} has no unit (expected s)", path=path, hdu=hdu)
+        unit = parse_unit(table.units[names[key]], path=path, hdu=hdu, column=key)
         values = native(table.data[names[key]]).astype(np.float64) * unit.to("s")
         data_vars[key.lower()] = xr.Variable(("gti",), values, {"units": "s"})
     attrs = header_metadata(table.header, ("MJDREFI", "MJDREFF", "TIMESYS", "TIMEREF", "TSTART", "TSTOP"))

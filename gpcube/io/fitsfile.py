@@ -14,6 +14,7 @@ import re
 import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import NoReturn
 
 import numpy as np
 
@@ -215,7 +216,15 @@ class FitsFile:
         if len(self._raw) < _BLOCK or not self._raw.startswith(b"SIMPLE  ="):
             raise GpcubeError("not a FITS file (no SIMPLE card)", path=self.path)
         while pos < len(buffer):
-            header, data_start = _parse_header(buffer, pos, self.path)
+            if len(buffer) - pos < _BLOCK:
+                # a partial block after the last HDU: missing padding is tolerated, a cut header is not
+                if bytes(buffer[pos : pos + 8]) == b"XTENSION":
+                    self._truncated_header()
+                break
+            try:
+                header, data_start = _parse_header(buffer, pos, self.path)
+            except GpcubeError:
+                self._truncated_header()
             size = _data_size(header)
             padded = -(-size // _BLOCK) * _BLOCK
             if data_start + size > len(buffer):
@@ -223,8 +232,11 @@ class FitsFile:
                 raise GpcubeError("file truncated inside this HDU", path=self.path, hdu=name)
             self._headers.append((header, data_start))
             pos = data_start + padded
-            if len(buffer) - pos < _BLOCK:
-                break
+
+    def _truncated_header(self) -> NoReturn:
+        """Raise for a header cut short (named by its index and the HDU before it)."""
+        where = f"#{len(self._headers)}, after {self.hdu_names[-1]!r}" if self._headers else "#0"
+        raise GpcubeError("file truncated inside a header", path=self.path, hdu=where)
 
     @property
     def hdu_names(self) -> list[str]:

@@ -269,4 +269,4 @@ def read_irf_table(table: BinTable, irf_class: str, *, path=None, hdu=None) -> x
             raise GpcubeError(f"FOVALIGN must be RADEC or ALTAZ, got {align!r}", path=path, hdu=hdu)
         attrs["fov_alignment"] = align
     attrs.pop("fovalign", None)
-    return xr.Dataset(data_vars, coords=coords, attrs=attrs)
+    return xr.Dataset(data_vars, coords=coords, attrs=attrs).transpose(*spec.dims)

@@ -71,6 +71,11 @@ class Observation:
         parts = ", ".join(f"{k}={v.hdu_class}" for k, v in self.hdus.items())
         return f"Observation(obs_id={self.obs_id}, {parts})"
 
+    def __dask_tokenize__(self):
+        """Identity for dask: the observation id and where its HDUs are (not what is loaded)."""
+        refs = tuple(sorted((k, str(v.path), v.hdu_name, v.hdu_class) for k, v in self.hdus.items()))
+        return ("gpcube.Observation", self.obs_id, refs)
+
     def __getstate__(self) -> dict:
         state = self.__dict__.copy()
         state["_files"] = {}
@@ -84,7 +89,14 @@ class Observation:
             )
         ref = self.hdus[hdu_type]
         if ref.path not in self._files:
-            self._files[ref.path] = open_fits(ref.path)
+            try:
+                self._files[ref.path] = open_fits(ref.path)
+            except GpcubeError as exc:
+                if exc.hdu is not None:
+                    raise
+                # a file-level failure (missing, unreadable, bad gzip): name the HDU that was asked for
+                reason = str(exc).removeprefix(f"file {ref.path}: ")
+                raise GpcubeError(reason, path=ref.path, hdu=ref.hdu_name) from None
         return self._files[ref.path].table(ref.hdu_name), ref
 
     def close(self) -> None:

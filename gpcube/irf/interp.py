@@ -93,8 +93,7 @@ def interp_nodes(
         result = result + factor * values[clipped]
     if log_values:
         result = np.exp(result)
-        result[result <= 10 * _TINY] = 0.0
-    result = np.clip(result, 0.0, None)
+        result = np.where(result <= 10 * _TINY, 0.0, result)
     outside = np.zeros(shape, dtype=bool)
     for axis, p in enumerate(points):
         p = np.asarray(p, dtype=float)
@@ -103,5 +102,5 @@ def interp_nodes(
             low, high = edges[axis]
             bad |= (p < low) | (p > high)
         outside |= bad
-    result[outside] = 0.0
-    return result
+    # np.where, not item assignment: with scalar points the sums above are numpy scalars
+    return np.where(outside, 0.0, np.clip(result, 0.0, None))
