@@ -5,11 +5,11 @@ from __future__ import annotations
 import numpy as np
 import xarray as xr
 
-from gpcube.geom import SkyGeom
+from gpcube.geom import EnergyAxis, SkyGeom
 from gpcube.geom.frames import convert_frame
 from gpcube.io import Observation
-from gpcube.makers._cutout import observation_cutout
-from gpcube.makers._lazy import DEFAULT_CHUNK, lazy_cube
+from gpcube.makers._cutout import observation_cube
+from gpcube.makers._lazy import DEFAULT_CHUNK
 
 __all__ = ["bin_events", "make_map_counts"]
 
@@ -45,15 +45,16 @@ def histogram_block(
     return counts.reshape(shape).astype(COUNTS_DTYPE, copy=False)
 
 
-def _load_counts(observation: Observation, geom: SkyGeom, energy_edges: np.ndarray):
+def _load_counts(observation: Observation, geom: SkyGeom, axis: EnergyAxis):
     events = observation.events
-    return bin_events(events["ra"].values, events["dec"].values, events["energy"].values, geom, energy_edges)
+    indices = bin_events(events["ra"].values, events["dec"].values, events["energy"].values, geom, axis.edges)
+    return indices, geom.origin
 
 
-def _counts_block(indices, block_geom: SkyGeom, *, origin: tuple[int, int], nbins: int) -> np.ndarray:
-    ny, nx = block_geom.shape
+def _counts_block(loaded, block_geom: SkyGeom) -> np.ndarray:
+    indices, origin = loaded
     start = (0, block_geom.origin[1] - origin[1], block_geom.origin[0] - origin[0])
-    return histogram_block(indices, (nbins, ny, nx), start)
+    return histogram_block(indices, block_geom.data_shape("energy_reco"), start)
 
 
 def make_map_counts(
@@ -81,18 +82,7 @@ def make_map_counts(
     xarray.DataArray
         ``counts(energy_reco, lat, lon)``, int64, dask-backed.
     """
-    axis = geom.axis("energy_reco")
-    cutout_geom = observation_cutout(observation, geom, max_offset)
-    attrs = {"units": "", "energy_type": "reco", "obs_id": observation.obs_id, "product": "counts"}
-    return lazy_cube(
-        _load_counts,
-        (observation, cutout_geom, axis.edges),
-        _counts_block,
-        cutout_geom,
-        "energy_reco",
-        name="counts",
-        dtype=COUNTS_DTYPE,
-        attrs=attrs,
-        chunk=chunk,
-        block_kwargs={"origin": cutout_geom.origin, "nbins": axis.nbins},
-    )
+    return observation_cube(
+        observation, geom, product="counts", axis_name="energy_reco", units="", load=_load_counts,
+        block=_counts_block, dtype=COUNTS_DTYPE, max_offset=max_offset, chunk=chunk,
+    )  # fmt: skip

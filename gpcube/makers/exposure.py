@@ -5,13 +5,13 @@ from __future__ import annotations
 import numpy as np
 import xarray as xr
 
-from gpcube.geom import SkyGeom
+from gpcube.geom import EnergyAxis, SkyGeom
 from gpcube.geom.frames import convert_frame
 from gpcube.io import Observation
 from gpcube.irf import evaluate
 from gpcube.irf.interp import axis_weights
-from gpcube.makers._cutout import observation_cutout
-from gpcube.makers._lazy import DEFAULT_CHUNK, lazy_cube
+from gpcube.makers._cutout import observation_cube
+from gpcube.makers._lazy import DEFAULT_CHUNK
 
 __all__ = ["make_map_exposure_true_energy", "radial_profile_on_offset_map"]
 
@@ -32,8 +32,9 @@ def radial_profile_on_offset_map(
     return np.clip(values, 0.0, None)
 
 
-def _load_exposure(observation: Observation, geom: SkyGeom, energy: np.ndarray):
+def _load_exposure(observation: Observation, geom: SkyGeom, axis: EnergyAxis):
     aeff = observation.aeff
+    energy = axis.centers
     nodes = aeff["offset"].values
     table = evaluate(aeff, energy_true=energy[:, None], offset=nodes[None, :]) * observation.livetime
     edges = (float(aeff["offset_lo"][0]), float(aeff["offset_hi"][-1]))
@@ -75,17 +76,7 @@ def make_map_exposure_true_energy(
     xarray.DataArray
         ``exposure(energy_true, lat, lon)`` in m2 s, float64, dask-backed.
     """
-    axis = geom.axis("energy_true")
-    cutout_geom = observation_cutout(observation, geom, max_offset)
-    attrs = {"units": "m2 s", "energy_type": "true", "obs_id": observation.obs_id, "product": "exposure"}
-    return lazy_cube(
-        _load_exposure,
-        (observation, cutout_geom, axis.centers),
-        _exposure_block,
-        cutout_geom,
-        "energy_true",
-        name="exposure",
-        dtype=np.float64,
-        attrs=attrs,
-        chunk=chunk,
-    )
+    return observation_cube(
+        observation, geom, product="exposure", axis_name="energy_true", units="m2 s", load=_load_exposure,
+        block=_exposure_block, dtype=np.float64, max_offset=max_offset, chunk=chunk,
+    )  # fmt: skip
