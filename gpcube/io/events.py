@@ -7,7 +7,7 @@ import xarray as xr
 
 from gpcube.errors import GpcubeError
 from gpcube.io.fitsfile import BinTable, native
-from gpcube.io.gadf import parse_unit
+from gpcube.io.gadf import column_factor
 
 __all__ = ["read_events", "read_gti", "header_metadata"]
 
@@ -48,20 +48,9 @@ def _column_variable(table: BinTable, name: str, path, hdu) -> xr.Variable:
     values = native(table.data[name])
     upper = name.upper()
     if upper in EVENT_UNITS:
-        target = EVENT_UNITS[upper]
-        if not unit_text:
-            raise GpcubeError(f"column {name} has no unit (expected {target})", path=path, hdu=hdu)
-        unit = parse_unit(unit_text, path=path, hdu=hdu, column=name)
-        try:
-            factor = unit.to(target)
-        except Exception:
-            raise GpcubeError(
-                f"column {name} has unit {unit_text!r}, which does not convert to {target}",
-                path=path,
-                hdu=hdu,
-            ) from None
-        values = values.astype(np.float64) * factor if factor != 1 else values.astype(np.float64)
-        attrs = {"units": target}
+        factor = column_factor(table, name, EVENT_UNITS[upper], path, hdu)
+        values = values.astype(np.float64) * factor
+        attrs = {"units": EVENT_UNITS[upper]}
     else:
         attrs = {"units": unit_text}
     dims = ("event",) + tuple(f"{name.lower()}_dim_{i}" for i in range(values.ndim - 1))
@@ -93,10 +82,8 @@ def read_gti(table: BinTable, *, path=None, hdu=None) -> xr.Dataset:
         raise GpcubeError("GTI table needs START and STOP columns", path=path, hdu=hdu)
     data_vars = {}
     for key in ("START", "STOP"):
-        if not table.units.get(names[key]):
-            raise GpcubeError(f"column {key} has no unit (expected s)", path=path, hdu=hdu)
-        unit = parse_unit(table.units[names[key]], path=path, hdu=hdu, column=key)
-        values = native(table.data[names[key]]).astype(np.float64) * unit.to("s")
+        factor = column_factor(table, names[key], "s", path, hdu)
+        values = native(table.data[names[key]]).astype(np.float64) * factor
         data_vars[key.lower()] = xr.Variable(("gti",), values, {"units": "s"})
     attrs = header_metadata(table.header, ("MJDREFI", "MJDREFF", "TIMESYS", "TIMEREF", "TSTART", "TSTOP"))
     attrs.update(file=str(path), hdu=str(hdu))

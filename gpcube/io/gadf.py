@@ -36,7 +36,7 @@ import xarray as xr
 from gpcube.errors import GpcubeError
 from gpcube.io.fitsfile import BinTable, native
 
-__all__ = ["IrfSpec", "IRF_SPECS", "parse_unit", "read_irf_table", "axis_from_lo_hi"]
+__all__ = ["IrfSpec", "IRF_SPECS", "column_factor", "parse_unit", "read_irf_table", "axis_from_lo_hi"]
 
 #: Axis column prefix -> gpcube dim. ``ENERG``/``ETRUE`` resolve to the IRF's energy dim.
 AXIS_PREFIXES = {
@@ -140,8 +140,11 @@ def parse_unit(text: str | None, *, path=None, hdu=None, column: str = "") -> u.
     raise GpcubeError(f"column {column}: cannot parse unit {text!r}", path=path, hdu=hdu)
 
 
-def _column_unit(table: BinTable, column: str, target: str, path, hdu) -> float:
-    """Factor converting ``column`` to the unit ``target``; checks the unit's kind."""
+def column_factor(table: BinTable, column: str, target: str, path, hdu) -> float:
+    """Factor converting ``column`` to the unit ``target``.
+
+    A column without a unit is an error unless ``target`` is dimensionless; so is a unit of another kind.
+    """
     raw = table.units.get(column, "")
     unit = parse_unit(raw, path=path, hdu=hdu, column=column)
     target_unit = u.Unit(target) if target else u.dimensionless_unscaled
@@ -224,7 +227,7 @@ def _read_axes(table, spec: IrfSpec, prefixes: list[str], path, hdu) -> dict[str
         lo_name, hi_name = f"{prefix}_LO", f"{prefix}_HI"
         if lo_name not in upper or hi_name not in upper:
             raise GpcubeError(f"missing axis columns {lo_name}/{hi_name}", path=path, hdu=hdu)
-        factor = _column_unit(table, upper[lo_name], AXIS_UNITS[dim], path, hdu)
+        factor = column_factor(table, upper[lo_name], AXIS_UNITS[dim], path, hdu)
         lo = native(table.data[upper[lo_name]][0]).astype(float).ravel() * factor
         hi = native(table.data[upper[hi_name]][0]).astype(float).ravel() * factor
         coords.update(axis_from_lo_hi(dim, lo, hi))
@@ -257,7 +260,7 @@ def read_irf_table(table: BinTable, irf_class: str, *, path=None, hdu=None) -> x
                 path=path,
                 hdu=hdu,
             )
-        factor = _column_unit(table, column, spec.variables[var][1], path, hdu)
+        factor = column_factor(table, column, spec.variables[var][1], path, hdu)
         array = xr.DataArray(values * factor, dims=numpy_dims).transpose(*spec.dims)
         array.attrs["units"] = spec.variables[var][1]
         data_vars[var] = array

@@ -286,3 +286,16 @@ def test_gti_without_unit(tmp_path):
 
     gf.rewrite_hdu(store.files[1], "GTI", drop_units)
     assert_gpcube_error(lambda: observation(store).gti, store.files[1], "GTI", "no unit")
+
+
+def test_gti_with_a_unit_of_the_wrong_kind(tmp_path):
+    store = one_obs_store(tmp_path, gzip=False, irfs=[])
+
+    def degrees(hdu):
+        columns = [
+            fits.Column(name=c.name, format=c.format, unit="deg", array=hdu.data[c.name]) for c in hdu.columns
+        ]
+        return fits.BinTableHDU.from_columns(columns, name=hdu.name)
+
+    gf.rewrite_hdu(store.files[1], "GTI", degrees)
+    assert_gpcube_error(lambda: observation(store).gti, store.files[1], "GTI", "does not convert")
