@@ -23,7 +23,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-__all__ = ["interp_nodes", "axis_weights"]
+__all__ = ["axis_weights", "interp_nodes", "zero_outside"]
 
 _TINY = np.finfo(np.float64).tiny
 
@@ -94,13 +94,22 @@ def interp_nodes(
     if log_values:
         result = np.exp(result)
         result = np.where(result <= 10 * _TINY, 0.0, result)
-    outside = np.zeros(shape, dtype=bool)
+    return zero_outside(result, points, edges)
+
+
+def zero_outside(
+    values: np.ndarray, points: Sequence, edges: Sequence[tuple[float, float]] | None
+) -> np.ndarray:
+    """The last step of the interpolation rule: clip at 0, and 0 beyond the edges or at NaN points.
+
+    ``points`` (one array per axis) broadcast against the trailing dims of ``values``.
+    """
+    outside = False
     for axis, p in enumerate(points):
         p = np.asarray(p, dtype=float)
-        bad = ~np.isfinite(p)
+        outside = outside | ~np.isfinite(p)
         if edges is not None:
             low, high = edges[axis]
-            bad |= (p < low) | (p > high)
-        outside |= bad
-    # np.where, not item assignment: with scalar points the sums above are numpy scalars
-    return np.where(outside, 0.0, np.clip(result, 0.0, None))
+            outside = outside | (p < low) | (p > high)
+    # np.where, not item assignment: with scalar points the values are numpy scalars
+    return np.where(outside, 0.0, np.clip(values, 0.0, None))

@@ -9,7 +9,7 @@ from gpcube.geom import EnergyAxis, SkyGeom
 from gpcube.geom.frames import convert_frame
 from gpcube.io import Observation
 from gpcube.irf import evaluate
-from gpcube.irf.interp import axis_weights
+from gpcube.irf.interp import axis_weights, zero_outside
 from gpcube.makers._cutout import observation_cube
 from gpcube.makers._lazy import DEFAULT_CHUNK
 
@@ -27,9 +27,7 @@ def radial_profile_on_offset_map(
     index, weight = axis_weights(offset_nodes, offset)
     upper = np.minimum(index + 1, len(offset_nodes) - 1)
     values = table[:, index] * (1.0 - weight) + table[:, upper] * weight
-    outside = ~np.isfinite(offset) | (offset < offset_edges[0]) | (offset > offset_edges[1])
-    values[:, outside] = 0.0
-    return np.clip(values, 0.0, None)
+    return zero_outside(values, [offset], [offset_edges])
 
 
 def _load_exposure(observation: Observation, geom: SkyGeom, axis: EnergyAxis):
