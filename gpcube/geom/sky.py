@@ -180,6 +180,17 @@ class SkyGeom:
         """The same sky grid with ``axes`` as its energy axes (replacing the current ones)."""
         return dataclasses.replace(self, axes=tuple(axes))
 
+    def to_binsz(self, binsz: float) -> SkyGeom:
+        """A grid of pixel size ``binsz`` with the same centre, width, frame, projection and axes.
+
+        Used for the coarse IRF grids (PSF and edisp kernel maps): every observation derives the same
+        coarse parent grid from the mosaic geometry, so their coarse cutouts sum like the fine ones.
+        """
+        width = (self.npix[0] * self.binsz, self.npix[1] * self.binsz)
+        return SkyGeom.create(
+            self.center, binsz, width=width, frame=self.frame, projection=self.projection, axes=self.axes
+        )
+
     # ------------------------------------------------------------------------------------------- WCS
     @property
     def wcs(self) -> WCS:

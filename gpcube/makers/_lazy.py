@@ -27,20 +27,36 @@ def block_slices(n: int, chunk: int) -> list[slice]:
     return [slice(start, min(start + chunk, n)) for start in range(0, n, chunk)]
 
 
+def _leading_axes(geom: SkyGeom, axis_name, extra_axes: dict) -> tuple[tuple, tuple, dict]:
+    """Names, sizes and coordinates of the dims in front of ``(lat, lon)``."""
+    names = () if axis_name is None else (axis_name,) if isinstance(axis_name, str) else tuple(axis_name)
+    sizes, coords = [], {}
+    for dim in names:
+        if dim in extra_axes:
+            dim_coords = extra_axes[dim]
+            sizes.append(len(dim_coords[dim]))
+        else:
+            dim_coords = geom.axis(dim).to_coords()
+            sizes.append(geom.axis(dim).nbins)
+        coords.update(dim_coords)
+    return names, tuple(sizes), coords
+
+
 def lazy_cube(
     load: Callable,
     load_args: tuple,
     block: Callable,
     geom: SkyGeom,
-    axis_name: str | None,
+    axis_name: str | tuple[str, ...] | None,
     *,
     name: str,
     dtype,
     attrs: dict,
     chunk: int = DEFAULT_CHUNK,
     block_kwargs: dict | None = None,
+    extra_axes: dict | None = None,
 ) -> xr.DataArray:
-    """A lazy ``(axis_name, lat, lon)`` (or ``(lat, lon)``) DataArray over ``geom``.
+    """A lazy ``(*axis_name, lat, lon)`` DataArray over ``geom``.
 
     Parameters
     ----------
@@ -48,22 +64,33 @@ def lazy_cube(
         ``load(*load_args)``, run once per product in its own task.
     block : callable
         ``block(loaded, block_geom, **block_kwargs)`` returning the numpy block for ``block_geom``
-        (a :meth:`SkyGeom.slice` of ``geom``), of shape ``block_geom.data_shape(axis_name)``.
+        (a :meth:`SkyGeom.slice` of ``geom``), of shape ``(*leading sizes, ny, nx)``.
     geom : SkyGeom
         The grid of the product (usually an observation's cutout of the mosaic geometry).
+    axis_name : str, tuple of str or None
+        The dims in front of ``(lat, lon)``: energy axes of ``geom`` or keys of ``extra_axes``.
     name : str
         Name of the DataArray and prefix of the dask keys.
+    extra_axes : dict, optional
+        ``{dim: coords}`` for leading dims that are not energy axes of ``geom`` (e.g. ``rad``);
+        ``coords`` maps coordinate names to :class:`xarray.Variable` along ``dim``, and must hold
+        ``coords[dim]``.
     """
     block_kwargs = block_kwargs or {}
-    token = dask.base.tokenize(load, load_args, block, geom.to_attrs(), axis_name, block_kwargs, chunk)
+    extra_axes = extra_axes or {}
+    names, sizes, axis_coords = _leading_axes(geom, axis_name, extra_axes)
+    token = dask.base.tokenize(
+        load, load_args, block, geom.to_attrs(), names, block_kwargs, chunk,
+        {dim: {k: v.values for k, v in c.items()} for dim, c in extra_axes.items()},
+    )  # fmt: skip
     loaded = dask.delayed(load, pure=True)(*load_args, dask_key_name=f"{name}-load-{token}")
-    dims = ("lat", "lon") if axis_name is None else (axis_name, "lat", "lon")
+    dims = (*names, "lat", "lon")
     rows = []
     for sy in block_slices(geom.shape[0], chunk) or [slice(0, 0)]:
         row = []
         for sx in block_slices(geom.shape[1], chunk) or [slice(0, 0)]:
             sub = geom.slice((sy, sx))
-            shape = sub.data_shape(axis_name)
+            shape = (*sizes, *sub.shape)
             if 0 in shape:
                 row.append(da.zeros(shape, dtype=dtype))
                 continue
@@ -71,7 +98,11 @@ def lazy_cube(
             task = dask.delayed(block, pure=True)(loaded, sub, dask_key_name=key, **block_kwargs)
             row.append(da.from_delayed(task, shape=shape, dtype=dtype, name=key + "-array"))
         rows.append(row)
-    array = da.block(rows if axis_name is None else [rows])
+    nested = rows
+    for _ in names:
+        nested = [nested]
+    array = da.block(nested)
     attrs = {**attrs, "geom": geom.to_attrs()}
-    coords = {k: v for k, v in geom.to_coords().items() if set(v.dims) <= set(dims)}
+    coords = {k: v for k, v in geom.to_coords().items() if set(v.dims) <= {"lat", "lon"}}
+    coords.update(axis_coords)
     return xr.DataArray(array, dims=dims, coords=coords, name=name, attrs=attrs)
