@@ -10,6 +10,8 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 HESS_DIR = Path(os.environ.get("GPCUBE_HESS_DL3_DR1", REPO.parent / "shared" / "data" / "hess-dl3-dr1"))
 CRAB_RUNS = (23523, 23526, 23559, 23592)
+#: The first 11 MSH 15-52 runs (by obs_id), both wobble positions, pointing within 1 deg of the source.
+MSH_RUNS = (20136, 20137, 20282, 20283, 20301, 20302, 20303, 20322, 20323, 20324, 20325)
 
 
 @pytest.fixture(scope="session")

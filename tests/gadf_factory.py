@@ -437,6 +437,7 @@ class ObsSpec:
     index: dict[str, dict] = field(default_factory=dict)
     extra_index_rows: list[dict] = field(default_factory=list)
     seed: int = 0
+    extra_header: dict = field(default_factory=dict)
 
     @property
     def tstop(self) -> float:
@@ -463,7 +464,7 @@ class ObsSpec:
             "OBS_ID": self.obs_id, "RA_PNT": self.ra_pnt, "DEC_PNT": self.dec_pnt, "ALT_PNT": self.alt_pnt,
             "AZ_PNT": self.az_pnt, "OBJECT": self.object, "LIVETIME": self.livetime, "ONTIME": self.ontime,
             "DEADC": self.deadc, "TSTART": self.tstart, "TSTOP": self.tstop, "MJDREFI": MJDREFI,
-            "MJDREFF": MJDREFF, "TIMESYS": "TT", "TIMEREF": "LOCAL", "TIMEUNIT": "s",
+            "MJDREFF": MJDREFF, "TIMESYS": "TT", "TIMEREF": "LOCAL", "TIMEUNIT": "s", **self.extra_header,
         }  # fmt: skip
 
     def events_hdu(self) -> fits.BinTableHDU:

@@ -252,7 +252,8 @@ def read_irf_table(table: BinTable, irf_class: str, *, path=None, hdu=None) -> x
     shape = tuple(len(coords[d][1]) for d in numpy_dims)
     data_vars = {}
     for var, column in columns.items():
-        values = native(table.data[column][0]).astype(float)
+        stored = native(table.data[column][0])
+        values = stored.astype(float)
         if values.shape != shape:
             raise GpcubeError(
                 f"column {column} has shape {values.shape}, but the axes {numpy_dims} "
@@ -263,6 +264,9 @@ def read_irf_table(table: BinTable, irf_class: str, *, path=None, hdu=None) -> x
         factor = column_factor(table, column, spec.variables[var][1], path, hdu)
         array = xr.DataArray(values * factor, dims=numpy_dims).transpose(*spec.dims)
         array.attrs["units"] = spec.variables[var][1]
+        # smallest normal number of the stored type, in gpcube's unit: the floor for log interpolation
+        floor_dtype = stored.dtype if np.issubdtype(stored.dtype, np.floating) else np.float32
+        array.attrs["log_floor"] = float(np.finfo(floor_dtype).tiny * factor)
         data_vars[var] = array
     attrs = {k.lower(): table.header[k] for k in KEPT_KEYWORDS if k in table.header}
     attrs.update(irf_class=irf_class, energy_type=spec.energy_dim.split("_")[1], file=str(path), hdu=str(hdu))

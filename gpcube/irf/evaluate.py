@@ -14,7 +14,7 @@ import xarray as xr
 
 from gpcube.errors import GpcubeError
 from gpcube.io.gadf import IRF_SPECS
-from gpcube.irf.interp import interp_nodes
+from gpcube.irf.interp import LOG_FLOOR, interp_nodes
 
 __all__ = ["evaluate", "psf_3gauss_profile", "psf_king_profile"]
 
@@ -33,6 +33,7 @@ def _interp_variable(irf: xr.Dataset, var: str, dims: tuple[str, ...], points: d
         edges=edges,
         log_axes=[d.startswith("energy") for d in dims],
         log_values=irf.attrs["irf_class"] in LOG_VALUES,
+        log_floor=irf[var].attrs.get("log_floor", LOG_FLOOR),
     )
 
 

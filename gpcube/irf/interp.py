@@ -11,7 +11,12 @@ The rule, shared by every IRF:
 * an axis with a single node is constant inside its bin;
 * results are clipped at 0 (an extrapolation never gives a negative response);
 * optionally the values are interpolated in log (background rates, which fall by many decades):
-  zeros are replaced by a tiny positive number first, so a zero neighbour pulls towards 0.
+  values below a floor are raised to it first, so a zero neighbour pulls towards 0, and results
+  within twice the floor are 0. The floor is the smallest normal number of the type the table is
+  stored in, in the unit it is stored in (the reader records it as the variable's ``log_floor``
+  attribute): for a float32 table in s-1 MeV-1 sr-1 that is 1.2e-38 s-1 MeV-1 sr-1. The floor
+  matters only next to zeros, and there it sets how fast the value falls; this choice reproduces the
+  reference, which scales by the stored values.
 
 This is the scheme of the reference implementation (a regular-grid linear interpolator with
 extrapolation, then zero outside the edges), so products computed from IRFs agree with it.
@@ -23,9 +28,10 @@ from collections.abc import Sequence
 
 import numpy as np
 
-__all__ = ["axis_weights", "interp_nodes", "zero_outside"]
+__all__ = ["LOG_FLOOR", "axis_weights", "interp_nodes", "zero_outside"]
 
-_TINY = np.finfo(np.float64).tiny
+#: Default floor for values interpolated in log (the smallest normal float32).
+LOG_FLOOR = float(np.finfo(np.float32).tiny)
 
 
 def axis_weights(nodes: np.ndarray, x: np.ndarray, log: bool = False) -> tuple[np.ndarray, np.ndarray]:
@@ -53,6 +59,7 @@ def interp_nodes(
     edges: Sequence[tuple[float, float]] | None = None,
     log_axes: Sequence[bool] | None = None,
     log_values: bool = False,
+    log_floor: float = LOG_FLOOR,
 ) -> np.ndarray:
     """Interpolate ``values`` (one axis per entry of ``nodes``) at ``points``.
 
@@ -70,6 +77,9 @@ def interp_nodes(
         Interpolate in the logarithm of this axis's coordinate.
     log_values : bool
         Interpolate the logarithm of the values.
+    log_floor : float
+        With ``log_values``: values are raised to this floor before the log, and results within
+        twice the floor are 0.
 
     Returns
     -------
@@ -80,7 +90,7 @@ def interp_nodes(
     ndim = len(nodes)
     log_axes = log_axes or [False] * ndim
     if log_values:
-        values = np.log(np.maximum(values, _TINY))
+        values = np.log(np.maximum(values, log_floor))
     weights = [axis_weights(n, p, log) for n, p, log in zip(nodes, points, log_axes, strict=True)]
     shape = np.broadcast_shapes(*(np.shape(p) for p in points))
     result = np.zeros(shape)
@@ -93,7 +103,7 @@ def interp_nodes(
         result = result + factor * values[clipped]
     if log_values:
         result = np.exp(result)
-        result = np.where(result <= 10 * _TINY, 0.0, result)
+        result = np.where(result <= 2 * log_floor, 0.0, result)
     return zero_outside(result, points, edges)
 
 

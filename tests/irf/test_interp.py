@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from gpcube.irf.interp import axis_weights, interp_nodes
+from gpcube.irf.interp import LOG_FLOOR, axis_weights, interp_nodes
 
 
 def test_linear_function_is_reproduced_including_extrapolation():
@@ -42,8 +42,11 @@ def test_log_values_give_geometric_mean_and_keep_zero():
     values = np.array([1.0, 100.0, 0.0])
     result = interp_nodes(values, [nodes], [np.array([0.5, 1.5, 2.0])], log_values=True)
     assert result[0] == pytest.approx(10.0)
-    assert result[1] < 1e-100
+    # halfway to a zero node: the geometric mean with the floor (smallest float32 by default)
+    assert result[1] == pytest.approx(np.sqrt(100.0 * LOG_FLOOR))
     assert result[2] == 0
+    floored = interp_nodes(values, [nodes], [np.array([1.5])], log_values=True, log_floor=1e-6)
+    assert floored[0] == pytest.approx(1e-2)
 
 
 def test_single_node_axis_is_constant_within_its_bin():

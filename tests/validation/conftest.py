@@ -11,6 +11,7 @@ from gammapy.maps import MapAxis, WcsGeom
 import gpcube
 
 CRAB_CENTER = (83.633, 22.014)
+MSH_CENTER = (320.57, -0.89)  # galactic
 
 
 @pytest.fixture(scope="session")
@@ -27,6 +28,18 @@ def crab_geoms():
     energy = MapAxis.from_energy_bounds(0.5, 50, 10, unit="TeV", name="energy")
     energy_true = MapAxis.from_energy_bounds(0.3, 100, 20, unit="TeV", name="energy_true")
     ref = WcsGeom.create(skydir=CRAB_CENTER, binsz=0.02, width=5, frame="icrs", proj="CAR", axes=[energy])
+    return ours, ref, energy_true
+
+
+@pytest.fixture(scope="session")
+def msh_geoms():
+    """The MSH 15-52 validation setup: galactic CAR 5 x 5 deg, 0.02 deg, the Crab setup's axes."""
+    reco = gpcube.EnergyAxis.log(0.5, 50, 10, "energy_reco")
+    true = gpcube.EnergyAxis.log(0.3, 100, 20, "energy_true")
+    ours = gpcube.SkyGeom.create(MSH_CENTER, 0.02, width=5, frame="galactic", axes=[reco, true])
+    energy = MapAxis.from_energy_bounds(0.5, 50, 10, unit="TeV", name="energy")
+    energy_true = MapAxis.from_energy_bounds(0.3, 100, 20, unit="TeV", name="energy_true")
+    ref = WcsGeom.create(skydir=MSH_CENTER, binsz=0.02, width=5, frame="galactic", proj="CAR", axes=[energy])
     return ours, ref, energy_true
 
 
