@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 import xarray as xr
 
@@ -13,7 +15,13 @@ from gpcube.irf.interp import axis_weights, zero_outside
 from gpcube.makers._cutout import observation_cube
 from gpcube.makers._lazy import DEFAULT_CHUNK
 
-__all__ = ["make_map_exposure_true_energy", "radial_profile_on_offset_map"]
+__all__ = [
+    "fold_exposure",
+    "make_map_exposure_reco_energy",
+    "make_map_exposure_true_energy",
+    "power_law_integrals",
+    "radial_profile_on_offset_map",
+]
 
 
 def radial_profile_on_offset_map(
@@ -77,4 +85,99 @@ def make_map_exposure_true_energy(
     return observation_cube(
         observation, geom, product="exposure", axis_name="energy_true", units="m2 s", load=_load_exposure,
         block=_exposure_block, dtype=np.float64, max_offset=max_offset, chunk=chunk,
+    )  # fmt: skip
+
+
+# ---------------------------------------------------------------------------------------- reco energy
+def power_law_integrals(edges: np.ndarray, index: float) -> np.ndarray:
+    """Integral of ``E**-index`` over each bin of ``edges`` (TeV)."""
+    lo, hi = np.asarray(edges[:-1], dtype=float), np.asarray(edges[1:], dtype=float)
+    if np.isclose(index, 1.0):
+        return np.log(hi / lo)
+    return (hi ** (1.0 - index) - lo ** (1.0 - index)) / (1.0 - index)
+
+
+def fold_exposure(
+    exposure_true: np.ndarray, kernels: np.ndarray, flux_true: np.ndarray, flux_reco: np.ndarray
+) -> np.ndarray:
+    """Exposure on reco bins: ``sum_i eps_i F_i K_ij / F'_j`` at each pixel.
+
+    Parameters
+    ----------
+    exposure_true : ndarray
+        ``(n_true, *pixels)`` exposure on the true bins.
+    kernels : ndarray
+        ``(*pixels, n_true, n_reco)`` kernels at each pixel.
+    flux_true, flux_reco : ndarray
+        Integral of the assumed spectrum over each true and reco bin.
+
+    Returns
+    -------
+    ndarray
+        ``(n_reco, *pixels)``.
+    """
+    weighted = np.moveaxis(exposure_true * flux_true.reshape(-1, *[1] * (exposure_true.ndim - 1)), 0, -1)
+    folded = np.einsum("...i,...ij->...j", weighted, kernels)
+    return np.moveaxis(folded, -1, 0) / flux_reco.reshape(-1, *[1] * (exposure_true.ndim - 1))
+
+
+def _load_exposure_reco(observation: Observation, geom: SkyGeom, axis: EnergyAxis, spectral_index: float):
+    from gpcube.makers.edisp import kernel_table
+
+    true_axis = geom.axis("energy_true")
+    exposure = _load_exposure(observation, geom, true_axis)
+    table = kernel_table(observation.edisp, true_axis, axis)
+    flux = tuple(power_law_integrals(a.edges, spectral_index) for a in (true_axis, axis))
+    return exposure, table, flux
+
+
+def _exposure_reco_block(loaded, block_geom: SkyGeom) -> np.ndarray:
+    from gpcube.makers.edisp import fold_kernels
+
+    exposure, table, (flux_true, flux_reco) = loaded
+    true = _exposure_block(exposure, block_geom).reshape(len(flux_true), -1)
+    offset = block_geom.separation(*exposure[3]).ravel()
+    folded = fold_kernels(table, offset, (true * flux_true[:, None]).T)
+    return (folded.T / flux_reco[:, None]).reshape(len(flux_reco), *block_geom.shape)
+
+
+def make_map_exposure_reco_energy(
+    observation: Observation,
+    geom: SkyGeom,
+    *,
+    spectral_index: float = 2.0,
+    max_offset: float | None = None,
+    chunk: int = DEFAULT_CHUNK,
+) -> xr.DataArray:
+    """Exposure of one observation on the reco-energy axis, folded through the energy dispersion; lazy.
+
+    ``eps_reco_j = sum_i eps_i F_i K_ij / F'_j``: the true exposure ``eps_i`` (as in
+    :func:`make_map_exposure_true_energy`) weighted by the integral ``F_i`` of a power law
+    ``E**-spectral_index`` over true bin ``i``, moved to reco bin ``j`` by the kernel ``K_ij`` at the
+    pixel's own offset (:mod:`gpcube.makers.edisp`), divided by the power-law integral ``F'_j`` over the
+    reco bin. Events of true energy outside ``geom``'s ``energy_true`` axis are not counted.
+
+    Parameters
+    ----------
+    observation : Observation
+        The observation; effective area, energy dispersion and live time are read on computing.
+    geom : SkyGeom
+        Mosaic geometry with ``energy_reco`` and ``energy_true`` axes.
+    spectral_index : float
+        Index of the assumed power-law spectrum.
+    max_offset : float, optional
+        Cutout radius in deg around the pointing; default: the whole of ``geom``.
+    chunk : int
+        Block size in pixels along lon and lat.
+
+    Returns
+    -------
+    xarray.DataArray
+        ``exposure_reco(energy_reco, lat, lon)`` in m2 s, float64, dask-backed.
+    """
+    geom.axis("energy_true")
+    return observation_cube(
+        observation, geom, product="exposure_reco", axis_name="energy_reco", units="m2 s",
+        load=functools.partial(_load_exposure_reco, spectral_index=float(spectral_index)),
+        block=_exposure_reco_block, dtype=np.float64, max_offset=max_offset, chunk=chunk,
     )  # fmt: skip
