@@ -4,11 +4,17 @@ from gpcube.makers.background import make_map_background
 from gpcube.makers.counts import make_map_counts
 from gpcube.makers.edisp import make_edisp_kernel_map
 from gpcube.makers.exposure import make_map_exposure_reco_energy, make_map_exposure_true_energy
+from gpcube.makers.fov_norm import exclusion_mask_from_circles, make_map_background_fov_norm
+from gpcube.makers.psf import make_psf_map, psf_kernel
 
 __all__ = [
+    "exclusion_mask_from_circles",
     "make_edisp_kernel_map",
     "make_map_background",
+    "make_map_background_fov_norm",
     "make_map_counts",
     "make_map_exposure_reco_energy",
     "make_map_exposure_true_energy",
+    "make_psf_map",
+    "psf_kernel",
 ]

@@ -1,0 +1,218 @@
+"""Field-of-view background normalisation: scale the predicted background to the observed counts.
+
+Outside the exclusion regions (and inside the safe mask), the counts of an observation are assumed
+to be background. The background model is scaled by ``norm = sum(counts) / sum(background)`` over
+those pixels, for each *group* of reconstructed-energy bins:
+
+``"all"``
+    one group for the whole energy range (the reference's ``FoVBackgroundMaker(method="scale")``);
+``"per-bin"``
+    every energy bin on its own;
+``{"min_counts": n}``
+    consecutive bins merged from low energy up until a group holds at least ``n`` counts; a last
+    group short of ``n`` joins the group below it.
+
+A group whose counts are not above ``min_counts``, whose background is not above
+``min_npred_background``, or whose norm is not finite gets norm NaN (the reference marks such an
+observation unusable); ``fov_norm_ok`` says which.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import dask
+import dask.array as da
+import numpy as np
+import xarray as xr
+from astropy.coordinates import SkyCoord
+
+from gpcube.errors import GpcubeError
+from gpcube.geom import SkyGeom
+from gpcube.geom.frames import convert_frame
+from gpcube.io import Observation
+from gpcube.makers._lazy import DEFAULT_CHUNK
+from gpcube.makers.background import make_map_background
+from gpcube.makers.counts import make_map_counts
+
+__all__ = [
+    "energy_groups",
+    "exclusion_mask_from_circles",
+    "fov_norm_table",
+    "make_map_background_fov_norm",
+    "resolve_grouping",
+]
+
+#: Rows of the per-bin table returned by :func:`fov_norm_table`.
+TABLE_ROWS = ("fov_norm", "fov_norm_group", "fov_norm_counts", "fov_norm_background", "fov_norm_ok")
+
+
+def resolve_grouping(grouping: str | Mapping) -> dict:
+    """A grouping scheme as a plain dict: ``{"scheme": "all" | "per-bin" | "min-counts", ...}``."""
+    if grouping in ("all", "per-bin"):
+        return {"scheme": grouping}
+    if isinstance(grouping, Mapping) and set(grouping) == {"min_counts"}:
+        value = grouping["min_counts"]
+        if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 1:
+            raise GpcubeError(f"grouping min_counts must be a positive integer, got {value!r}")
+        return {"scheme": "min-counts", "min_counts": int(value)}
+    raise GpcubeError(f"grouping must be 'all', 'per-bin' or {{'min_counts': n}}, got {grouping!r}")
+
+
+def energy_groups(counts: np.ndarray, scheme: Mapping) -> np.ndarray:
+    """Group index of each energy bin (consecutive bins share an index) for a resolved scheme."""
+    n = len(counts)
+    if scheme["scheme"] == "all":
+        return np.zeros(n, dtype=np.int64)
+    if scheme["scheme"] == "per-bin":
+        return np.arange(n, dtype=np.int64)
+    groups, current, total = np.zeros(n, dtype=np.int64), 0, 0
+    for index, value in enumerate(counts):
+        groups[index] = current
+        total += value
+        if total >= scheme["min_counts"] and index < n - 1:
+            current, total = current + 1, 0
+    if total < scheme["min_counts"] and current > 0:
+        groups[groups == current] = current - 1
+    return groups
+
+
+def fov_norm_table(
+    counts: np.ndarray,
+    background: np.ndarray,
+    scheme: Mapping,
+    min_counts: float,
+    min_npred_background: float,
+) -> np.ndarray:
+    """Per-bin ``(5, n_energy)`` table, rows :data:`TABLE_ROWS`, from masked per-bin sums."""
+    groups = energy_groups(counts, scheme)
+    group_counts = np.bincount(groups, weights=counts)[groups]
+    group_background = np.bincount(groups, weights=background)[groups]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        norm = group_counts / group_background
+    ok = np.isfinite(norm) & (group_counts > min_counts) & (group_background > min_npred_background)
+    return np.stack([np.where(ok, norm, np.nan), groups, group_counts, group_background, ok])
+
+
+def exclusion_mask_from_circles(
+    geom: SkyGeom, circles: Sequence[tuple[float, float, float]], frame: str | None = None
+) -> xr.DataArray:
+    """``(lat, lon)`` mask of ``geom``: False inside any circle ``(lon, lat, radius)`` (deg), else True.
+
+    ``frame`` is the circles' frame (default: the geometry's). Pixels count as inside when their
+    centre is within the radius.
+    """
+    mask = np.ones(geom.shape, dtype=bool)
+    for lon, lat, radius in circles:
+        if frame is not None and frame != geom.frame:
+            lon, lat = (float(v) for v in convert_frame(lon, lat, frame, geom.frame))
+        mask &= geom.separation(lon, lat) > radius
+    coords = {k: v for k, v in geom.to_coords().items() if set(v.dims) <= {"lat", "lon"}}
+    return xr.DataArray(mask, dims=("lat", "lon"), coords=coords, name="exclusion_mask",
+                        attrs={"geom": geom.to_attrs()})  # fmt: skip
+
+
+def _mask_on(mask: xr.DataArray, cube: xr.DataArray) -> xr.DataArray:
+    """``mask`` (on the parent grid, indexed by parent pixel indices) on the pixels of ``cube``."""
+    try:
+        return mask.sel(lat=cube["lat"], lon=cube["lon"])
+    except KeyError as error:
+        raise GpcubeError(
+            "the exclusion mask does not cover the observation's cutout: make it on the mosaic geometry "
+            "(e.g. with exclusion_mask_from_circles)"
+        ) from error
+
+
+def _exclusion(exclusion, geom: SkyGeom, cube: xr.DataArray) -> xr.DataArray:
+    if exclusion is None:
+        return xr.ones_like(cube.isel(energy_reco=0, drop=True), dtype=bool)
+    if isinstance(exclusion, xr.DataArray):
+        if set(exclusion.dims) != {"lat", "lon"} or exclusion.dtype != bool:
+            raise GpcubeError("exclusion_mask must be a boolean (lat, lon) DataArray on the mosaic geometry")
+        return _mask_on(exclusion, cube)
+    mask = np.ones(geom.shape, dtype=bool)
+    for circle in exclusion:
+        if isinstance(circle[0], SkyCoord):
+            circle = ((circle[0].icrs.ra.deg, circle[0].icrs.dec.deg, circle[1]), "icrs")
+        else:
+            circle = (circle, None)
+        mask &= exclusion_mask_from_circles(geom, [circle[0]], circle[1]).values
+    coords = {k: v for k, v in geom.to_coords().items() if set(v.dims) <= {"lat", "lon"}}
+    return _mask_on(xr.DataArray(mask, dims=("lat", "lon"), coords=coords), cube)
+
+
+def make_map_background_fov_norm(
+    observation: Observation,
+    geom: SkyGeom,
+    *,
+    exclusion_mask=None,
+    mask_safe: xr.DataArray | None = None,
+    grouping: str | Mapping = "all",
+    min_counts: float = 0,
+    min_npred_background: float = 0,
+    counts: xr.DataArray | None = None,
+    background: xr.DataArray | None = None,
+    max_offset: float | None = None,
+    chunk: int = DEFAULT_CHUNK,
+) -> xr.DataArray:
+    """Predicted background scaled to the counts outside the exclusion regions, lazy.
+
+    Parameters
+    ----------
+    observation : Observation
+    geom : SkyGeom
+        Mosaic geometry with an ``energy_reco`` axis.
+    exclusion_mask : xarray.DataArray or sequence of circles, optional
+        Boolean ``(lat, lon)`` mask on the mosaic geometry, True where pixels may be used (as made
+        by :func:`exclusion_mask_from_circles`), or circles ``(lon, lat, radius)`` in deg in the
+        geometry's frame, or ``(SkyCoord, radius)``. Default: nothing excluded.
+    mask_safe : xarray.DataArray, optional
+        Boolean ``(energy_reco, lat, lon)`` safe mask over the same cutout (e.g. from
+        :func:`gpcube.makers.make_safe_mask`); pixels outside it are not used.
+    grouping : {"all", "per-bin"} or {"min_counts": n}
+        Energy grouping scheme (module docstring).
+    min_counts, min_npred_background : float
+        A group needs more counts and more predicted background than these.
+    counts, background : xarray.DataArray, optional
+        Products already made for this observation and cutout (else they are made here).
+    max_offset : float, optional
+        Cutout radius in deg around the pointing; default: the whole of ``geom``.
+    chunk : int
+        Block size in pixels along lon and lat.
+
+    Returns
+    -------
+    xarray.DataArray
+        ``background(energy_reco, lat, lon)`` times the norm of each bin's group, dask-backed. The
+        per-bin coordinates ``fov_norm``, ``fov_norm_group``, ``fov_norm_counts`` (events used by
+        the group), ``fov_norm_background`` and ``fov_norm_ok`` record the result; attrs record the
+        scheme and the thresholds.
+    """
+    scheme = resolve_grouping(grouping)
+    if counts is None:
+        counts = make_map_counts(observation, geom, max_offset=max_offset, chunk=chunk)
+    if background is None:
+        background = make_map_background(observation, geom, max_offset=max_offset, chunk=chunk)
+    mask = _exclusion(exclusion_mask, geom, background)
+    if mask_safe is not None:
+        mask = mask & mask_safe
+    summed_counts = counts.where(mask, 0).sum(("lat", "lon")).data
+    summed_background = background.where(mask, 0.0).sum(("lat", "lon")).data
+    n = background.sizes["energy_reco"]
+    table = dask.delayed(fov_norm_table, pure=True)(
+        summed_counts, summed_background, scheme, min_counts, min_npred_background
+    )
+    table = da.from_delayed(table, shape=(len(TABLE_ROWS), n), dtype=np.float64)
+    result = background * xr.DataArray(table[0], dims=("energy_reco",))
+    for row, name in enumerate(TABLE_ROWS):
+        values = table[row].astype(bool) if name == "fov_norm_ok" else table[row]
+        result = result.assign_coords({name: ("energy_reco", values)})
+    result.attrs = {
+        **background.attrs,
+        "product": "background_fov_norm",
+        "fov_norm_scheme": scheme["scheme"],
+        "fov_norm_min_counts_per_group": scheme.get("min_counts", 0),
+        "fov_norm_min_counts": min_counts,
+        "fov_norm_min_npred_background": min_npred_background,
+    }
+    return result.rename("background")
