@@ -44,16 +44,19 @@ _TINY = np.finfo(np.float64).tiny
 def integrate_loglog_from_log(edges: np.ndarray, log_values: np.ndarray) -> np.ndarray:
     """Power-law integral over each bin of a function given by its log at ``edges`` (last axis).
 
-    Between two edges the function is ``y1 (x / x1) ** -g`` through both points, whose integral is
-    ``(x2 y2 - x1 y1) / (1 - g)`` (``x1 y1 ln(x2 / x1)`` for ``g = 1``).
+    Between two edges the function is the power law through both points. With ``a = ln(x y)`` at
+    the edges, its integral is ``ln(x2 / x1) (x2 y2 - x1 y1) / (a2 - a1)``, which tends to
+    ``ln(x2 / x1) x1 y1`` where ``a2 = a1`` (the power law of index 1).
     """
     log_x = np.log(np.asarray(edges, dtype=float))
-    d_log_x = np.diff(log_x)
-    xy = np.exp(log_values + log_x)
-    index = (log_values[..., :-1] - log_values[..., 1:]) / d_log_x
+    a = log_values + log_x
+    xy = np.exp(a)
+    d_a = a[..., 1:] - a[..., :-1]
+    d_xy = xy[..., 1:] - xy[..., :-1]
+    flat = np.abs(d_a) < 1e-10
     with np.errstate(divide="ignore", invalid="ignore"):
-        power = (xy[..., 1:] - xy[..., :-1]) / (1.0 - index)
-    return np.where(np.abs(1.0 - index) < 1e-10, xy[..., :-1] * d_log_x, power)
+        ratio = np.where(flat, xy[..., :-1], d_xy / d_a)
+    return np.diff(log_x) * ratio
 
 
 def integrate_loglog(edges: np.ndarray, values: np.ndarray) -> np.ndarray:
