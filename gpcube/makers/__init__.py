@@ -6,6 +6,7 @@ from gpcube.makers.edisp import make_edisp_kernel_map
 from gpcube.makers.exposure import make_map_exposure_reco_energy, make_map_exposure_true_energy
 from gpcube.makers.fov_norm import exclusion_mask_from_circles, make_map_background_fov_norm
 from gpcube.makers.psf import make_psf_map, psf_kernel
+from gpcube.makers.safe import make_safe_mask
 
 __all__ = [
     "exclusion_mask_from_circles",
@@ -16,5 +17,6 @@ __all__ = [
     "make_map_exposure_reco_energy",
     "make_map_exposure_true_energy",
     "make_psf_map",
+    "make_safe_mask",
     "psf_kernel",
 ]

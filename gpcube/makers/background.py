@@ -33,7 +33,9 @@ from gpcube.makers.fov import (
 __all__ = [
     "fill_energy_gaps",
     "integrate_loglog",
+    "background_block",
     "integrate_loglog_from_log",
+    "load_background",
     "log_table_at_energies",
     "make_map_background",
 ]
@@ -145,7 +147,7 @@ def _fov_log_rates(loaded: dict, coords: dict[str, np.ndarray]) -> np.ndarray:
     return np.where(outside, np.log(_TINY), result), outside
 
 
-def _load_background(
+def load_background(
     observation: Observation,
     geom: SkyGeom,
     axis: EnergyAxis,
@@ -154,6 +156,7 @@ def _load_background(
     step: float,
     fill_gaps: bool,
 ) -> dict:
+    """Everything :func:`background_block` needs, read and prepared once per observation."""
     bkg = observation.bkg
     log_table, inside, _ = log_table_at_energies(bkg, axis.edges, fill_gaps)
     alignment = bkg.attrs.get("fov_alignment", "RADEC")
@@ -196,7 +199,8 @@ def _integrated_rates(loaded: dict, coords: dict[str, np.ndarray]) -> np.ndarray
     return np.moveaxis(integral, -1, 0)
 
 
-def _background_block(loaded: dict, block_geom: SkyGeom) -> np.ndarray:
+def background_block(loaded: dict, block_geom: SkyGeom) -> np.ndarray:
+    """Predicted counts ``(n_energy, ny, nx)`` on ``block_geom`` from :func:`load_background`'s output."""
     if loaded["irf_class"] == "bkg_2d":
         rates = _integrated_rates(loaded, {"offset": block_geom.separation(*loaded["pointing"])})
     else:
@@ -259,7 +263,7 @@ def make_map_background(
     load_kwargs = {"orientation": mapping, "step": fov_rotation_step, "fill_gaps": fill_gaps}
     cube = observation_cube(
         observation, geom, product="background", axis_name="energy_reco", units="",
-        load=partial(_load_background, **load_kwargs), block=_background_block, dtype=np.float64,
+        load=partial(load_background, **load_kwargs), block=background_block, dtype=np.float64,
         max_offset=max_offset, chunk=chunk,
     )  # fmt: skip
     cube.attrs["orientation"] = (
