@@ -1,10 +1,12 @@
 """Which field-of-view orientation do the H.E.S.S. DL3 DR1 bkg_3d tables have? Ask the events.
 
 The FITS header says the BKG cell is (DETX, DETY, ENERG), DETX fastest, and GADF calls DETX the
-FoV longitude. gammapy 2.1 reads the table's numpy axis 1 (DETY by the header) as fov_lon, with
-fov_lon pointing west. This script scores candidate readings by the log-likelihood of the positions
-of background-dominated events (0.5-10 TeV, > 0.3 deg from the target, offset < 2.3 deg, runs on
-faint targets) under each run's own model. Every candidate is a symmetry of the square grid, so
+FoV longitude. gammapy 2.1 reads the table's numpy axis 1 (DETY by the header) as fov_lon, and for
+files of the old H.E.S.S. exporter (CREATOR 'SASH FITS::EventListWriter', HDUVERS '0.2', which all
+DR1 files are) it reverses that longitude (its REVERSE_LON_RADEC case), so DETY runs east. This
+script scores candidate readings by the log-likelihood of the positions of background-dominated
+events (0.5-10 TeV, > 0.3 deg from the target, offset < 2.3 deg, runs on faint targets) under each
+run's own model. Every candidate is a symmetry of the square grid, so
 the model's normalisation is the same for all and the summed log-density ranks them. Run::
 
     python benchmarks/bkg_orientation.py [--data PATH]
@@ -26,8 +28,8 @@ DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "hess-d
 BRIGHT = {"PKS 2155-304", "MSH 15-5-02", "MSH15-52", "RXJ 1713.7-3946", "Crab Nebula"}
 # (name, sign of east on the axis, sign of north on the axis, whether DETY holds east-west)
 CANDIDATES = [
-    ("DETY=+east, DETX=+north", 1, 1, True),
-    ("DETY=-east, DETX=+north (gammapy 2.1)", -1, 1, True),
+    ("DETY=+east, DETX=+north (gammapy 2.1, gpcube 'hess-dr1')", 1, 1, True),
+    ("DETY=-east, DETX=+north", -1, 1, True),
     ("DETX=+east, DETY=+north (header literal)", 1, 1, False),
     ("DETX=-east, DETY=+north", -1, 1, False),
     ("DETY=+east, DETX=-north", 1, -1, True),
@@ -72,10 +74,10 @@ def main() -> None:
     total = scores.sum(axis=0)
     wins = np.bincount(scores.argmax(axis=1), minlength=len(CANDIDATES))
     print(f"{len(runs)} runs on faint targets\n")
-    print(f"{'reading of the BKG table':<44}{'sum dlogL':>11}{'runs best':>11}")
+    print(f"{'reading of the BKG table':<58}{'sum dlogL':>11}{'runs best':>11}")
     for index in np.argsort(-total):
         name = CANDIDATES[index][0]
-        print(f"{name:<44}{total[index] - total.max():>11.1f}{wins[index]:>8d}/{len(runs)}")
+        print(f"{name:<58}{total[index] - total.max():>11.1f}{wins[index]:>8d}/{len(runs)}")
 
 
 if __name__ == "__main__":
