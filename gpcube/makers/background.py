@@ -36,6 +36,7 @@ __all__ = [
     "background_block",
     "integrate_loglog_from_log",
     "load_background",
+    "pad_offset_axis",
     "log_table_at_energies",
     "make_map_background",
 ]
@@ -147,6 +148,29 @@ def _fov_log_rates(loaded: dict, coords: dict[str, np.ndarray]) -> np.ndarray:
     return np.where(outside, np.log(_TINY), result), outside
 
 
+def pad_offset_axis(bkg: xr.Dataset) -> xr.Dataset:
+    """A bkg_2d model with one more offset bin on each side holding the edge bin's rate.
+
+    Between the last node and the outer edge the rate is then the last bin's value (and so on one
+    bin further) instead of a linear extrapolation, as the reference does by default.
+    """
+    lo, hi = bkg["offset_lo"].values, bkg["offset_hi"].values
+    width_lo, width_hi = hi[0] - lo[0], hi[-1] - lo[-1]
+    values = bkg["bkg"].transpose("energy_reco", "offset").values
+    padded = np.concatenate([values[:, :1], values, values[:, -1:]], axis=1)
+    new_lo = np.concatenate([[lo[0] - width_lo], lo, [hi[-1]]])
+    new_hi = np.concatenate([[lo[0]], hi, [hi[-1] + width_hi]])
+    nodes = np.concatenate([[bkg["offset"].values[0] - width_lo], bkg["offset"].values,
+                            [bkg["offset"].values[-1] + width_hi]])  # fmt: skip
+    coords = {
+        "energy_reco": bkg["energy_reco"], "energy_reco_lo": bkg["energy_reco_lo"],
+        "energy_reco_hi": bkg["energy_reco_hi"], "offset": ("offset", nodes),
+        "offset_lo": ("offset", new_lo), "offset_hi": ("offset", new_hi),
+    }  # fmt: skip
+    variable = xr.DataArray(padded, dims=("energy_reco", "offset"), attrs=bkg["bkg"].attrs)
+    return xr.Dataset({"bkg": variable}, coords=coords, attrs=bkg.attrs)
+
+
 def load_background(
     observation: Observation,
     geom: SkyGeom,
@@ -155,9 +179,12 @@ def load_background(
     orientation: dict | str,
     step: float,
     fill_gaps: bool,
+    pad_offset: bool = True,
 ) -> dict:
     """Everything :func:`background_block` needs, read and prepared once per observation."""
     bkg = observation.bkg
+    if pad_offset and bkg.attrs["irf_class"] == "bkg_2d":
+        bkg = pad_offset_axis(bkg)
     log_table, inside, _ = log_table_at_energies(bkg, axis.edges, fill_gaps)
     alignment = bkg.attrs.get("fov_alignment", "RADEC")
     if bkg.attrs["irf_class"] == "bkg_2d" or alignment == "RADEC":
@@ -222,6 +249,7 @@ def make_map_background(
     orientation: str | Mapping[str, str] = "auto",
     fov_rotation_step: float = 1.0,
     fill_gaps: bool = True,
+    pad_offset: bool = True,
     max_offset: float | None = None,
     chunk: int = DEFAULT_CHUNK,
 ) -> xr.DataArray:
@@ -249,6 +277,9 @@ def make_map_background(
     fill_gaps : bool
         Fill empty bins of the model that lie between filled ones along energy
         (:func:`fill_energy_gaps`), as the reference does by default.
+    pad_offset : bool
+        For bkg_2d: hold the edge bins' rates one bin beyond the offset axis instead of
+        extrapolating (:func:`pad_offset_axis`), as the reference does by default.
     max_offset : float, optional
         Cutout radius in deg around the pointing; default: the whole of ``geom``.
     chunk : int
@@ -260,7 +291,9 @@ def make_map_background(
         ``background(energy_reco, lat, lon)`` in counts (float64), dask-backed.
     """
     mapping = resolve_orientation(orientation)
-    load_kwargs = {"orientation": mapping, "step": fov_rotation_step, "fill_gaps": fill_gaps}
+    load_kwargs = {
+        "orientation": mapping, "step": fov_rotation_step, "fill_gaps": fill_gaps, "pad_offset": pad_offset,
+    }  # fmt: skip
     cube = observation_cube(
         observation, geom, product="background", axis_name="energy_reco", units="",
         load=partial(load_background, **load_kwargs), block=background_block, dtype=np.float64,

@@ -12,7 +12,7 @@ import gpcube
 from gpcube.errors import GpcubeError
 from gpcube.makers import make_map_background
 from gpcube.makers.altaz import observation_location, observation_start, radec_to_altaz_matrices
-from gpcube.makers.background import fill_energy_gaps, integrate_loglog
+from gpcube.makers.background import fill_energy_gaps, integrate_loglog, pad_offset_axis
 from gpcube.makers.fov import auto_orientation, offset_frame_vectors, resolve_orientation
 from tests import gadf_factory as gf
 
@@ -187,3 +187,22 @@ def test_fill_energy_gaps_interpolates_holes_only():
     column = np.array([0.0, 8.0, 0.0, 2.0, 0.0])
     filled = fill_energy_gaps(column[:, None], energies)[:, 0]
     np.testing.assert_allclose(filled, [0.0, 8.0, 4.0, 2.0, 0.0])
+
+
+def test_pad_offset_holds_the_edge_rates_one_bin_further(tmp_path):
+    def falling(energy_reco, offset):
+        return RATE * (3.0 - offset) + 0 * energy_reco
+
+    obs = _store(tmp_path, gf.bkg_2d(falling, offset=gf.linear_axis("offset", 0, 2.0, 4)))
+    padded = pad_offset_axis(obs.bkg)
+    np.testing.assert_allclose(padded["offset_lo"].values, [-0.5, 0, 0.5, 1.0, 1.5, 2.0])
+    np.testing.assert_allclose(padded["offset"].values, [-0.25, 0.25, 0.75, 1.25, 1.75, 2.25])
+    last = obs.bkg["bkg"].isel(offset=-1).values
+    np.testing.assert_allclose(padded["bkg"].isel(offset=-1).values, last)
+    geom = _geom(width=5.0)
+    offset = geom.separation(obs.pointing.ra, obs.pointing.dec)
+    with_pad = make_map_background(obs, geom).compute(scheduler="sync").values
+    without = make_map_background(obs, geom, pad_offset=False).compute(scheduler="sync").values
+    beyond_last_node = (offset > 1.75) & (offset < 2.0)
+    assert np.all(with_pad[:, beyond_last_node] > without[:, beyond_last_node])
+    assert np.all(with_pad[:, offset > 2.5] == 0) and np.any(with_pad[:, (offset > 2.0) & (offset < 2.5)] > 0)
