@@ -36,27 +36,34 @@ def observation_cube(
     geom: SkyGeom,
     *,
     product: str,
-    axis_name: str,
+    axis_name: str | tuple[str, ...],
     units: str,
     load: Callable,
     block: Callable,
     dtype,
     max_offset: float | None,
     chunk: int,
+    attrs: dict | None = None,
+    extra_axes: dict | None = None,
 ) -> xr.DataArray:
-    """The lazy ``product(axis_name, lat, lon)`` of one observation over its cutout of ``geom``.
+    """The lazy ``product(*axis_name, lat, lon)`` of one observation over its cutout of ``geom``.
 
-    ``load(observation, cutout_geom, axis)`` runs once; ``block(loaded, block_geom)`` per block.
+    ``load(observation, cutout_geom, *axes)`` runs once, with ``axes`` the energy axes of ``geom``
+    named in ``axis_name`` (in order); ``block(loaded, block_geom)`` runs per block. Leading dims that
+    are not energy axes of ``geom`` come from ``extra_axes`` (see :func:`lazy_cube`). ``attrs`` adds
+    to (or overrides) the common ones: ``units``, ``energy_type`` (of the first energy axis),
+    ``obs_id`` and ``product``.
     """
-    axis = geom.axis(axis_name)
+    names = (axis_name,) if isinstance(axis_name, str) else tuple(axis_name)
+    axes = [geom.axis(name) for name in names if name not in (extra_axes or {})]
     cutout_geom = observation_cutout(observation, geom, max_offset)
-    attrs = {
+    common = {
         "units": units,
-        "energy_type": axis.energy_type,
+        "energy_type": axes[0].energy_type,
         "obs_id": observation.obs_id,
         "product": product,
     }
     return lazy_cube(
-        load, (observation, cutout_geom, axis), block, cutout_geom, axis_name,
-        name=product, dtype=dtype, attrs=attrs, chunk=chunk,
+        load, (observation, cutout_geom, *axes), block, cutout_geom, names,
+        name=product, dtype=dtype, attrs={**common, **(attrs or {})}, chunk=chunk, extra_axes=extra_axes,
     )  # fmt: skip

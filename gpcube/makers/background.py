@@ -294,12 +294,11 @@ def make_map_background(
     load_kwargs = {
         "orientation": mapping, "step": fov_rotation_step, "fill_gaps": fill_gaps, "pad_offset": pad_offset,
     }  # fmt: skip
-    cube = observation_cube(
-        observation, geom, product="background", axis_name="energy_reco", units="",
-        load=partial(load_background, **load_kwargs), block=background_block, dtype=np.float64,
-        max_offset=max_offset, chunk=chunk,
-    )  # fmt: skip
-    cube.attrs["orientation"] = (
+    orientation_attr = (
         mapping if isinstance(mapping, str) else ",".join(f"{k}:{v}" for k, v in sorted(mapping.items()))
     )
-    return cube
+    return observation_cube(
+        observation, geom, product="background", axis_name="energy_reco", units="",
+        load=partial(load_background, **load_kwargs), block=background_block, dtype=np.float64,
+        max_offset=max_offset, chunk=chunk, attrs={"orientation": orientation_attr},
+    )  # fmt: skip

@@ -17,6 +17,7 @@ interpolated per pixel. See ``docs/makers_edisp.rst``.
 
 from __future__ import annotations
 
+import functools
 from typing import NamedTuple
 
 import numpy as np
@@ -28,8 +29,8 @@ from gpcube.geom.frames import convert_frame
 from gpcube.io import Observation
 from gpcube.irf import evaluate
 from gpcube.irf.interp import axis_weights
-from gpcube.makers._cutout import observation_cutout
-from gpcube.makers._lazy import DEFAULT_CHUNK, lazy_cube
+from gpcube.makers._cutout import observation_cube
+from gpcube.makers._lazy import DEFAULT_CHUNK
 
 __all__ = [
     "KernelTable",
@@ -328,10 +329,10 @@ def fold_kernels(table: KernelTable, offset: np.ndarray, weights: np.ndarray) ->
     return out
 
 
-def _load_kernels(observation: Observation, geom: SkyGeom, normalize: bool):
-    table = kernel_table(
-        observation.edisp, geom.axis("energy_true"), geom.axis("energy_reco"), normalize=normalize
-    )
+def _load_kernels(
+    observation: Observation, geom: SkyGeom, true_axis: EnergyAxis, reco_axis: EnergyAxis, *, normalize: bool
+):
+    table = kernel_table(observation.edisp, true_axis, reco_axis, normalize=normalize)
     pointing = convert_frame(observation.pointing.ra, observation.pointing.dec, "icrs", geom.frame)
     return table, (float(pointing[0]), float(pointing[1]))
 
@@ -376,19 +377,9 @@ def make_edisp_kernel_map(
         the probability that an event of true energy ``energy_true`` (bin log-centre) at that pixel is
         reconstructed in the reco bin. ``attrs["energy_type"]`` is ``"true->reco"``.
     """
-    coarse = geom.to_binsz(binsz_irf)
-    for name in ("energy_true", "energy_reco"):
-        coarse.axis(name)
-    cutout_geom = observation_cutout(observation, coarse, max_offset)
-    attrs = {
-        "units": "",
-        "energy_type": "true->reco",
-        "obs_id": observation.obs_id,
-        "product": "edisp",
-        "binsz_irf": float(binsz_irf),
-        "normalize": int(normalize),
-    }
-    return lazy_cube(
-        _load_kernels, (observation, cutout_geom, normalize), _kernel_block, cutout_geom,
-        ("energy_true", "energy_reco"), name="edisp", dtype=np.float64, attrs=attrs, chunk=chunk,
+    attrs = {"energy_type": "true->reco", "binsz_irf": float(binsz_irf), "normalize": int(normalize)}
+    return observation_cube(
+        observation, geom.to_binsz(binsz_irf), product="edisp", axis_name=("energy_true", "energy_reco"),
+        units="", load=functools.partial(_load_kernels, normalize=normalize), block=_kernel_block,
+        dtype=np.float64, max_offset=max_offset, chunk=chunk, attrs=attrs,
     )  # fmt: skip

@@ -9,6 +9,7 @@ for a given pixel size.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from typing import Any, NamedTuple
 
@@ -23,8 +24,7 @@ from gpcube.io import Observation
 from gpcube.io.gadf import IRF_SPECS
 from gpcube.irf.evaluate import psf_3gauss_profile, psf_king_profile
 from gpcube.irf.interp import axis_weights
-from gpcube.makers._cutout import observation_cutout
-from gpcube.makers._lazy import lazy_cube
+from gpcube.makers._cutout import observation_cube
 
 __all__ = [
     "BINSZ_IRF_DEFAULT",
@@ -262,18 +262,11 @@ def make_psf_map(
         ``rad_lo`` and ``rad_hi`` coordinates in deg and the coarse cutout geometry in attrs.
     """
     rad_edges = _check_rad_edges(rad)
-    axis = geom.axis("energy_true")
-    coarse = observation_cutout(observation, geom.to_binsz(binsz_irf).with_axes(axis), max_offset)
-    attrs = {
-        "units": "sr-1",
-        "energy_type": "true",
-        "obs_id": observation.obs_id,
-        "product": "psf",
-        "normalized": int(normalize),
-    }
-    return lazy_cube(
-        _load_psf, (observation, coarse, axis, rad_edges, normalize), _psf_block, coarse,
-        ("energy_true", "rad"), name="psf", dtype=np.float64, attrs=attrs, chunk=chunk,
+    coarse = geom.to_binsz(binsz_irf).with_axes(geom.axis("energy_true"))
+    return observation_cube(
+        observation, coarse, product="psf", axis_name=("energy_true", "rad"), units="sr-1",
+        load=functools.partial(_load_psf, rad_edges=rad_edges, normalize=normalize), block=_psf_block,
+        dtype=np.float64, max_offset=max_offset, chunk=chunk, attrs={"normalized": int(normalize)},
         extra_axes={"rad": rad_coords(rad_edges)},
     )  # fmt: skip
 

@@ -22,8 +22,8 @@ from gpcube.geom import EnergyAxis, SkyGeom
 from gpcube.geom.frames import convert_frame
 from gpcube.io import Observation
 from gpcube.irf import evaluate
-from gpcube.makers._cutout import observation_cutout
-from gpcube.makers._lazy import DEFAULT_CHUNK, block_slices, lazy_cube
+from gpcube.makers._cutout import observation_cube
+from gpcube.makers._lazy import DEFAULT_CHUNK, block_slices
 from gpcube.makers.background import background_block, load_background
 from gpcube.makers.edisp import edisp_kernels
 
@@ -445,15 +445,9 @@ def make_safe_mask(
         the attrs (the thresholds found: :func:`safe_energy_thresholds`).
     """
     options = _options(methods, aeff_percent, bias_percent, position, fixed_offset, offset_max, binsz_irf)
-    axis = geom.axis("energy_reco")
     if {"aeff-max", "edisp-bias"} & set(options.methods):
         geom.axis("energy_true")
-    cutout_geom = observation_cutout(observation, geom, max_offset)
     attrs = {
-        "units": "",
-        "energy_type": axis.energy_type,
-        "obs_id": observation.obs_id,
-        "product": "mask_safe",
         "methods": ",".join(options.methods),
         "aeff_percent": options.aeff_percent,
         "bias_percent": options.bias_percent,
@@ -461,7 +455,8 @@ def make_safe_mask(
         "binsz_irf": options.binsz_irf,
         "position": _position_attr(options),
     }
-    return lazy_cube(
-        functools.partial(_load_safe, options=options), (observation, cutout_geom, axis), _safe_block,
-        cutout_geom, "energy_reco", name="mask_safe", dtype=bool, attrs=attrs, chunk=chunk,
+    return observation_cube(
+        observation, geom, product="mask_safe", axis_name="energy_reco", units="",
+        load=functools.partial(_load_safe, options=options), block=_safe_block, dtype=bool,
+        max_offset=max_offset, chunk=chunk, attrs=attrs,
     )  # fmt: skip
