@@ -28,7 +28,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-__all__ = ["LOG_FLOOR", "axis_weights", "interp_nodes", "zero_outside"]
+__all__ = ["LOG_FLOOR", "axis_weights", "interp_nodes", "linear_weight_matrix", "zero_outside"]
 
 #: Default floor for values interpolated in log (the smallest normal float32).
 LOG_FLOOR = float(np.finfo(np.float32).tiny)
@@ -49,6 +49,25 @@ def axis_weights(nodes: np.ndarray, x: np.ndarray, log: bool = False) -> tuple[n
     index = np.clip(np.searchsorted(nodes, x, side="right") - 1, 0, len(nodes) - 2)
     weight = (x - nodes[index]) / (nodes[index + 1] - nodes[index])
     return index, weight
+
+
+def linear_weight_matrix(nodes: np.ndarray, edges: tuple[float, float], x: np.ndarray) -> np.ndarray:
+    """Weights ``(n_nodes, x.size)`` of the interpolation rule along one linear axis: ``values @ weights``.
+
+    Linear between the nodes, extrapolated up to the outer ``edges``, all-zero columns beyond them
+    or at NaN points (the caller clips the product at 0). For tables with a few nodes and many
+    points, one matrix product is much faster than gathering the two neighbours of every point for
+    every value.
+    """
+    x = np.ravel(x)
+    index, weight = axis_weights(nodes, x)
+    upper = np.minimum(index + 1, len(nodes) - 1)
+    inside = np.isfinite(x) & (x >= edges[0]) & (x <= edges[1])
+    columns = np.arange(x.size)
+    weights = np.zeros((len(nodes), x.size))
+    np.add.at(weights, (index, columns), np.where(inside, 1.0 - weight, 0.0))
+    np.add.at(weights, (upper, columns), np.where(inside, weight, 0.0))
+    return weights
 
 
 def interp_nodes(

@@ -11,7 +11,7 @@ from gpcube.geom import EnergyAxis, SkyGeom
 from gpcube.geom.frames import convert_frame
 from gpcube.io import Observation
 from gpcube.irf import evaluate
-from gpcube.irf.interp import axis_weights, zero_outside
+from gpcube.irf.interp import linear_weight_matrix
 from gpcube.makers._cutout import observation_cube
 from gpcube.makers._lazy import DEFAULT_CHUNK
 
@@ -32,10 +32,9 @@ def radial_profile_on_offset_map(
     Returns ``(n_energy, *offset.shape)``; linear extrapolation up to the outer offset edges, 0
     beyond them, clipped at 0 — the rule of :mod:`gpcube.irf.interp`, applied along offset only.
     """
-    index, weight = axis_weights(offset_nodes, offset)
-    upper = np.minimum(index + 1, len(offset_nodes) - 1)
-    values = table[:, index] * (1.0 - weight) + table[:, upper] * weight
-    return zero_outside(values, [offset], [offset_edges])
+    values = table @ linear_weight_matrix(offset_nodes, offset_edges, offset)
+    np.maximum(values, 0.0, out=values)
+    return values.reshape(len(table), *np.shape(offset))
 
 
 def _load_exposure(observation: Observation, geom: SkyGeom, axis: EnergyAxis):

@@ -23,7 +23,7 @@ from gpcube.geom.frames import convert_frame
 from gpcube.io import Observation
 from gpcube.io.gadf import IRF_SPECS
 from gpcube.irf.evaluate import psf_3gauss_profile, psf_king_profile
-from gpcube.irf.interp import axis_weights
+from gpcube.irf.interp import axis_weights, linear_weight_matrix
 from gpcube.makers._cutout import observation_cube
 
 __all__ = [
@@ -37,7 +37,6 @@ __all__ = [
     "kernel_from_profile",
     "make_psf_map",
     "normalize_rad_profile",
-    "offset_weights",
     "pixel_rad_matrix",
     "psf_kernel",
     "psf_offset_tables",
@@ -159,30 +158,12 @@ def psf_offset_tables(psf: xr.Dataset, energy: np.ndarray, rad: np.ndarray) -> P
     return PsfTables(irf_class, tables, psf.variables["offset"].values, _edges(psf, "offset"))
 
 
-def offset_weights(nodes: np.ndarray, edges: tuple[float, float], offset: np.ndarray) -> np.ndarray:
-    """Weights ``(n_nodes, offset.size)`` of linear interpolation in offset: ``values @ weights``.
-
-    The rule of :mod:`gpcube.irf.interp` along offset (linear extrapolation up to the outer edges),
-    with all-zero columns beyond the edges or at NaN offsets. One matrix product with these few rows
-    is much faster than gathering the two neighbouring nodes for every pixel and value.
-    """
-    offset = np.ravel(offset)
-    index, weight = axis_weights(nodes, offset)
-    upper = np.minimum(index + 1, len(nodes) - 1)
-    inside = np.isfinite(offset) & (offset >= edges[0]) & (offset <= edges[1])
-    columns = np.arange(offset.size)
-    weights = np.zeros((len(nodes), offset.size))
-    np.add.at(weights, (index, columns), np.where(inside, 1.0 - weight, 0.0))
-    np.add.at(weights, (upper, columns), np.where(inside, weight, 0.0))
-    return weights
-
-
 def psf_profile_on_offset_map(tables: PsfTables, rad: np.ndarray, offset: np.ndarray) -> np.ndarray:
     """The PSF (sr-1) at every ``rad`` and every pixel of an offset map: ``(n_energy, n_rad, *offset.shape)``.
 
     Equal to :func:`gpcube.irf.evaluate` of the PSF at each pixel's offset.
     """
-    weights = offset_weights(tables.offset_nodes, tables.offset_edges, offset)
+    weights = linear_weight_matrix(tables.offset_nodes, tables.offset_edges, offset)
 
     def on_map(table: np.ndarray) -> np.ndarray:
         values = table.reshape(-1, table.shape[-1]) @ weights
