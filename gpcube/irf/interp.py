@@ -28,7 +28,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-__all__ = ["LOG_FLOOR", "axis_weights", "interp_nodes", "linear_weight_matrix", "zero_outside"]
+__all__ = ["LOG_FLOOR", "axis_weights", "interp_nodes", "linear_weight_matrix", "multilinear", "zero_outside"]
 
 #: Default floor for values interpolated in log (the smallest normal float32).
 LOG_FLOOR = float(np.finfo(np.float32).tiny)
@@ -68,6 +68,27 @@ def linear_weight_matrix(nodes: np.ndarray, edges: tuple[float, float], x: np.nd
     np.add.at(weights, (index, columns), np.where(inside, 1.0 - weight, 0.0))
     np.add.at(weights, (upper, columns), np.where(inside, weight, 0.0))
     return weights
+
+
+def multilinear(values: np.ndarray, weights: Sequence[tuple[np.ndarray, np.ndarray]]) -> np.ndarray:
+    """Sum over the corners of the node cells: the multilinear combination of ``values``.
+
+    ``values`` has one axis per entry of ``weights`` (the ``(index, weight)`` pairs of
+    :func:`axis_weights`, whose points broadcast together), then any trailing axes, which are carried
+    along: the result has shape ``(*points, *trailing)``. No edge handling (see :func:`zero_outside`).
+    """
+    sizes = values.shape[: len(weights)]
+    trailing = values.shape[len(weights) :]
+    flat_values = values.reshape(-1, *trailing)
+    result = 0.0
+    for corner in np.ndindex(*(2,) * len(weights)):
+        flat, factor = 0, 1.0
+        for (index, weight), c, size in zip(weights, corner, sizes, strict=True):
+            flat = flat * size + np.minimum(index + c, size - 1)
+            factor = factor * (weight if c else 1.0 - weight)
+        factor = np.reshape(factor, np.shape(factor) + (1,) * len(trailing))
+        result = result + factor * np.take(flat_values, flat, axis=0)
+    return result
 
 
 def interp_nodes(
@@ -111,15 +132,7 @@ def interp_nodes(
     if log_values:
         values = np.log(np.maximum(values, log_floor))
     weights = [axis_weights(n, p, log) for n, p, log in zip(nodes, points, log_axes, strict=True)]
-    shape = np.broadcast_shapes(*(np.shape(p) for p in points))
-    result = np.zeros(shape)
-    for corner in np.ndindex(*(2,) * ndim):
-        index = tuple(i + c for (i, _), c in zip(weights, corner, strict=True))
-        factor = 1.0
-        for (_, w), c in zip(weights, corner, strict=True):
-            factor = factor * (w if c else 1.0 - w)
-        clipped = tuple(np.minimum(i, len(n) - 1) for i, n in zip(index, nodes, strict=True))
-        result = result + factor * values[clipped]
+    result = multilinear(values, weights)
     if log_values:
         result = np.exp(result)
         result = np.where(result <= 2 * log_floor, 0.0, result)

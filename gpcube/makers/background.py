@@ -18,7 +18,7 @@ from gpcube.errors import GpcubeError
 from gpcube.geom import EnergyAxis, SkyGeom
 from gpcube.geom.frames import convert_frame
 from gpcube.io import Observation
-from gpcube.irf.interp import LOG_FLOOR, axis_weights
+from gpcube.irf.interp import LOG_FLOOR, axis_weights, multilinear
 from gpcube.makers._cutout import observation_cube
 from gpcube.makers._lazy import DEFAULT_CHUNK
 from gpcube.makers.altaz import fov_rotations
@@ -130,16 +130,9 @@ def _fov_log_rates(loaded: dict, coords: dict[str, np.ndarray]) -> np.ndarray:
     Pixels beyond the table's FoV edges and energies beyond its energy edges get rate 0, entered as
     the log of the smallest float64 for the log-log integration.
     """
-    dims, sizes, log_table = loaded["fov_dims"], loaded["fov_sizes"], loaded["log_table"]
-    flat_table = log_table.reshape(-1, log_table.shape[-1])
+    dims = loaded["fov_dims"]
     weights = [axis_weights(loaded["fov_nodes"][d], coords[d]) for d in dims]
-    result = 0.0
-    for corner in np.ndindex(*(2,) * len(dims)):
-        flat, factor = 0, 1.0
-        for (i, w), c, size in zip(weights, corner, sizes, strict=True):
-            flat = flat * size + np.minimum(i + c, size - 1)
-            factor = factor * (w if c else 1.0 - w)
-        result = result + factor[..., None] * np.take(flat_table, flat, axis=0)
+    result = multilinear(loaded["log_table"], weights)
     outside = ~loaded["inside"]
     for d in dims:
         low, high = loaded["fov_edges"][d]
@@ -203,7 +196,6 @@ def load_background(
     return {
         "irf_class": bkg.attrs["irf_class"],
         "fov_dims": bkg["bkg"].dims[1:],
-        "fov_sizes": bkg["bkg"].shape[1:],
         "fov_nodes": {d: bkg[d].values for d in bkg["bkg"].dims[1:]},
         "fov_edges": {d: (bkg[f"{d}_lo"].values[0], bkg[f"{d}_hi"].values[-1]) for d in bkg["bkg"].dims[1:]},
         "log_table": log_table,
