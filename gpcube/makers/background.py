@@ -116,10 +116,7 @@ def log_table_at_energies(
     nodes = bkg["energy_reco"].values
     values = fill_energy_gaps(bkg["bkg"].values, nodes) if fill_gaps else bkg["bkg"].values
     table = np.log(np.maximum(values, floor))
-    index, weight = axis_weights(nodes, energies, log=True)
-    upper = np.minimum(index + 1, len(nodes) - 1)
-    shape = (-1,) + (1,) * (table.ndim - 1)
-    log_table = table[index] * (1 - weight.reshape(shape)) + table[upper] * weight.reshape(shape)
+    log_table = multilinear(table, [axis_weights(nodes, energies, log=True)])
     inside = (energies >= bkg["energy_reco_lo"].values[0]) & (energies <= bkg["energy_reco_hi"].values[-1])
     return np.moveaxis(log_table, 0, -1), inside, floor
 

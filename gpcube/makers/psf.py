@@ -23,7 +23,7 @@ from gpcube.geom.frames import convert_frame
 from gpcube.io import Observation
 from gpcube.io.gadf import IRF_SPECS
 from gpcube.irf.evaluate import psf_3gauss_profile, psf_king_profile
-from gpcube.irf.interp import axis_weights, linear_weight_matrix
+from gpcube.irf.interp import axis_weights, linear_weight_matrix, multilinear
 from gpcube.makers._cutout import observation_cube
 
 __all__ = [
@@ -116,12 +116,8 @@ class PsfTables(NamedTuple):
 
 def _interp_axis(values: np.ndarray, axis: int, nodes: np.ndarray, x: np.ndarray, log: bool) -> np.ndarray:
     """Linear interpolation (with extrapolation, no clipping) of ``values`` along one axis at ``x``."""
-    index, weight = axis_weights(nodes, x, log=log)
-    upper = np.minimum(index + 1, len(nodes) - 1)
-    shape = [1] * values.ndim
-    shape[axis] = -1
-    low, high = np.take(values, index, axis=axis), np.take(values, upper, axis=axis)
-    return low * (1.0 - weight.reshape(shape)) + high * weight.reshape(shape)
+    moved = multilinear(np.moveaxis(values, axis, 0), [axis_weights(nodes, x, log=log)])
+    return np.moveaxis(moved, 0, axis)
 
 
 def _edges(irf: xr.Dataset, dim: str) -> tuple[float, float]:
