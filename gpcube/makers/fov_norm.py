@@ -29,6 +29,7 @@ from astropy.coordinates import SkyCoord
 
 from gpcube.errors import GpcubeError
 from gpcube.geom import SkyGeom
+from gpcube.geom._util import skycoord_to_lonlat
 from gpcube.geom.frames import convert_frame
 from gpcube.io import Observation
 from gpcube.makers._lazy import DEFAULT_CHUNK
@@ -123,22 +124,24 @@ def _mask_on(mask: xr.DataArray, cube: xr.DataArray) -> xr.DataArray:
         ) from error
 
 
-def _exclusion(exclusion, geom: SkyGeom, cube: xr.DataArray) -> xr.DataArray:
+def _circle_in(frame: str, circle) -> tuple[float, float, float]:
+    """``(lon, lat, radius)`` in ``frame`` of a circle given so, or as ``(SkyCoord, radius)``."""
+    centre, radius = circle[:-1], circle[-1]
+    if isinstance(centre[0], SkyCoord):
+        centre = skycoord_to_lonlat(centre[0], frame)
+    return float(centre[0]), float(centre[1]), float(radius)
+
+
+def _exclusion(exclusion, cube: xr.DataArray) -> xr.DataArray:
+    """The ``(lat, lon)`` exclusion mask on the pixels of ``cube`` (an observation's cutout)."""
     if exclusion is None:
         return xr.ones_like(cube.isel(energy_reco=0, drop=True), dtype=bool)
     if isinstance(exclusion, xr.DataArray):
         if set(exclusion.dims) != {"lat", "lon"} or exclusion.dtype != bool:
             raise GpcubeError("exclusion_mask must be a boolean (lat, lon) DataArray on the mosaic geometry")
         return _mask_on(exclusion, cube)
-    mask = np.ones(geom.shape, dtype=bool)
-    for circle in exclusion:
-        if isinstance(circle[0], SkyCoord):
-            circle = ((circle[0].icrs.ra.deg, circle[0].icrs.dec.deg, circle[1]), "icrs")
-        else:
-            circle = (circle, None)
-        mask &= exclusion_mask_from_circles(geom, [circle[0]], circle[1]).values
-    coords = {k: v for k, v in geom.to_coords().items() if set(v.dims) <= {"lat", "lon"}}
-    return _mask_on(xr.DataArray(mask, dims=("lat", "lon"), coords=coords), cube)
+    cutout = SkyGeom.from_dataarray(cube)
+    return exclusion_mask_from_circles(cutout, [_circle_in(cutout.frame, c) for c in exclusion])
 
 
 def make_map_background_fov_norm(
@@ -193,7 +196,7 @@ def make_map_background_fov_norm(
         counts = make_map_counts(observation, geom, max_offset=max_offset, chunk=chunk)
     if background is None:
         background = make_map_background(observation, geom, max_offset=max_offset, chunk=chunk)
-    mask = _exclusion(exclusion_mask, geom, background)
+    mask = _exclusion(exclusion_mask, background)
     if mask_safe is not None:
         mask = mask & mask_safe
     summed_counts = counts.where(mask, 0).sum(("lat", "lon")).data
