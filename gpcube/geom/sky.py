@@ -212,7 +212,12 @@ class SkyGeom:
 
     @property
     def header(self) -> dict[str, Any]:
-        """The WCS header as a plain dict of JSON-able values, with NAXIS1 and NAXIS2."""
+        """The WCS header as a plain dict of JSON-able values, with NAXIS1 and NAXIS2 (a new dict)."""
+        return dict(self._header)
+
+    @cached_property
+    def _header(self) -> dict[str, Any]:
+        # astropy's WCS.to_header takes ~2 ms: every lazy product stores the header in its attrs.
         out: dict[str, Any] = {"NAXIS": 2, "NAXIS1": self.npix[0], "NAXIS2": self.npix[1]}
         for key, value in self.wcs.to_header().items():
             out[key] = value.item() if isinstance(value, np.generic) else value

@@ -1,0 +1,104 @@
+"""Reduce one observation into the archive: the task that workers run, once per observation."""
+
+from __future__ import annotations
+
+import functools
+import json
+import time
+from pathlib import Path
+
+from gpcube.archive.groups import jsonable, write_dataarrays
+from gpcube.archive.products import observation_products
+from gpcube.archive.store import (
+    commit_observation,
+    is_complete,
+    file_checksums,
+    now,
+    obs_path,
+    temporary_obs_path,
+)
+from gpcube.archive.zarrv3 import write_group
+from gpcube.config import JobConfig, parse_config
+from gpcube.geom import SkyGeom
+from gpcube.io import DataStore, Observation
+
+__all__ = ["reduce_observation", "write_observation"]
+
+
+@functools.lru_cache(maxsize=4)
+def _config(text: str) -> tuple[JobConfig, SkyGeom]:
+    config = parse_config(json.loads(text))
+    return config, config.geom()
+
+
+@functools.lru_cache(maxsize=4)
+def _store(path: str) -> DataStore:
+    return DataStore.from_dir(path)
+
+
+def _slice_attrs(array) -> dict:
+    geom = SkyGeom.from_dataarray(array)
+    (x0, y0), (nx, ny) = geom.origin, geom.npix
+    return {"lat": [y0, y0 + ny], "lon": [x0, x0 + nx]}
+
+
+def _provenance(observation: Observation, seconds: float) -> dict:
+    info = {k: v for k, v in observation.obs_info.items() if isinstance(v, str | int | float | bool)}
+    return {
+        "files": file_checksums(ref.path for ref in observation.hdus.values()),
+        "hdus": {k: {"file": str(v.path), "hdu": v.hdu_name, "class": v.hdu_class} for k, v in observation.hdus.items()},
+        "obs_info": info,
+        "reduced_at": now(),
+        "seconds": round(seconds, 4),
+    }
+
+
+def write_observation(archive: str | Path, observation: Observation, geom: SkyGeom, config: JobConfig) -> dict:
+    """Make one observation's products and write them to ``obs/<obs_id>``; returns its summary.
+
+    The group is written under a temporary name and renamed into place when whole (see
+    :mod:`gpcube.archive.store`). An observation whose cutout misses the geometry gets an empty group
+    (``attrs["empty"] = True``), so that later runs know it was done.
+    """
+    start = time.perf_counter()
+    sky, irf = observation_products(observation, geom, config)
+    empty = sky["mask_safe"].size == 0
+    attrs = {
+        "obs_id": observation.obs_id,
+        "complete": True,
+        "empty": bool(empty),
+        "products": sorted([*sky, *irf]),
+        "slice": None if empty else _slice_attrs(sky["mask_safe"]),
+        "irf_slice": _slice_attrs(irf["exposure_irf"]) if irf and not empty else None,
+        "livetime": observation.livetime,
+        "ontime": observation.ontime,
+        "pointing_radec": [observation.pointing.ra, observation.pointing.dec],
+    }
+    tmp = temporary_obs_path(archive, observation.obs_id)
+    chunk = config.chunks.obs
+    if empty:
+        write_group(tmp, attrs)
+    else:
+        write_dataarrays(tmp, sky, attrs, chunk)
+        if irf:
+            write_dataarrays(tmp / "irf", irf, {"grid": "irf", "slice": attrs["irf_slice"]}, chunk)
+    attrs["provenance"] = _provenance(observation, time.perf_counter() - start)
+    write_group(tmp, jsonable(attrs))
+    committed = commit_observation(tmp, obs_path(archive, observation.obs_id))
+    return {"obs_id": observation.obs_id, "written": committed, "empty": empty, "seconds": attrs["provenance"]["seconds"]}
+
+
+def reduce_observation(archive: str, config_json: str, obs_id: int) -> dict:
+    """The worker task: reduce observation ``obs_id`` into ``archive`` unless it is there already.
+
+    ``config_json`` is the job's config as JSON (:meth:`JobConfig.to_dict`), parsed once per process.
+    """
+    if is_complete(obs_path(archive, obs_id)):
+        return {"obs_id": obs_id, "written": False, "empty": False, "seconds": 0.0}
+    config, geom = _config(config_json)
+    observation = _store(str(config.data.store)).observation(obs_id)
+    try:
+        return write_observation(archive, observation, geom, config)
+    finally:
+        observation.close()
+

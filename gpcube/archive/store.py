@@ -1,0 +1,196 @@
+"""The archive on disk: a zarr v3 store with the geometry and config at the root, one group per
+observation under ``obs/`` and the mosaic under ``mosaic/``.
+
+An observation's group is written under a temporary name (``obs/_tmp-<obs_id>-<token>``), marked
+complete in its attributes, then renamed to ``obs/<obs_id>`` in one step: a reader sees an
+observation whole or not at all, and a run killed halfway leaves only temporary groups, which the
+next run deletes. A local filesystem is assumed (rename of a directory is atomic there).
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import hashlib
+import json
+import os
+import shutil
+import uuid
+from collections.abc import Mapping
+from pathlib import Path
+
+from gpcube.archive.zarrv3 import read_group_attrs, write_group
+from gpcube.errors import GpcubeError
+
+__all__ = [
+    "ARCHIVE_FORMAT",
+    "ARCHIVE_VERSION",
+    "check_or_create",
+    "complete_observations",
+    "file_checksums",
+    "is_complete",
+    "obs_path",
+    "remove_incomplete",
+    "root_attrs",
+    "versions",
+]
+
+ARCHIVE_FORMAT = "gpcube-archive"
+ARCHIVE_VERSION = 1
+OBS = "obs"
+MOSAIC = "mosaic"
+_TMP_PREFIX = "_tmp-"
+
+
+def versions() -> dict[str, str]:
+    """Versions of gpcube and of the libraries that shape its numbers and files."""
+    import astropy
+    import dask
+    import numpy
+    import xarray
+    import zarr
+
+    import gpcube
+
+    mods = {"gpcube": gpcube, "numpy": numpy, "astropy": astropy, "dask": dask, "xarray": xarray, "zarr": zarr}
+    return {name: mod.__version__ for name, mod in mods.items()}
+
+
+def now() -> str:
+    """UTC time stamp, ISO 8601."""
+    return _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")
+
+
+def _canonical(value) -> str:
+    return json.dumps(value, sort_keys=True, default=str)
+
+
+def _differences(old: Mapping, new: Mapping, prefix: str = "") -> list[str]:
+    keys = sorted(set(old) | set(new))
+    out = []
+    for key in keys:
+        dotted = f"{prefix}{key}"
+        a, b = old.get(key), new.get(key)
+        if isinstance(a, Mapping) and isinstance(b, Mapping):
+            out += _differences(a, b, dotted + ".")
+        elif _canonical(a) != _canonical(b):
+            out.append(f"{dotted}: archive has {_canonical(a)}, config has {_canonical(b)}")
+    return out
+
+
+def root_attrs(path: str | Path) -> dict:
+    """The root attributes of an archive; a clear error if ``path`` is not one."""
+    path = Path(path)
+    if not (path / "zarr.json").exists():
+        raise GpcubeError("no gpcube archive here (no zarr.json)", path=path)
+    attrs = read_group_attrs(path)
+    if attrs.get("format") != ARCHIVE_FORMAT:
+        raise GpcubeError(f"not a gpcube archive (format {attrs.get('format')!r})", path=path)
+    if attrs.get("format_version") != ARCHIVE_VERSION:
+        raise GpcubeError(f"archive format version {attrs.get('format_version')} is not supported", path=path)
+    return attrs
+
+
+def check_or_create(path: str | Path, analysis: Mapping, geom_attrs: Mapping, config: Mapping) -> dict:
+    """Open the archive at ``path``, or create it; refuse it if it was made with another analysis.
+
+    ``analysis`` is the part of the config that fixes the products (geometry, products, safe mask,
+    background, IRF grid, cutout radius): adding observations made with another one would mix
+    products, so a difference is an error that lists the keys.
+    """
+    path = Path(path)
+    if path.exists() and not (path / "zarr.json").exists():
+        if any(path.iterdir()):
+            raise GpcubeError("output exists and is not a gpcube archive", path=path)
+    if (path / "zarr.json").exists():
+        attrs = root_attrs(path)
+        diffs = _differences(attrs.get("analysis", {}), json.loads(_canonical(analysis)))
+        if diffs:
+            raise GpcubeError(
+                "the archive was made with another analysis config; use a new output or the same config "
+                "(only data.*, chunks, cluster and output may change). Differences: " + "; ".join(diffs),
+                path=path,
+            )
+        return attrs
+    attrs = {
+        "format": ARCHIVE_FORMAT,
+        "format_version": ARCHIVE_VERSION,
+        "geom": dict(geom_attrs),
+        "analysis": json.loads(_canonical(analysis)),
+        "config": json.loads(_canonical(config)),
+        "versions": versions(),
+        "created": now(),
+    }
+    write_group(path, attrs)
+    write_group(path / OBS, {})
+    return attrs
+
+
+def obs_path(path: str | Path, obs_id: int) -> Path:
+    """Where observation ``obs_id``'s group lives."""
+    return Path(path) / OBS / str(int(obs_id))
+
+
+def temporary_obs_path(path: str | Path, obs_id: int) -> Path:
+    """A fresh temporary group path for writing observation ``obs_id``."""
+    return Path(path) / OBS / f"{_TMP_PREFIX}{int(obs_id)}-{uuid.uuid4().hex[:12]}"
+
+
+def commit_observation(tmp: Path, final: Path) -> bool:
+    """Rename a written group into place; False if another writer got there first (ours is dropped)."""
+    try:
+        os.rename(tmp, final)
+        return True
+    except OSError:
+        if final.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+            return False
+        raise
+
+
+def is_complete(group: Path) -> bool:
+    """Whether the observation group at ``group`` exists and is complete."""
+    return group.is_dir() and _complete_attrs(group) is not None
+
+
+def _complete_attrs(group: Path) -> dict | None:
+    try:
+        attrs = read_group_attrs(group)
+    except GpcubeError:
+        return None
+    return attrs if attrs.get("complete") is True else None
+
+
+def complete_observations(path: str | Path) -> dict[int, dict]:
+    """``{obs_id: attrs}`` of the observations in the archive, in obs_id order."""
+    obs_dir = Path(path) / OBS
+    found = {}
+    for entry in obs_dir.iterdir() if obs_dir.is_dir() else []:
+        if entry.name.isdigit():
+            attrs = _complete_attrs(entry)
+            if attrs is not None:
+                found[int(entry.name)] = attrs
+    return dict(sorted(found.items()))
+
+
+def remove_incomplete(path: str | Path) -> list[str]:
+    """Delete temporary or unfinished observation groups (left by a killed run); their names."""
+    obs_dir = Path(path) / OBS
+    removed = []
+    for entry in obs_dir.iterdir() if obs_dir.is_dir() else []:
+        stale = entry.name.startswith(_TMP_PREFIX) or (entry.name.isdigit() and _complete_attrs(entry) is None)
+        if stale and entry.is_dir():
+            shutil.rmtree(entry)
+            removed.append(entry.name)
+    return removed
+
+
+def file_checksums(paths) -> list[dict]:
+    """``[{"path", "size", "sha256"}]`` of the distinct input files, sorted by path."""
+    out = []
+    for p in sorted({str(Path(p).resolve()) for p in paths}):
+        digest = hashlib.sha256()
+        with open(p, "rb") as f:
+            for block in iter(lambda f=f: f.read(1 << 20), b""):
+                digest.update(block)
+        out.append({"path": p, "size": os.path.getsize(p), "sha256": digest.hexdigest()})
+    return out

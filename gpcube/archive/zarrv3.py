@@ -1,0 +1,229 @@
+"""A small, fast writer and reader for the subset of zarr v3 the archive uses.
+
+zarr-python 3 runs every metadata write and chunk write through its event-loop thread: about 3 ms
+per array created and 1.5 ms per write, whatever the size. An observation's group holds a dozen
+arrays and the mosaic reads hundreds of cutout pieces, so that overhead alone would cost more than
+making the products. The arrays here are plain zarr v3 (regular chunk grid, ``c/i/j/k`` chunk keys,
+``bytes`` + ``blosc`` codecs, ``dimension_names`` for xarray), which zarr-python and xarray read like
+any other; this module only writes them and reads them back without the per-call overhead. Chunks
+are written whole (edge chunks padded with the fill value, as the spec requires), and a chunk that
+holds only the fill value is not written (readers return the fill value for it).
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from numcodecs import Blosc
+
+from gpcube.errors import GpcubeError
+
+__all__ = [
+    "ArrayWriter",
+    "consolidate",
+    "read_array_attrs",
+    "read_group_attrs",
+    "read_region",
+    "write_array",
+    "write_group",
+]
+
+#: Blosc with LZ4 and byte shuffle: ~1 GB/s and a 2x smaller archive on float32 sky cubes.
+BLOSC = {"cname": "lz4", "clevel": 5, "shuffle": "shuffle", "blocksize": 0}
+_SHUFFLE = {"noshuffle": Blosc.NOSHUFFLE, "shuffle": Blosc.SHUFFLE, "bitshuffle": Blosc.BITSHUFFLE}
+_DTYPES = ("bool", "int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "float32", "float64")
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    raise TypeError(f"not JSON-serialisable: {type(value).__name__}")
+
+
+def _write_json(path: Path, document: Mapping) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(document, indent=1, default=_json_default, allow_nan=True))
+
+
+def _read_json(path: Path) -> dict:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise GpcubeError(f"cannot read zarr metadata: {exc}", path=path) from exc
+
+
+def write_group(path: str | Path, attrs: Mapping | None = None) -> None:
+    """Write (or replace) the ``zarr.json`` of a group at ``path``."""
+    doc = {"zarr_format": 3, "node_type": "group", "attributes": dict(attrs or {})}
+    _write_json(Path(path) / "zarr.json", doc)
+
+
+def read_group_attrs(path: str | Path) -> dict:
+    """The attributes of the group at ``path``."""
+    doc = _read_json(Path(path) / "zarr.json")
+    if doc.get("node_type") != "group":
+        raise GpcubeError("not a zarr group", path=path)
+    return doc.get("attributes", {})
+
+
+def read_array_attrs(path: str | Path) -> dict:
+    """The attributes of the array at ``path``."""
+    return _read_json(Path(path) / "zarr.json").get("attributes", {})
+
+
+def _fill_value(dtype: np.dtype) -> Any:
+    return False if dtype == bool else 0 if dtype.kind in "iu" else 0.0
+
+
+def _metadata(shape, dtype: np.dtype, chunks, dims, attrs) -> dict:
+    bytes_codec: dict[str, Any] = {"name": "bytes"}
+    if dtype.itemsize > 1:
+        bytes_codec["configuration"] = {"endian": "little"}
+    blosc = {"name": "blosc", "configuration": {"typesize": dtype.itemsize, **BLOSC}}
+    return {
+        "zarr_format": 3,
+        "node_type": "array",
+        "shape": list(shape),
+        "data_type": dtype.name,
+        "chunk_grid": {"name": "regular", "configuration": {"chunk_shape": list(chunks)}},
+        "chunk_key_encoding": {"name": "default", "configuration": {"separator": "/"}},
+        "fill_value": _fill_value(dtype),
+        "codecs": [bytes_codec, blosc],
+        "attributes": dict(attrs or {}),
+        "dimension_names": list(dims),
+        "storage_transformers": [],
+    }
+
+
+class ArrayWriter:
+    """A new zarr v3 array at ``path``, written chunk by chunk through ``writer[region] = block``.
+
+    ``region`` must start on chunk boundaries and end on one (or at the array's end), which is what
+    :func:`dask.array.store` passes when the dask chunks equal the zarr chunks.
+    """
+
+    def __init__(self, path, shape, dtype, chunks, dims: Sequence[str], attrs: Mapping | None = None):
+        self.path = Path(path)
+        self.shape = tuple(int(n) for n in shape)
+        self.dtype = np.dtype(dtype)
+        if self.dtype.name not in _DTYPES:
+            raise GpcubeError(f"unsupported dtype {self.dtype} for the archive", path=self.path)
+        self.chunks = tuple(max(1, min(int(c), max(n, 1))) for c, n in zip(chunks, self.shape, strict=True))
+        if len(dims) != len(self.shape):
+            raise GpcubeError(f"dims {tuple(dims)} do not match shape {self.shape}", path=self.path)
+        self._codec = Blosc(BLOSC["cname"], BLOSC["clevel"], _SHUFFLE[BLOSC["shuffle"]])
+        _write_json(self.path / "zarr.json", _metadata(self.shape, self.dtype, self.chunks, dims, attrs))
+
+    @classmethod
+    def open(cls, path: str | Path) -> ArrayWriter:
+        """A writer for an existing archive array (its metadata is not rewritten)."""
+        self = cls.__new__(cls)
+        self.path = Path(path)
+        self.shape, self.dtype, self.chunks, _ = _array_layout(self.path)
+        self._codec = Blosc(BLOSC["cname"], BLOSC["clevel"], _SHUFFLE[BLOSC["shuffle"]])
+        return self
+
+    def __setitem__(self, region, block) -> None:
+        region = region if isinstance(region, tuple) else (region,)
+        block = np.asarray(block, dtype=self.dtype)
+        starts = []
+        for axis, (sl, n, c) in enumerate(zip(region, self.shape, self.chunks, strict=True)):
+            start, stop, _ = sl.indices(n)
+            if start % c or (stop % c and stop != n):
+                raise GpcubeError(f"region {region} is not on chunk boundaries along axis {axis}", path=self.path)
+            starts.append(range(start // c, -(-stop // c)))
+        for index in itertools.product(*starts):
+            local = tuple(
+                slice(i * c - sl.indices(n)[0], min((i + 1) * c, n) - sl.indices(n)[0])
+                for i, c, sl, n in zip(index, self.chunks, region, self.shape, strict=True)
+            )
+            self.write_chunk(index, block[local])
+
+    def write_chunk(self, index: tuple[int, ...], data: np.ndarray) -> None:
+        """Write the chunk at grid ``index`` (``data`` may be smaller at the array's edge)."""
+        if not np.any(data != _fill_value(self.dtype)):
+            return
+        if data.shape != self.chunks:
+            full = np.full(self.chunks, _fill_value(self.dtype), dtype=self.dtype)
+            full[tuple(slice(0, s) for s in data.shape)] = data
+            data = full
+        key = self.path.joinpath("c", *(str(i) for i in index))
+        key.parent.mkdir(parents=True, exist_ok=True)
+        raw = np.ascontiguousarray(data, dtype=self.dtype.newbyteorder("<"))
+        key.write_bytes(self._codec.encode(raw))
+
+
+def write_array(path, data: np.ndarray, dims: Sequence[str], attrs: Mapping | None = None, chunks=None):
+    """Write a numpy array as a new zarr v3 array (one chunk unless ``chunks`` is given)."""
+    data = np.asarray(data)
+    writer = ArrayWriter(path, data.shape, data.dtype, chunks or data.shape, dims, attrs)
+    writer[tuple(slice(None) for _ in data.shape)] = data
+    return writer
+
+
+def _array_layout(path: Path) -> tuple[tuple[int, ...], np.dtype, tuple[int, ...], Any]:
+    meta = _read_json(path / "zarr.json")
+    codecs = [c["name"] for c in meta.get("codecs", [])]
+    grid = meta.get("chunk_grid", {})
+    if codecs != ["bytes", "blosc"] or grid.get("name") != "regular":
+        raise GpcubeError(f"not an archive array (codecs {codecs})", path=path)
+    chunks = tuple(grid["configuration"]["chunk_shape"])
+    return tuple(meta["shape"]), np.dtype(meta["data_type"]), chunks, meta["fill_value"]
+
+
+def read_region(path: str | Path, region: Sequence[slice] | None = None) -> np.ndarray:
+    """Read ``array[region]`` of an archive array (basic slices with step 1) into numpy."""
+    path = Path(path)
+    shape, dtype, chunks, fill = _array_layout(path)
+    region = tuple(region or ()) + (slice(None),) * (len(shape) - len(region or ()))
+    bounds = [sl.indices(n)[:2] for sl, n in zip(region, shape, strict=True)]
+    out = np.full([max(b - a, 0) for a, b in bounds], fill, dtype=dtype)
+    if out.size == 0:
+        return out
+    ranges = [range(a // c, -(-b // c)) for (a, b), c in zip(bounds, chunks, strict=True)]
+    codec = Blosc()
+    for index in itertools.product(*ranges):
+        key = path.joinpath("c", *(str(i) for i in index))
+        if not key.exists():
+            continue
+        chunk = np.frombuffer(codec.decode(key.read_bytes()), dtype=dtype.newbyteorder("<"))
+        chunk = chunk.reshape(chunks)
+        src, dst = [], []
+        for i, c, (a, b) in zip(index, chunks, bounds, strict=True):
+            lo, hi = max(a, i * c), min(b, (i + 1) * c)
+            src.append(slice(lo - i * c, hi - i * c))
+            dst.append(slice(lo - a, hi - a))
+        out[tuple(dst)] = chunk[tuple(src)]
+    return out
+
+
+
+
+def consolidate(path: str | Path) -> None:
+    """Write the hierarchy's metadata inline into the root ``zarr.json`` (zarr-python's layout).
+
+    xarray opens a group of a store fastest, and without a warning, through the root's consolidated
+    metadata; every command that changes the archive calls this last.
+    """
+    root = Path(path)
+    nodes = {}
+    for meta_path in sorted(root.rglob("zarr.json")):
+        key = meta_path.parent.relative_to(root).as_posix()
+        if key == "." or any(part.startswith((".", "_")) for part in key.split("/")):
+            continue
+        doc = _read_json(meta_path)
+        doc.pop("consolidated_metadata", None)
+        nodes[key] = doc
+    top = _read_json(root / "zarr.json")
+    top["consolidated_metadata"] = {"kind": "inline", "must_understand": False, "metadata": nodes}
+    tmp = root / "zarr.json.tmp"
+    _write_json(tmp, top)
+    os.replace(tmp, root / "zarr.json")

@@ -1,0 +1,139 @@
+"""The whole job as plain functions: reduce observations into the archive, sum the mosaic, open it.
+
+The CLI (``gpcube run``, ``reduce``, ``mosaic``) calls these; in a notebook call them directly, with
+your own :class:`distributed.Client` or none (then tasks run in this process).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from pathlib import Path
+
+import xarray as xr
+
+from gpcube.archive.reduce import reduce_observation
+from gpcube.archive.store import (
+    MOSAIC,
+    check_or_create,
+    complete_observations,
+    obs_path,
+    remove_incomplete,
+    root_attrs,
+)
+from gpcube.archive.zarrv3 import consolidate
+from gpcube.config import JobConfig
+from gpcube.errors import GpcubeError
+from gpcube.execute import cluster_client, raise_failures, run_tasks
+from gpcube.mosaic import build_mosaic
+
+__all__ = ["job_client", "mosaic", "open_archive", "reduce", "run"]
+
+
+def reduce(config: JobConfig, client=None, *, progress: bool = True) -> dict:
+    """Add the selected observations that the archive lacks; returns counts of what happened.
+
+    The config is checked against the archive first (a changed analysis is refused) and the
+    selection is resolved before anything is written. Observations already complete are not
+    recomputed; groups left by a killed run are deleted and redone. A failing observation does not
+    stop the others; the failures are raised together at the end.
+    """
+    geom = config.geom()
+    obs_ids = list(config.data.open().obs_ids)
+    archive = Path(config.output)
+    check_or_create(archive, config.analysis_dict(), geom.to_attrs(), config.to_dict())
+    remove_incomplete(archive)
+    done = complete_observations(archive)
+    todo = [i for i in obs_ids if i not in done]
+    config_json = json.dumps(config.to_dict())
+    calls = [(str(i), (str(archive), config_json, i)) for i in todo]
+    results, failures = run_tasks(reduce_observation, calls, client, desc="reduce", progress=progress)
+    consolidate(archive)
+    raise_failures(failures, "observations")
+    written = [r for r in results if r and r["written"]]
+    return {
+        "selected": len(obs_ids),
+        "already_done": len(obs_ids) - len(todo),
+        "written": len(written),
+        "empty": sum(1 for r in written if r["empty"]),
+    }
+
+
+def mosaic(archive: str | Path, client=None, *, chunk: int | None = None, progress: bool = True) -> dict:
+    """(Re)build ``mosaic/`` from every complete observation of the archive; returns its attrs.
+
+    ``chunk`` (pixels along lon and lat) defaults to the config's ``chunks.mosaic``.
+    """
+    attrs = root_attrs(archive)
+    if chunk is None:
+        chunk = int(attrs.get("config", {}).get("chunks", {}).get("mosaic", 256))
+    return build_mosaic(archive, client, chunk=chunk, progress=progress)
+
+
+@contextlib.contextmanager
+def job_client(config: JobConfig | None = None, scheduler: str | None = None):
+    """A client for the job: ``scheduler`` or ``cluster.address`` if given, else a local cluster."""
+    cluster = config.cluster if config is not None else None
+    address = scheduler or (cluster.address if cluster is not None else None)
+    kwargs = {}
+    if cluster is not None:
+        kwargs = {
+            "n_workers": cluster.n_workers,
+            "threads_per_worker": cluster.threads_per_worker,
+            "processes": cluster.processes,
+            "memory_limit": cluster.memory_limit,
+            "dashboard": cluster.dashboard,
+        }
+    with cluster_client(address, **kwargs) as client:
+        yield client
+
+
+def run(config: JobConfig, client=None, *, progress: bool = True) -> dict:
+    """Reduce, then rebuild the mosaic if the set of observations changed (or it is missing)."""
+    report = reduce(config, client, progress=progress)
+    archive = Path(config.output)
+    current = _mosaic_attrs(archive)
+    wanted = [i for i, a in complete_observations(archive).items() if not a.get("empty")]
+    if current is None or current.get("obs_ids") != wanted or current.get("chunk") != config.chunks.mosaic:
+        report["mosaic"] = build_mosaic(archive, client, chunk=config.chunks.mosaic, progress=progress)
+    else:
+        report["mosaic"] = current
+    return report
+
+
+def _mosaic_attrs(archive: Path) -> dict | None:
+    from gpcube.archive.zarrv3 import read_group_attrs
+
+    try:
+        attrs = read_group_attrs(archive / MOSAIC)
+    except GpcubeError:
+        return None
+    return attrs if attrs.get("complete") else None
+
+
+def open_archive(path: str | Path, *, obs_id: int | None = None, irf: bool = False) -> xr.Dataset:
+    """The archive's mosaic as a lazy (dask-backed) :class:`xarray.Dataset`.
+
+    Parameters
+    ----------
+    path : str or Path
+        The archive (``output`` of the job).
+    obs_id : int, optional
+        Open this observation's cutout products instead of the mosaic.
+    irf : bool
+        Open the IRF maps (``psf``, ``edisp``, ``exposure_irf``, on the coarse grid) instead.
+    """
+    path = Path(path)
+    attrs = root_attrs(path)
+    group = MOSAIC if obs_id is None else obs_path(path, obs_id).relative_to(path).as_posix()
+    if obs_id is None and _mosaic_attrs(path) is None:
+        raise GpcubeError("the archive has no complete mosaic yet: run `gpcube mosaic`", path=path)
+    if obs_id is not None and int(obs_id) not in complete_observations(path):
+        raise GpcubeError(f"observation {obs_id} is not in the archive", path=path)
+    if irf:
+        group += "/irf"
+    if not (path / group / "zarr.json").exists():
+        raise GpcubeError(f"the archive has no group {group!r}", path=path)
+    ds = xr.open_zarr(path, group=group, consolidated=False)
+    ds.attrs.setdefault("archive", {"path": str(path), "analysis": attrs.get("analysis")})
+    return ds
