@@ -1,0 +1,292 @@
+"""The ``sky`` accessor: geometry, WCS, world coordinates and plots of sky products.
+
+Importing this module registers ``DataArray.sky`` and ``Dataset.sky``. A product's ``lat``/``lon``
+coordinates are pixel indices in the parent grid and ``attrs["geom"]`` holds the grid of the array,
+so after ``isel``/``sel`` along ``lat``/``lon`` the accessor slices the stored geometry to match.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import xarray as xr
+
+from gpcube.errors import GpcubeError
+from gpcube.geom import ENERGY_AXIS_NAMES, EnergyAxis, SkyGeom
+
+if TYPE_CHECKING:
+    from astropy.wcs import WCS
+
+__all__ = ["SkyDataArrayAccessor", "SkyDatasetAccessor"]
+
+_LABELS = {"galactic": ("Galactic longitude", "Galactic latitude"), "icrs": ("RA (ICRS)", "Dec (ICRS)")}
+_LONG_NAMES = {"galactic": _LABELS["galactic"], "icrs": ("Right ascension", "Declination")}
+
+
+def _geom_attrs(obj: xr.DataArray | xr.Dataset) -> Any:
+    """``attrs["geom"]`` of the object, or of the first data variable with lat/lon dims that has one."""
+    if "geom" in obj.attrs:
+        return obj.attrs["geom"]
+    if isinstance(obj, xr.Dataset):
+        for var in obj.data_vars.values():
+            if "geom" in var.attrs and {"lat", "lon"} <= set(var.dims):
+                return var.attrs["geom"]
+    raise GpcubeError(f"no 'geom' in the attrs of {getattr(obj, 'name', None) or type(obj).__name__}")
+
+
+def _pixel_slice(obj: xr.DataArray | xr.Dataset, dim: str, origin: int, n_geom: int) -> slice:
+    """The slice of the stored grid along ``dim`` that the object's ``dim`` coordinate covers."""
+    if dim not in obj.dims:
+        raise GpcubeError(f"the sky accessor needs a {dim!r} dimension, got dims {tuple(obj.dims)}")
+    if dim not in obj.coords:  # no pixel-index coordinate: only the whole grid can be assumed
+        if obj.sizes[dim] != n_geom:
+            raise GpcubeError(f"no {dim!r} coord and {obj.sizes[dim]} pixels, not the geom's {n_geom}")
+        return slice(0, n_geom)
+    index = np.asarray(obj[dim].values)
+    if index.size == 0:
+        return slice(0, 0)
+    start, stop = int(index[0]) - origin, int(index[0]) - origin + index.size
+    if not np.array_equal(index, index[0] + np.arange(index.size)) or start < 0 or stop > n_geom:
+        raise GpcubeError(
+            f"the {dim!r} pixel indices are not a contiguous increasing sub-range of the geometry's "
+            f"[{origin}, {origin + n_geom}); reselect with a slice (e.g. isel({dim}=slice(a, b)))"
+        )
+    return slice(start, stop)
+
+
+def _edges(obj: xr.DataArray | xr.Dataset, dim: str, axis: EnergyAxis | None) -> tuple[Any, Any]:
+    """Lower and upper bin edges (TeV) along ``dim``: its ``<dim>_lo/_hi`` coords, else ``axis``."""
+    if f"{dim}_lo" in obj.coords and f"{dim}_hi" in obj.coords:
+        return np.atleast_1d(obj[f"{dim}_lo"].values), np.atleast_1d(obj[f"{dim}_hi"].values)
+    if axis is not None and axis.nbins == obj.sizes.get(dim):
+        return axis.lo, axis.hi
+    raise GpcubeError(f"no bin edges for {dim!r}: no {dim}_lo/{dim}_hi coords, no matching geometry axis")
+
+
+def _energy_axes(obj: xr.DataArray | xr.Dataset, geom: SkyGeom) -> tuple[EnergyAxis, ...]:
+    """The geometry's energy axes restricted to the object's energy bins (axes without a dim are dropped)."""
+    axes = []
+    for axis in geom.axes:
+        if axis.name not in obj.dims or obj.sizes[axis.name] == 0:
+            continue
+        lo, hi = _edges(obj, axis.name, axis)
+        if not np.array_equal(lo[1:], hi[:-1]):
+            raise GpcubeError(f"the {axis.name!r} bins are not contiguous: select them with a slice")
+        axes.append(EnergyAxis(axis.name, np.append(lo, hi[-1])))
+    return tuple(axes)
+
+
+class _SkyAccessor:
+    """Methods shared by the DataArray and Dataset accessors."""
+
+    def __init__(self, obj: xr.DataArray | xr.Dataset) -> None:
+        self._obj = obj
+
+    @property
+    def geom(self) -> SkyGeom:
+        """The :class:`~gpcube.geom.SkyGeom` of the object's actual lat/lon pixels and energy bins.
+
+        Raises
+        ------
+        GpcubeError
+            No ``geom`` attrs, no ``lat``/``lon`` dims, or a non-contiguous pixel or energy selection.
+        """
+        geom = SkyGeom.from_attrs(_geom_attrs(self._obj))
+        sy = _pixel_slice(self._obj, "lat", geom.origin[1], geom.npix[1])
+        sx = _pixel_slice(self._obj, "lon", geom.origin[0], geom.npix[0])
+        return geom.slice((sy, sx)).with_axes(*_energy_axes(self._obj, geom))
+
+    @property
+    def wcs(self) -> WCS:
+        """The 2-D celestial :class:`astropy.wcs.WCS` of :attr:`geom`."""
+        return self.geom.wcs
+
+    def world_coords(self) -> tuple[xr.DataArray, xr.DataArray]:
+        """World coordinates of the pixel centres.
+
+        Returns
+        -------
+        lon_world, lat_world : xarray.DataArray
+            ``(lat, lon)`` arrays in deg in the geometry's frame (lon in [0, 360); NaN where the
+            projection is undefined), carrying the object's ``lat``/``lon`` coordinates.
+        """
+        geom = self.geom
+        lon, lat = geom.pix_to_world(np.arange(geom.npix[0])[None, :], np.arange(geom.npix[1])[:, None])
+        coords = {dim: self._obj[dim] for dim in ("lat", "lon") if dim in self._obj.coords}
+        names = _LONG_NAMES[geom.frame]
+        return tuple(
+            xr.DataArray(values, dims=("lat", "lon"), coords=coords, name=f"{which}_world",
+                         attrs={"units": "deg", "long_name": long_name, "frame": geom.frame})
+            for which, values, long_name in zip(("lon", "lat"), (lon, lat), names, strict=True)
+        )  # fmt: skip
+
+    def with_world_coords(self) -> xr.DataArray | xr.Dataset:
+        """The object with 2-D coordinates ``lon_world`` and ``lat_world`` (see :meth:`world_coords`)."""
+        lon, lat = self.world_coords()
+        return self._obj.assign_coords(lon_world=lon.variable, lat_world=lat.variable)
+
+
+@xr.register_dataarray_accessor("sky")
+class SkyDataArrayAccessor(_SkyAccessor):
+    """``DataArray.sky``: geometry, WCS, world coordinates, images and plots of a sky product."""
+
+    def to_image(self, energy: int | float | str | Any | None = None) -> xr.DataArray:
+        """The 2-D ``(lat, lon)`` image that :meth:`plot` draws (lazy if the array is).
+
+        Parameters
+        ----------
+        energy : int, float, astropy.units.Quantity or "sum", optional
+            For an array with an energy dim: a bin index (int), the bin containing an energy (float in
+            TeV or a Quantity; bins are ``[lo, hi)``), or ``"sum"`` over the energy dim (the default).
+
+        Returns
+        -------
+        xarray.DataArray
+            ``(lat, lon)``, attrs kept, with scalar ``<dim>_lo``/``<dim>_hi`` coords of the energy range.
+        """
+        da = self._obj
+        energy_dims = [d for d in da.dims if d in ENERGY_AXIS_NAMES]
+        extra = [d for d in da.dims if d not in ("lat", "lon", *energy_dims[:1])]
+        if extra:
+            raise GpcubeError(f"reduce the dims {extra} first (e.g. .isel() or .sum()) to get an image")
+        if not energy_dims:
+            if not (energy is None or isinstance(energy, str) and energy == "sum"):
+                raise GpcubeError(f"energy={energy!r} given but the array has no energy dim")
+            return da.transpose("lat", "lon")
+        dim = energy_dims[0]
+        axis = next((a for a in SkyGeom.from_attrs(_geom_attrs(da)).axes if a.name == dim), None)
+        lo, hi = _edges(da, dim, axis)
+        if energy is None or isinstance(energy, str) and energy == "sum":
+            image, lo, hi = da.sum(dim, keep_attrs=True), lo[0], hi[-1]
+        else:
+            index = _energy_index(energy, lo, hi, dim)
+            image, lo, hi = da.isel({dim: index}), lo[index], hi[index]
+        return image.assign_coords({f"{dim}_lo": lo, f"{dim}_hi": hi}).transpose("lat", "lon")
+
+    def plot(
+        self,
+        ax: Any = None,
+        *,
+        energy: int | float | str | Any | None = None,
+        stretch: str = "linear",
+        cmap: Any = "viridis",
+        vmin: float | None = None,
+        vmax: float | None = None,
+        add_colorbar: bool = True,
+        **kwargs: Any,
+    ) -> Any:
+        """Draw :meth:`to_image` on WCS axes (computed once if lazy).
+
+        Parameters
+        ----------
+        ax : astropy.visualization.wcsaxes.WCSAxes, optional
+            Axes on the same WCS (or on the WCS of the same parent grid: the image is placed by pixel
+            offset); default a new ``plt.subplot(projection=self.wcs)``.
+        energy : int, float, Quantity or "sum", optional
+            See :meth:`to_image`.
+        stretch : {"linear", "sqrt", "log"}
+            Colour scale; ``"log"`` defaults ``vmin`` to the smallest positive pixel.
+        cmap, vmin, vmax, **kwargs
+            Passed to :meth:`matplotlib.axes.Axes.imshow`.
+        add_colorbar : bool
+            Add a colourbar labelled with the name and ``attrs["units"]``.
+
+        Returns
+        -------
+        matplotlib.image.AxesImage
+        """
+        plt, colors, WCSAxes = _import_matplotlib()
+        if stretch not in ("linear", "sqrt", "log"):
+            raise GpcubeError(f"stretch must be 'linear', 'sqrt' or 'log', got {stretch!r}")
+        if ax is not None and not isinstance(ax, WCSAxes):
+            raise GpcubeError("ax must be WCSAxes, e.g. plt.subplot(projection=da.sky.wcs)")
+        image = self.to_image(energy)
+        geom = image.sky.geom
+        ax = plt.subplot(projection=geom.wcs) if ax is None else ax
+        dx, dy = _pixel_offset(ax.wcs, geom.wcs)
+        data = np.asarray(image.values, dtype=float)  # the one compute of a lazy array
+        finite = data[np.isfinite(data)]
+        if vmin is None and stretch != "linear":  # sqrt: from max(min, 0); log: from the smallest value > 0
+            finite = finite[finite > 0] if stretch == "log" else np.maximum(finite, 0.0)
+            vmin = float(finite.min()) if finite.size else None
+        norm = {"linear": colors.Normalize, "log": colors.LogNorm}.get(stretch)
+        norm = norm(vmin, vmax) if norm else colors.PowerNorm(0.5, vmin, vmax)
+        extent = (dx - 0.5, dx + geom.npix[0] - 0.5, dy - 0.5, dy + geom.npix[1] - 0.5)
+        im = ax.imshow(data, origin="lower", cmap=cmap, norm=norm, extent=extent, **kwargs)
+        ax.coords[0].set_axislabel(_LABELS[geom.frame][0])
+        ax.coords[1].set_axislabel(_LABELS[geom.frame][1])
+        ax.set_title(_title(image))
+        if add_colorbar:
+            ax.figure.colorbar(im, ax=ax, label=_units_label(image))
+        return im
+
+
+@xr.register_dataset_accessor("sky")
+class SkyDatasetAccessor(_SkyAccessor):
+    """``Dataset.sky``: geometry, WCS and world coordinates of a set of sky products; plots of one."""
+
+    def _var(self, name: str) -> xr.DataArray:
+        da = self._obj[name]
+        return da if "geom" in da.attrs else da.assign_attrs(geom=_geom_attrs(self._obj))
+
+    def to_image(self, name: str, energy: Any = None) -> xr.DataArray:
+        """:meth:`SkyDataArrayAccessor.to_image` of variable ``name``."""
+        return self._var(name).sky.to_image(energy)
+
+    def plot(self, name: str, ax: Any = None, **kwargs: Any) -> Any:
+        """:meth:`SkyDataArrayAccessor.plot` of variable ``name``."""
+        return self._var(name).sky.plot(ax, **kwargs)
+
+
+def _import_matplotlib() -> tuple[Any, Any, Any]:
+    try:
+        import matplotlib.colors as colors
+        import matplotlib.pyplot as plt
+        from astropy.visualization.wcsaxes import WCSAxes
+    except ImportError as exc:
+        raise ImportError("plotting needs matplotlib: pip install gpcube[plot]") from exc
+    return plt, colors, WCSAxes
+
+
+def _energy_index(energy: Any, lo: np.ndarray, hi: np.ndarray, dim: str) -> int:
+    """Index of the bin selected by an int index, an energy in TeV or a Quantity."""
+    if isinstance(energy, int | np.integer) and not isinstance(energy, bool):
+        if not -lo.size <= energy < lo.size:
+            raise GpcubeError(f"energy bin index {energy} out of range for {lo.size} {dim!r} bins")
+        return int(energy)
+    if not isinstance(energy, float | np.floating) and not hasattr(energy, "unit"):
+        raise GpcubeError(f"energy must be an int index, a float in TeV, a Quantity or 'sum', got {energy!r}")
+    value = float(energy.to_value("TeV")) if hasattr(energy, "unit") else float(energy)
+    inside = np.flatnonzero((lo <= value) & (value < hi))
+    if inside.size == 0:
+        raise GpcubeError(f"energy {value:g} TeV outside the {dim!r} bins [{lo[0]:g}, {hi[-1]:g}) TeV")
+    return int(inside[0])
+
+
+def _pixel_offset(ax_wcs: WCS, wcs: WCS) -> tuple[float, float]:
+    """Pixel position in ``ax_wcs`` of pixel (0, 0) of ``wcs``; both must be on the same pixel grid."""
+    a, b = ax_wcs.wcs, wcs.wcs
+    shift = np.asarray(a.crpix) - np.asarray(b.crpix)
+    same = list(a.ctype) == list(b.ctype) and all(
+        np.allclose(getattr(a, key), getattr(b, key), rtol=0, atol=1e-10) for key in ("crval", "cdelt", "pc")
+    )
+    if not same or not np.allclose(shift, np.round(shift), rtol=0, atol=1e-9):
+        raise GpcubeError("ax has a WCS on another pixel grid: use plt.subplot(projection=da.sky.wcs)")
+    return float(np.round(shift[0])), float(np.round(shift[1]))
+
+
+def _title(image: xr.DataArray) -> str:
+    """Name and energy range (from the scalar ``energy_*_lo/_hi`` coords) of an image."""
+    parts = [str(image.name)] if image.name is not None else []
+    for dim in ENERGY_AXIS_NAMES:
+        if f"{dim}_lo" in image.coords and image[f"{dim}_lo"].ndim == 0:
+            lo, hi = float(image[f"{dim}_lo"]), float(image[f"{dim}_hi"])
+            parts.append(f"{dim.removeprefix('energy_')} energy {lo:.3g}-{hi:.3g} TeV")
+    return ", ".join(parts)
+
+
+def _units_label(image: xr.DataArray) -> str:
+    units = str(image.attrs.get("units", "")).strip()
+    name = str(image.name) if image.name is not None else ""
+    return f"{name} [{units}]".strip() if units else name
