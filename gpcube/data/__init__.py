@@ -18,7 +18,7 @@ from __future__ import annotations
 from importlib.resources import files
 from pathlib import Path
 
-__all__ = ["EXAMPLE_OBS_IDS", "example_data_dir"]
+__all__ = ["EXAMPLE_OBS_IDS", "example_config_text", "example_data_dir", "write_example_config"]
 
 #: Observation ids of the example data store (the H.E.S.S. DL3 DR1 Crab Nebula runs).
 EXAMPLE_OBS_IDS = (23523, 23526, 23559, 23592)
@@ -34,3 +34,20 @@ def example_data_dir() -> Path:
         :meth:`gpcube.DataStore.from_dir`.
     """
     return Path(str(files("gpcube") / "data" / "hess-dl3-dr1-crab"))
+
+
+def example_config_text() -> str:
+    """The example job config (``example-crab.yaml``) with ``data.store`` set to :func:`example_data_dir`."""
+    template = (files("gpcube") / "data" / "example-crab.yaml").read_text()
+    return template.replace("{store}", example_data_dir().as_posix())
+
+
+def write_example_config(path: str | Path = "crab.yaml", overwrite: bool = False) -> Path:
+    """Write the example job config to ``path`` (``gpcube example``); its output is next to it."""
+    from gpcube.errors import GpcubeError
+
+    path = Path(path)
+    if path.exists() and not overwrite:
+        raise GpcubeError("exists already (use --overwrite)", path=path)
+    path.write_text(example_config_text())
+    return path

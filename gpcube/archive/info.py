@@ -1,0 +1,95 @@
+"""What is in an archive: geometry, products, observations, mosaic and provenance (``gpcube info``)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from gpcube.archive.store import MOSAIC, complete_observations, root_attrs
+from gpcube.archive.zarrv3 import read_group_attrs
+from gpcube.errors import GpcubeError
+from gpcube.geom import SkyGeom
+
+__all__ = ["archive_info", "format_info"]
+
+
+def _mosaic(path: Path) -> dict | None:
+    try:
+        attrs = read_group_attrs(path / MOSAIC)
+    except GpcubeError:
+        return None
+    return {k: attrs.get(k) for k in ("complete", "n_obs", "obs_ids", "livetime", "chunk", "made_at")}
+
+
+def archive_info(path: str | Path) -> dict:
+    """A JSON-able description of the archive at ``path``."""
+    path = Path(path)
+    attrs = root_attrs(path)
+    observations = complete_observations(path)
+    obs = []
+    for obs_id, a in observations.items():
+        prov = a.get("provenance", {})
+        obs.append({
+            "obs_id": obs_id,
+            "empty": a.get("empty", False),
+            "livetime": a.get("livetime"),
+            "pointing_radec": a.get("pointing_radec"),
+            "slice": a.get("slice"),
+            "reduced_at": prov.get("reduced_at"),
+            "seconds": prov.get("seconds"),
+            "files": prov.get("files", []),
+        })  # fmt: skip
+    return {
+        "path": str(path.resolve()),
+        "format": f"{attrs['format']} v{attrs['format_version']}",
+        "created": attrs.get("created"),
+        "versions": attrs.get("versions", {}),
+        "geom": attrs["geom"],
+        "analysis": attrs.get("analysis", {}),
+        "config": attrs.get("config", {}),
+        "observations": obs,
+        "mosaic": _mosaic(path),
+    }
+
+
+def _geom_lines(geom_attrs: dict) -> list[str]:
+    geom = SkyGeom.from_attrs(geom_attrs)
+    nx, ny = geom.npix
+    lines = [
+        f"geometry: {geom.frame} {geom.projection}, {nx} x {ny} px of {geom.binsz:g} deg, "
+        f"centre ({geom.center[0]:.4f}, {geom.center[1]:.4f}) deg"
+    ]
+    for axis in geom.axes:
+        lines.append(f"  {axis.name}: {axis.nbins} bins, {axis.edges[0]:g} - {axis.edges[-1]:g} TeV")
+    return lines
+
+
+def format_info(info: dict, files: bool = False) -> str:
+    """Human-readable text of :func:`archive_info`'s output."""
+    analysis = info["analysis"]
+    safe = analysis.get("safe_mask", {})
+    lines = [f"archive: {info['path']} ({info['format']}, created {info['created']})"]
+    lines += _geom_lines(info["geom"])
+    lines.append(f"products: {', '.join(analysis.get('products', []))}; cutout radius {analysis.get('max_offset')} deg")
+    lines.append(f"safe mask: {', '.join(safe.get('methods', [])) or 'none'}; "
+                 f"background: {analysis.get('background', {}).get('method')}")  # fmt: skip
+    obs = info["observations"]
+    livetime = sum(o["livetime"] or 0.0 for o in obs)
+    n_empty = sum(o["empty"] for o in obs)
+    lines.append(f"observations: {len(obs)} ({n_empty} outside the geometry), livetime {livetime / 3600:.2f} h")
+    lines.append(f"  {'obs_id':>8} {'livetime/s':>10} {'ra':>9} {'dec':>9}  {'lat slice':>11} {'lon slice':>11}  reduced")
+    for o in obs:
+        ra, dec = o["pointing_radec"] or (float("nan"), float("nan"))
+        sl = o["slice"] or {"lat": ["-", "-"], "lon": ["-", "-"]}
+        lat, lon = "{}:{}".format(*sl["lat"]), "{}:{}".format(*sl["lon"])
+        lines.append(f"  {o['obs_id']:>8} {o['livetime'] or 0:>10.1f} {ra:>9.4f} {dec:>9.4f}  {lat:>11} {lon:>11}"
+                     f"  {o['reduced_at']}")  # fmt: skip
+        if files:
+            lines += [f"      {f['path']}  sha256 {f['sha256']}  {f['size']} B" for f in o["files"]]
+    mosaic = info["mosaic"]
+    if mosaic and mosaic.get("complete"):
+        lines.append(f"mosaic: {mosaic['n_obs']} observations, {mosaic['livetime'] / 3600:.2f} h, "
+                     f"chunk {mosaic['chunk']} px, made {mosaic['made_at']}")  # fmt: skip
+    else:
+        lines.append("mosaic: none yet (gpcube mosaic ARCHIVE)")
+    lines.append("versions: " + ", ".join(f"{k} {v}" for k, v in info["versions"].items()))
+    return "\n".join(lines)

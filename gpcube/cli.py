@@ -1,0 +1,147 @@
+"""The ``gpcube`` command: run a job from a YAML config, inspect and export its archive.
+
+::
+
+    gpcube example crab.yaml          # an example config on the H.E.S.S. Crab runs shipped with gpcube
+    gpcube run crab.yaml              # reduce every selected observation, then build the mosaic
+    gpcube reduce crab.yaml           # only add missing observations to the archive
+    gpcube mosaic crab.zarr           # (re)build the mosaic of an archive
+    gpcube info crab.zarr             # observations, products, geometry, provenance
+    gpcube export crab.zarr crab.fits # the mosaic as a FITS file that Gammapy's MapDataset.read loads
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from gpcube.errors import GpcubeError
+
+__all__ = ["main"]
+
+
+def _client(args, config=None):
+    from gpcube.pipeline import job_client
+
+    return job_client(config, scheduler=args.scheduler)
+
+
+def _cmd_run(args, reduce_only: bool = False) -> int:
+    from gpcube import pipeline
+    from gpcube.config import load_config
+
+    config = load_config(args.config)
+    with _client(args, config) as client:
+        func = pipeline.reduce if reduce_only else pipeline.run
+        report = func(config, client, progress=not args.quiet)
+    mosaic = report.pop("mosaic", None)
+    print(
+        f"{config.output}: {report['selected']} observations selected, {report['already_done']} already "
+        f"in the archive, {report['written']} added ({report['empty']} outside the geometry)"
+    )
+    if mosaic is not None:
+        print(f"mosaic: {mosaic['n_obs']} observations, livetime {mosaic['livetime'] / 3600:.2f} h")
+    return 0
+
+
+def _cmd_mosaic(args) -> int:
+    from gpcube import pipeline
+    from gpcube.archive.store import root_attrs
+    from gpcube.config import parse_config
+
+    attrs = root_attrs(args.archive)
+    config = parse_config(attrs["config"]) if "config" in attrs else None
+    with _client(args, config) as client:
+        mosaic = pipeline.mosaic(args.archive, client, chunk=args.chunk, progress=not args.quiet)
+    print(f"mosaic: {mosaic['n_obs']} observations, livetime {mosaic['livetime'] / 3600:.2f} h")
+    return 0
+
+
+def _cmd_info(args) -> int:
+    from gpcube.archive.info import archive_info, format_info
+
+    info = archive_info(args.archive)
+    print(json.dumps(info, indent=1) if args.json else format_info(info, files=args.files))
+    return 0
+
+
+def _cmd_export(args) -> int:
+    from gpcube.io.export import write_map_dataset
+    from gpcube.pipeline import open_archive
+
+    mosaic = open_archive(args.archive)
+    irf = None
+    if (Path(args.archive) / "mosaic" / "irf" / "zarr.json").exists():
+        irf = open_archive(args.archive, irf=True)
+    path = write_map_dataset(args.output, mosaic, irf, overwrite=args.overwrite)
+    print(f"wrote {path}")
+    return 0
+
+
+def _cmd_example(args) -> int:
+    from gpcube.data import write_example_config
+
+    path = write_example_config(args.path, overwrite=args.overwrite)
+    print(f"wrote {path}; run it with: gpcube run {args.path}")
+    return 0
+
+
+def _parser() -> argparse.ArgumentParser:
+    from gpcube import __version__
+
+    parser = argparse.ArgumentParser(prog="gpcube", description="DL3 event lists and IRFs into DL4 sky cubes.")
+    parser.add_argument("--version", action="version", version=f"gpcube {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def add(name, help_text, func):
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        p.set_defaults(func=func)
+        return p
+
+    def cluster_options(p):
+        p.add_argument("--scheduler", metavar="ADDRESS", help="run on the dask scheduler at ADDRESS "
+                       "(overrides cluster.address)")  # fmt: skip
+        p.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
+
+    for name, text, reduce_only in (
+        ("run", "reduce the selected observations into the archive, then build the mosaic", False),
+        ("reduce", "add the selected observations that the archive lacks (no mosaic)", True),
+    ):
+        p = add(name, text, lambda a, r=reduce_only: _cmd_run(a, r))
+        p.add_argument("config", help="the job's YAML config")
+        cluster_options(p)
+    p = add("mosaic", "(re)build the mosaic of an archive from its observations", _cmd_mosaic)
+    p.add_argument("archive")
+    p.add_argument("--chunk", type=int, default=None, help="mosaic chunk in pixels (default: the config's)")
+    cluster_options(p)
+    p = add("info", "describe an archive: geometry, products, observations, provenance", _cmd_info)
+    p.add_argument("archive")
+    p.add_argument("--json", action="store_true", help="print the description as JSON")
+    p.add_argument("--files", action="store_true", help="list the input files and their checksums")
+    p = add("export", "write the mosaic to a FITS file that gammapy's MapDataset.read loads", _cmd_export)
+    p.add_argument("archive")
+    p.add_argument("output", help="the FITS file to write")
+    p.add_argument("--overwrite", action="store_true")
+    p = add("example", "write an example config on the Crab runs shipped with gpcube", _cmd_example)
+    p.add_argument("path", nargs="?", default="crab.yaml")
+    p.add_argument("--overwrite", action="store_true")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``gpcube`` command; returns the exit status (2 for a gpcube error)."""
+    args = _parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except GpcubeError as exc:
+        print(f"gpcube {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"gpcube {args.command}: interrupted; finished observations are kept", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
