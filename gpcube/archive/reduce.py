@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import functools
 import json
+import os
+import socket
 import time
 from pathlib import Path
 
@@ -49,6 +51,7 @@ def _provenance(observation: Observation, seconds: float) -> dict:
         "hdus": {k: {"file": str(v.path), "hdu": v.hdu_name, "class": v.hdu_class} for k, v in observation.hdus.items()},
         "obs_info": info,
         "reduced_at": now(),
+        "worker": {"host": socket.gethostname(), "pid": os.getpid()},
         "seconds": round(seconds, 4),
     }
 
