@@ -4,6 +4,7 @@ import gpcube.accessor  # noqa: F401  (registers the "sky" accessor on xarray ob
 from gpcube.errors import GpcubeError, GpcubeWarning
 from gpcube.geom import EnergyAxis, SkyGeom, cutout
 from gpcube.io import DataStore, Observation, Pointing
+from gpcube.pipeline import open_archive
 
 __version__ = "0.1.0.dev0"
 
@@ -17,4 +18,5 @@ __all__ = [
     "SkyGeom",
     "__version__",
     "cutout",
+    "open_archive",
 ]

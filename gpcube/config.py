@@ -1,0 +1,685 @@
+"""One YAML file drives a whole job: its sections as frozen dataclasses, validated all at once.
+
+:func:`load_config` reads a file and :func:`parse_config` a mapping; both check every key before
+returning (no side effects) and raise :class:`ConfigError` naming the dotted key and what was expected.
+:meth:`JobConfig.to_dict` gives the canonical form (every default filled in, absolute paths). Every key
+is described in ``docs/config.rst``.
+
+Each dataclass field that is a YAML key carries its check in ``field(metadata={"check": ...})``; the
+sections are read generically from that (:func:`_build`), and cross-key rules live in ``_checked``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import math
+import numbers
+import os
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import yaml
+
+from gpcube.errors import GpcubeError
+from gpcube.geom import FRAMES, PROJECTIONS, EnergyAxis, SkyGeom
+from gpcube.geom.frames import convert_frame
+from gpcube.io import DataStore
+from gpcube.makers.fov import ORIENTATIONS
+from gpcube.makers.safe import METHODS as SAFE_METHODS
+
+__all__ = [
+    "PRODUCTS", "BackgroundConfig", "ChunksConfig", "ClusterConfig", "ConeConfig", "ConfigError",
+    "DataConfig", "EnergyConfig", "ExclusionConfig", "GeomConfig", "IrfConfig", "JobConfig",
+    "MinCountsGrouping", "RadConfig", "SafeMaskConfig", "SelectionConfig", "TimeConfig", "load_config",
+    "parse_config",
+]  # fmt: skip
+
+#: Product names allowed in ``products``.
+PRODUCTS = ("counts", "exposure", "background", "psf", "edisp")
+#: Products and safe-mask methods that need ``geom.energy_true``.
+TRUE_ENERGY_USERS = ("exposure", "psf", "edisp", "aeff-max", "edisp-bias")
+_FOV_ONLY = ("exclusion", "grouping", "min_counts", "min_npred_background")
+_MISSING: Any = object()
+_DEG = "a positive number of deg"
+_POSINT = "a positive integer"
+_LONLAT = "[lon, lat] in deg with lat in [-90, 90]"
+Check = Callable[["_Section", str, Any], Any]
+
+
+class ConfigError(GpcubeError):
+    """A bad job configuration.
+
+    Attributes
+    ----------
+    key : str or None
+        The dotted key (``"geom.binsz"``); None when the file as a whole is bad (e.g. invalid YAML).
+    source : str or None
+        The config file, if the configuration came from one.
+    """
+
+    def __init__(self, key: str | None, message: str, source: str | None = None):
+        if key:
+            where = f"config key {key!r}" + (f" in {source}" if source else "")
+        else:
+            where = f"config file {source}" if source else "config"
+        super().__init__(f"{where}: {message}")
+        self.key, self.source, self.path, self._message = key, source, source, message
+
+    def __reduce__(self) -> tuple:
+        return type(self), (self.key, self._message, self.source)
+
+
+def _key(check: Check, default: Any = _MISSING) -> Any:
+    """A dataclass field that is a YAML key read with ``check``; required if no ``default``."""
+    if default is _MISSING:
+        return field(metadata={"check": check})
+    return field(default=default, metadata={"check": check})
+
+
+# ------------------------------------------------------------------------------------------ checks
+def _is_num(v: Any) -> bool:
+    return isinstance(v, numbers.Real) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def _is_posint(v: Any) -> bool:
+    return isinstance(v, numbers.Integral) and not isinstance(v, bool) and v > 0
+
+
+def _is_lonlat(v: Any) -> bool:
+    return isinstance(v, list | tuple) and len(v) == 2 and all(map(_is_num, v)) and abs(v[1]) <= 90
+
+
+class _Section:
+    """One mapping of the config being read: its dotted key, unknown-key check and error helper."""
+
+    def __init__(self, value: Any, prefix: str, allowed: list[str], source: str | None, base_dir: str):
+        self.prefix, self.source, self.base_dir = prefix, source, base_dir
+        if not isinstance(value, Mapping):
+            raise self.fail(None, f"a mapping with keys {', '.join(allowed)}", value)
+        for name in value:
+            if name not in allowed:
+                raise ConfigError(
+                    self.key(name), f"unknown key; expected one of {', '.join(allowed)}", source
+                )
+        self.m = value
+
+    def key(self, name: str | None) -> str | None:
+        if name is None:
+            return self.prefix or None
+        return f"{self.prefix}.{name}" if self.prefix else name
+
+    def fail(self, name: str | None, what: str, value: Any = _MISSING) -> ConfigError:
+        if value is _MISSING:
+            return ConfigError(self.key(name), f"required key missing; expected {what}", self.source)
+        return ConfigError(self.key(name), f"expected {what}, got {value!r}", self.source)
+
+    def get(self, name: str, what: str, ok: Callable[[Any], Any], default: Any) -> Any:
+        """The value (``default`` if absent) after ``ok``; None stays None only if ``default`` is None."""
+        value = self.m.get(name, default)
+        if value is None and default is None:
+            return None
+        if value is _MISSING or not ok(value):
+            raise self.fail(name, what, value)
+        return value
+
+
+def _check(what: str, ok: Callable[[Any], Any], cast: Callable[[Any], Any] = lambda v: v) -> Check:
+    """A check: the value must pass ``ok`` (else "expected ``what``"); then ``cast`` (None stays None)."""
+
+    def check(s: _Section, name: str, default: Any) -> Any:
+        value = s.get(name, what, ok, default)
+        return None if value is None else cast(value)
+
+    return check
+
+
+def _num(what: str, ok: Callable[[float], bool] = lambda x: True) -> Check:
+    return _check(what, lambda v: _is_num(v) and ok(v), float)
+
+
+def _choice(choices: tuple) -> Check:
+    return _check(f"one of {', '.join(choices)}", lambda v: v in choices)
+
+
+def _text(what: str) -> Check:
+    return _check(what, lambda v: isinstance(v, str) and v.strip())
+
+
+_posint = _check(_POSINT, _is_posint, int)
+_flag = _check("true or false", lambda v: isinstance(v, bool))
+_lonlat = _check(_LONLAT, _is_lonlat, lambda v: (float(v[0]), float(v[1])))
+
+
+def _names(choices: tuple, allow_empty: bool) -> Check:
+    def check(s: _Section, name: str, default: Any) -> tuple[str, ...]:
+        what = f"a {'' if allow_empty else 'non-empty '}list of distinct names from {', '.join(choices)}"
+        value = s.get(name, what, lambda v: isinstance(v, list | tuple) and (allow_empty or v), default)
+        for item in value:
+            if item not in choices:
+                raise s.fail(name, f"names from {', '.join(choices)}", item)
+        if len(set(value)) != len(value):
+            raise s.fail(name, what, value)
+        return tuple(value)
+
+    return check
+
+
+def _path(what: str) -> Check:
+    def check(s: _Section, name: str, default: Any) -> str:
+        value = s.get(name, what, lambda v: isinstance(v, str | os.PathLike) and str(v).strip(), default)
+        return os.path.normpath(os.path.join(s.base_dir, os.path.expanduser(value)))
+
+    return check
+
+
+def _scalar_or_pair(what: str, ok: Callable[[Any], bool], cast: type) -> Check:
+    def check(s: _Section, name: str, default: Any) -> tuple | None:
+        value = s.m.get(name, default)
+        pair = value if isinstance(value, list | tuple) else [value, value]
+        s.get(name, what, lambda v: len(pair) == 2 and all(map(ok, pair)), default)
+        return None if value is None else (cast(pair[0]), cast(pair[1]))
+
+    return check
+
+
+def _time(s: _Section, name: str, default: Any) -> str | float:
+    value = s.m.get(name, default)
+    if isinstance(value, datetime.date) and getattr(value, "tzinfo", None) is None:
+        value = value.isoformat()  # YAML reads an unquoted 2004-12-04 as a date
+    if isinstance(value, str):
+        from astropy.time import Time
+
+        try:
+            Time(value, scale="tt")
+            return value
+        except ValueError:
+            pass
+    return _num("an ISO time string (TT) or a number of seconds since MJDREF")(s, name, value)
+
+
+def _nested(cls: type) -> Check:
+    def check(s: _Section, name: str, default: Any) -> Any:
+        allowed = _yaml_keys(cls)
+        value = s.m.get(name, default)
+        if value is _MISSING:
+            raise s.fail(name, f"a mapping with keys {', '.join(allowed)}")
+        if value is None and default is None:
+            return None
+        value = {} if value is None or value is default else value
+        return _build(cls, _Section(value, s.key(name), allowed, s.source, s.base_dir))
+
+    return check
+
+
+def _yaml_keys(cls: type) -> list[str]:
+    return [f.name for f in dataclasses.fields(cls) if "check" in f.metadata]
+
+
+def _build(cls: type, s: _Section) -> Any:
+    """A ``cls`` from a section: each field's check in field order, then the cross-key checks."""
+    kwargs = {}
+    for f in dataclasses.fields(cls):
+        if "check" in f.metadata:
+            kwargs[f.name] = f.metadata["check"](
+                s, f.name, _MISSING if f.default is dataclasses.MISSING else f.default
+            )
+    obj = cls(**kwargs)
+    return obj._checked(s) if hasattr(obj, "_checked") else obj
+
+
+def _plain(obj: Any) -> Any:
+    if dataclasses.is_dataclass(obj):
+        return {name: _plain(getattr(obj, name)) for name in _yaml_keys(type(obj))}
+    return [_plain(v) for v in obj] if isinstance(obj, tuple | list) else obj
+
+
+def _is_ids(v: Any) -> bool:
+    ints = isinstance(v, list | tuple) and all(isinstance(i, numbers.Integral) for i in v)
+    return ints and len(v) > 0 and not any(isinstance(i, bool) for i in v) and len(set(v)) == len(v)
+
+
+def _is_memory(v: Any) -> bool:
+    from dask.utils import parse_bytes
+
+    try:
+        return v == "auto" or (not isinstance(v, bool) and parse_bytes(v) > 0)
+    except (TypeError, ValueError):
+        return False
+
+
+_ids = _check(
+    "a non-empty list of distinct observation ids (integers)", _is_ids, lambda v: tuple(map(int, v))
+)
+_memory = _check("'auto', a size such as '4GiB' or a number of bytes", _is_memory)
+
+
+def _is_circle(c: Any) -> bool:
+    return isinstance(c, list | tuple) and len(c) == 3 and _is_lonlat(c[:2]) and _is_num(c[2]) and c[2] > 0
+
+
+def _circles(s: _Section, name: str, default: Any) -> tuple:
+    what = "a list of [lon, lat, radius] in deg (radius positive)"
+    value = s.get(name, what, lambda v: isinstance(v, list | tuple), default)
+    for circle in value:
+        if not _is_circle(circle):
+            raise s.fail(name, what, circle)
+    return tuple(tuple(float(x) for x in c) for c in value)
+
+
+def _grouping(s: _Section, name: str, default: Any) -> str | MinCountsGrouping:
+    value = s.m.get(name, default)
+    if isinstance(value, Mapping):
+        return _nested(MinCountsGrouping)(s, name, default)
+    return s.get(name, "all, per-bin or {min_counts: n}", lambda v: v in ("all", "per-bin"), default)
+
+
+def _background_method(s: _Section, name: str, default: Any) -> str:
+    value = s.m.get(name, default)
+    if value in ("ring", "adaptive_ring"):
+        raise s.fail(name, f"model or fov (method {value} is not implemented yet)", value)
+    return _choice(("model", "fov"))(s, name, default)
+
+
+# ---------------------------------------------------------------------------------------- sections
+@dataclass(frozen=True)
+class ConeConfig:
+    """``data.selection.cone``: pointings within ``radius`` deg of ``(lon, lat)`` deg in ``frame``."""
+
+    lon: float = _key(_num("a longitude in deg"))
+    lat: float = _key(_num("a latitude in deg in [-90, 90]", lambda x: abs(x) <= 90))
+    radius: float = _key(_num(_DEG, lambda x: x > 0))
+    frame: str = _key(_choice(FRAMES), "icrs")
+
+
+@dataclass(frozen=True)
+class TimeConfig:
+    """``data.selection.time``: ISO strings (TT) or seconds since the index's MJDREF."""
+
+    start: str | float = _key(_time)
+    stop: str | float = _key(_time)
+
+    def _checked(self, s: _Section) -> TimeConfig:
+        if isinstance(self.start, str) == isinstance(self.stop, str):
+            from astropy.time import Time
+
+            start, stop = (Time(t, scale="tt") if isinstance(t, str) else t for t in (self.start, self.stop))
+            if not stop > start:
+                raise s.fail("stop", f"a time after start ({self.start!r})", self.stop)
+        return self
+
+
+@dataclass(frozen=True)
+class SelectionConfig:
+    """``data.selection``: criteria AND-ed together (and with ``data.obs_ids``); None: not used."""
+
+    cone: ConeConfig | None = _key(_nested(ConeConfig), None)
+    time: TimeConfig | None = _key(_nested(TimeConfig), None)
+    target: str | None = _key(_text("a shell pattern such as 'Crab*'"), None)
+    max_observations: int | None = _key(_posint, None)
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """``data``: the DL3 data store (absolute path) and which of its observations to use."""
+
+    store: str = _key(_path("the path of a GADF data store directory"))
+    obs_ids: tuple[int, ...] | None = _key(_ids, None)
+    selection: SelectionConfig = _key(_nested(SelectionConfig), SelectionConfig())
+    source: str | None = field(default=None, compare=False, repr=False)
+
+    def open(self) -> DataStore:
+        """The selected data store.
+
+        Returns
+        -------
+        DataStore
+            ``DataStore.from_dir(store).select(...)``, then the first ``max_observations`` by obs_id.
+
+        Raises
+        ------
+        ConfigError
+            With key ``data.store`` if the store cannot be opened, ``data.obs_ids`` for unknown ids.
+        """
+        try:
+            store = DataStore.from_dir(self.store)
+        except GpcubeError as error:
+            raise ConfigError("data.store", f"expected a GADF data store ({error})", self.source) from error
+        missing = sorted(set(self.obs_ids or ()) - set(store.obs_ids))
+        if missing:
+            msg = f"expected ids in the data store, got {missing[:10]} which are not in it"
+            raise ConfigError("data.obs_ids", msg, self.source)
+        sel = self.selection
+        cone = None if sel.cone is None else dataclasses.asdict(sel.cone)
+        time = None if sel.time is None else (sel.time.start, sel.time.stop)
+        store = store.select(obs_ids=self.obs_ids, cone=cone, time=time, target=sel.target)
+        if sel.max_observations is not None and len(store) > sel.max_observations:
+            store = store.select(obs_ids=sorted(store.obs_ids)[: sel.max_observations])
+        return store
+
+
+@dataclass(frozen=True)
+class EnergyConfig:
+    """``geom.energy_reco`` / ``geom.energy_true``: ``nbins`` log bins from ``min`` to ``max`` TeV."""
+
+    min: float = _key(_num("a positive number of TeV", lambda x: x > 0))
+    max: float = _key(_num("a positive number of TeV", lambda x: x > 0))
+    nbins: int = _key(_posint)
+
+    def _checked(self, s: _Section) -> EnergyConfig:
+        if not self.max > self.min:
+            raise s.fail("max", f"a number of TeV greater than min ({self.min:g})", self.max)
+        return self
+
+    def axis(self, name: str) -> EnergyAxis:
+        """The :class:`~gpcube.geom.EnergyAxis` called ``name`` ("energy_reco" or "energy_true")."""
+        return EnergyAxis.log(self.min, self.max, self.nbins, name)
+
+
+@dataclass(frozen=True)
+class GeomConfig:
+    """``geom``: the mosaic grid; ``width`` (deg) or ``npix`` as ``(lon, lat)`` pairs, exactly one set.
+
+    Calling it (``config.geom()``) gives the :class:`~gpcube.geom.SkyGeom`, with the axes
+    ``energy_reco`` and (if configured) ``energy_true``.
+    """
+
+    center: tuple[float, float] = _key(_lonlat)
+    binsz: float = _key(_num(_DEG + " below 180", lambda x: 0 < x < 180))
+    energy_reco: EnergyConfig = _key(_nested(EnergyConfig))
+    energy_true: EnergyConfig | None = _key(_nested(EnergyConfig), None)
+    frame: str = _key(_choice(FRAMES), "icrs")
+    projection: str = _key(_choice(PROJECTIONS), "CAR")
+    width: tuple[float, float] | None = _key(
+        _scalar_or_pair(_DEG + " or a pair of them", lambda v: _is_num(v) and v > 0, float), None
+    )
+    npix: tuple[int, int] | None = _key(
+        _scalar_or_pair(_POSINT + " or a pair of them", _is_posint, int), None
+    )
+
+    def _checked(self, s: _Section) -> GeomConfig:
+        if self.width is None and self.npix is None:
+            raise s.fail("width", "exactly one of width and npix")
+        if self.width is not None and self.npix is not None:
+            raise s.fail("npix", "null when width is given (exactly one of width and npix)", s.m["npix"])
+        return self
+
+    def __call__(self) -> SkyGeom:
+        """The mosaic geometry (:meth:`gpcube.geom.SkyGeom.create`)."""
+        axes = [self.energy_reco.axis("energy_reco")]
+        if self.energy_true is not None:
+            axes.append(self.energy_true.axis("energy_true"))
+        return SkyGeom.create(
+            self.center, self.binsz, self.width, self.npix, self.frame, self.projection, axes
+        )
+
+
+@dataclass(frozen=True)
+class SafeMaskConfig:
+    """``safe_mask``: methods and parameters of :func:`gpcube.makers.make_safe_mask`.
+
+    ``position`` is in ``frame``: the geometry's frame, set by :class:`JobConfig` (not a YAML key).
+    """
+
+    methods: tuple[str, ...] = _key(_names(SAFE_METHODS, allow_empty=True), ("offset-max",))
+    offset_max: float = _key(_num(_DEG, lambda x: x > 0), 2.5)
+    aeff_percent: float = _key(_num("a positive number (percent)", lambda x: x > 0), 10.0)
+    bias_percent: float = _key(_num("a positive number (percent)", lambda x: x > 0), 10.0)
+    position: tuple[float, float] | None = _key(_lonlat, None)
+    fixed_offset: float | None = _key(_num("a non-negative number of deg", lambda x: x >= 0), None)
+    frame: str = "icrs"
+
+    def _checked(self, s: _Section) -> SafeMaskConfig:
+        if self.position is not None and self.fixed_offset is not None:
+            raise s.fail(
+                "fixed_offset", "null when position is given (at most one of them)", self.fixed_offset
+            )
+        return self
+
+    def maker_kwargs(self) -> dict[str, Any]:
+        """Keyword arguments of ``make_safe_mask`` (``position`` as a SkyCoord, or None)."""
+        from astropy.coordinates import SkyCoord
+
+        kwargs = {name: getattr(self, name) for name in _yaml_keys(SafeMaskConfig)}
+        if self.position is not None:
+            kwargs["position"] = SkyCoord(*self.position, unit="deg", frame=self.frame)
+        return kwargs
+
+
+@dataclass(frozen=True)
+class ExclusionConfig:
+    """``background.exclusion``: circles ``(lon, lat, radius)`` in deg in ``frame`` (None: the geom's)."""
+
+    circles: tuple[tuple[float, float, float], ...] = _key(_circles, ())
+    frame: str | None = _key(_choice(FRAMES), None)
+
+
+@dataclass(frozen=True)
+class MinCountsGrouping:
+    """``background.grouping: {min_counts: n}``: energy bins merged until a group has ``n`` counts."""
+
+    min_counts: int = _key(_posint)
+
+
+@dataclass(frozen=True)
+class BackgroundConfig:
+    """``background``: predicted (``model``) or FoV-normalised (``fov``) background."""
+
+    method: str = _key(_background_method, "model")
+    orientation: str = _key(_choice(("auto", *ORIENTATIONS)), "auto")
+    fov_rotation_step: float = _key(_num(_DEG, lambda x: x > 0), 1.0)
+    exclusion: ExclusionConfig | None = _key(_nested(ExclusionConfig), None)
+    grouping: str | MinCountsGrouping = _key(_grouping, "all")
+    min_counts: float = _key(_num("a non-negative number", lambda x: x >= 0), 0.0)
+    min_npred_background: float = _key(_num("a non-negative number", lambda x: x >= 0), 0.0)
+
+    def _checked(self, s: _Section) -> BackgroundConfig:
+        for name in _FOV_ONLY:
+            if self.method != "fov" and s.m.get(name) is not None:
+                raise s.fail(
+                    name, f"no {name} with method {self.method} (allowed with method fov)", s.m[name]
+                )
+        return self
+
+    def maker_kwargs(self) -> dict[str, Any]:
+        """Keyword arguments of :func:`gpcube.makers.make_map_background`."""
+        return {"orientation": self.orientation, "fov_rotation_step": self.fov_rotation_step}
+
+    def fov_norm_kwargs(self, geom: SkyGeom) -> dict[str, Any]:
+        """Keyword arguments of ``make_map_background_fov_norm``: exclusion circles in ``geom.frame``.
+
+        The circles, not a mosaic-sized mask, are passed: the maker draws them on each cutout.
+        """
+        circles = None
+        if self.exclusion is not None and self.exclusion.circles:
+            lon, lat, radius = np.array(self.exclusion.circles).T
+            lon, lat = convert_frame(lon, lat, self.exclusion.frame or geom.frame, geom.frame)
+            circles = [(float(a), float(b), float(r)) for a, b, r in zip(lon, lat, radius, strict=True)]
+        grouping = self.grouping if isinstance(self.grouping, str) else dataclasses.asdict(self.grouping)
+        kwargs = {"exclusion_mask": circles, "grouping": grouping}
+        return kwargs | {name: getattr(self, name) for name in ("min_counts", "min_npred_background")}
+
+
+@dataclass(frozen=True)
+class RadConfig:
+    """``irf.rad``: PSF rad axis, ``nbins`` bins from 0 to ``max`` deg."""
+
+    max: float = _key(_num(_DEG, lambda x: x > 0), 0.66)
+    nbins: int = _key(_posint, 66)
+
+    def edges(self) -> np.ndarray:
+        """The ``nbins + 1`` bin edges in deg (for ``make_psf_map(rad=...)``)."""
+        return np.linspace(0.0, self.max, self.nbins + 1)
+
+
+@dataclass(frozen=True)
+class IrfConfig:
+    """``irf``: coarse grid of the PSF and edisp maps (``binsz`` deg), rad axis, spectral index."""
+
+    binsz: float = _key(_num(_DEG + " below 180", lambda x: 0 < x < 180), 0.2)
+    rad: RadConfig = _key(_nested(RadConfig), RadConfig())
+    spectral_index: float = _key(_num("a number"), 2.0)
+
+
+@dataclass(frozen=True)
+class ChunksConfig:
+    """``chunks``: block sizes in pixels along lon and lat, per observation and of the mosaic."""
+
+    obs: int = _key(_posint, 256)
+    mosaic: int = _key(_posint, 512)
+
+
+@dataclass(frozen=True)
+class ClusterConfig:
+    """``cluster``: an embedded ``LocalCluster`` (``address`` None) or a scheduler's address."""
+
+    address: str | None = _key(_text("null or a scheduler address such as 'tcp://host:8786'"), None)
+    n_workers: int = _key(_posint, 2)
+    threads_per_worker: int = _key(_posint, 1)
+    processes: bool = _key(_flag, True)
+    memory_limit: str | int = _key(_memory, "auto")
+    dashboard: bool = _key(_flag, False)
+
+
+@dataclass(frozen=True)
+class JobConfig:
+    """A whole job. ``geom`` is a :class:`GeomConfig`, and ``config.geom()`` the :class:`SkyGeom`.
+
+    ``max_offset`` None (the default) means ``safe_mask.offset_max`` if the safe mask uses
+    ``offset-max``, else 2.5; it is resolved on construction.
+    """
+
+    data: DataConfig = _key(_nested(DataConfig))
+    geom: GeomConfig = _key(_nested(GeomConfig))
+    output: str = _key(_path("the path of the output zarr store"))
+    products: tuple[str, ...] = _key(
+        _names(PRODUCTS, allow_empty=False), ("counts", "exposure", "background")
+    )
+    max_offset: float = _key(_num(_DEG, lambda x: x > 0), None)
+    safe_mask: SafeMaskConfig = _key(_nested(SafeMaskConfig), SafeMaskConfig())
+    background: BackgroundConfig = _key(_nested(BackgroundConfig), BackgroundConfig())
+    irf: IrfConfig = _key(_nested(IrfConfig), IrfConfig())
+    chunks: ChunksConfig = _key(_nested(ChunksConfig), ChunksConfig())
+    cluster: ClusterConfig = _key(_nested(ClusterConfig), ClusterConfig())
+    source: str | None = field(default=None, compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        """Resolve what depends on other sections: max_offset, the frames of position and exclusion."""
+        replace, safe, background = dataclasses.replace, self.safe_mask, self.background
+        if self.max_offset is None:
+            object.__setattr__(self, "max_offset", safe.offset_max if "offset-max" in safe.methods else 2.5)
+        object.__setattr__(self, "safe_mask", replace(safe, frame=self.geom.frame))
+        if background.exclusion is not None and background.exclusion.frame is None:
+            exclusion = replace(background.exclusion, frame=self.geom.frame)
+            object.__setattr__(self, "background", replace(background, exclusion=exclusion))
+
+    def _checked(self, s: _Section) -> JobConfig:
+        users = [name for name in (*self.products, *self.safe_mask.methods) if name in TRUE_ENERGY_USERS]
+        if users and self.geom.energy_true is None:
+            raise s.fail("geom.energy_true", f"{{min, max, nbins}} in TeV, needed by {', '.join(users)}")
+        data = dataclasses.replace(self.data, source=s.source)
+        return dataclasses.replace(self, data=data, source=s.source)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Canonical plain (JSON-able) form, every default filled in: ``parse_config(c.to_dict()) == c``."""
+        out = _plain(self)
+        if self.background.method != "fov":
+            for name in _FOV_ONLY:
+                del out["background"][name]
+        return out
+
+    def analysis_dict(self) -> dict[str, Any]:
+        """The part of :meth:`to_dict` that fixes the per-observation products (not data, output, ...)."""
+        out = self.to_dict()
+        return {key: out[key] for key in ("geom", "products", "max_offset", "safe_mask", "background", "irf")}
+
+    def safe_mask_kwargs(self) -> dict[str, Any]:
+        """:meth:`SafeMaskConfig.maker_kwargs` plus this job's ``binsz_irf`` and ``max_offset``."""
+        return {**self.safe_mask.maker_kwargs(), "binsz_irf": self.irf.binsz, "max_offset": self.max_offset}
+
+
+# ------------------------------------------------------------------------------------- entry points
+def parse_config(
+    mapping: Any, base_dir: str | os.PathLike | None = None, source: str | None = None
+) -> JobConfig:
+    """Validate a job configuration given as a mapping (as YAML gives it).
+
+    Parameters
+    ----------
+    mapping : mapping
+        The sections (``docs/config.rst``).
+    base_dir : path-like, optional
+        Directory against which relative paths (``data.store``, ``output``) are resolved; default: the
+        current directory.
+    source : str, optional
+        The file the mapping came from, for error messages.
+
+    Returns
+    -------
+    JobConfig
+
+    Raises
+    ------
+    ConfigError
+        Naming the first bad key and what was expected.
+    """
+    base = os.path.abspath(os.fspath(base_dir) if base_dir is not None else os.getcwd())
+    return _build(JobConfig, _Section(mapping, "", _yaml_keys(JobConfig), source, base))
+
+
+class _Loader(yaml.SafeLoader):
+    """``yaml.safe_load``'s loader, plus YAML 1.2 floats (``1e-3``) and an error on duplicate keys."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict:
+        seen = set()
+        for key, _ in node.value:
+            if isinstance(key, yaml.ScalarNode):
+                if key.value in seen:
+                    raise yaml.constructor.ConstructorError(
+                        None, None, f"duplicate key {key.value!r}", key.start_mark
+                    )
+                seen.add(key.value)
+        return super().construct_mapping(node, deep)
+
+
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?(?:[0-9][0-9_]*(?:\.[0-9_]*)?|\.[0-9_]+)[eE][-+]?[0-9]+$"),
+    list("-+0123456789."),
+)
+
+
+def load_config(path: str | os.PathLike) -> JobConfig:
+    """Read and validate a YAML job configuration.
+
+    Parameters
+    ----------
+    path : path-like
+        The YAML file; relative paths in it are resolved against its directory.
+
+    Returns
+    -------
+    JobConfig
+
+    Raises
+    ------
+    ConfigError
+        For an unreadable file, invalid YAML (with its line number) or a bad key.
+    """
+    path = Path(path).absolute()
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as error:
+        raise ConfigError(None, f"expected a readable YAML file ({error})", str(path)) from error
+    try:
+        mapping = yaml.load(text, Loader=_Loader)  # a SafeLoader subclass: as safe as yaml.safe_load
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None) or getattr(error, "context_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        problem = getattr(error, "problem", None) or str(error)
+        raise ConfigError(None, f"invalid YAML{where}: {problem}; expected valid YAML", str(path)) from error
+    return parse_config(mapping, base_dir=path.parent, source=str(path))
