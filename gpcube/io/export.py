@@ -1,0 +1,380 @@
+"""Export a mosaic to the FITS file layout that gammapy's ``MapDataset.read`` loads.
+
+The layout (one image HDU per map, each followed by a ``<NAME>_BANDS`` table that describes its
+non-spatial axes) follows what gammapy 2.1's ``MapDataset.write`` produces:
+
+* the image header holds the 2-D celestial WCS (``WCSAXES = 2``), ``WCSSHAPE`` (``(nx,ny,n3[,n4])``),
+  ``BANDSHDU``, ``BUNIT``, ``META`` and, for each non-spatial axis ``i`` in FITS order (NAXIS3, then
+  NAXIS4), ``AXCOLSi`` (the bands columns holding its bin edges) and ``INTERPi`` (``log`` or ``lin``);
+* the bands table has a ``CHANNEL`` column (the first non-spatial FITS axis varying fastest) and, per
+  axis, the bin centre and edges: ``ENERGY``/``E_MIN``/``E_MAX`` (reconstructed energy, TeV),
+  ``ENERGY_TRUE``/``ENERGY_TRUE_MIN``/``ENERGY_TRUE_MAX`` (TeV), ``RAD``/``RAD_MIN``/``RAD_MAX`` (deg).
+
+Only the maps gammapy's ``MapDataset`` knows are written; other variables are skipped.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import secrets
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, NamedTuple
+
+import numpy as np
+import xarray as xr
+
+from gpcube.errors import GpcubeError
+from gpcube.geom import SkyGeom
+
+if TYPE_CHECKING:
+    from astropy.io import fits
+
+__all__ = ["write_map_dataset"]
+
+_ENERGY_RECO = ("energy_reco", "lat", "lon")
+_ENERGY_TRUE = ("energy_true", "lat", "lon")
+#: Mosaic variables written, in gammapy's HDU order: name -> (EXTNAME, dims, default unit, kind).
+_SKY_MAPS = {
+    "counts": ("COUNTS", _ENERGY_RECO, "", "counts"),
+    "exposure": ("EXPOSURE", _ENERGY_TRUE, "m2 s", "float"),
+    "background": ("BACKGROUND", _ENERGY_RECO, "", "float"),
+}
+_MASKS = {
+    "mask_safe": ("MASK_SAFE", _ENERGY_RECO, "", "mask"),
+    "mask_fit": ("MASK_FIT", _ENERGY_RECO, "", "mask"),
+}
+#: IRF variables written: name -> (EXTNAME, dims, default unit, axis squashed in its exposure HDU).
+_IRF_MAPS = {
+    "edisp": ("EDISP", ("energy_true", "energy_reco", "lat", "lon"), "", "energy_reco"),
+    "psf": ("PSF", ("energy_true", "rad", "lat", "lon"), "sr-1", "rad"),
+}
+_IRF_EXPOSURE = "exposure_irf"
+#: Non-spatial axes: dim -> (FITS column names: centre, min, max), interpolation, unit.
+_AXES = {
+    "energy_reco": (("ENERGY", "E_MIN", "E_MAX"), "log", "TeV"),
+    "energy_true": (("ENERGY_TRUE", "ENERGY_TRUE_MIN", "ENERGY_TRUE_MAX"), "log", "TeV"),
+    "rad": (("RAD", "RAD_MIN", "RAD_MAX"), "lin", "deg"),
+}
+#: Largest count that float32 holds exactly; above it counts are written as float64.
+_FLOAT32_EXACT = 2**24
+
+
+class _Axis(NamedTuple):
+    """A non-spatial axis: its dim name and bin edges (in the unit of ``_AXES``)."""
+
+    dim: str
+    edges: np.ndarray
+
+    @property
+    def centers(self) -> np.ndarray:
+        lo, hi = self.edges[:-1], self.edges[1:]
+        return np.sqrt(lo * hi) if _AXES[self.dim][1] == "log" else 0.5 * (lo + hi)
+
+    def squash(self) -> _Axis:
+        """One bin spanning the whole axis."""
+        return _Axis(self.dim, self.edges[[0, -1]])
+
+
+class _MapSpec(NamedTuple):
+    """One map HDU to write: ``data`` is transposed to numpy order, ``axes`` are in FITS order."""
+
+    extname: str
+    data: xr.DataArray
+    geom: SkyGeom
+    axes: tuple[_Axis, ...]
+    unit: str
+    kind: str  # "counts", "float", "mask" or "squashed" (an IRF exposure with a length-1 axis)
+
+
+# ------------------------------------------------------------------------------------------- public
+def write_map_dataset(
+    path: str | os.PathLike,
+    mosaic: xr.Dataset,
+    irf: xr.Dataset | None = None,
+    *,
+    name: str = "gpcube",
+    overwrite: bool = False,
+) -> Path:
+    """Write a mosaic (and its IRF maps) as a FITS file that ``gammapy.datasets.MapDataset.read`` loads.
+
+    Parameters
+    ----------
+    path : str or path-like
+        Output file. Its directory is created if needed.
+    mosaic : xarray.Dataset
+        Sky maps on one grid: any of ``counts(energy_reco, lat, lon)`` (integers),
+        ``exposure(energy_true, lat, lon)``, ``background(energy_reco, lat, lon)``,
+        ``mask_safe(energy_reco, lat, lon)`` and ``mask_fit(energy_reco, lat, lon)`` (bool). Energy bin
+        edges come from the ``<dim>_lo`` / ``<dim>_hi`` coordinates (TeV), else from the geometry's
+        axes. The geometry is ``mosaic.attrs["geom"]`` or the variables' ``attrs["geom"]``
+        (:meth:`gpcube.geom.SkyGeom.to_attrs` output; all must describe the same sky grid). Other
+        variables are skipped.
+    irf : xarray.Dataset, optional
+        IRF maps on the coarse grid: ``psf(energy_true, rad, lat, lon)`` (``rad_lo`` / ``rad_hi`` in
+        deg), ``edisp(energy_true, energy_reco, lat, lon)`` (kernel: probability per reco bin) and
+        ``exposure_irf(energy_true, lat, lon)`` (the weight of the IRF maps, written as both
+        ``PSF_EXPOSURE`` and ``EDISP_EXPOSURE``); the geometry as for ``mosaic``.
+    name : str
+        Dataset name (``NAME`` in the primary header; gammapy uses it as the dataset's name).
+    overwrite : bool
+        Replace an existing file.
+
+    Returns
+    -------
+    pathlib.Path
+        The file written.
+
+    Raises
+    ------
+    GpcubeError
+        If the file exists and ``overwrite`` is false, a geometry is missing or inconsistent, a
+        variable has the wrong dims, shape or energy edges. Nothing is written then; on any failure
+        while writing, no partial file is left (the file is written next to ``path`` and renamed).
+
+    Notes
+    -----
+    Maps are stored as float32 (counts as float32 too, as gammapy does, or float64 where a count
+    exceeds ``2**24``), masks as uint8. Units go to ``BUNIT`` from each variable's ``attrs["units"]``.
+    No GTI HDU is written (gammapy does not need one).
+    """
+    path = Path(path)
+    _check_target(path, overwrite)
+    specs = _plan(mosaic, irf)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    # Not tempfile.mkstemp: its 0600 mode would stay on the renamed file.
+    tmp = path.with_name(f".{path.name}.{secrets.token_hex(6)}.tmp")
+    try:
+        _write_file(tmp, specs, name)
+        _check_target(path, overwrite)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        raise
+    return path
+
+
+# ---------------------------------------------------------------------------------------- planning
+def _check_target(path: Path, overwrite: bool) -> None:
+    if path.is_dir():
+        raise GpcubeError("is a directory, not a file", path=str(path))
+    if path.exists() and not overwrite:
+        raise GpcubeError("file exists (pass overwrite=True to replace it)", path=str(path))
+
+
+def _plan(mosaic: xr.Dataset, irf: xr.Dataset | None) -> list[_MapSpec]:
+    """Validate the inputs and list the map HDUs to write, in gammapy's order."""
+    if not isinstance(mosaic, xr.Dataset) or not (irf is None or isinstance(irf, xr.Dataset)):
+        raise GpcubeError("mosaic and irf must be xarray Datasets")
+    maps = _map_specs(mosaic, {**_SKY_MAPS, **_MASKS}, "mosaic")
+    irfs = [] if irf is None else _irf_specs(irf)
+    specs = [s for s in maps if s.kind != "mask"] + irfs + [s for s in maps if s.kind == "mask"]
+    if not specs:
+        raise GpcubeError(f"nothing to export: no variable among {[*_SKY_MAPS, *_MASKS, *_IRF_MAPS]}")
+    _check_axes_agree(specs)
+    return specs
+
+
+def _map_specs(ds: xr.Dataset, table: dict, label: str) -> list[_MapSpec]:
+    names = [n for n in table if n in ds.data_vars]
+    if not names:
+        return []
+    geom = _dataset_geom(ds, names, label)
+    return [_map_spec(ds[var], *table[var], geom, f"{label}[{var!r}]") for var in names]
+
+
+def _map_spec(
+    da: xr.DataArray, extname: str, dims: tuple, unit: str, kind: str, geom: SkyGeom, label: str
+) -> _MapSpec:
+    """Check one variable's dims, shape and axes; its non-spatial axes come out in FITS order."""
+    da = _with_dims(da, dims, label, geom)
+    axes = tuple(_axis(da, dim, geom, label) for dim in reversed(dims[:-2]))
+    return _MapSpec(extname, da, geom, axes, _fits_unit(da.attrs.get("units", unit), label), kind)
+
+
+def _irf_specs(irf: xr.Dataset) -> list[_MapSpec]:
+    """EDISP, EDISP_EXPOSURE, PSF, PSF_EXPOSURE (those present; exposures only with an IRF map)."""
+    names = [n for n in (*_IRF_MAPS, _IRF_EXPOSURE) if n in irf.data_vars]
+    if not any(n in _IRF_MAPS for n in names):
+        return []
+    geom = _dataset_geom(irf, names, "irf")
+    exposure = None
+    if _IRF_EXPOSURE in names:
+        label = f"irf[{_IRF_EXPOSURE!r}]"
+        exposure = _map_spec(irf[_IRF_EXPOSURE], "", _ENERGY_TRUE, "m2 s", "squashed", geom, label)
+    specs = []
+    for var, (extname, dims, unit, squashed_dim) in _IRF_MAPS.items():
+        if var not in names:
+            continue
+        spec = _map_spec(irf[var], extname, dims, unit, "float", geom, f"irf[{var!r}]")
+        specs.append(spec)
+        if exposure is not None:
+            squashed = next(ax for ax in spec.axes if ax.dim == squashed_dim).squash()
+            specs.append(exposure._replace(extname=f"{extname}_EXPOSURE", axes=(squashed, *exposure.axes)))
+    return specs
+
+
+def _sky_grid(geom: SkyGeom) -> tuple:
+    return geom.frame, geom.projection, geom.crval, geom.crpix, geom.binsz, geom.npix
+
+
+def _dataset_geom(ds: xr.Dataset, names: list[str], label: str) -> SkyGeom:
+    """The grid of ``ds.attrs["geom"]`` and of its variables' ``attrs["geom"]``, which must agree."""
+    found = {label: ds.attrs["geom"]} if "geom" in ds.attrs else {}
+    found.update({f"{label}[{n!r}]": ds[n].attrs["geom"] for n in names if "geom" in ds[n].attrs})
+    if not found:
+        raise GpcubeError(
+            f"{label}: no geometry; put SkyGeom.to_attrs() in attrs['geom'] of the Dataset or its variables"
+        )
+    geoms = {}
+    for where, attrs in found.items():
+        try:
+            geoms[where] = SkyGeom.from_attrs(attrs)
+        except GpcubeError as exc:
+            raise GpcubeError(f"{where}: bad attrs['geom']: {exc}") from exc
+    (first, geom), *others = geoms.items()
+    for where, other in others:
+        if _sky_grid(other) != _sky_grid(geom):
+            raise GpcubeError(f"{where}: its geometry {other!r} is not the sky grid of {first}: {geom!r}")
+    return geom
+
+
+def _with_dims(da: xr.DataArray, dims: tuple[str, ...], label: str, geom: SkyGeom) -> xr.DataArray:
+    """``da`` transposed to ``dims``, its (lat, lon) shape checked against ``geom``."""
+    if set(da.dims) != set(dims) or len(da.dims) != len(dims):
+        raise GpcubeError(f"{label}: dims must be {dims}, got {da.dims}")
+    da = da.transpose(*dims)
+    if da.shape[-2:] != geom.shape:
+        raise GpcubeError(f"{label}: (lat, lon) shape {da.shape[-2:]} differs from its grid's {geom.shape}")
+    return da
+
+
+def _axis(da: xr.DataArray, dim: str, geom: SkyGeom, label: str) -> _Axis:
+    """Bin edges of ``dim`` from the ``<dim>_lo`` / ``<dim>_hi`` coords, else from ``geom``'s axis."""
+    lo, hi = f"{dim}_lo", f"{dim}_hi"
+    if lo in da.coords and hi in da.coords:
+        unit = _AXES[dim][2]
+        lo_values = _coord_values(da.coords[lo], unit, label)
+        hi_values = _coord_values(da.coords[hi], unit, label)
+        if not np.array_equal(lo_values[1:], hi_values[:-1]) or np.any(hi_values <= lo_values):
+            raise GpcubeError(f"{label}: {lo} / {hi} are not contiguous increasing bins")
+        edges = np.append(lo_values, hi_values[-1])
+    elif dim in (ax.name for ax in geom.axes):
+        edges = np.asarray(geom.axis(dim).edges)
+    else:
+        raise GpcubeError(f"{label}: no {lo} / {hi} coordinates and no {dim!r} axis in the geometry")
+    if edges.size != da.sizes[dim] + 1:
+        raise GpcubeError(f"{label}: {edges.size - 1} {dim} bins in the edges, {da.sizes[dim]} in the data")
+    return _Axis(dim, edges)
+
+
+def _coord_values(coord: xr.DataArray, unit: str, label: str) -> np.ndarray:
+    from astropy import units as u
+
+    try:
+        factor = u.Unit(coord.attrs.get("units", unit)).to(unit)
+    except (ValueError, u.UnitsError) as exc:
+        raise GpcubeError(f"{label}: coordinate {coord.name!r} must be in {unit}: {exc}") from exc
+    return np.asarray(coord.values, dtype=np.float64).ravel() * factor
+
+
+def _fits_unit(unit: Any, label: str) -> str:
+    from astropy import units as u
+
+    try:
+        return u.Unit(unit).to_string("fits") if unit else ""
+    except (ValueError, TypeError) as exc:
+        raise GpcubeError(f"{label}: units {unit!r} are not a valid unit: {exc}") from exc
+
+
+def _check_axes_agree(specs: list[_MapSpec]) -> None:
+    """All maps share their energy (and rad) bins: gammapy combines them bin by bin."""
+    seen: dict[str, tuple[str, np.ndarray]] = {}
+    for spec in specs:
+        axes = spec.axes[1:] if spec.kind == "squashed" else spec.axes
+        for ax in axes:
+            first = seen.setdefault(ax.dim, (spec.extname, ax.edges))
+            same = first[1].shape == ax.edges.shape and np.allclose(first[1], ax.edges, rtol=1e-9, atol=0)
+            if not same:
+                raise GpcubeError(f"{spec.extname}: {ax.dim} bins differ from those of {first[0]}")
+
+
+# ----------------------------------------------------------------------------------------- writing
+def _write_file(path: Path, specs: list[_MapSpec], name: str) -> None:
+    """Write the primary HDU, then each map with its bands table (one map in memory at a time)."""
+    from astropy.io import fits
+
+    stamp = _creator_cards()
+    primary = fits.PrimaryHDU()
+    primary.header["NAME"] = name
+    primary.header.update(stamp)
+    primary.writeto(path)
+    for spec in specs:
+        hdus = _map_hdus(spec)
+        for hdu in hdus:
+            hdu.header.update(stamp)
+        with fits.open(path, mode="append") as hdulist:
+            hdulist.extend(hdus)
+        del hdus
+
+
+def _creator_cards() -> dict[str, str]:
+    import gpcube
+
+    created = datetime.now(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")[:-3]
+    return {"CREATOR": f"gpcube {gpcube.__version__}", "CREATED": created}
+
+
+def _map_hdus(spec: _MapSpec) -> list[fits.ImageHDU | fits.BinTableHDU]:
+    """The image HDU of one map and its ``<EXTNAME>_BANDS`` table."""
+    from astropy.io import fits
+
+    bands = f"{spec.extname}_BANDS"
+    header = spec.geom.wcs.to_header()
+    header.update(_axes_cards(spec.axes))
+    shape = (*spec.geom.npix, *(ax.edges.size - 1 for ax in spec.axes))
+    header["WCSSHAPE"] = "(" + ",".join(str(n) for n in shape) + ")"
+    header["BANDSHDU"] = bands
+    image = fits.ImageHDU(_data(spec), header=header, name=spec.extname)
+    image.header["META"] = "{}"
+    image.header["BUNIT"] = spec.unit
+    return [image, _bands_hdu(bands, spec.axes)]
+
+
+def _axes_cards(axes: tuple[_Axis, ...]) -> dict[str, str]:
+    cards = {}
+    for i, ax in enumerate(axes, start=1):
+        (_, col_min, col_max), interp, _ = _AXES[ax.dim]
+        cards[f"AXCOLS{i}"] = f"{col_min},{col_max}"
+        cards[f"INTERP{i}"] = interp
+    return cards
+
+
+def _bands_hdu(extname: str, axes: tuple[_Axis, ...]) -> fits.BinTableHDU:
+    """The bands table: one row per channel, the first axis (NAXIS3) varying fastest."""
+    from astropy.io import fits
+
+    grids = np.meshgrid(*[np.arange(ax.edges.size - 1) for ax in reversed(axes)], indexing="ij")
+    indices = [g.ravel() for g in reversed(grids)]
+    columns = [fits.Column("CHANNEL", "K", array=np.arange(indices[0].size))]
+    for ax, idx in zip(axes, indices, strict=True):
+        names, _, unit = _AXES[ax.dim]
+        values = (ax.centers[idx], ax.edges[:-1][idx], ax.edges[1:][idx])
+        columns += [fits.Column(n, "D", unit=unit, array=v) for n, v in zip(names, values, strict=True)]
+    return fits.BinTableHDU.from_columns(columns, header=fits.Header(_axes_cards(axes)), name=extname)
+
+
+def _data(spec: _MapSpec) -> np.ndarray:
+    """The map's values in the stored dtype, computed (if dask-backed) straight into that dtype."""
+    da = spec.data
+    if spec.kind == "mask":
+        return np.asarray(da.astype(bool).astype(np.uint8).values)
+    if spec.kind == "counts":
+        values = np.asarray(da.values)
+        exact = not np.issubdtype(values.dtype, np.integer) or values.size == 0
+        exact = exact or max(int(values.max()), -int(values.min())) <= _FLOAT32_EXACT
+        return values.astype(np.float32 if exact else np.float64)
+    values = np.asarray(da.astype(np.float32).values)
+    return values[:, None] if spec.kind == "squashed" else values
