@@ -1,0 +1,47 @@
+"""Small jobs on the H.E.S.S. Crab runs, quick enough to run many times."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+
+from gpcube.config import parse_config
+from tests.conftest import CRAB_RUNS, HESS_DIR
+
+
+def job_dict(output, obs_ids=CRAB_RUNS[:2], **overrides) -> dict:
+    """A job on a 4 x 3 deg icrs CAR grid around the Crab, 0.04 deg pixels, few energy bins."""
+    job = {
+        "data": {"store": str(HESS_DIR), "obs_ids": list(obs_ids)},
+        "geom": {
+            "frame": "icrs",
+            "projection": "CAR",
+            "center": [83.633, 22.014],
+            "width": [4.0, 3.0],
+            "binsz": 0.04,
+            "energy_reco": {"min": 0.5, "max": 50, "nbins": 4},
+            "energy_true": {"min": 0.3, "max": 100, "nbins": 5},
+        },
+        "products": ["counts", "exposure", "background"],
+        "safe_mask": {"methods": ["offset-max"], "offset_max": 2.0},
+        "output": str(output),
+        "chunks": {"obs": 64, "mosaic": 64},
+        "cluster": {"n_workers": 1, "threads_per_worker": 2, "processes": False},
+    }
+    for key, value in overrides.items():
+        if isinstance(value, dict) and isinstance(job.get(key), dict):
+            job[key] = {**job[key], **value}
+        else:
+            job[key] = value
+    return copy.deepcopy(job)
+
+
+def job(output, obs_ids=CRAB_RUNS[:2], **overrides):
+    """The parsed :func:`job_dict`."""
+    return parse_config(job_dict(output, obs_ids, **overrides))
+
+
+@pytest.fixture
+def small_job():
+    return job

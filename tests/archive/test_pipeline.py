@@ -1,0 +1,186 @@
+"""The whole job in Python: reduce into the archive, mosaic, re-runs, refusals and determinism."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+import xarray as xr
+from astropy.coordinates import SkyCoord
+
+import gpcube
+import gpcube.data
+from gpcube import pipeline
+from gpcube.archive.store import complete_observations
+from gpcube.config import ConfigError
+from gpcube.errors import GpcubeError
+from tests.archive.conftest import job, job_dict
+from tests.conftest import CRAB_RUNS, HESS_DIR
+
+
+def _histogram(obs_ids, config) -> np.ndarray:
+    """Counts of the safe region, by astropy's WCS and plain numpy: independent of gpcube's makers."""
+    geom = config.geom()
+    wcs = geom.wcs
+    edges = config.geom.energy_reco.axis("energy_reco").edges
+    ny, nx = geom.shape
+    yy, xx = np.mgrid[0:ny, 0:nx]
+    centres = wcs.pixel_to_world(xx, yy)
+    total = np.zeros((len(edges) - 1, ny, nx), dtype=np.int64)
+    store = gpcube.DataStore.from_dir(HESS_DIR)
+    for obs_id in obs_ids:
+        obs = store.observation(obs_id)
+        ev = obs.events
+        x, y = wcs.world_to_pixel(SkyCoord(ev["ra"].values, ev["dec"].values, unit="deg"))
+        ix, iy = np.floor(x + 0.5).astype(int), np.floor(y + 0.5).astype(int)
+        hist, _ = np.histogramdd(
+            (ev["energy"].values, iy, ix), bins=(edges, np.arange(ny + 1) - 0.5, np.arange(nx + 1) - 0.5)
+        )
+        safe = centres.separation(obs.pointing.radec).deg < config.safe_mask.offset_max
+        total += np.where(safe, hist, 0).astype(np.int64)
+    return total
+
+
+@pytest.fixture(scope="module")
+def crab_archive(tmp_path_factory):
+    """Two Crab runs reduced in this process, mosaic built."""
+    config = job(tmp_path_factory.mktemp("a") / "crab.zarr")
+    report = pipeline.run(config, progress=False)
+    return config, report
+
+
+def test_mosaic_counts_are_a_plain_histogram_of_the_safe_events(crab_archive):
+    config, report = crab_archive
+    assert report["written"] == 2 and report["selected"] == 2
+    mosaic = xr.open_zarr(config.output, group="mosaic")  # plain xarray, as a user would
+    assert mosaic["counts"].dims == ("energy_reco", "lat", "lon")
+    assert mosaic["exposure"].dims == ("energy_true", "lat", "lon")
+    assert mosaic["counts"].dtype == np.int32
+    np.testing.assert_array_equal(mosaic["counts"].values, _histogram(CRAB_RUNS[:2], config))
+    assert mosaic.attrs["obs_ids"] == list(CRAB_RUNS[:2])
+
+
+def test_mosaic_is_the_sum_of_the_masked_cutouts(crab_archive):
+    config, _ = crab_archive
+    mosaic = gpcube.open_archive(config.output).load()
+    expected = xr.zeros_like(mosaic[["counts", "background", "exposure"]], dtype=float)
+    for obs_id in CRAB_RUNS[:2]:
+        obs = xr.open_zarr(config.output, group=f"obs/{obs_id}").load()
+        sl = obs.attrs["slice"]
+        region = {"lat": slice(*sl["lat"]), "lon": slice(*sl["lon"])}
+        np.testing.assert_array_equal(obs["lat"].values, np.arange(*sl["lat"]))
+        mask = obs["mask_safe"]
+        for name in ("counts", "background"):
+            expected[name][{**region}] += obs[name].where(mask, 0).values
+        expected["exposure"][{**region}] += obs["exposure"].where(mask.any("energy_reco"), 0).values
+    np.testing.assert_array_equal(mosaic["counts"].values, expected["counts"].values)
+    for name in ("background", "exposure"):
+        np.testing.assert_allclose(mosaic[name].values, expected[name].values, rtol=1e-6)
+    assert mosaic["mask_safe"].values.any()
+
+
+def test_observation_groups_hold_products_slice_and_provenance(crab_archive):
+    config, _ = crab_archive
+    ds = xr.open_zarr(config.output, group=f"obs/{CRAB_RUNS[0]}")
+    assert set(ds.data_vars) == {"counts", "exposure", "background", "mask_safe"}
+    assert ds.attrs["complete"] is True and ds.attrs["obs_id"] == CRAB_RUNS[0]
+    files = ds.attrs["provenance"]["files"]
+    assert len(files) == 1 and len(files[0]["sha256"]) == 64 and files[0]["path"].endswith("023523.fits.gz")
+    root = json.loads((config.output_path if hasattr(config, "output_path") else _root_json(config)))
+    assert root["attributes"]["geom"]["npix"] == [100, 75]
+    assert root["attributes"]["analysis"]["safe_mask"]["methods"] == ["offset-max"]
+    assert set(root["attributes"]["versions"]) >= {"gpcube", "numpy", "zarr"}
+
+
+def _root_json(config):
+    from pathlib import Path
+
+    return (Path(config.output) / "zarr.json").read_text()
+
+
+def test_adding_observations_reduces_only_the_new_ones(tmp_path, monkeypatch):
+    out = tmp_path / "inc.zarr"
+    pipeline.run(job(out, CRAB_RUNS[:1]), progress=False)
+    first = (out / "obs" / str(CRAB_RUNS[0]) / "zarr.json").read_bytes()
+
+    import gpcube.archive.reduce as reduce_mod
+
+    made = []
+    original = reduce_mod.write_observation
+
+    def spy(archive, observation, geom, config):
+        made.append(observation.obs_id)
+        return original(archive, observation, geom, config)
+
+    monkeypatch.setattr(reduce_mod, "write_observation", spy)
+    report = pipeline.run(job(out, CRAB_RUNS[:3]), progress=False)
+    assert made == list(CRAB_RUNS[1:3])
+    assert report["already_done"] == 1 and report["written"] == 2
+    assert (out / "obs" / str(CRAB_RUNS[0]) / "zarr.json").read_bytes() == first
+
+    fresh = tmp_path / "fresh.zarr"
+    pipeline.run(job(fresh, CRAB_RUNS[:3]), progress=False)
+    for name in ("counts", "exposure", "background", "mask_safe"):
+        a = xr.open_zarr(out, group="mosaic")[name].values
+        b = xr.open_zarr(fresh, group="mosaic")[name].values
+        assert a.tobytes() == b.tobytes(), name
+
+
+def test_changed_analysis_is_refused_and_nothing_changes(tmp_path):
+    out = tmp_path / "a.zarr"
+    pipeline.run(job(out, CRAB_RUNS[:1]), progress=False)
+    before = sorted(p.name for p in (out / "obs").iterdir())
+    changed = job(out, CRAB_RUNS[:2], geom={"binsz": 0.05})
+    with pytest.raises(GpcubeError, match=r"geom\.binsz: archive has 0\.04, config has 0\.05"):
+        pipeline.run(changed, progress=False)
+    with pytest.raises(GpcubeError, match="safe_mask.offset_max"):
+        pipeline.run(job(out, CRAB_RUNS[:2], safe_mask={"offset_max": 2.5}), progress=False)
+    assert sorted(p.name for p in (out / "obs").iterdir()) == before
+    # data, chunks and cluster may change
+    pipeline.run(job(out, CRAB_RUNS[:2], chunks={"obs": 32, "mosaic": 128}), progress=False)
+    assert list(complete_observations(out)) == list(CRAB_RUNS[:2])
+
+
+def test_bad_config_writes_nothing(tmp_path):
+    bad = job_dict(tmp_path / "bad.zarr", geom={"binsz": -1})
+    with pytest.raises(ConfigError, match="geom.binsz"):
+        pipeline.run(gpcube.config.parse_config(bad), progress=False)
+    missing = job(tmp_path / "bad.zarr", data={"store": str(HESS_DIR), "obs_ids": [1]})
+    with pytest.raises(ConfigError, match=r"data.obs_ids.*\[1\]"):
+        pipeline.run(missing, progress=False)
+    assert not (tmp_path / "bad.zarr").exists()
+
+
+def test_mosaic_bytes_do_not_depend_on_chunks_or_workers(crab_archive, tmp_path):
+    config, _ = crab_archive
+    copy = tmp_path / "copy.zarr"
+    shutil.copytree(config.output, copy)
+    reference = {k: v.values.tobytes() for k, v in xr.open_zarr(config.output, group="mosaic").data_vars.items()}
+    from distributed import Client, LocalCluster
+
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=False, dashboard_address=":0") as cluster:
+        with Client(cluster) as client:
+            for chunk in (16, 40, 200):
+                pipeline.mosaic(copy, client, chunk=chunk, progress=False)
+                got = xr.open_zarr(copy, group="mosaic")
+                assert got["counts"].encoding["chunks"][1:] == (min(chunk, 75), min(chunk, 100))
+                for name, data in reference.items():
+                    assert got[name].values.tobytes() == data, (chunk, name)
+
+
+def test_empty_and_failing_observations(tmp_path):
+    store = tmp_path / "store"
+    shutil.copytree(gpcube.data.example_data_dir(), store)
+    bad = store / "data" / "hess_dl3_dr1_obs_id_023559.fits.gz"
+    bad.write_bytes(bad.read_bytes()[:5000])  # truncated: a clear error naming the file
+    config = job(tmp_path / "x.zarr", CRAB_RUNS, data={"store": str(store), "obs_ids": list(CRAB_RUNS)},
+                 geom={"center": [84.5, 23.0], "width": [1.0, 1.0]}, safe_mask={"offset_max": 0.9})  # fmt: skip
+    with pytest.raises(GpcubeError, match="1 observations failed") as info:
+        pipeline.run(config, progress=False)
+    assert "023559.fits.gz" in str(info.value)
+    done = complete_observations(config.output)
+    assert 23559 not in done and set(done) == {23523, 23526, 23592}
+    assert done[23523]["empty"] is True  # its 0.9 deg circle misses the 1 x 1 deg field
+    assert done[23526]["empty"] is False

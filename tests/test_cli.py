@@ -1,0 +1,140 @@
+"""The ``gpcube`` command end to end, in subprocesses as a user runs it."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import xarray as xr
+import yaml
+from astropy.io import fits
+
+from gpcube.archive.store import complete_observations
+from tests.archive.conftest import job_dict
+from tests.conftest import CRAB_RUNS, MSH_RUNS
+
+GPCUBE = [sys.executable, "-m", "gpcube.cli"]
+
+
+def gpcube(*args, cwd=None, check=True, timeout=300) -> subprocess.CompletedProcess:
+    result = subprocess.run([*GPCUBE, *map(str, args)], cwd=cwd, capture_output=True, text=True, timeout=timeout)
+    if check and result.returncode != 0:
+        raise AssertionError(f"gpcube {args} failed ({result.returncode}):\n{result.stdout}\n{result.stderr}")
+    return result
+
+
+def write_job(path: Path, **kwargs) -> Path:
+    path.write_text(yaml.safe_dump(job_dict(**kwargs)))
+    return path
+
+
+def test_example_run_info_export_on_the_shipped_crab_runs(tmp_path):
+    """The README's main command on a fresh install: no data but what ships with gpcube."""
+    gpcube("example", "crab.yaml", cwd=tmp_path)
+    run = gpcube("run", "crab.yaml", cwd=tmp_path)
+    assert "4 added" in run.stdout and "mosaic: 4 observations" in run.stdout
+    assert "reduce: 100%" in run.stderr  # progress bars on stderr
+    info = gpcube("info", "crab.zarr", cwd=tmp_path)
+    for text in ("icrs CAR, 250 x 250 px", "observations: 4", "23592", "mosaic: 4 observations", "zarr"):
+        assert text in info.stdout
+    described = json.loads(gpcube("info", "crab.zarr", "--json", cwd=tmp_path).stdout)
+    assert [o["obs_id"] for o in described["observations"]] == list(CRAB_RUNS)
+    assert all(len(o["files"][0]["sha256"]) == 64 for o in described["observations"])
+    gpcube("export", "crab.zarr", "crab.fits", cwd=tmp_path)
+    mosaic = xr.open_zarr(tmp_path / "crab.zarr", group="mosaic")
+    with fits.open(tmp_path / "crab.fits") as hdus:
+        np.testing.assert_array_equal(hdus["COUNTS"].data, mosaic["counts"].values)
+        np.testing.assert_array_equal(hdus["EXPOSURE"].data, mosaic["exposure"].values)
+        assert "PSF" in hdus and "EDISP" in hdus
+    again = gpcube("export", "crab.zarr", "crab.fits", cwd=tmp_path, check=False)
+    assert again.returncode == 2 and "crab.fits" in again.stderr and "overwrite" in again.stderr
+
+
+def test_bad_config_names_the_key_and_writes_nothing(tmp_path):
+    job = job_dict(tmp_path / "out.zarr")
+    job["geom"]["energy_reco"]["nbins"] = 0
+    (tmp_path / "job.yaml").write_text(yaml.safe_dump(job))
+    result = gpcube("run", tmp_path / "job.yaml", check=False)
+    assert result.returncode == 2
+    assert "geom.energy_reco.nbins" in result.stderr and "positive integer" in result.stderr
+    assert not (tmp_path / "out.zarr").exists()
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def dask_cluster():
+    """A ``dask scheduler`` and one ``dask worker`` on loopback, as separate processes."""
+    address = f"tcp://127.0.0.1:{_free_port()}"
+    dask = [sys.executable, "-m", "distributed.cli"]
+    common = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL}
+    scheduler = subprocess.Popen(
+        [*dask[:2], "distributed.cli.dask_scheduler", "--host", "127.0.0.1", "--port", address.rsplit(":", 1)[1],
+         "--no-dashboard"], **common)  # fmt: skip
+    worker = subprocess.Popen(
+        [*dask[:2], "distributed.cli.dask_worker", address, "--nworkers", "1", "--nthreads", "1",
+         "--host", "127.0.0.1", "--no-dashboard"], **common)  # fmt: skip
+    try:
+        from distributed import Client
+
+        with Client(address, timeout="60s") as client:
+            client.wait_for_workers(1, timeout=60)
+            pids = set(client.run(os.getpid).values())
+        yield address, pids
+    finally:
+        for proc in (worker, scheduler):
+            proc.terminate()
+        for proc in (worker, scheduler):
+            proc.wait(timeout=30)
+
+
+def test_run_on_an_existing_cluster(tmp_path, dask_cluster):
+    address, worker_pids = dask_cluster
+    config = write_job(tmp_path / "job.yaml", output=tmp_path / "out.zarr")
+    result = gpcube("run", config, "--scheduler", address, "--quiet")
+    assert "2 added" in result.stdout
+    done = complete_observations(tmp_path / "out.zarr")
+    assert {a["provenance"]["worker"]["pid"] for a in done.values()} == worker_pids
+
+
+def test_sigkill_halfway_then_rerun_gives_the_same_mosaic_bytes(tmp_path):
+    runs = MSH_RUNS[:6]
+    geom = {"frame": "galactic", "center": [320.3, -1.2], "width": [5.0, 4.0], "binsz": 0.02}
+    single = {"n_workers": 1, "threads_per_worker": 1, "processes": False}
+    killed = write_job(tmp_path / "killed.yaml", output=tmp_path / "killed.zarr", obs_ids=runs, geom=geom,
+                       cluster=single, products=["counts", "exposure", "background", "psf"])  # fmt: skip
+    clean = write_job(tmp_path / "clean.yaml", output=tmp_path / "clean.zarr", obs_ids=runs, geom=geom,
+                      cluster=single, products=["counts", "exposure", "background", "psf"])  # fmt: skip
+    proc = subprocess.Popen([*GPCUBE, "run", str(killed), "--quiet"], start_new_session=True,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and proc.poll() is None:
+        if (tmp_path / "killed.zarr" / "obs").is_dir() and len(complete_observations(tmp_path / "killed.zarr")) >= 2:
+            break
+        time.sleep(0.01)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    interrupted = complete_observations(tmp_path / "killed.zarr")
+    assert 2 <= len(interrupted) < len(runs), "the kill should land halfway through the reduction"
+    assert not (tmp_path / "killed.zarr" / "mosaic").exists()
+    rerun = gpcube("run", killed, "--quiet")
+    assert f"{len(interrupted)} already in the archive" in rerun.stdout
+    gpcube("run", clean, "--quiet")
+    for kind in ("mosaic", "mosaic/irf"):
+        base = tmp_path / "clean.zarr"
+        files = sorted(p.relative_to(base) for p in (base / kind).rglob("*") if p.is_file() and "c" in p.parts)
+        assert files
+        for rel in files:  # every chunk file, byte for byte
+            assert (tmp_path / "killed.zarr" / rel).read_bytes() == (tmp_path / "clean.zarr" / rel).read_bytes()
