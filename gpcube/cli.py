@@ -91,7 +91,9 @@ def _cmd_example(args) -> int:
 def _parser() -> argparse.ArgumentParser:
     from gpcube import __version__
 
-    parser = argparse.ArgumentParser(prog="gpcube", description="DL3 event lists and IRFs into DL4 sky cubes.")
+    parser = argparse.ArgumentParser(
+        prog="gpcube", description="DL3 event lists and IRFs into DL4 sky cubes."
+    )
     parser.add_argument("--version", action="version", version=f"gpcube {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 

@@ -25,7 +25,9 @@ GPCUBE = [sys.executable, "-m", "gpcube.cli"]
 
 
 def gpcube(*args, cwd=None, check=True, timeout=300) -> subprocess.CompletedProcess:
-    result = subprocess.run([*GPCUBE, *map(str, args)], cwd=cwd, capture_output=True, text=True, timeout=timeout)
+    result = subprocess.run(
+        [*GPCUBE, *map(str, args)], cwd=cwd, capture_output=True, text=True, timeout=timeout
+    )
     if check and result.returncode != 0:
         raise AssertionError(f"gpcube {args} failed ({result.returncode}):\n{result.stdout}\n{result.stderr}")
     return result
@@ -78,13 +80,15 @@ def _free_port() -> int:
 def dask_cluster():
     """A ``dask scheduler`` and one ``dask worker`` on loopback, as separate processes."""
     address = f"tcp://127.0.0.1:{_free_port()}"
-    dask = [sys.executable, "-m", "distributed.cli"]
+    py = [sys.executable, "-m"]
     common = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL}
+    port = address.rsplit(":", 1)[1]
     scheduler = subprocess.Popen(
-        [*dask[:2], "distributed.cli.dask_scheduler", "--host", "127.0.0.1", "--port", address.rsplit(":", 1)[1],
-         "--no-dashboard"], **common)  # fmt: skip
+        [*py, "distributed.cli.dask_scheduler", "--host", "127.0.0.1", "--port", port, "--no-dashboard"],
+        **common,
+    )
     worker = subprocess.Popen(
-        [*dask[:2], "distributed.cli.dask_worker", address, "--nworkers", "1", "--nthreads", "1",
+        [*py, "distributed.cli.dask_worker", address, "--nworkers", "1", "--nthreads", "1",
          "--host", "127.0.0.1", "--no-dashboard"], **common)  # fmt: skip
     try:
         from distributed import Client
@@ -121,7 +125,9 @@ def test_sigkill_halfway_then_rerun_gives_the_same_mosaic_bytes(tmp_path):
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline and proc.poll() is None:
-        if (tmp_path / "killed.zarr" / "obs").is_dir() and len(complete_observations(tmp_path / "killed.zarr")) >= 2:
+        if (tmp_path / "killed.zarr" / "obs").is_dir() and len(
+            complete_observations(tmp_path / "killed.zarr")
+        ) >= 2:
             break
         time.sleep(0.01)
     os.killpg(proc.pid, signal.SIGKILL)
@@ -134,7 +140,11 @@ def test_sigkill_halfway_then_rerun_gives_the_same_mosaic_bytes(tmp_path):
     gpcube("run", clean, "--quiet")
     for kind in ("mosaic", "mosaic/irf"):
         base = tmp_path / "clean.zarr"
-        files = sorted(p.relative_to(base) for p in (base / kind).rglob("*") if p.is_file() and "c" in p.parts)
+        files = sorted(
+            p.relative_to(base) for p in (base / kind).rglob("*") if p.is_file() and "c" in p.parts
+        )
         assert files
         for rel in files:  # every chunk file, byte for byte
-            assert (tmp_path / "killed.zarr" / rel).read_bytes() == (tmp_path / "clean.zarr" / rel).read_bytes()
+            assert (tmp_path / "killed.zarr" / rel).read_bytes() == (
+                tmp_path / "clean.zarr" / rel
+            ).read_bytes()

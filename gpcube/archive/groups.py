@@ -43,7 +43,9 @@ def _chunked(array: xr.DataArray, chunk: int) -> da.Array:
     return data.rechunk(chunks)
 
 
-def write_dataarrays(path: str | Path, arrays: Mapping[str, xr.DataArray], attrs: Mapping, chunk: int) -> None:
+def write_dataarrays(
+    path: str | Path, arrays: Mapping[str, xr.DataArray], attrs: Mapping, chunk: int
+) -> None:
     """Write ``arrays`` (and their 1-D coordinates) as a zarr v3 group at ``path``.
 
     Data variables are chunked ``(whole leading dims, chunk, chunk)`` and computed block by block

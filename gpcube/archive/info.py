@@ -69,20 +69,25 @@ def format_info(info: dict, files: bool = False) -> str:
     safe = analysis.get("safe_mask", {})
     lines = [f"archive: {info['path']} ({info['format']}, created {info['created']})"]
     lines += _geom_lines(info["geom"])
-    lines.append(f"products: {', '.join(analysis.get('products', []))}; cutout radius {analysis.get('max_offset')} deg")
+    lines.append(
+        f"products: {', '.join(analysis.get('products', []))}; cutout radius {analysis.get('max_offset')} deg"
+    )
     lines.append(f"safe mask: {', '.join(safe.get('methods', [])) or 'none'}; "
                  f"background: {analysis.get('background', {}).get('method')}")  # fmt: skip
     obs = info["observations"]
     livetime = sum(o["livetime"] or 0.0 for o in obs)
     n_empty = sum(o["empty"] for o in obs)
-    lines.append(f"observations: {len(obs)} ({n_empty} outside the geometry), livetime {livetime / 3600:.2f} h")
-    lines.append(f"  {'obs_id':>8} {'livetime/s':>10} {'ra':>9} {'dec':>9}  {'lat slice':>11} {'lon slice':>11}  reduced")
+    lines.append(
+        f"observations: {len(obs)} ({n_empty} outside the geometry), livetime {livetime / 3600:.2f} h"
+    )
+    head = ("obs_id", "livetime/s", "ra", "dec", "lat slice", "lon slice")
+    lines.append("  {:>8} {:>10} {:>9} {:>9}  {:>11} {:>11}  reduced".format(*head))
     for o in obs:
         ra, dec = o["pointing_radec"] or (float("nan"), float("nan"))
         sl = o["slice"] or {"lat": ["-", "-"], "lon": ["-", "-"]}
         lat, lon = "{}:{}".format(*sl["lat"]), "{}:{}".format(*sl["lon"])
-        lines.append(f"  {o['obs_id']:>8} {o['livetime'] or 0:>10.1f} {ra:>9.4f} {dec:>9.4f}  {lat:>11} {lon:>11}"
-                     f"  {o['reduced_at']}")  # fmt: skip
+        row = f"  {o['obs_id']:>8} {o['livetime'] or 0:>10.1f} {ra:>9.4f} {dec:>9.4f}  {lat:>11} {lon:>11}"
+        lines.append(f"{row}  {o['reduced_at']}")
         if files:
             lines += [f"      {f['path']}  sha256 {f['sha256']}  {f['size']} B" for f in o["files"]]
     mosaic = info["mosaic"]

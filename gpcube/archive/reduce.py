@@ -13,8 +13,8 @@ from gpcube.archive.groups import jsonable, write_dataarrays
 from gpcube.archive.products import observation_products
 from gpcube.archive.store import (
     commit_observation,
-    is_complete,
     file_checksums,
+    is_complete,
     now,
     obs_path,
     temporary_obs_path,
@@ -48,7 +48,10 @@ def _provenance(observation: Observation, seconds: float) -> dict:
     info = {k: v for k, v in observation.obs_info.items() if isinstance(v, str | int | float | bool)}
     return {
         "files": file_checksums(ref.path for ref in observation.hdus.values()),
-        "hdus": {k: {"file": str(v.path), "hdu": v.hdu_name, "class": v.hdu_class} for k, v in observation.hdus.items()},
+        "hdus": {
+            k: {"file": str(v.path), "hdu": v.hdu_name, "class": v.hdu_class}
+            for k, v in observation.hdus.items()
+        },
         "obs_info": info,
         "reduced_at": now(),
         "worker": {"host": socket.gethostname(), "pid": os.getpid()},
@@ -56,7 +59,9 @@ def _provenance(observation: Observation, seconds: float) -> dict:
     }
 
 
-def write_observation(archive: str | Path, observation: Observation, geom: SkyGeom, config: JobConfig) -> dict:
+def write_observation(
+    archive: str | Path, observation: Observation, geom: SkyGeom, config: JobConfig
+) -> dict:
     """Make one observation's products and write them to ``obs/<obs_id>``; returns its summary.
 
     The group is written under a temporary name and renamed into place when whole (see
@@ -88,7 +93,12 @@ def write_observation(archive: str | Path, observation: Observation, geom: SkyGe
     attrs["provenance"] = _provenance(observation, time.perf_counter() - start)
     write_group(tmp, jsonable(attrs))
     committed = commit_observation(tmp, obs_path(archive, observation.obs_id))
-    return {"obs_id": observation.obs_id, "written": committed, "empty": empty, "seconds": attrs["provenance"]["seconds"]}
+    return {
+        "obs_id": observation.obs_id,
+        "written": committed,
+        "empty": empty,
+        "seconds": attrs["provenance"]["seconds"],
+    }
 
 
 def reduce_observation(archive: str, config_json: str, obs_id: int) -> dict:
@@ -104,4 +114,3 @@ def reduce_observation(archive: str, config_json: str, obs_id: int) -> dict:
         return write_observation(archive, observation, geom, config)
     finally:
         observation.close()
-

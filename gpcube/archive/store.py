@@ -51,7 +51,14 @@ def versions() -> dict[str, str]:
 
     import gpcube
 
-    mods = {"gpcube": gpcube, "numpy": numpy, "astropy": astropy, "dask": dask, "xarray": xarray, "zarr": zarr}
+    mods = {
+        "gpcube": gpcube,
+        "numpy": numpy,
+        "astropy": astropy,
+        "dask": dask,
+        "xarray": xarray,
+        "zarr": zarr,
+    }
     return {name: mod.__version__ for name, mod in mods.items()}
 
 
@@ -177,7 +184,9 @@ def remove_incomplete(path: str | Path) -> list[str]:
     obs_dir = Path(path) / OBS
     removed = []
     for entry in obs_dir.iterdir() if obs_dir.is_dir() else []:
-        stale = entry.name.startswith(_TMP_PREFIX) or (entry.name.isdigit() and _complete_attrs(entry) is None)
+        stale = entry.name.startswith(_TMP_PREFIX) or (
+            entry.name.isdigit() and _complete_attrs(entry) is None
+        )
         if stale and entry.is_dir():
             shutil.rmtree(entry)
             removed.append(entry.name)

@@ -80,7 +80,7 @@ def read_array_attrs(path: str | Path) -> dict:
 
 
 def _fill_value(dtype: np.dtype) -> Any:
-    return False if dtype == bool else 0 if dtype.kind in "iu" else 0.0
+    return False if dtype.kind == "b" else 0 if dtype.kind in "iu" else 0.0
 
 
 def _metadata(shape, dtype: np.dtype, chunks, dims, attrs) -> dict:
@@ -138,7 +138,9 @@ class ArrayWriter:
         for axis, (sl, n, c) in enumerate(zip(region, self.shape, self.chunks, strict=True)):
             start, stop, _ = sl.indices(n)
             if start % c or (stop % c and stop != n):
-                raise GpcubeError(f"region {region} is not on chunk boundaries along axis {axis}", path=self.path)
+                raise GpcubeError(
+                    f"region {region} is not on chunk boundaries along axis {axis}", path=self.path
+                )
             starts.append(range(start // c, -(-stop // c)))
         for index in itertools.product(*starts):
             local = tuple(
@@ -203,8 +205,6 @@ def read_region(path: str | Path, region: Sequence[slice] | None = None) -> np.n
             dst.append(slice(lo - a, hi - a))
         out[tuple(dst)] = chunk[tuple(src)]
     return out
-
-
 
 
 def consolidate(path: str | Path) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import xarray as xr
+
 from gpcube.geom import SkyGeom
 from gpcube.geom.frames import convert_frame
 from gpcube.io import Observation

@@ -12,7 +12,14 @@ import xarray as xr
 
 from gpcube.archive.groups import jsonable
 from gpcube.archive.store import MOSAIC, complete_observations, now, obs_path, root_attrs
-from gpcube.archive.zarrv3 import ArrayWriter, consolidate, read_array_attrs, read_region, write_array, write_group
+from gpcube.archive.zarrv3 import (
+    ArrayWriter,
+    consolidate,
+    read_array_attrs,
+    read_region,
+    write_array,
+    write_group,
+)
 from gpcube.errors import GpcubeError
 from gpcube.execute import raise_failures, run_tasks
 from gpcube.geom import SkyGeom
@@ -38,7 +45,11 @@ def _pieces(archive: Path, observations: dict, key: str, group: str = "") -> lis
 
 def _regions(geom: SkyGeom, chunk: int) -> list[tuple[int, int, int, int]]:
     ny, nx = geom.shape
-    return [(sy.start, sy.stop, sx.start, sx.stop) for sy in block_slices(ny, chunk) for sx in block_slices(nx, chunk)]
+    return [
+        (sy.start, sy.stop, sx.start, sx.stop)
+        for sy in block_slices(ny, chunk)
+        for sx in block_slices(nx, chunk)
+    ]
 
 
 def _write_coords(group: Path, coords: dict) -> None:

@@ -39,7 +39,9 @@ class Piece(NamedTuple):
     box: tuple[int, int, int, int]
 
 
-def overlap(box: Sequence[int], region: Sequence[int]) -> tuple[tuple[slice, slice], tuple[slice, slice]] | None:
+def overlap(
+    box: Sequence[int], region: Sequence[int]
+) -> tuple[tuple[slice, slice], tuple[slice, slice]] | None:
     """Slices ``(in region, in box)`` of the overlap of two (y0, y1, x0, x1) boxes; None if disjoint."""
     y0, y1 = max(box[0], region[0]), min(box[1], region[1])
     x0, x1 = max(box[2], region[2]), min(box[3], region[3])
@@ -66,7 +68,9 @@ def _add_sky(acc: dict, piece: Piece, target, source) -> None:
         acc["exposure"][at] += np.where(image, _read(piece.group, "exposure", source), 0)
 
 
-def sky_chunk(out: str, names: Sequence[str], sizes: dict, region: Sequence[int], pieces: Sequence[Piece]) -> int:
+def sky_chunk(
+    out: str, names: Sequence[str], sizes: dict, region: Sequence[int], pieces: Sequence[Piece]
+) -> int:
     """Sum the pieces overlapping ``region`` (y0, y1, x0, x1) into the chunk of each mosaic array.
 
     ``sizes`` gives each product's leading size (its energy axis). Returns the number of pieces added.
@@ -85,7 +89,9 @@ def sky_chunk(out: str, names: Sequence[str], sizes: dict, region: Sequence[int]
     return used
 
 
-def irf_chunk(out: str, names: Sequence[str], shapes: dict, region: Sequence[int], pieces: Sequence[Piece]) -> int:
+def irf_chunk(
+    out: str, names: Sequence[str], shapes: dict, region: Sequence[int], pieces: Sequence[Piece]
+) -> int:
     """Exposure-weighted means of the IRF maps over ``region`` of the coarse grid.
 
     ``shapes`` gives each map's leading shape (e.g. ``(n_true, n_rad)`` for ``psf``).
@@ -106,7 +112,9 @@ def irf_chunk(out: str, names: Sequence[str], shapes: dict, region: Sequence[int
             acc[(slice(None), slice(None), *target)] += values * w[:, None]
         used += 1
     with np.errstate(invalid="ignore", divide="ignore"):
-        means = {name: np.where(weight[:, None] > 0, acc / weight[:, None], 0.0) for name, acc in sums.items()}
+        means = {
+            name: np.where(weight[:, None] > 0, acc / weight[:, None], 0.0) for name, acc in sums.items()
+        }
     for name, data in {"exposure_irf": weight, **means}.items():
         writer = ArrayWriter.open(Path(out) / name)
         lead = tuple(slice(None) for _ in range(data.ndim - 2))

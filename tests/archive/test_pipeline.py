@@ -88,7 +88,7 @@ def test_observation_groups_hold_products_slice_and_provenance(crab_archive):
     assert ds.attrs["complete"] is True and ds.attrs["obs_id"] == CRAB_RUNS[0]
     files = ds.attrs["provenance"]["files"]
     assert len(files) == 1 and len(files[0]["sha256"]) == 64 and files[0]["path"].endswith("023523.fits.gz")
-    root = json.loads((config.output_path if hasattr(config, "output_path") else _root_json(config)))
+    root = json.loads(config.output_path if hasattr(config, "output_path") else _root_json(config))
     assert root["attributes"]["geom"]["npix"] == [100, 75]
     assert root["attributes"]["analysis"]["safe_mask"]["methods"] == ["offset-max"]
     assert set(root["attributes"]["versions"]) >= {"gpcube", "numpy", "zarr"}
@@ -157,7 +157,9 @@ def test_mosaic_bytes_do_not_depend_on_chunks_or_workers(crab_archive, tmp_path)
     config, _ = crab_archive
     copy = tmp_path / "copy.zarr"
     shutil.copytree(config.output, copy)
-    reference = {k: v.values.tobytes() for k, v in xr.open_zarr(config.output, group="mosaic").data_vars.items()}
+    reference = {
+        k: v.values.tobytes() for k, v in xr.open_zarr(config.output, group="mosaic").data_vars.items()
+    }
     from distributed import Client, LocalCluster
 
     with LocalCluster(n_workers=2, threads_per_worker=1, processes=False, dashboard_address=":0") as cluster:
@@ -175,8 +177,9 @@ def test_empty_and_failing_observations(tmp_path):
     shutil.copytree(gpcube.data.example_data_dir(), store)
     bad = store / "data" / "hess_dl3_dr1_obs_id_023559.fits.gz"
     bad.write_bytes(bad.read_bytes()[:5000])  # truncated: a clear error naming the file
-    config = job(tmp_path / "x.zarr", CRAB_RUNS, data={"store": str(store), "obs_ids": list(CRAB_RUNS)},
-                 geom={"center": [84.5, 23.0], "width": [1.0, 1.0]}, safe_mask={"offset_max": 0.9})  # fmt: skip
+    data = {"store": str(store), "obs_ids": list(CRAB_RUNS)}
+    geom = {"center": [84.5, 23.0], "width": [1.0, 1.0]}
+    config = job(tmp_path / "x.zarr", CRAB_RUNS, data=data, geom=geom, safe_mask={"offset_max": 0.9})
     with pytest.raises(GpcubeError, match="1 observations failed") as info:
         pipeline.run(config, progress=False)
     assert "023559.fits.gz" in str(info.value)

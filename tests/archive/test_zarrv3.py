@@ -29,7 +29,9 @@ def test_zarr_python_reads_what_we_write(tmp_path, dtype, shape, chunks):
     data = (rng.random(shape) * 100).astype(dtype) if dtype != "bool" else rng.random(shape) > 0.5
     data[..., :3] = 0  # some chunks hold only the fill value and are not written
     zarrv3.write_group(tmp_path / "g", {"note": "x"})
-    zarrv3.write_array(tmp_path / "g" / "a", data, [f"d{i}" for i in range(len(shape))], {"units": "m2 s"}, chunks)
+    zarrv3.write_array(
+        tmp_path / "g" / "a", data, [f"d{i}" for i in range(len(shape))], {"units": "m2 s"}, chunks
+    )
     array = zarr.open_array(tmp_path / "g", path="a", mode="r")
     assert array.dtype == data.dtype
     assert array.chunks == chunks
