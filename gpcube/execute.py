@@ -25,9 +25,13 @@ class TaskFailure(NamedTuple):
 
 
 def _bar(total: int, desc: str, progress: bool):
+    if not progress:  # tqdm.auto would warn in a notebook without ipywidgets, even for a hidden bar
+        from tqdm import tqdm
+
+        return tqdm(total=total, disable=True)
     from tqdm.auto import tqdm
 
-    return tqdm(total=total, desc=desc, unit="task", disable=not progress, file=sys.stderr, leave=True)
+    return tqdm(total=total, desc=desc, unit="task", file=sys.stderr, leave=True)
 
 
 def run_tasks(

@@ -95,9 +95,8 @@ def run(config: JobConfig, client=None, *, progress: bool = True) -> dict:
     current = _mosaic_attrs(archive)
     wanted = [i for i, a in complete_observations(archive).items() if not a.get("empty")]
     if current is None or current.get("obs_ids") != wanted or current.get("chunk") != config.chunks.mosaic:
-        report["mosaic"] = build_mosaic(archive, client, chunk=config.chunks.mosaic, progress=progress)
-    else:
-        report["mosaic"] = current
+        current = build_mosaic(archive, client, chunk=config.chunks.mosaic, progress=progress)
+    report["mosaic"] = {key: current[key] for key in ("n_obs", "livetime", "made_at")}
     return report
 
 
@@ -135,5 +134,7 @@ def open_archive(path: str | Path, *, obs_id: int | None = None, irf: bool = Fal
     if not (path / group / "zarr.json").exists():
         raise GpcubeError(f"the archive has no group {group!r}", path=path)
     ds = xr.open_zarr(path, group=group, consolidated=False)
+    # small 1-D coordinates (bin edges) in memory: no dask in their repr, no re-reading on each use
+    ds = ds.assign_coords({name: c.load() for name, c in ds.coords.items() if c.ndim == 1})
     ds.attrs.setdefault("archive", {"path": str(path), "analysis": attrs.get("analysis")})
     return ds
