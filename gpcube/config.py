@@ -530,7 +530,7 @@ class ChunksConfig:
     """``chunks``: block sizes in pixels along lon and lat, per observation and of the mosaic."""
 
     obs: int = _key(_posint, 256)
-    mosaic: int = _key(_posint, 512)
+    mosaic: int = _key(_posint, 256)
 
 
 @dataclass(frozen=True)

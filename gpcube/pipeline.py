@@ -30,7 +30,7 @@ from gpcube.mosaic import build_mosaic
 __all__ = ["job_client", "mosaic", "open_archive", "reduce", "run"]
 
 
-def reduce(config: JobConfig, client=None, *, progress: bool = True) -> dict:
+def reduce(config: JobConfig, client=None, *, progress: bool = True, consolidated: bool = True) -> dict:
     """Add the selected observations that the archive lacks; returns counts of what happened.
 
     The config is checked against the archive first (a changed analysis is refused) and the
@@ -48,7 +48,8 @@ def reduce(config: JobConfig, client=None, *, progress: bool = True) -> dict:
     config_json = json.dumps(config.to_dict())
     calls = [(str(i), (str(archive), config_json, i)) for i in todo]
     results, failures = run_tasks(reduce_observation, calls, client, desc="reduce", progress=progress)
-    consolidate(archive)
+    if consolidated or failures:
+        consolidate(archive)
     raise_failures(failures, "observations")
     written = [r for r in results if r and r["written"]]
     return {
@@ -90,12 +91,14 @@ def job_client(config: JobConfig | None = None, scheduler: str | None = None):
 
 def run(config: JobConfig, client=None, *, progress: bool = True) -> dict:
     """Reduce, then rebuild the mosaic if the set of observations changed (or it is missing)."""
-    report = reduce(config, client, progress=progress)
+    report = reduce(config, client, progress=progress, consolidated=False)  # the mosaic consolidates
     archive = Path(config.output)
     current = _mosaic_attrs(archive)
     wanted = [i for i, a in complete_observations(archive).items() if not a.get("empty")]
     if current is None or current.get("obs_ids") != wanted or current.get("chunk") != config.chunks.mosaic:
         current = build_mosaic(archive, client, chunk=config.chunks.mosaic, progress=progress)
+    else:
+        consolidate(archive)
     report["mosaic"] = {key: current[key] for key in ("n_obs", "livetime", "made_at")}
     return report
 

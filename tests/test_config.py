@@ -131,7 +131,7 @@ def test_defaults_are_filled_in():
     assert config.background.method == "model" and config.background.orientation == "auto"
     assert config.irf.binsz == 0.2 and config.irf.rad.max == 0.66 and config.irf.rad.nbins == 66
     np.testing.assert_array_equal(config.irf.rad.edges(), RAD_EDGES_DEFAULT)
-    assert (config.chunks.obs, config.chunks.mosaic) == (256, 512)
+    assert (config.chunks.obs, config.chunks.mosaic) == (256, 256)
     assert config.cluster.address is None and config.cluster.n_workers == 2
     assert config.cluster.memory_limit == "auto" and config.cluster.dashboard is False
     plain = config.to_dict()

@@ -3,7 +3,7 @@
 zarr-python 3 runs every metadata write and chunk write through its event-loop thread: about 3 ms
 per array created and 1.5 ms per write, whatever the size. An observation's group holds a dozen
 arrays and the mosaic reads hundreds of cutout pieces, so that overhead alone would cost more than
-making the products. The arrays here are plain zarr v3 (regular chunk grid, ``c/i/j/k`` chunk keys,
+making the products. The arrays here are plain zarr v3 (regular chunk grid, flat ``c.i.j.k`` chunk keys,
 ``bytes`` + ``blosc`` codecs, ``dimension_names`` for xarray), which zarr-python and xarray read like
 any other; this module only writes them and reads them back without the per-call overhead. Chunks
 are written whole (edge chunks padded with the fill value, as the spec requires), and a chunk that
@@ -50,7 +50,7 @@ def _json_default(value: Any) -> Any:
 
 def _write_json(path: Path, document: Mapping) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(document, indent=1, default=_json_default, allow_nan=True))
+    path.write_text(json.dumps(document, separators=(",", ":"), default=_json_default, allow_nan=True))
 
 
 def _read_json(path: Path) -> dict:
@@ -79,6 +79,11 @@ def read_array_attrs(path: str | Path) -> dict:
     return _read_json(Path(path) / "zarr.json").get("attributes", {})
 
 
+def _chunk_key(index: tuple[int, ...]) -> str:
+    """The zarr v3 "default" chunk key with the "." separator: ``c.0.1.2``, flat in the array's folder."""
+    return ".".join(("c", *(str(i) for i in index)))
+
+
 def _fill_value(dtype: np.dtype) -> Any:
     return False if dtype.kind == "b" else 0 if dtype.kind in "iu" else 0.0
 
@@ -94,7 +99,7 @@ def _metadata(shape, dtype: np.dtype, chunks, dims, attrs) -> dict:
         "shape": list(shape),
         "data_type": dtype.name,
         "chunk_grid": {"name": "regular", "configuration": {"chunk_shape": list(chunks)}},
-        "chunk_key_encoding": {"name": "default", "configuration": {"separator": "/"}},
+        "chunk_key_encoding": {"name": "default", "configuration": {"separator": "."}},
         "fill_value": _fill_value(dtype),
         "codecs": [bytes_codec, blosc],
         "attributes": dict(attrs or {}),
@@ -157,8 +162,7 @@ class ArrayWriter:
             full = np.full(self.chunks, _fill_value(self.dtype), dtype=self.dtype)
             full[tuple(slice(0, s) for s in data.shape)] = data
             data = full
-        key = self.path.joinpath("c", *(str(i) for i in index))
-        key.parent.mkdir(parents=True, exist_ok=True)
+        key = self.path / _chunk_key(index)
         raw = np.ascontiguousarray(data, dtype=self.dtype.newbyteorder("<"))
         key.write_bytes(self._codec.encode(raw))
 
@@ -175,6 +179,9 @@ def _array_layout(path: Path) -> tuple[tuple[int, ...], np.dtype, tuple[int, ...
     meta = _read_json(path / "zarr.json")
     codecs = [c["name"] for c in meta.get("codecs", [])]
     grid = meta.get("chunk_grid", {})
+    keys = meta.get("chunk_key_encoding", {})
+    if keys != {"name": "default", "configuration": {"separator": "."}}:
+        raise GpcubeError(f"not an archive array (chunk keys {keys})", path=path)
     if codecs != ["bytes", "blosc"] or grid.get("name") != "regular":
         raise GpcubeError(f"not an archive array (codecs {codecs})", path=path)
     chunks = tuple(grid["configuration"]["chunk_shape"])
@@ -193,10 +200,11 @@ def read_region(path: str | Path, region: Sequence[slice] | None = None) -> np.n
     ranges = [range(a // c, -(-b // c)) for (a, b), c in zip(bounds, chunks, strict=True)]
     codec = Blosc()
     for index in itertools.product(*ranges):
-        key = path.joinpath("c", *(str(i) for i in index))
-        if not key.exists():
+        try:
+            encoded = (path / _chunk_key(index)).read_bytes()
+        except FileNotFoundError:  # a chunk of fill values only
             continue
-        chunk = np.frombuffer(codec.decode(key.read_bytes()), dtype=dtype.newbyteorder("<"))
+        chunk = np.frombuffer(codec.decode(encoded), dtype=dtype.newbyteorder("<"))
         chunk = chunk.reshape(chunks)
         src, dst = [], []
         for i, c, (a, b) in zip(index, chunks, bounds, strict=True):

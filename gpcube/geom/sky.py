@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import math
 from collections.abc import Sequence
@@ -217,10 +218,11 @@ class SkyGeom:
 
     @cached_property
     def _header(self) -> dict[str, Any]:
-        # astropy's WCS.to_header takes ~2 ms: every lazy product stores the header in its attrs.
+        # astropy's WCS.to_header takes ~2 ms and every lazy product stores the header in its attrs;
+        # cutouts of one grid differ only in CRPIX and NAXIS, so astropy runs once per grid.
         out: dict[str, Any] = {"NAXIS": 2, "NAXIS1": self.npix[0], "NAXIS2": self.npix[1]}
-        for key, value in self.wcs.to_header().items():
-            out[key] = value.item() if isinstance(value, np.generic) else value
+        out.update(_header_template(self.frame, self.projection, self.crval, self.binsz))
+        out["CRPIX1"], out["CRPIX2"] = float(self.crpix[0]), float(self.crpix[1])
         return out
 
     # --------------------------------------------------------------------------- pixel <-> world
@@ -474,3 +476,13 @@ class SkyGeom:
             f"binsz={self.binsz:g} deg, crval=({self.crval[0]:.6g}, {self.crval[1]:.6g}), "
             f"origin=({self.origin[0]}, {self.origin[1]}), axes=[{axes}])"
         )
+
+
+@functools.lru_cache(maxsize=64)
+def _header_template(frame: str, projection: str, crval: tuple[float, float], binsz: float) -> dict[str, Any]:
+    """astropy's WCS header of a grid with these parameters (CRPIX set per grid by the caller)."""
+    geom = SkyGeom(frame, projection, crval, binsz, (1, 1), (1.0, 1.0))
+    return {
+        key: value.item() if isinstance(value, np.generic) else value
+        for key, value in geom.wcs.to_header().items()
+    }

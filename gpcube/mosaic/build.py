@@ -124,7 +124,13 @@ def _plan_irf(tmp, geom: SkyGeom, pieces, chunk):
     return calls
 
 
-def build_mosaic(archive: str | Path, client=None, *, chunk: int = 256, progress: bool = True) -> dict:
+def _call(func, *args):
+    return func(*args)
+
+
+def build_mosaic(
+    archive: str | Path, client=None, *, chunk: int = 256, progress: bool = True, consolidated: bool = True
+) -> dict:
     """Sum the archive's complete observations into ``mosaic/``; returns the mosaic's attrs.
 
     The mosaic is built under a temporary name and swapped in when complete, so an interrupted
@@ -147,11 +153,12 @@ def build_mosaic(archive: str | Path, client=None, *, chunk: int = 256, progress
         coarse = geom.to_binsz(attrs["analysis"]["irf"]["binsz"])
         write_group(tmp / "irf", {"grid": "irf", "geom": jsonable(coarse.to_attrs())})
         irf_calls = _plan_irf(tmp / "irf", coarse, irf_pieces, chunk)
-    _, failures = run_tasks(sky_chunk, calls, client, desc="mosaic", progress=progress)
-    _, irf_failures = run_tasks(irf_chunk, irf_calls, client, desc="mosaic-irf", progress=progress)
-    if failures or irf_failures:
+    tasks = [(label, (sky_chunk, *args)) for label, args in calls]
+    tasks += [(label, (irf_chunk, *args)) for label, args in irf_calls]
+    _, failures = run_tasks(_call, tasks, client, desc="mosaic", progress=progress)
+    if failures:
         shutil.rmtree(tmp, ignore_errors=True)
-        raise_failures([*failures, *irf_failures], "mosaic chunks")
+        raise_failures(failures, "mosaic chunks")
     used = [p.obs_id for p in pieces]
     mosaic_attrs = {
         "complete": True,
@@ -167,5 +174,6 @@ def build_mosaic(archive: str | Path, client=None, *, chunk: int = 256, progress
     if final.exists():
         shutil.rmtree(final)
     tmp.rename(final)
-    consolidate(archive)
+    if consolidated:
+        consolidate(archive)
     return mosaic_attrs
