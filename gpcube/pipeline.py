@@ -17,6 +17,8 @@ from gpcube.archive.store import (
     MOSAIC,
     check_or_create,
     complete_observations,
+    is_complete,
+    mosaic_attrs,
     obs_path,
     remove_incomplete,
     root_attrs,
@@ -93,7 +95,7 @@ def run(config: JobConfig, client=None, *, progress: bool = True) -> dict:
     """Reduce, then rebuild the mosaic if the set of observations changed (or it is missing)."""
     report = reduce(config, client, progress=progress, consolidated=False)  # the mosaic consolidates
     archive = Path(config.output)
-    current = _mosaic_attrs(archive)
+    current = mosaic_attrs(archive)
     wanted = [i for i, a in complete_observations(archive).items() if not a.get("empty")]
     if current is None or current.get("obs_ids") != wanted or current.get("chunk") != config.chunks.mosaic:
         current = build_mosaic(archive, client, chunk=config.chunks.mosaic, progress=progress)
@@ -101,16 +103,6 @@ def run(config: JobConfig, client=None, *, progress: bool = True) -> dict:
         consolidate(archive)
     report["mosaic"] = {key: current[key] for key in ("n_obs", "livetime", "made_at")}
     return report
-
-
-def _mosaic_attrs(archive: Path) -> dict | None:
-    from gpcube.archive.zarrv3 import read_group_attrs
-
-    try:
-        attrs = read_group_attrs(archive / MOSAIC)
-    except GpcubeError:
-        return None
-    return attrs if attrs.get("complete") else None
 
 
 def open_archive(path: str | Path, *, obs_id: int | None = None, irf: bool = False) -> xr.Dataset:
@@ -128,9 +120,9 @@ def open_archive(path: str | Path, *, obs_id: int | None = None, irf: bool = Fal
     path = Path(path)
     attrs = root_attrs(path)
     group = MOSAIC if obs_id is None else obs_path(path, obs_id).relative_to(path).as_posix()
-    if obs_id is None and _mosaic_attrs(path) is None:
+    if obs_id is None and mosaic_attrs(path) is None:
         raise GpcubeError("the archive has no complete mosaic yet: run `gpcube mosaic`", path=path)
-    if obs_id is not None and int(obs_id) not in complete_observations(path):
+    if obs_id is not None and not is_complete(obs_path(path, obs_id)):
         raise GpcubeError(f"observation {obs_id} is not in the archive", path=path)
     if irf:
         group += "/irf"

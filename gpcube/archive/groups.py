@@ -7,24 +7,11 @@ from pathlib import Path
 
 import dask
 import dask.array as da
-import numpy as np
 import xarray as xr
 
 from gpcube.archive.zarrv3 import ArrayWriter, write_array, write_group
 
-__all__ = ["jsonable", "write_dataarrays"]
-
-
-def jsonable(value):
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    if isinstance(value, Mapping):
-        return {str(k): jsonable(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [jsonable(v) for v in value]
-    return value
+__all__ = ["write_dataarrays"]
 
 
 def _coords(arrays: Mapping[str, xr.DataArray]) -> dict[str, xr.Variable]:
@@ -53,20 +40,21 @@ def write_dataarrays(
     Non-index coordinates are listed in each variable's ``coordinates`` attribute, as xarray expects.
     """
     path = Path(path)
-    write_group(path, jsonable(dict(attrs)))
+    write_group(path, attrs)
     sources, targets = [], []
     for name, coord in _coords(arrays).items():
         if coord.dtype.kind in "UO":
             continue
         if isinstance(coord.data, da.Array):  # e.g. FoV norms: computed with the data, not twice
             sources.append(coord.data.rechunk(-1))
-            targets.append(ArrayWriter(path / name, coord.shape, coord.dtype, coord.shape, coord.dims,
-                                       jsonable(coord.attrs)))  # fmt: skip
+            targets.append(
+                ArrayWriter(path / name, coord.shape, coord.dtype, coord.shape, coord.dims, coord.attrs)
+            )
         else:
-            write_array(path / name, coord.values, coord.dims, jsonable(coord.attrs))
+            write_array(path / name, coord.values, coord.dims, coord.attrs)
     for name, array in arrays.items():
         extra = [c for c in array.coords if c not in array.dims and array.coords[c].ndim == 1]
-        var_attrs = jsonable(dict(array.attrs))
+        var_attrs = dict(array.attrs)
         if extra:
             var_attrs["coordinates"] = " ".join(sorted(extra))
         data = _chunked(array, chunk)

@@ -4,20 +4,16 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from gpcube.archive.store import MOSAIC, complete_observations, root_attrs
-from gpcube.archive.zarrv3 import read_group_attrs
-from gpcube.errors import GpcubeError
+from gpcube.archive.store import complete_observations, mosaic_attrs, root_attrs
 from gpcube.geom import SkyGeom
 
 __all__ = ["archive_info", "format_info"]
 
 
-def _mosaic(path: Path) -> dict | None:
-    try:
-        attrs = read_group_attrs(path / MOSAIC)
-    except GpcubeError:
-        return None
-    return {k: attrs.get(k) for k in ("complete", "n_obs", "obs_ids", "livetime", "chunk", "made_at")}
+def _mosaic_summary(path: Path) -> dict | None:
+    attrs = mosaic_attrs(path)
+    keys = ("complete", "n_obs", "obs_ids", "livetime", "chunk", "made_at")
+    return None if attrs is None else {k: attrs.get(k) for k in keys}
 
 
 def archive_info(path: str | Path) -> dict:
@@ -47,7 +43,7 @@ def archive_info(path: str | Path) -> dict:
         "analysis": attrs.get("analysis", {}),
         "config": attrs.get("config", {}),
         "observations": obs,
-        "mosaic": _mosaic(path),
+        "mosaic": _mosaic_summary(path),
     }
 
 

@@ -9,7 +9,7 @@ import socket
 import time
 from pathlib import Path
 
-from gpcube.archive.groups import jsonable, write_dataarrays
+from gpcube.archive.groups import write_dataarrays
 from gpcube.archive.products import observation_products
 from gpcube.archive.store import (
     commit_observation,
@@ -91,7 +91,7 @@ def write_observation(
         if irf:
             write_dataarrays(tmp / "irf", irf, {"grid": "irf", "slice": attrs["irf_slice"]}, chunk)
     attrs["provenance"] = _provenance(observation, time.perf_counter() - start)
-    write_group(tmp, jsonable(attrs))
+    write_group(tmp, attrs)
     committed = commit_observation(tmp, obs_path(archive, observation.obs_id))
     return {
         "obs_id": observation.obs_id,

@@ -28,6 +28,7 @@ __all__ = [
     "complete_observations",
     "file_checksums",
     "is_complete",
+    "mosaic_attrs",
     "obs_path",
     "remove_incomplete",
     "root_attrs",
@@ -177,6 +178,15 @@ def complete_observations(path: str | Path) -> dict[int, dict]:
             if attrs is not None:
                 found[int(entry.name)] = attrs
     return dict(sorted(found.items()))
+
+
+def mosaic_attrs(path: str | Path) -> dict | None:
+    """The attributes of the archive's mosaic, or None if it has no complete mosaic."""
+    try:
+        attrs = read_group_attrs(Path(path) / MOSAIC)
+    except GpcubeError:
+        return None
+    return attrs if attrs.get("complete") else None
 
 
 def remove_incomplete(path: str | Path) -> list[str]:

@@ -28,6 +28,7 @@ __all__ = [
     "ArrayWriter",
     "consolidate",
     "read_array_attrs",
+    "read_array_dims",
     "read_group_attrs",
     "read_region",
     "write_array",
@@ -41,6 +42,7 @@ _DTYPES = ("bool", "int8", "int16", "int32", "int64", "uint8", "uint16", "uint32
 
 
 def _json_default(value: Any) -> Any:
+    """numpy scalars and arrays in attributes, at any depth, as plain JSON values."""
     if isinstance(value, np.generic):
         return value.item()
     if isinstance(value, np.ndarray):
@@ -77,6 +79,11 @@ def read_group_attrs(path: str | Path) -> dict:
 def read_array_attrs(path: str | Path) -> dict:
     """The attributes of the array at ``path``."""
     return _read_json(Path(path) / "zarr.json").get("attributes", {})
+
+
+def read_array_dims(path: str | Path) -> tuple[str, ...]:
+    """The ``dimension_names`` of the array at ``path``."""
+    return tuple(_read_json(Path(path) / "zarr.json")["dimension_names"])
 
 
 def _chunk_key(index: tuple[int, ...]) -> str:
@@ -139,18 +146,19 @@ class ArrayWriter:
     def __setitem__(self, region, block) -> None:
         region = region if isinstance(region, tuple) else (region,)
         block = np.asarray(block, dtype=self.dtype)
-        starts = []
+        starts = [sl.indices(n)[0] for sl, n in zip(region, self.shape, strict=True)]
+        grid = []
         for axis, (sl, n, c) in enumerate(zip(region, self.shape, self.chunks, strict=True)):
             start, stop, _ = sl.indices(n)
             if start % c or (stop % c and stop != n):
                 raise GpcubeError(
                     f"region {region} is not on chunk boundaries along axis {axis}", path=self.path
                 )
-            starts.append(range(start // c, -(-stop // c)))
-        for index in itertools.product(*starts):
+            grid.append(range(start // c, -(-stop // c)))
+        for index in itertools.product(*grid):
             local = tuple(
-                slice(i * c - sl.indices(n)[0], min((i + 1) * c, n) - sl.indices(n)[0])
-                for i, c, sl, n in zip(index, self.chunks, region, self.shape, strict=True)
+                slice(i * c - a, min((i + 1) * c, n) - a)
+                for i, c, a, n in zip(index, self.chunks, starts, self.shape, strict=True)
             )
             self.write_chunk(index, block[local])
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import shutil
 import uuid
 from pathlib import Path
@@ -10,12 +9,12 @@ from pathlib import Path
 import numpy as np
 import xarray as xr
 
-from gpcube.archive.groups import jsonable
 from gpcube.archive.store import MOSAIC, complete_observations, now, obs_path, root_attrs
 from gpcube.archive.zarrv3 import (
     ArrayWriter,
     consolidate,
     read_array_attrs,
+    read_array_dims,
     read_region,
     write_array,
     write_group,
@@ -54,74 +53,56 @@ def _regions(geom: SkyGeom, chunk: int) -> list[tuple[int, int, int, int]]:
 
 def _write_coords(group: Path, coords: dict) -> None:
     for name, var in coords.items():
-        write_array(group / name, np.asarray(var.values), var.dims, jsonable(var.attrs))
+        write_array(group / name, np.asarray(var.values), var.dims, var.attrs)
 
 
-def _variable_attrs(template: Path, geom: SkyGeom, dims: tuple[str, ...], coords: dict) -> dict:
-    attrs = {k: v for k, v in read_array_attrs(template).items() if k not in ("obs_id", "coordinates")}
-    attrs["geom"] = jsonable(geom.to_attrs())
-    extra = sorted(c for c, v in coords.items() if c not in dims and set(v.dims) <= set(dims))
-    if extra:
-        attrs["coordinates"] = " ".join(extra)
-    return attrs
+def _create_arrays(group: Path, template: Path, geom: SkyGeom, coords: dict, lead: dict, chunk: int) -> None:
+    """Empty mosaic arrays shaped ``(*lead[name], lat, lon)``, with the template cutout's attrs and dims."""
+    for name, sizes in lead.items():
+        dims = read_array_dims(template / name)
+        attrs = {
+            k: v for k, v in read_array_attrs(template / name).items() if k not in ("obs_id", "coordinates")
+        }
+        attrs["geom"] = geom.to_attrs()
+        extra = sorted(c for c, v in coords.items() if c not in dims and set(v.dims) <= set(dims))
+        if extra:
+            attrs["coordinates"] = " ".join(extra)
+        dtype = _DTYPES.get(name, np.float32)
+        ArrayWriter(group / name, (*sizes, *geom.shape), dtype, (*sizes, chunk, chunk), dims, attrs)
 
 
-def _create(group: Path, names, dims_of, lead_of, template: Path, geom, coords, chunk, dtype_of) -> None:
-    for name in names:
-        dims, lead = dims_of(name), lead_of(name)
-        attrs = _variable_attrs(template / name, geom, dims, coords)
-        chunks = (*lead, chunk, chunk)
-        ArrayWriter(group / name, (*lead, *geom.shape), dtype_of(name), chunks, dims, attrs)
-
-
-def _plan_sky(archive, tmp, geom, names, pieces, chunk):
-    template = Path(pieces[0].group)
-    coords = geom.to_coords()
-    _write_coords(tmp, coords)
-
-    def dims_of(name):
-        return read_array_attrs_dims(template / name)
-
-    def lead_of(name):
-        return (geom.axis(dims_of(name)[0]).nbins,)
-
-    _create(tmp, names, dims_of, lead_of, template, geom, coords, chunk,
-            lambda n: _DTYPES.get(n, np.float32))  # fmt: skip
-    sizes = {name: lead_of(name)[0] for name in names}
+def _calls(func, out: Path, names, lead: dict, geom: SkyGeom, pieces, chunk: int, prefix: str) -> list:
+    """One ``func(out, names, lead, region, pieces)`` task per mosaic chunk, with the pieces it overlaps."""
     calls = []
     for region in _regions(geom, chunk):
         hits = [p for p in pieces if overlap(p.box, region) is not None]
-        calls.append((f"{region[0]}-{region[2]}", (str(tmp), list(names), sizes, region, hits)))
+        calls.append((f"{prefix}{region[0]}-{region[2]}", (func, str(out), list(names), lead, region, hits)))
     return calls
 
 
-def read_array_attrs_dims(path: Path) -> tuple[str, ...]:
-    """The ``dimension_names`` of an archive array."""
-    return tuple(json.loads((path / "zarr.json").read_text())["dimension_names"])
-
-
-def _plan_irf(tmp, geom: SkyGeom, pieces, chunk):
+def _plan_sky(tmp: Path, geom: SkyGeom, pieces, chunk: int) -> list:
     template = Path(pieces[0].group)
+    names = [n for n in _SKY if (template / n / "zarr.json").exists()]
     coords = geom.to_coords()
+    _write_coords(tmp, coords)
+    lead = {name: geom.axis(read_array_dims(template / name)[0]).nbins for name in names}
+    _create_arrays(tmp, template, geom, coords, {n: (size,) for n, size in lead.items()}, chunk)
+    return _calls(sky_chunk, tmp, names, lead, geom, pieces, chunk, "")
+
+
+def _plan_irf(tmp: Path, geom: SkyGeom, pieces, chunk: int) -> list:
+    template = Path(pieces[0].group)
     names = [n for n in ("psf", "edisp", "exposure_irf") if (template / n / "zarr.json").exists()]
-    extra = {}
+    coords = geom.to_coords()
     if "psf" in names:
         for name in ("rad", "rad_lo", "rad_hi"):
-            extra[name] = read_region(template / name)
-    for name, values in extra.items():
-        coords[name] = xr.Variable(("rad",), values, read_array_attrs(template / name))
+            coords[name] = xr.Variable(
+                ("rad",), read_region(template / name), read_array_attrs(template / name)
+            )
     _write_coords(tmp, coords)
-    shapes = {}
-    for name in names:
-        dims = read_array_attrs_dims(template / name)
-        shapes[name] = tuple(len(coords[d]) for d in dims[:-2])
-    _create(tmp, names, lambda n: read_array_attrs_dims(template / n), lambda n: shapes[n], template, geom,
-            coords, chunk, lambda n: np.float32)  # fmt: skip
-    calls = []
-    for region in _regions(geom, chunk):
-        hits = [p for p in pieces if overlap(p.box, region) is not None]
-        calls.append((f"irf-{region[0]}-{region[2]}", (str(tmp), names, shapes, region, hits)))
-    return calls
+    lead = {name: tuple(len(coords[d]) for d in read_array_dims(template / name)[:-2]) for name in names}
+    _create_arrays(tmp, template, geom, coords, lead, chunk)
+    return _calls(irf_chunk, tmp, names, lead, geom, pieces, chunk, "irf-")
 
 
 def _call(func, *args):
@@ -145,16 +126,12 @@ def build_mosaic(
         raise GpcubeError("no observation with data in the archive: nothing to mosaic", path=archive)
     tmp = archive / f"_tmp-mosaic-{uuid.uuid4().hex[:12]}"
     write_group(tmp, {})
-    names = [n for n in _SKY if (Path(pieces[0].group) / n / "zarr.json").exists()]
-    calls = _plan_sky(archive, tmp, geom, names, pieces, chunk)
+    tasks = _plan_sky(tmp, geom, pieces, chunk)
     irf_pieces = _pieces(archive, observations, "irf_slice", "irf")
-    irf_calls = []
     if irf_pieces:
         coarse = geom.to_binsz(attrs["analysis"]["irf"]["binsz"])
-        write_group(tmp / "irf", {"grid": "irf", "geom": jsonable(coarse.to_attrs())})
-        irf_calls = _plan_irf(tmp / "irf", coarse, irf_pieces, chunk)
-    tasks = [(label, (sky_chunk, *args)) for label, args in calls]
-    tasks += [(label, (irf_chunk, *args)) for label, args in irf_calls]
+        write_group(tmp / "irf", {"grid": "irf", "geom": coarse.to_attrs()})
+        tasks += _plan_irf(tmp / "irf", coarse, irf_pieces, chunk)
     _, failures = run_tasks(_call, tasks, client, desc="mosaic", progress=progress)
     if failures:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -165,7 +142,7 @@ def build_mosaic(
         "obs_ids": used,
         "n_obs": len(used),
         "livetime": float(sum(observations[i].get("livetime") or 0.0 for i in used)),
-        "geom": jsonable(geom.to_attrs()),
+        "geom": geom.to_attrs(),
         "chunk": chunk,
         "made_at": now(),
     }
