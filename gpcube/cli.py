@@ -54,7 +54,9 @@ def _cmd_mosaic(args) -> int:
     attrs = root_attrs(args.archive)
     config = parse_config(attrs["config"]) if "config" in attrs else None
     with _client(args, config) as client:
-        mosaic = pipeline.mosaic(args.archive, client, chunk=args.chunk, progress=not args.quiet)
+        mosaic = pipeline.mosaic(
+            args.archive, client, chunk=args.chunk, progress=not args.quiet, full=args.full
+        )
     print(f"mosaic: {mosaic['n_obs']} observations, livetime {mosaic['livetime'] / 3600:.2f} h")
     return 0
 
@@ -114,9 +116,11 @@ def _parser() -> argparse.ArgumentParser:
         p = add(name, text, lambda a, r=reduce_only: _cmd_run(a, r))
         p.add_argument("config", help="the job's YAML config")
         cluster_options(p)
-    p = add("mosaic", "(re)build the mosaic of an archive from its observations", _cmd_mosaic)
+    p = add("mosaic", "bring the mosaic of an archive up to date with its observations", _cmd_mosaic)
     p.add_argument("archive")
     p.add_argument("--chunk", type=int, default=None, help="mosaic chunk in pixels (default: the config's)")
+    p.add_argument("--full", action="store_true", help="recompute every chunk, not only those that "
+                   "observations added since the last mosaic overlap")  # fmt: skip
     cluster_options(p)
     p = add("info", "describe an archive: geometry, products, observations, provenance", _cmd_info)
     p.add_argument("archive")

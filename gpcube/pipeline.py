@@ -62,15 +62,19 @@ def reduce(config: JobConfig, client=None, *, progress: bool = True, consolidate
     }
 
 
-def mosaic(archive: str | Path, client=None, *, chunk: int | None = None, progress: bool = True) -> dict:
-    """(Re)build ``mosaic/`` from every complete observation of the archive; returns its attrs.
+def mosaic(
+    archive: str | Path, client=None, *, chunk: int | None = None, progress: bool = True, full: bool = False
+) -> dict:
+    """Bring ``mosaic/`` up to date with every complete observation of the archive; returns its attrs.
 
-    ``chunk`` (pixels along lon and lat) defaults to the config's ``chunks.mosaic``.
+    ``chunk`` (pixels along lon and lat) defaults to the config's ``chunks.mosaic``. Only the chunks
+    that observations added since the last mosaic overlap are recomputed, unless ``full`` (see
+    :func:`gpcube.mosaic.build_mosaic`).
     """
     attrs = root_attrs(archive)
     if chunk is None:
         chunk = int(attrs.get("config", {}).get("chunks", {}).get("mosaic", 256))
-    return build_mosaic(archive, client, chunk=chunk, progress=progress)
+    return build_mosaic(archive, client, chunk=chunk, progress=progress, full=full)
 
 
 @contextlib.contextmanager

@@ -164,13 +164,14 @@ class ArrayWriter:
 
     def write_chunk(self, index: tuple[int, ...], data: np.ndarray) -> None:
         """Write the chunk at grid ``index`` (``data`` may be smaller at the array's edge)."""
+        key = self.path / _chunk_key(index)
         if not np.any(data != _fill_value(self.dtype)):
+            key.unlink(missing_ok=True)  # fill values only: no file (an older one would be stale)
             return
         if data.shape != self.chunks:
             full = np.full(self.chunks, _fill_value(self.dtype), dtype=self.dtype)
             full[tuple(slice(0, s) for s in data.shape)] = data
             data = full
-        key = self.path / _chunk_key(index)
         raw = np.ascontiguousarray(data, dtype=self.dtype.newbyteorder("<"))
         key.write_bytes(self._codec.encode(raw))
 

@@ -15,6 +15,7 @@ from gpcube.archive.zarrv3 import (
     consolidate,
     read_array_attrs,
     read_array_dims,
+    read_group_attrs,
     read_region,
     write_array,
     write_group,
@@ -22,8 +23,7 @@ from gpcube.archive.zarrv3 import (
 from gpcube.errors import GpcubeError
 from gpcube.execute import raise_failures, run_tasks
 from gpcube.geom import SkyGeom
-from gpcube.makers._lazy import block_slices
-from gpcube.mosaic.sum import Piece, irf_chunk, overlap, sky_chunk
+from gpcube.mosaic.sum import Piece, irf_chunk, sky_chunk
 
 __all__ = ["build_mosaic"]
 
@@ -42,13 +42,17 @@ def _pieces(archive: Path, observations: dict, key: str, group: str = "") -> lis
     return out
 
 
-def _regions(geom: SkyGeom, chunk: int) -> list[tuple[int, int, int, int]]:
-    ny, nx = geom.shape
-    return [
-        (sy.start, sy.stop, sx.start, sx.stop)
-        for sy in block_slices(ny, chunk)
-        for sx in block_slices(nx, chunk)
-    ]
+def _chunk_index(pieces, shape: tuple[int, int], chunk: int) -> dict[tuple[int, int], list]:
+    """The pieces overlapping each mosaic chunk, keyed by chunk grid index, each list in obs_id order."""
+    ny, nx = shape
+    index: dict[tuple[int, int], list] = {}
+    for piece in sorted(pieces, key=lambda p: p.obs_id):
+        y0, y1 = max(piece.box[0], 0), min(piece.box[1], ny)
+        x0, x1 = max(piece.box[2], 0), min(piece.box[3], nx)
+        for iy in range(y0 // chunk, -(-y1 // chunk)):
+            for ix in range(x0 // chunk, -(-x1 // chunk)):
+                index.setdefault((iy, ix), []).append(piece)
+    return index
 
 
 def _write_coords(group: Path, coords: dict) -> None:
@@ -71,26 +75,37 @@ def _create_arrays(group: Path, template: Path, geom: SkyGeom, coords: dict, lea
         ArrayWriter(group / name, (*sizes, *geom.shape), dtype, (*sizes, chunk, chunk), dims, attrs)
 
 
-def _calls(func, out: Path, names, lead: dict, geom: SkyGeom, pieces, chunk: int, prefix: str) -> list:
-    """One ``func(out, names, lead, region, pieces)`` task per mosaic chunk, with the pieces it overlaps."""
+def _calls(func, out: Path, names, lead: dict, geom: SkyGeom, pieces, chunk: int, prefix: str, only) -> list:
+    """One ``func(out, names, lead, region, pieces)`` task per mosaic chunk that a piece overlaps.
+
+    Chunks that no piece overlaps get no task (they stay fill values, 0, and no file). With ``only``
+    (a list of pieces), just the chunks those pieces overlap, each still summing every piece over it.
+    """
+    ny, nx = geom.shape
+    index = _chunk_index(pieces, (ny, nx), chunk)
+    keys = sorted(index if only is None else _chunk_index(only, (ny, nx), chunk))
     calls = []
-    for region in _regions(geom, chunk):
-        hits = [p for p in pieces if overlap(p.box, region) is not None]
+    for iy, ix in keys:
+        region = (iy * chunk, min((iy + 1) * chunk, ny), ix * chunk, min((ix + 1) * chunk, nx))
+        hits = index.get((iy, ix), [])
         calls.append((f"{prefix}{region[0]}-{region[2]}", (func, str(out), list(names), lead, region, hits)))
     return calls
 
 
-def _plan_sky(tmp: Path, geom: SkyGeom, pieces, chunk: int) -> list:
+def _plan_sky(tmp: Path, geom: SkyGeom, pieces, chunk: int, only=None) -> list:
+    """Tasks for the sky products; the arrays are created in ``tmp`` unless updating (``only``)."""
     template = Path(pieces[0].group)
     names = [n for n in _SKY if (template / n / "zarr.json").exists()]
-    coords = geom.to_coords()
-    _write_coords(tmp, coords)
     lead = {name: geom.axis(read_array_dims(template / name)[0]).nbins for name in names}
-    _create_arrays(tmp, template, geom, coords, {n: (size,) for n, size in lead.items()}, chunk)
-    return _calls(sky_chunk, tmp, names, lead, geom, pieces, chunk, "")
+    if only is None:
+        coords = geom.to_coords()
+        _write_coords(tmp, coords)
+        _create_arrays(tmp, template, geom, coords, {n: (size,) for n, size in lead.items()}, chunk)
+    return _calls(sky_chunk, tmp, names, lead, geom, pieces, chunk, "", only)
 
 
-def _plan_irf(tmp: Path, geom: SkyGeom, pieces, chunk: int) -> list:
+def _plan_irf(tmp: Path, geom: SkyGeom, pieces, chunk: int, only=None) -> list:
+    """Tasks for the IRF maps on the coarse grid; as :func:`_plan_sky`."""
     template = Path(pieces[0].group)
     names = [n for n in ("psf", "edisp", "exposure_irf") if (template / n / "zarr.json").exists()]
     coords = geom.to_coords()
@@ -99,45 +114,34 @@ def _plan_irf(tmp: Path, geom: SkyGeom, pieces, chunk: int) -> list:
             coords[name] = xr.Variable(
                 ("rad",), read_region(template / name), read_array_attrs(template / name)
             )
-    _write_coords(tmp, coords)
     lead = {name: tuple(len(coords[d]) for d in read_array_dims(template / name)[:-2]) for name in names}
-    _create_arrays(tmp, template, geom, coords, lead, chunk)
-    return _calls(irf_chunk, tmp, names, lead, geom, pieces, chunk, "irf-")
+    if only is None:
+        _write_coords(tmp, coords)
+        _create_arrays(tmp, template, geom, coords, lead, chunk)
+    return _calls(irf_chunk, tmp, names, lead, geom, pieces, chunk, "irf-", only)
 
 
 def _call(func, *args):
     return func(*args)
 
 
-def build_mosaic(
-    archive: str | Path, client=None, *, chunk: int = 256, progress: bool = True, consolidated: bool = True
-) -> dict:
-    """Sum the archive's complete observations into ``mosaic/``; returns the mosaic's attrs.
+def _previous(archive: Path, geom: SkyGeom, chunk: int, pieces) -> dict | None:
+    """The existing mosaic's attrs if it can be updated in place: same grid and chunking, and made
+    from a subset of the current observations (a complete mosaic, or one whose update was cut short)."""
+    try:
+        attrs = read_group_attrs(archive / MOSAIC)
+    except GpcubeError:
+        return None
+    if attrs.get("chunk") != chunk or attrs.get("geom") != geom.to_attrs():
+        return None
+    if not set(attrs.get("obs_ids") or ()) <= {p.obs_id for p in pieces}:
+        return None
+    return attrs
 
-    The mosaic is built under a temporary name and swapped in when complete, so an interrupted
-    build leaves the previous mosaic (or none), never half of one.
-    """
-    archive = Path(archive)
-    attrs = root_attrs(archive)
-    geom = SkyGeom.from_attrs(attrs["geom"])
-    observations = complete_observations(archive)
-    pieces = _pieces(archive, observations, "slice")
-    if not pieces:
-        raise GpcubeError("no observation with data in the archive: nothing to mosaic", path=archive)
-    tmp = archive / f"_tmp-mosaic-{uuid.uuid4().hex[:12]}"
-    write_group(tmp, {})
-    tasks = _plan_sky(tmp, geom, pieces, chunk)
-    irf_pieces = _pieces(archive, observations, "irf_slice", "irf")
-    if irf_pieces:
-        coarse = geom.to_binsz(attrs["analysis"]["irf"]["binsz"])
-        write_group(tmp / "irf", {"grid": "irf", "geom": coarse.to_attrs()})
-        tasks += _plan_irf(tmp / "irf", coarse, irf_pieces, chunk)
-    _, failures = run_tasks(_call, tasks, client, desc="mosaic", progress=progress)
-    if failures:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise_failures(failures, "mosaic chunks")
+
+def _mosaic_attrs(geom: SkyGeom, chunk: int, observations: dict, pieces) -> dict:
     used = [p.obs_id for p in pieces]
-    mosaic_attrs = {
+    return {
         "complete": True,
         "obs_ids": used,
         "n_obs": len(used),
@@ -146,11 +150,73 @@ def build_mosaic(
         "chunk": chunk,
         "made_at": now(),
     }
-    write_group(tmp, mosaic_attrs)
+
+
+def _plan(archive: Path, out: Path, geom: SkyGeom, pieces, irf_pieces, chunk: int, new=None) -> list:
+    """All chunk tasks (sky, then IRF) writing into ``out``; only those ``new`` pieces touch if given."""
+    tasks = _plan_sky(out, geom, pieces, chunk, new)
+    if irf_pieces:
+        coarse = geom.to_binsz(root_attrs(archive)["analysis"]["irf"]["binsz"])
+        if new is None:
+            write_group(out / "irf", {"grid": "irf", "geom": coarse.to_attrs()})
+        new_irf = None if new is None else [p for p in irf_pieces if p.obs_id in {q.obs_id for q in new}]
+        tasks += _plan_irf(out / "irf", coarse, irf_pieces, chunk, new_irf)
+    return tasks
+
+
+def _run(tasks, client, progress: bool, on_failure) -> None:
+    _, failures = run_tasks(_call, tasks, client, desc="mosaic", progress=progress)
+    if failures:
+        on_failure()
+        raise_failures(failures, "mosaic chunks")
+
+
+def build_mosaic(
+    archive: str | Path,
+    client=None,
+    *,
+    chunk: int = 256,
+    progress: bool = True,
+    consolidated: bool = True,
+    full: bool = False,
+) -> dict:
+    """Sum the archive's complete observations into ``mosaic/``; returns the mosaic's attrs.
+
+    If a mosaic of a subset of the observations exists on the same grid and chunking, only the
+    chunks that the new observations overlap are recomputed, each from all the pieces over it in
+    obs_id order: the bytes are those of a full rebuild, at a cost proportional to what was added.
+    The update marks the mosaic incomplete first (``complete: False``, ``pending_obs_ids``) and
+    complete last, so an update cut short is finished by the next call. ``full=True``, or a mosaic
+    that cannot be updated, rebuilds everything under a temporary name and swaps it in, so an
+    interrupted build leaves the previous mosaic (or none), never half of one.
+    """
+    archive = Path(archive)
+    geom = SkyGeom.from_attrs(root_attrs(archive)["geom"])
+    observations = complete_observations(archive)
+    pieces = _pieces(archive, observations, "slice")
+    if not pieces:
+        raise GpcubeError("no observation with data in the archive: nothing to mosaic", path=archive)
+    irf_pieces = _pieces(archive, observations, "irf_slice", "irf")
+    attrs = _mosaic_attrs(geom, chunk, observations, pieces)
+    previous = None if full else _previous(archive, geom, chunk, pieces)
     final = archive / MOSAIC
-    if final.exists():
-        shutil.rmtree(final)
-    tmp.rename(final)
+    if previous is not None:
+        done = set(previous.get("obs_ids") or ())
+        new = [p for p in pieces if p.obs_id not in done]
+        if not new and previous.get("complete"):
+            return previous
+        write_group(final, {**previous, "complete": False, "pending_obs_ids": [p.obs_id for p in new]})
+        _run(_plan(archive, final, geom, pieces, irf_pieces, chunk, new), client, progress, lambda: None)
+        write_group(final, {**attrs, "updated_with": [p.obs_id for p in new]})
+    else:
+        tmp = archive / f"_tmp-mosaic-{uuid.uuid4().hex[:12]}"
+        write_group(tmp, {})
+        _run(_plan(archive, tmp, geom, pieces, irf_pieces, chunk), client, progress,
+             lambda: shutil.rmtree(tmp, ignore_errors=True))  # fmt: skip
+        write_group(tmp, attrs)
+        if final.exists():
+            shutil.rmtree(final)
+        tmp.rename(final)
     if consolidated:
         consolidate(archive)
-    return mosaic_attrs
+    return attrs

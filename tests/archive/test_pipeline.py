@@ -187,3 +187,81 @@ def test_empty_and_failing_observations(tmp_path):
     assert 23559 not in done and set(done) == {23523, 23526, 23592}
     assert done[23523]["empty"] is True  # its 0.9 deg circle misses the 1 x 1 deg field
     assert done[23526]["empty"] is False
+
+
+def _chunk_files(group) -> dict:
+    return {
+        p.relative_to(group).as_posix(): p.read_bytes()
+        for p in sorted(group.rglob("*"))
+        if p.is_file() and p.name != "zarr.json"
+    }
+
+
+def test_adding_observations_updates_only_the_chunks_they_touch(tmp_path, monkeypatch):
+    import gpcube.mosaic.build as build_mod
+
+    wide = {"width": [10.0, 3.0]}
+    out = tmp_path / "upd.zarr"
+    pipeline.run(job(out, CRAB_RUNS[:3], geom=wide, chunks={"obs": 64, "mosaic": 16}), progress=False)
+    summed = []
+    original = build_mod.sky_chunk
+
+    def spy(out_, names, sizes, region, pieces):
+        summed.append((region, sorted(p.obs_id for p in pieces)))
+        return original(out_, names, sizes, region, pieces)
+
+    monkeypatch.setattr(build_mod, "sky_chunk", spy)
+    config = job(out, CRAB_RUNS, geom=wide, chunks={"obs": 64, "mosaic": 16})
+    pipeline.run(config, progress=False)
+    attrs = json.loads((out / "mosaic" / "zarr.json").read_text())["attributes"]
+    assert attrs["complete"] and attrs["obs_ids"] == list(CRAB_RUNS)
+    assert attrs["updated_with"] == [CRAB_RUNS[3]]
+
+    # exactly the chunks the new cutouts overlap, each summed from all the cutouts over it
+    observations = complete_observations(out)
+    boxes = {i: (*observations[i]["slice"]["lat"], *observations[i]["slice"]["lon"]) for i in CRAB_RUNS}
+    ny, nx = config.geom().shape
+    grid = [(y, x) for y in range(0, ny, 16) for x in range(0, nx, 16)]
+
+    def hits(y, x, ids):
+        return [
+            i
+            for i in ids
+            if boxes[i][0] < y + 16 and boxes[i][1] > y and boxes[i][2] < x + 16 and boxes[i][3] > x
+        ]
+
+    expected = [((y, x), hits(y, x, CRAB_RUNS)) for y, x in grid if hits(y, x, CRAB_RUNS[3:])]
+    assert [((r[0], r[2]), ids) for r, ids in summed] == expected
+    assert 0 < len(expected) < len([g for g in grid if hits(*g, CRAB_RUNS)])
+
+    # the same bytes as a full rebuild
+    monkeypatch.setattr(build_mod, "sky_chunk", original)
+    full = tmp_path / "full.zarr"
+    shutil.copytree(out, full)
+    build_mod.build_mosaic(full, chunk=16, progress=False, full=True)
+    assert _chunk_files(out / "mosaic") == _chunk_files(full / "mosaic")
+
+
+def test_an_interrupted_mosaic_update_is_finished_by_the_next_run(tmp_path, monkeypatch):
+    import gpcube.mosaic.build as build_mod
+
+    out = tmp_path / "cut.zarr"
+    pipeline.run(job(out, CRAB_RUNS[:2]), progress=False)
+    pipeline.reduce(job(out, CRAB_RUNS[:3]), progress=False)
+
+    def boom(*args):
+        raise RuntimeError("killed")
+
+    monkeypatch.setattr(build_mod, "sky_chunk", boom)
+    with pytest.raises(GpcubeError, match="mosaic chunks"):
+        pipeline.mosaic(out, progress=False)
+    attrs = json.loads((out / "mosaic" / "zarr.json").read_text())["attributes"]
+    assert attrs["complete"] is False and attrs["pending_obs_ids"] == [CRAB_RUNS[2]]
+    with pytest.raises(GpcubeError, match="no complete mosaic"):
+        gpcube.open_archive(out)
+
+    monkeypatch.undo()
+    pipeline.mosaic(out, progress=False)
+    fresh = tmp_path / "fresh.zarr"
+    pipeline.run(job(fresh, CRAB_RUNS[:3]), progress=False)
+    assert _chunk_files(out / "mosaic") == _chunk_files(fresh / "mosaic")
