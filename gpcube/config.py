@@ -33,7 +33,8 @@ from gpcube.makers.fov import ORIENTATIONS
 from gpcube.makers.safe import METHODS as SAFE_METHODS
 
 __all__ = [
-    "PRODUCTS", "BackgroundConfig", "ChunksConfig", "ClusterConfig", "ConeConfig", "ConfigError",
+    "BACKGROUND_METHODS", "PRODUCTS", "AdaptiveRingConfig", "BackgroundConfig", "RingConfig",
+    "ChunksConfig", "ClusterConfig", "ConeConfig", "ConfigError",
     "DataConfig", "EnergyConfig", "ExclusionConfig", "GeomConfig", "IrfConfig", "JobConfig",
     "MinCountsGrouping", "RadConfig", "SafeMaskConfig", "SelectionConfig", "TimeConfig", "load_config",
     "parse_config",
@@ -43,7 +44,16 @@ __all__ = [
 PRODUCTS = ("counts", "exposure", "background", "psf", "edisp")
 #: Products and safe-mask methods that need ``geom.energy_true``.
 TRUE_ENERGY_USERS = ("exposure", "psf", "edisp", "aeff-max", "edisp-bias")
-_FOV_ONLY = ("exclusion", "grouping", "min_counts", "min_npred_background")
+#: Background keys and the methods that allow them.
+_METHOD_KEYS = {
+    "exclusion": ("fov", "ring", "adaptive_ring"),
+    "grouping": ("fov",),
+    "min_counts": ("fov",),
+    "min_npred_background": ("fov",),
+    "ring": ("ring",),
+    "adaptive_ring": ("adaptive_ring",),
+}
+BACKGROUND_METHODS = ("model", "fov", "ring", "adaptive_ring")
 _MISSING: Any = object()
 _DEG = "a positive number of deg"
 _POSINT = "a positive integer"
@@ -278,11 +288,15 @@ def _grouping(s: _Section, name: str, default: Any) -> str | MinCountsGrouping:
     return s.get(name, "all, per-bin or {min_counts: n}", lambda v: v in ("all", "per-bin"), default)
 
 
-def _background_method(s: _Section, name: str, default: Any) -> str:
+def _energy_edges(s: _Section, name: str, default: Any) -> str | tuple[float, ...]:
+    what = "per-bin, all, or a list of at least 2 increasing energies in TeV (reco bin edges)"
     value = s.m.get(name, default)
-    if value in ("ring", "adaptive_ring"):
-        raise s.fail(name, f"model or fov (method {value} is not implemented yet)", value)
-    return _choice(("model", "fov"))(s, name, default)
+    if value in ("per-bin", "all"):
+        return value
+    ok = isinstance(value, list | tuple) and len(value) >= 2 and all(_is_num(v) and v > 0 for v in value)
+    if not ok or any(b <= a for a, b in zip(value[:-1], value[1:], strict=False)):
+        raise s.fail(name, what, value)
+    return tuple(float(v) for v in value)
 
 
 # ---------------------------------------------------------------------------------------- sections
@@ -466,24 +480,73 @@ class MinCountsGrouping:
 
 
 @dataclass(frozen=True)
-class BackgroundConfig:
-    """``background``: predicted (``model``) or FoV-normalised (``fov``) background."""
+class RingConfig:
+    """``background.ring``: a fixed ring ``r_in`` to ``r_in + width`` deg around each pixel."""
 
-    method: str = _key(_background_method, "model")
+    r_in: float = _key(_num(_DEG, lambda x: x > 0), 0.5)
+    width: float = _key(_num(_DEG, lambda x: x > 0), 0.3)
+    energy_edges: str | tuple[float, ...] = _key(_energy_edges, "per-bin")
+
+
+@dataclass(frozen=True)
+class AdaptiveRingConfig:
+    """``background.adaptive_ring``: the ring grows by ``stepsize`` until alpha <= ``threshold_alpha``."""
+
+    r_in: float = _key(_num(_DEG, lambda x: x > 0), 0.5)
+    width: float = _key(_num(_DEG, lambda x: x > 0), 0.3)
+    r_out_max: float = _key(_num(_DEG, lambda x: x > 0), 2.0)
+    stepsize: float = _key(_num(_DEG, lambda x: x > 0), 0.02)
+    threshold_alpha: float = _key(_num("a positive number", lambda x: x > 0), 0.1)
+    theta: float = _key(_num(_DEG, lambda x: x > 0), 0.22)
+    method: str = _key(_choice(("fixed_width", "fixed_r_in")), "fixed_width")
+    energy_edges: str | tuple[float, ...] = _key(_energy_edges, "per-bin")
+
+    def _checked(self, s: _Section) -> AdaptiveRingConfig:
+        if self.r_out_max <= self.r_in + self.width:
+            raise s.fail(
+                "r_out_max", f"more than r_in + width = {self.r_in + self.width} deg", self.r_out_max
+            )
+        return self
+
+
+@dataclass(frozen=True)
+class BackgroundConfig:
+    """``background``: predicted (``model``), FoV-normalised (``fov``) or ring (``ring``,
+    ``adaptive_ring``) background; the ring methods use the predicted background as acceptance."""
+
+    method: str = _key(_choice(BACKGROUND_METHODS), "model")
     orientation: str = _key(_choice(("auto", *ORIENTATIONS)), "auto")
     fov_rotation_step: float = _key(_num(_DEG, lambda x: x > 0), 1.0)
     exclusion: ExclusionConfig | None = _key(_nested(ExclusionConfig), None)
     grouping: str | MinCountsGrouping = _key(_grouping, "all")
     min_counts: float = _key(_num("a non-negative number", lambda x: x >= 0), 0.0)
     min_npred_background: float = _key(_num("a non-negative number", lambda x: x >= 0), 0.0)
+    ring: RingConfig | None = _key(_nested(RingConfig), None)
+    adaptive_ring: AdaptiveRingConfig | None = _key(_nested(AdaptiveRingConfig), None)
 
     def _checked(self, s: _Section) -> BackgroundConfig:
-        for name in _FOV_ONLY:
-            if self.method != "fov" and s.m.get(name) is not None:
-                raise s.fail(
-                    name, f"no {name} with method {self.method} (allowed with method fov)", s.m[name]
-                )
+        for name, methods in _METHOD_KEYS.items():
+            if self.method not in methods and s.m.get(name) is not None:
+                allowed = " or ".join(methods)
+                raise s.fail(name, f"no {name} with method {self.method} (allowed with {allowed})", s.m[name])
+        if self.method == "ring" and self.ring is None:
+            return dataclasses.replace(self, ring=RingConfig())
+        if self.method == "adaptive_ring" and self.adaptive_ring is None:
+            return dataclasses.replace(self, adaptive_ring=AdaptiveRingConfig())
         return self
+
+    @property
+    def ring_params(self) -> RingConfig | AdaptiveRingConfig | None:
+        """The ring section of the method in use (None for model and fov)."""
+        return {"ring": self.ring, "adaptive_ring": self.adaptive_ring}.get(self.method)
+
+    def exclusion_circles(self, geom: SkyGeom) -> list[tuple[float, float, float]] | None:
+        """The exclusion circles ``(lon, lat, radius)`` in ``geom.frame`` (None if there are none)."""
+        if self.exclusion is None or not self.exclusion.circles:
+            return None
+        lon, lat, radius = np.array(self.exclusion.circles).T
+        lon, lat = convert_frame(lon, lat, self.exclusion.frame or geom.frame, geom.frame)
+        return [(float(a), float(b), float(r)) for a, b, r in zip(lon, lat, radius, strict=True)]
 
     def maker_kwargs(self) -> dict[str, Any]:
         """Keyword arguments of :func:`gpcube.makers.make_map_background`."""
@@ -494,11 +557,7 @@ class BackgroundConfig:
 
         The circles, not a mosaic-sized mask, are passed: the maker draws them on each cutout.
         """
-        circles = None
-        if self.exclusion is not None and self.exclusion.circles:
-            lon, lat, radius = np.array(self.exclusion.circles).T
-            lon, lat = convert_frame(lon, lat, self.exclusion.frame or geom.frame, geom.frame)
-            circles = [(float(a), float(b), float(r)) for a, b, r in zip(lon, lat, radius, strict=True)]
+        circles = self.exclusion_circles(geom)
         grouping = self.grouping if isinstance(self.grouping, str) else dataclasses.asdict(self.grouping)
         kwargs = {"exclusion_mask": circles, "grouping": grouping}
         return kwargs | {name: getattr(self, name) for name in ("min_counts", "min_npred_background")}
@@ -587,8 +646,8 @@ class JobConfig:
     def to_dict(self) -> dict[str, Any]:
         """Canonical plain (JSON-able) form, every default filled in: ``parse_config(c.to_dict()) == c``."""
         out = _plain(self)
-        if self.background.method != "fov":
-            for name in _FOV_ONLY:
+        for name, methods in _METHOD_KEYS.items():
+            if self.background.method not in methods:
                 del out["background"][name]
         return out
 

@@ -346,12 +346,12 @@ BAD = [
     ("safe_mask.offset_max", 0, "safe_mask.offset_max", "positive number of deg"),
     ("safe_mask.aeff_percent", -5, "safe_mask.aeff_percent", "positive number"),
     ("max_offset", "2.5", "max_offset", "positive number of deg"),
-    ("background.method", "ring", "background.method", "not implemented yet"),
-    ("background.method", "adaptive_ring", "background.method", "not implemented yet"),
+    ("background.method", "rings", "background.method", "model, fov, ring, adaptive_ring"),
+    ("background.ring", {"r_in": 0.5}, "background.ring", "allowed with ring"),
+    ("background.grouping", "per-bin", "background.grouping", "allowed with fov"),
     ("background.method", "fit", "background.method", "model, fov"),
-    ("background.exclusion", {"circles": [[83.6, 22.0, 0.3]]}, "background.exclusion", "method fov"),
-    ("background.grouping", "per-bin", "background.grouping", "method fov"),
-    ("background.min_counts", 3, "background.min_counts", "method fov"),
+    ("background.exclusion", {"circles": [[83.6, 22.0, 0.3]]}, "background.exclusion", "with fov or ring"),
+    ("background.min_counts", 3, "background.min_counts", "allowed with fov"),
     ("background.orientation", "hess", "background.orientation", "auto, gadf, hess-dr1"),
     ("background.fov_rotation_step", 0, "background.fov_rotation_step", "positive"),
     ("irf.rad.nbins", 0, "irf.rad.nbins", "positive integer"),
@@ -486,3 +486,46 @@ def test_docs_describe_every_key():
             if "check" in f.metadata:
                 inline = re.search(rf"[{{,] ?{f.name}[,}}]", text)  # as in ``{lon, lat, radius, frame}``
                 assert f"``{f.name}``" in text or inline, (cls.__name__, f.name)
+
+
+RING_BAD = [
+    ({"method": "ring", "ring": {"r_in": 0}}, "background.ring.r_in", "positive number of deg"),
+    ({"method": "ring", "ring": {"energy_edges": [1, 1]}}, "background.ring.energy_edges", "increasing"),
+    ({"method": "ring", "ring": {"energy_edges": "band"}}, "background.ring.energy_edges", "per-bin, all"),
+    ({"method": "ring", "adaptive_ring": {}}, "background.adaptive_ring", "allowed with adaptive_ring"),
+    ({"method": "ring", "grouping": "all"}, "background.grouping", "allowed with fov"),
+    (
+        {"method": "adaptive_ring", "adaptive_ring": {"r_in": 0.5, "width": 0.3, "r_out_max": 0.7}},
+        "background.adaptive_ring.r_out_max",
+        "more than r_in + width = 0.8 deg",
+    ),
+    (
+        {"method": "adaptive_ring", "adaptive_ring": {"method": "grow"}},
+        "background.adaptive_ring.method",
+        "fixed_width, fixed_r_in",
+    ),
+]
+
+
+@pytest.mark.parametrize(("background", "error_key", "expected"), RING_BAD)
+def test_bad_ring_config(background, error_key, expected):
+    with pytest.raises(ConfigError, match=re.escape(expected)) as info:
+        parse_config(replaced(minimal(), "background", background))
+    assert info.value.key == error_key
+
+
+def test_ring_config_defaults_and_round_trip():
+    config = parse_config(replaced(minimal(), "background", {"method": "ring"}))
+    assert config.background.ring_params == config.background.ring
+    assert (config.background.ring.r_in, config.background.ring.width) == (0.5, 0.3)
+    assert config.background.ring.energy_edges == "per-bin"
+    assert parse_config(config.to_dict()) == config
+    assert "adaptive_ring" not in config.to_dict()["background"]
+    adaptive = {"method": "adaptive_ring", "adaptive_ring": {"energy_edges": [0.5, 5, 50]}}
+    config = parse_config(replaced(minimal(), "background", adaptive))
+    assert config.background.ring_params.energy_edges == (0.5, 5.0, 50.0)
+    assert config.background.ring_params.threshold_alpha == 0.1
+    assert parse_config(config.to_dict()) == config
+    model = parse_config(minimal())
+    assert model.background.ring_params is None
+    assert not {"ring", "adaptive_ring", "exclusion"} & set(model.to_dict()["background"])
