@@ -62,10 +62,11 @@ def _add_sky(acc: dict, piece: Piece, target, source) -> None:
     acc["mask_safe"][at] |= mask
     for name in ("counts", "background"):
         if name in acc:
-            acc[name][at] += np.where(mask, _read(piece.group, name, source), 0)
+            view = acc[name][at]
+            np.add(view, _read(piece.group, name, source), out=view, where=mask)
     if "exposure" in acc:
-        image = mask.any(axis=0)
-        acc["exposure"][at] += np.where(image, _read(piece.group, "exposure", source), 0)
+        view = acc["exposure"][at]
+        np.add(view, _read(piece.group, "exposure", source), out=view, where=mask.any(axis=0))
 
 
 def sky_chunk(
