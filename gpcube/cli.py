@@ -8,11 +8,15 @@
     gpcube mosaic crab.zarr           # (re)build the mosaic of an archive
     gpcube info crab.zarr             # observations, products, geometry, provenance
     gpcube export crab.zarr crab.fits # the mosaic as a FITS file that Gammapy's MapDataset.read loads
+    gpcube significance crab.zarr --radius 0.1   # excess and significance maps, into the archive
+    gpcube simulate sim.yaml          # write a simulated GADF data store (events sampled from IRFs)
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import importlib.util
 import json
 import sys
 from pathlib import Path
@@ -22,10 +26,20 @@ from gpcube.errors import GpcubeError
 __all__ = ["main"]
 
 
+@contextlib.contextmanager
 def _client(args, config=None):
+    """The job's dask client; prints the dashboard's address when there is one to look at."""
     from gpcube.pipeline import job_client
 
-    return job_client(config, scheduler=args.scheduler)
+    with job_client(config, scheduler=args.scheduler) as client:
+        cluster = config.cluster if config is not None else None
+        shown = args.scheduler or (cluster is not None and (cluster.dashboard or cluster.address))
+        if shown and not args.quiet:
+            if importlib.util.find_spec("bokeh") is None:
+                print("dask dashboard: not available (it needs bokeh: pip install bokeh)", file=sys.stderr)
+            else:
+                print(f"dask dashboard: {client.dashboard_link}", file=sys.stderr)
+        yield client
 
 
 def _cmd_run(args, reduce_only: bool = False) -> int:
@@ -69,10 +83,34 @@ def _cmd_info(args) -> int:
     return 0
 
 
+def _cmd_significance(args) -> int:
+    from gpcube import pipeline
+    from gpcube.io.export import write_maps
+
+    maps = pipeline.significance(
+        args.archive, args.radius, energy_edges=args.energy_edges, spectral_index=args.spectral_index,
+        correlate_off=not args.no_correlate_off,
+    )  # fmt: skip
+    peak = maps["sqrt_ts"].max(["lat", "lon"]).values
+    bands = zip(maps["energy_reco_lo"].values, maps["energy_reco_hi"].values, peak, strict=True)
+    print(f"{args.archive}/significance: {maps.attrs['statistic']} significance, radius {args.radius} deg")
+    for lo, hi, top in bands:
+        print(f"  {lo:g}-{hi:g} TeV: max sqrt(TS) {top:.2f}")
+    if args.fits:
+        print(f"wrote {write_maps(args.fits, maps, overwrite=args.overwrite)}")
+    return 0
+
+
 def _cmd_export(args) -> int:
-    from gpcube.io.export import write_map_dataset
+    from gpcube.io.export import write_map_dataset, write_maps
     from gpcube.pipeline import open_archive
 
+    if args.significance:
+        path = write_maps(
+            args.output, open_archive(args.archive, significance=True), overwrite=args.overwrite
+        )
+        print(f"wrote {path}")
+        return 0
     mosaic = open_archive(args.archive)
     irf = None
     if (Path(args.archive) / "mosaic" / "irf" / "zarr.json").exists():
@@ -87,6 +125,26 @@ def _cmd_example(args) -> int:
 
     path = write_example_config(args.path, overwrite=args.overwrite)
     print(f"wrote {path}; run it with: gpcube run {args.path}")
+    return 0
+
+
+def _cmd_simulate(args) -> int:
+    import contextlib
+
+    from gpcube.execute import cluster_client
+    from gpcube.simulate import load_sim_config, simulate_store
+
+    config = load_sim_config(args.config)
+    if args.scheduler or args.workers > 1:
+        context = cluster_client(args.scheduler, n_workers=args.workers)
+    else:
+        context = contextlib.nullcontext(None)
+    with context as client:
+        report = simulate_store(config, args.out, seed=args.seed, client=client, progress=not args.quiet,
+                                overwrite=args.overwrite)  # fmt: skip
+    parts = ", ".join(f"{name} {n}" for name, n in report["events"].items())
+    print(f"{report['output']}: {report['n_obs']} observations, {report['n_events']} events ({parts}) "
+          f"in {report['seconds']:.1f} s")  # fmt: skip
     return 0
 
 
@@ -126,13 +184,35 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("archive")
     p.add_argument("--json", action="store_true", help="print the description as JSON")
     p.add_argument("--files", action="store_true", help="list the input files and their checksums")
+    p = add("significance", "excess, significance and flux maps of the mosaic, into the archive",
+            _cmd_significance)  # fmt: skip
+    p.add_argument("archive")
+    p.add_argument("--radius", type=float, required=True, help="correlation radius in deg (top-hat)")
+    p.add_argument("--energy-edges", type=float, nargs="+", metavar="E", default=None,
+                   help="energy band edges in TeV, each a reco bin edge (default: one band over all "
+                   "bins, or the ring's bands)")  # fmt: skip
+    p.add_argument("--spectral-index", type=float, default=2.0, help="power-law index for the flux")
+    p.add_argument("--no-correlate-off", action="store_true",
+                   help="ring background: do not correlate the OFF counts (ring sums) again")  # fmt: skip
+    p.add_argument("--fits", metavar="OUT.fits", help="also write the maps to this FITS file")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing --fits file")
     p = add("export", "write the mosaic to a FITS file that gammapy's MapDataset.read loads", _cmd_export)
     p.add_argument("archive")
     p.add_argument("output", help="the FITS file to write")
+    p.add_argument("--significance", action="store_true",
+                   help="write the significance maps (of `gpcube significance`) instead")  # fmt: skip
     p.add_argument("--overwrite", action="store_true")
     p = add("example", "write an example config on the Crab runs shipped with gpcube", _cmd_example)
     p.add_argument("path", nargs="?", default="crab.yaml")
     p.add_argument("--overwrite", action="store_true")
+    p = add("simulate", "write a simulated GADF DL3 data store from a simulation config", _cmd_simulate)
+    p.add_argument("config", help="the simulation's YAML config")
+    p.add_argument("--out", metavar="DIR", help="the output data store directory (overrides output)")
+    p.add_argument("--seed", type=int, help="the random seed (overrides seed)")
+    p.add_argument("--workers", type=int, default=1, help="simulate on a local dask cluster of N worker "
+                   "processes (default 1: in this process)")  # fmt: skip
+    p.add_argument("--overwrite", action="store_true", help="write into a directory holding a data store")
+    cluster_options(p)
     return parser
 
 

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import contextlib
 import json
+import shutil
+import uuid
 from pathlib import Path
 
 import xarray as xr
@@ -19,6 +21,7 @@ from gpcube.archive.store import (
     complete_observations,
     is_complete,
     mosaic_attrs,
+    now,
     obs_path,
     remove_incomplete,
     root_attrs,
@@ -29,7 +32,11 @@ from gpcube.errors import GpcubeError
 from gpcube.execute import cluster_client, raise_failures, run_tasks
 from gpcube.mosaic import build_mosaic
 
-__all__ = ["job_client", "mosaic", "open_archive", "reduce", "run"]
+__all__ = ["job_client", "mosaic", "open_archive", "reduce", "run", "significance"]
+
+#: Groups of the archive next to the mosaic's sky products, by ``open_archive`` keyword.
+_PARTS = {"irf": "irf", "ring": "ring"}
+SIGNIFICANCE = "significance"
 
 
 def reduce(config: JobConfig, client=None, *, progress: bool = True, consolidated: bool = True) -> dict:
@@ -109,7 +116,14 @@ def run(config: JobConfig, client=None, *, progress: bool = True) -> dict:
     return report
 
 
-def open_archive(path: str | Path, *, obs_id: int | None = None, irf: bool = False) -> xr.Dataset:
+def open_archive(
+    path: str | Path,
+    *,
+    obs_id: int | None = None,
+    irf: bool = False,
+    ring: bool = False,
+    significance: bool = False,
+) -> xr.Dataset:
     """The archive's mosaic as a lazy (dask-backed) :class:`xarray.Dataset`.
 
     Parameters
@@ -120,20 +134,79 @@ def open_archive(path: str | Path, *, obs_id: int | None = None, irf: bool = Fal
         Open this observation's cutout products instead of the mosaic.
     irf : bool
         Open the IRF maps (``psf``, ``edisp``, ``exposure_irf``, on the coarse grid) instead.
+    ring : bool
+        Open the ring-background products (``background.method`` ``ring`` or ``adaptive_ring``)
+        instead: ``counts``, ``counts_off``, ``acceptance``, ``acceptance_off``, ``alpha`` and
+        ``mask_safe`` on the ring's energy bands.
+    significance : bool
+        Open the maps that ``gpcube significance`` wrote (excess, ``sqrt_ts``, flux, ...).
     """
     path = Path(path)
     attrs = root_attrs(path)
-    group = MOSAIC if obs_id is None else obs_path(path, obs_id).relative_to(path).as_posix()
-    if obs_id is None and mosaic_attrs(path) is None:
-        raise GpcubeError("the archive has no complete mosaic yet: run `gpcube mosaic`", path=path)
-    if obs_id is not None and not is_complete(obs_path(path, obs_id)):
-        raise GpcubeError(f"observation {obs_id} is not in the archive", path=path)
-    if irf:
-        group += "/irf"
+    chosen = [name for name, flag in (("irf", irf), ("ring", ring), ("significance", significance)) if flag]
+    if len(chosen) > 1:
+        raise GpcubeError(f"open one part at a time, not {' and '.join(chosen)}", path=path)
+    if significance:
+        if obs_id is not None:
+            raise GpcubeError("significance maps are made of the mosaic, not of an observation", path=path)
+        group = SIGNIFICANCE
+    else:
+        group = MOSAIC if obs_id is None else obs_path(path, obs_id).relative_to(path).as_posix()
+        if obs_id is None and mosaic_attrs(path) is None:
+            raise GpcubeError("the archive has no complete mosaic yet: run `gpcube mosaic`", path=path)
+        if obs_id is not None and not is_complete(obs_path(path, obs_id)):
+            raise GpcubeError(f"observation {obs_id} is not in the archive", path=path)
+        if chosen:
+            group += "/" + _PARTS[chosen[0]]
     if not (path / group / "zarr.json").exists():
-        raise GpcubeError(f"the archive has no group {group!r}", path=path)
+        hint = ": run `gpcube significance`" if significance else ""
+        raise GpcubeError(f"the archive has no group {group!r}{hint}", path=path)
     ds = xr.open_zarr(path, group=group, consolidated=False)
     # small 1-D coordinates (bin edges) in memory: no dask in their repr, no re-reading on each use
     ds = ds.assign_coords({name: c.load() for name, c in ds.coords.items() if c.ndim == 1})
     ds.attrs.setdefault("archive", {"path": str(path), "analysis": attrs.get("analysis")})
     return ds
+
+
+def significance(
+    archive: str | Path,
+    radius: float,
+    *,
+    energy_edges=None,
+    spectral_index: float = 2.0,
+    correlate_off: bool = True,
+) -> xr.Dataset:
+    """Excess, significance and flux maps of the mosaic, written to the archive's ``significance`` group.
+
+    The statistic follows the archive's background: Li & Ma (ON/OFF) with the ring products for
+    ``ring`` and ``adaptive_ring``, Cash against the background otherwise (see
+    :func:`gpcube.estimators.estimate_excess_map` for the parameters and definitions). The group is
+    written under a temporary name and swapped in, replacing an earlier one. Returns the maps as
+    written (lazy, opened from the archive).
+    """
+    from gpcube.archive.groups import write_dataarrays
+    from gpcube.estimators import estimate_excess_map
+
+    path = Path(archive)
+    mosaic = open_archive(path)
+    method = (root_attrs(path).get("analysis") or {}).get("background", {}).get("method")
+    off = open_archive(path, ring=True) if method in ("ring", "adaptive_ring") else None
+    maps = estimate_excess_map(
+        mosaic, radius, energy_edges=energy_edges, off=off, spectral_index=spectral_index,
+        correlate_off=correlate_off,
+    )  # fmt: skip
+    arrays = {name: var.astype("float32", keep_attrs=True) for name, var in maps.data_vars.items()}
+    attrs = {**maps.attrs, "background_method": method, "made_at": now()}
+    tmp = path / f"_tmp-{SIGNIFICANCE}-{uuid.uuid4().hex[:12]}"
+    chunk = int(mosaic_attrs(path).get("chunk", 256))
+    try:
+        write_dataarrays(tmp, arrays, attrs, chunk)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    final = path / SIGNIFICANCE
+    if final.exists():
+        shutil.rmtree(final)
+    tmp.rename(final)
+    consolidate(path)
+    return open_archive(path, significance=True)

@@ -140,11 +140,22 @@ def test_sigkill_halfway_then_rerun_gives_the_same_mosaic_bytes(tmp_path):
     gpcube("run", clean, "--quiet")
     for kind in ("mosaic", "mosaic/irf"):
         base = tmp_path / "clean.zarr"
-        files = sorted(
-            p.relative_to(base) for p in (base / kind).rglob("*") if p.name.startswith("c.")
-        )
+        files = sorted(p.relative_to(base) for p in (base / kind).rglob("*") if p.name.startswith("c."))
         assert files
         for rel in files:  # every chunk file, byte for byte
             assert (tmp_path / "killed.zarr" / rel).read_bytes() == (
                 tmp_path / "clean.zarr" / rel
             ).read_bytes()
+
+
+def test_dashboard_address_is_printed(tmp_path, capsys):
+    from gpcube.cli import main
+
+    cluster = {"n_workers": 1, "threads_per_worker": 1, "processes": False, "dashboard": True}
+    config = write_job(
+        tmp_path / "job.yaml", output=tmp_path / "out.zarr", obs_ids=CRAB_RUNS[:1], cluster=cluster
+    )
+    assert main(["run", str(config)]) == 0
+    err = capsys.readouterr().err
+    assert "dask dashboard: " in err
+    assert ("http" in err) or ("pip install bokeh" in err)

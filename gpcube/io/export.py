@@ -31,7 +31,7 @@ from gpcube.geom import SkyGeom
 if TYPE_CHECKING:
     from astropy.io import fits
 
-__all__ = ["write_map_dataset"]
+__all__ = ["write_map_dataset", "write_maps"]
 
 _ENERGY_RECO = ("energy_reco", "lat", "lon")
 _ENERGY_TRUE = ("energy_true", "lat", "lon")
@@ -144,6 +144,42 @@ def write_map_dataset(
     specs = _plan(mosaic, irf)
     path.parent.mkdir(parents=True, exist_ok=True)
     # Not tempfile.mkstemp: its 0600 mode would stay on the renamed file.
+    tmp = path.with_name(f".{path.name}.{secrets.token_hex(6)}.tmp")
+    try:
+        _write_file(tmp, specs, name)
+        _check_target(path, overwrite)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        raise
+    return path
+
+
+def write_maps(
+    path: str | os.PathLike, maps: xr.Dataset, *, name: str = "gpcube", overwrite: bool = False
+) -> Path:
+    """Write each ``(energy_reco, lat, lon)`` variable of ``maps`` as a FITS map HDU named after it.
+
+    For derived maps such as those of :func:`gpcube.estimators.estimate_excess_map`: ``sqrt_ts``
+    becomes HDU ``SQRT_TS`` with its ``SQRT_TS_BANDS`` table, in the same layout as
+    :func:`write_map_dataset`, so ``gammapy.maps.Map.read(path, hdu="SQRT_TS")`` (or astropy)
+    reads each one. Floats are written as float32. Errors, atomic writing and ``overwrite`` as for
+    :func:`write_map_dataset`.
+    """
+    path = Path(path)
+    _check_target(path, overwrite)
+    if not isinstance(maps, xr.Dataset):
+        raise GpcubeError("maps must be an xarray Dataset")
+    table = {
+        var: (str(var).upper(), _ENERGY_RECO, "", "float")
+        for var, da in maps.data_vars.items()
+        if set(da.dims) == set(_ENERGY_RECO)
+    }
+    if not table:
+        raise GpcubeError(f"nothing to export: no variable with dims {_ENERGY_RECO}")
+    specs = _map_specs(maps, table, "maps")
+    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{secrets.token_hex(6)}.tmp")
     try:
         _write_file(tmp, specs, name)
