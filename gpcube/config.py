@@ -497,7 +497,7 @@ class AdaptiveRingConfig:
     r_out_max: float = _key(_num(_DEG, lambda x: x > 0), 2.0)
     stepsize: float = _key(_num(_DEG, lambda x: x > 0), 0.02)
     threshold_alpha: float = _key(_num("a positive number", lambda x: x > 0), 0.1)
-    theta: float = _key(_num(_DEG, lambda x: x > 0), 0.22)
+    theta: float | None = _key(_num(_DEG + " or null", lambda x: x > 0), None)
     method: str = _key(_choice(("fixed_width", "fixed_r_in")), "fixed_width")
     energy_edges: str | tuple[float, ...] = _key(_energy_edges, "per-bin")
 

@@ -15,6 +15,7 @@ from pathlib import Path
 import xarray as xr
 
 from gpcube.archive.reduce import reduce_observation
+from gpcube.archive.ring import stacked_ring
 from gpcube.archive.store import (
     MOSAIC,
     check_or_create,
@@ -164,6 +165,8 @@ def open_archive(
     ds = xr.open_zarr(path, group=group, consolidated=False)
     # small 1-D coordinates (bin edges) in memory: no dask in their repr, no re-reading on each use
     ds = ds.assign_coords({name: c.load() for name, c in ds.coords.items() if c.ndim == 1})
+    if ring and obs_id is None:
+        ds = stacked_ring(ds)
     ds.attrs.setdefault("archive", {"path": str(path), "analysis": attrs.get("analysis")})
     return ds
 
@@ -190,11 +193,12 @@ def significance(
     path = Path(archive)
     mosaic = open_archive(path)
     method = (root_attrs(path).get("analysis") or {}).get("background", {}).get("method")
-    off = open_archive(path, ring=True) if method in ("ring", "adaptive_ring") else None
+    if method in ("ring", "adaptive_ring"):  # ON counts, OFF and acceptances on the ring's bands
+        ring = open_archive(path, ring=True).drop_vars("alpha_counts_off")
+        mosaic = ring.assign(exposure=mosaic["exposure"]) if "exposure" in mosaic else ring
     maps = estimate_excess_map(
-        mosaic, radius, energy_edges=energy_edges, off=off, spectral_index=spectral_index,
-        correlate_off=correlate_off,
-    )  # fmt: skip
+        mosaic, radius, energy_edges=energy_edges, spectral_index=spectral_index, correlate_off=correlate_off
+    )
     arrays = {name: var.astype("float32", keep_attrs=True) for name, var in maps.data_vars.items()}
     attrs = {**maps.attrs, "background_method": method, "made_at": now()}
     tmp = path / f"_tmp-{SIGNIFICANCE}-{uuid.uuid4().hex[:12]}"

@@ -13,15 +13,18 @@ PSF and energy-dispersion means.
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import numpy as np
 import xarray as xr
 
 from gpcube import makers
+from gpcube.archive.ring import observation_ring
 from gpcube.config import JobConfig
 from gpcube.geom import SkyGeom
 from gpcube.io import Observation
 
-__all__ = ["IRF_PRODUCTS", "SKY_PRODUCTS", "STORED_DTYPES", "observation_products"]
+__all__ = ["IRF_PRODUCTS", "SKY_PRODUCTS", "STORED_DTYPES", "Products", "observation_products"]
 
 #: Sky products on the mosaic grid, in the order they are written.
 SKY_PRODUCTS = ("counts", "exposure", "background", "mask_safe")
@@ -57,13 +60,17 @@ def _background(observation, geom, config: JobConfig, mask_safe, counts, chunk) 
     )  # fmt: skip
 
 
-def _sky_products(observation: Observation, geom: SkyGeom, config: JobConfig) -> dict[str, xr.DataArray]:
+def _sky_products(
+    observation: Observation, geom: SkyGeom, config: JobConfig
+) -> tuple[dict[str, xr.DataArray], dict[str, xr.DataArray]]:
+    """The sky products, and the ring products for the ring methods (else an empty dict)."""
     chunk = config.chunks.obs
     wanted = set(config.products)
     mask = _safe_mask(observation, geom, config, chunk)
     out: dict[str, xr.DataArray] = {}
     counts = None
-    if "counts" in wanted or config.background.method == "fov":
+    ring_method = config.background.method in ("ring", "adaptive_ring")
+    if "counts" in wanted or config.background.method == "fov" or ring_method:
         counts = makers.make_map_counts(observation, geom, max_offset=config.max_offset, chunk=chunk)
     if "counts" in wanted:
         out["counts"] = counts
@@ -71,14 +78,18 @@ def _sky_products(observation: Observation, geom: SkyGeom, config: JobConfig) ->
         out["exposure"] = makers.make_map_exposure_true_energy(
             observation, geom, max_offset=config.max_offset, chunk=chunk
         )
-    if "background" in wanted:
+    ring = {}
+    if "background" in wanted or ring_method:
         background = _background(observation, geom, config, mask, counts, chunk)
-        out["background"] = background
+        if "background" in wanted:
+            out["background"] = background
         if "fov_norm_ok" in background.coords:
             mask = (mask & background.coords["fov_norm_ok"]).assign_attrs(mask.attrs)
             mask.attrs["fov_norm_ok_applied"] = True
+        if ring_method and counts.size:
+            ring = observation_ring(counts, background, mask, config.background, geom)
     out["mask_safe"] = mask
-    return out
+    return out, ring
 
 
 def _irf_products(observation: Observation, geom: SkyGeom, config: JobConfig) -> dict[str, xr.DataArray]:
@@ -102,19 +113,27 @@ def _irf_products(observation: Observation, geom: SkyGeom, config: JobConfig) ->
     return out
 
 
-def observation_products(
-    observation: Observation, geom: SkyGeom, config: JobConfig
-) -> tuple[dict[str, xr.DataArray], dict[str, xr.DataArray]]:
-    """The lazy sky products and IRF maps of one observation for ``config``.
+class Products(NamedTuple):
+    """An observation's lazy products, one dict per archive group (a dict is empty if not asked for)."""
+
+    sky: dict[str, xr.DataArray]
+    irf: dict[str, xr.DataArray]
+    ring: dict[str, xr.DataArray]
+
+
+def observation_products(observation: Observation, geom: SkyGeom, config: JobConfig) -> Products:
+    """The lazy sky products, IRF maps and ring products of one observation for ``config``.
 
     Returns
     -------
-    sky, irf : dict of str to xarray.DataArray
-        Cast to :data:`STORED_DTYPES`; ``irf`` is empty when neither ``psf`` nor ``edisp`` is asked for.
+    Products
+        ``sky`` and ``irf`` cast to :data:`STORED_DTYPES`, ``ring`` to
+        :data:`gpcube.archive.ring.RING_DTYPES`; ``irf`` is empty when neither ``psf`` nor ``edisp``
+        is asked for, ``ring`` unless ``background.method`` is ``ring`` or ``adaptive_ring``.
     """
-    sky = _sky_products(observation, geom, config)
+    sky, ring = _sky_products(observation, geom, config)
     irf = _irf_products(observation, geom, config)
     cast = {}
     for name, array in {**sky, **irf}.items():
         cast[name] = array.astype(STORED_DTYPES[name], keep_attrs=True).rename(name)
-    return {k: cast[k] for k in sky}, {k: cast[k] for k in irf}
+    return Products({k: cast[k] for k in sky}, {k: cast[k] for k in irf}, ring)

@@ -69,13 +69,13 @@ def write_observation(
     (``attrs["empty"] = True``), so that later runs know it was done.
     """
     start = time.perf_counter()
-    sky, irf = observation_products(observation, geom, config)
+    sky, irf, ring = observation_products(observation, geom, config)
     empty = sky["mask_safe"].size == 0
     attrs = {
         "obs_id": observation.obs_id,
         "complete": True,
         "empty": bool(empty),
-        "products": sorted([*sky, *irf]),
+        "products": sorted([*sky, *irf, *(f"ring/{name}" for name in ring)]),
         "slice": None if empty else _slice_attrs(sky["mask_safe"]),
         "irf_slice": _slice_attrs(irf["exposure_irf"]) if irf and not empty else None,
         "livetime": observation.livetime,
@@ -90,6 +90,9 @@ def write_observation(
         write_dataarrays(tmp, sky, attrs, chunk)
         if irf:
             write_dataarrays(tmp / "irf", irf, {"grid": "irf", "slice": attrs["irf_slice"]}, chunk)
+        if ring:
+            ring_attrs = {"ring": config.to_dict()["background"], "slice": attrs["slice"]}
+            write_dataarrays(tmp / "ring", ring, ring_attrs, chunk)
     attrs["provenance"] = _provenance(observation, time.perf_counter() - start)
     write_group(tmp, attrs)
     committed = commit_observation(tmp, obs_path(archive, observation.obs_id))

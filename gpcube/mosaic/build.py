@@ -22,8 +22,8 @@ from gpcube.archive.zarrv3 import (
 )
 from gpcube.errors import GpcubeError
 from gpcube.execute import raise_failures, run_tasks
-from gpcube.geom import SkyGeom
-from gpcube.mosaic.sum import Piece, irf_chunk, sky_chunk
+from gpcube.geom import EnergyAxis, SkyGeom
+from gpcube.mosaic.sum import RING_SUMS, Piece, irf_chunk, ring_chunk, sky_chunk
 
 __all__ = ["build_mosaic"]
 
@@ -121,6 +121,47 @@ def _plan_irf(tmp: Path, geom: SkyGeom, pieces, chunk: int, only=None) -> list:
     return _calls(irf_chunk, tmp, names, lead, geom, pieces, chunk, "irf-", only)
 
 
+def _with_axis(geom_attrs: dict, axis: EnergyAxis) -> dict:
+    """Geometry attrs with ``axis`` in place of the axis of the same name."""
+    return {
+        **geom_attrs,
+        "axes": [axis.to_dict() if a["name"] == axis.name else a for a in geom_attrs["axes"]],
+    }
+
+
+def _plan_ring(tmp: Path, geom: SkyGeom, pieces, chunk: int, only=None) -> list:
+    """Tasks for the ring sums on the ring's energy bands; as :func:`_plan_sky`."""
+    template = Path(pieces[0].group)
+    coords = {k: v for k, v in geom.to_coords().items() if set(v.dims) <= {"lat", "lon"}}
+    for name in ("energy_reco", "energy_reco_lo", "energy_reco_hi"):  # the bands, not the reco axis
+        coords[name] = xr.Variable(
+            ("energy_reco",), read_region(template / name), read_array_attrs(template / name)
+        )
+    names = list(RING_SUMS)
+    lead = {name: len(coords["energy_reco"]) for name in names}
+    edges = np.append(coords["energy_reco_lo"].values, coords["energy_reco_hi"].values[-1])
+    band_geom = _with_axis(geom.to_attrs(), EnergyAxis.from_edges(edges, "energy_reco"))
+    if only is None:
+        write_group(tmp, {"grid": "ring", "geom": band_geom})
+        _write_coords(tmp, coords)
+        for name in names:
+            source = template / ("alpha" if name == "alpha_counts_off" else name)
+            attrs = {k: v for k, v in read_array_attrs(source).items() if k not in ("obs_id", "coordinates")}
+            attrs.update(geom=band_geom, product=name)
+            extra = ["energy_reco_hi", "energy_reco_lo"]
+            attrs["coordinates"] = " ".join(extra)
+            dims = ("energy_reco", "lat", "lon")
+            ArrayWriter(
+                tmp / name,
+                (lead[name], *geom.shape),
+                RING_SUMS[name][1],
+                (lead[name], chunk, chunk),
+                dims,
+                attrs,
+            )
+    return _calls(ring_chunk, tmp, names, lead, geom, pieces, chunk, "ring-", only)
+
+
 def _call(func, *args):
     return func(*args)
 
@@ -155,6 +196,10 @@ def _mosaic_attrs(geom: SkyGeom, chunk: int, observations: dict, pieces) -> dict
 def _plan(archive: Path, out: Path, geom: SkyGeom, pieces, irf_pieces, chunk: int, new=None) -> list:
     """All chunk tasks (sky, then IRF) writing into ``out``; only those ``new`` pieces touch if given."""
     tasks = _plan_sky(out, geom, pieces, chunk, new)
+    ring_pieces = [p._replace(group=str(Path(p.group) / "ring")) for p in pieces]
+    if ring_pieces and (Path(ring_pieces[0].group) / "zarr.json").exists():
+        new_ring = None if new is None else [p for p in ring_pieces if p.obs_id in {q.obs_id for q in new}]
+        tasks += _plan_ring(out / "ring", geom, ring_pieces, chunk, new_ring)
     if irf_pieces:
         coarse = geom.to_binsz(root_attrs(archive)["analysis"]["irf"]["binsz"])
         if new is None:

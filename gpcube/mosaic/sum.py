@@ -12,7 +12,11 @@ What is summed (as in a stacked Gammapy ``MapDataset``):
 * ``exposure``: where any reco bin of the observation is safe at that pixel;
 * ``mask_safe``: the OR of the observations' masks;
 * ``psf`` and ``edisp`` (coarse grid): means weighted by ``exposure_irf``, the true-energy exposure
-  where the observation is safe, which is summed too.
+  where the observation is safe, which is summed too;
+* ring products (``ring/``, on the ring's energy bands): ``counts``, ``counts_off``,
+  ``alpha * counts_off`` (as ``alpha_counts_off``) and ``acceptance`` where the observation's ring
+  ``mask_safe`` is True, and the OR of those masks; the stacked alpha and OFF acceptance follow
+  from these sums (:func:`gpcube.archive.ring.stacked_ring`).
 """
 
 from __future__ import annotations
@@ -25,7 +29,7 @@ import numpy as np
 
 from gpcube.archive.zarrv3 import ArrayWriter, read_region
 
-__all__ = ["Piece", "irf_chunk", "overlap", "sky_chunk"]
+__all__ = ["Piece", "irf_chunk", "overlap", "ring_chunk", "sky_chunk"]
 
 #: Accumulator types: integers stay integers, floats are summed in float64 and stored as float32.
 ACCUMULATE = {"counts": np.int64, "background": np.float64, "exposure": np.float64, "mask_safe": bool}
@@ -120,4 +124,46 @@ def irf_chunk(
         writer = ArrayWriter.open(Path(out) / name)
         lead = tuple(slice(None) for _ in range(data.ndim - 2))
         writer[(*lead, slice(region[0], region[1]), slice(region[2], region[3]))] = data
+    return used
+
+
+#: What the mosaic's ring group holds, with accumulator and stored types.
+RING_SUMS = {
+    "counts": (np.int64, np.int32),
+    "counts_off": (np.int64, np.int32),
+    "alpha_counts_off": (np.float64, np.float32),
+    "acceptance": (np.float64, np.float32),
+    "mask_safe": (bool, bool),
+}
+
+
+def ring_chunk(
+    out: str, names: Sequence[str], sizes: dict, region: Sequence[int], pieces: Sequence[Piece]
+) -> int:
+    """Sum the ring products of the pieces overlapping ``region`` (see the module docstring)."""
+    ny, nx = region[1] - region[0], region[3] - region[2]
+    acc = {name: np.zeros((sizes[name], ny, nx), dtype=RING_SUMS[name][0]) for name in names}
+    used = 0
+    for piece in sorted(pieces, key=lambda p: p.obs_id):
+        hit = overlap(piece.box, region)
+        if hit is None:
+            continue
+        target, source = hit
+        at = (slice(None), *target)
+        mask = _read(piece.group, "mask_safe", source)
+        acc["mask_safe"][at] |= mask
+        counts_off = _read(piece.group, "counts_off", source)
+        terms = {
+            "counts": _read(piece.group, "counts", source),
+            "counts_off": counts_off,
+            "alpha_counts_off": _read(piece.group, "alpha", source).astype(np.float64) * counts_off,
+            "acceptance": _read(piece.group, "acceptance", source),
+        }
+        for name, values in terms.items():
+            view = acc[name][at]
+            np.add(view, values, out=view, where=mask)
+        used += 1
+    for name, data in acc.items():
+        writer = ArrayWriter.open(Path(out) / name)
+        writer[(slice(None), slice(region[0], region[1]), slice(region[2], region[3]))] = data
     return used

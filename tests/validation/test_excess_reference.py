@@ -208,8 +208,8 @@ def test_onoff_maps_without_correlating_off(reference, mosaic, ring_off):
     _compare(out["sqrt_ts"].values, maps.sqrt_ts.data, "sqrt_ts (uncorrelated OFF)", atol=1e-5)
 
 
-def test_end_to_end_fov_pipeline(reference, tmp_path):
-    """gpcube's own job (FoV background, same exclusion) then the estimator: the issue's numbers again."""
+def _job(tmp_path, background: dict):
+    """gpcube's own job on the reference's grid and runs, run into ``tmp_path``."""
     from gpcube import pipeline
     from gpcube.config import parse_config
     from tests.conftest import HESS_DIR
@@ -222,11 +222,40 @@ def test_end_to_end_fov_pipeline(reference, tmp_path):
                  **axis},
         "products": ["counts", "exposure", "background"],
         "safe_mask": {"methods": ["offset-max"], "offset_max": 2.5},
-        "background": {"method": "fov", "exclusion": {"circles": [[*CRAB_CENTER, 0.3]]}},
+        "background": {**background, "exclusion": {"circles": [[*CRAB_CENTER, 0.3]]}},
         "output": str(tmp_path / "crab.zarr"),
         "cluster": {"n_workers": 1, "threads_per_worker": 2, "processes": False},
     })  # fmt: skip
     pipeline.run(config, progress=False)
+    return config
+
+
+def test_end_to_end_ring_pipeline(reference, tmp_path):
+    """gpcube's ring job (one band), its stacked OFF counts and alpha, and ``gpcube significance``."""
+    from gpcube import pipeline
+
+    config = _job(tmp_path, {"method": "ring", "ring": {"r_in": 0.5, "width": 0.3, "energy_edges": "all"}})
+    ring = gpcube.open_archive(config.output, ring=True).compute()
+    onoff = reference["onoff"]
+    assert ring["counts_off"].dtype == np.int32
+    safe = onoff.mask_safe.data[0]
+    np.testing.assert_array_equal(ring["mask_safe"].values[0], safe)
+    np.testing.assert_array_equal(ring["counts_off"].values[0][safe], onoff.counts_off.data[0][safe])
+    np.testing.assert_array_equal(ring["counts"].values[0][safe], onoff.counts.data[0][safe])
+    _compare(ring["alpha"].values[0][safe], onoff.alpha.data[0][safe], "stacked alpha", atol=0, rtol=1e-6)
+    out = pipeline.significance(config.output, RADIUS).compute()
+    maps, pixel = reference["onoff_maps"], reference["crab_pixel"]
+    sqrt_ts, excess = (float(out[name].values[(0, *pixel)]) for name in ("sqrt_ts", "excess"))
+    print(f"\ngpcube ring job + significance at the Crab: sqrt(TS) = {sqrt_ts:.4f}, excess = {excess:.3f}")
+    assert abs(sqrt_ts - _at(maps, "sqrt_ts", pixel)) < 1e-4
+    _compare(out["counts"].values, maps.npred.data, "counts", atol=0)
+    _compare(out["excess"].values, maps.npred_excess.data, "excess", atol=1e-3)
+    _compare(out["sqrt_ts"].values, maps.sqrt_ts.data, "sqrt_ts", atol=1e-4)
+
+
+def test_end_to_end_fov_pipeline(reference, tmp_path):
+    """gpcube's own job (FoV background, same exclusion) then the estimator: the issue's numbers again."""
+    config = _job(tmp_path, {"method": "fov"})
     out = estimate_excess_map(gpcube.open_archive(config.output), RADIUS).compute()
     maps, pixel = reference["fov_maps"], reference["crab_pixel"]
     sqrt_ts, excess = (float(out[name].values[(0, *pixel)]) for name in ("sqrt_ts", "excess"))

@@ -1,0 +1,110 @@
+"""An observation's ring-background products as they go into the archive (``obs/<id>/ring``).
+
+For ``background.method`` ``ring`` or ``adaptive_ring`` each observation gets, on the ring's energy
+bands (``background.<method>.energy_edges``), the products of
+:func:`gpcube.makers.make_map_ring_background` (or the adaptive one) with the predicted background
+as acceptance and the config's exclusion circles, plus ``counts``: the ON counts summed over each
+band's safe bins. Every variable is zero outside the ring product's ``mask_safe`` except ``alpha``
+and ``acceptance_off``, which are kept as made. The mosaic sums ``counts``, ``counts_off``,
+``alpha * counts_off`` and ``acceptance`` where ``mask_safe`` is True (see
+:func:`gpcube.mosaic.sum.ring_chunk`), and :func:`stacked_ring` turns the sums into the stacked
+alpha and OFF acceptance.
+"""
+
+from __future__ import annotations
+
+import dask.array as da
+import numpy as np
+import xarray as xr
+
+from gpcube import makers
+from gpcube.config import BackgroundConfig
+from gpcube.geom import SkyGeom
+from gpcube.makers.ring import prepare_ring_inputs
+from gpcube.makers.ring_stack import combine_ring_sums
+
+__all__ = ["RING_DTYPES", "observation_ring", "ring_energy_edges", "stacked_ring"]
+
+#: Storage types of the ring products (OFF and ON counts stay integers).
+RING_DTYPES = {
+    "counts": np.int32,
+    "counts_off": np.int32,
+    "acceptance": np.float32,
+    "acceptance_off": np.float32,
+    "alpha": np.float32,
+    "mask_safe": bool,
+}
+
+
+def ring_energy_edges(setting, counts: xr.DataArray) -> list[float] | None:
+    """Band edges for the ring makers: None per bin, the whole axis for ``all``, else the list."""
+    if setting == "per-bin":
+        return None
+    if setting == "all":
+        return [float(counts["energy_reco_lo"].values[0]), float(counts["energy_reco_hi"].values[-1])]
+    return [float(e) for e in setting]
+
+
+def observation_ring(
+    counts: xr.DataArray,
+    background: xr.DataArray,
+    mask_safe: xr.DataArray,
+    background_config: BackgroundConfig,
+    geom: SkyGeom,
+) -> dict[str, xr.DataArray]:
+    """The lazy ring products of one observation (module docstring), cast to :data:`RING_DTYPES`."""
+    params = background_config.ring_params
+    edges = ring_energy_edges(params.energy_edges, counts)
+    common = {
+        "r_in": params.r_in, "width": params.width, "mask_safe": mask_safe, "energy_edges": edges,
+        "exclusion": background_config.exclusion_circles(geom),
+    }  # fmt: skip
+    if background_config.method == "ring":
+        ring = makers.make_map_ring_background(counts, background, **common)
+    else:
+        ring = makers.make_map_adaptive_ring_background(
+            counts, background, r_out_max=params.r_out_max, stepsize=params.stepsize,
+            threshold_alpha=params.threshold_alpha, theta=params.theta, method=params.method, **common,
+        )  # fmt: skip
+    mask = ring["mask_safe"]
+    on = prepare_ring_inputs(counts, background, None, mask_safe, edges)["counts"]
+    on = on.where(mask, 0).assign_attrs(ring["counts_off"].attrs, product="counts", description=(
+        "ON counts summed over the band's safe bins, zero outside the ring mask_safe"))  # fmt: skip
+    out = {"counts": on}
+    for name in ("counts_off", "acceptance"):
+        out[name] = ring[name].where(mask, 0).assign_attrs(ring[name].attrs)
+    out.update({name: ring[name] for name in ("acceptance_off", "alpha", "mask_safe")})
+    return {
+        name: array.astype(RING_DTYPES[name], keep_attrs=True).rename(name) for name, array in out.items()
+    }
+
+
+def _average_alpha(alpha_counts_off, counts_off) -> float:
+    total = counts_off.sum(dtype=np.float64)
+    return np.where(total > 0, alpha_counts_off.sum(dtype=np.float64) / np.where(total > 0, total, 1), np.nan)
+
+
+def stacked_ring(sums: xr.Dataset) -> xr.Dataset:
+    """Add the stacked ``alpha`` and ``acceptance_off`` to the mosaic's ring sums, lazily.
+
+    ``sums`` holds ``counts_off``, ``alpha_counts_off`` and ``acceptance`` summed over observations
+    (``mosaic/ring``). Alpha is the OFF-count weighted mean of the observations' alphas; pixels
+    without OFF counts take the average alpha of the whole mosaic (a lazy reduction over all of it,
+    computed once when the result is), as :func:`gpcube.makers.combine_ring_sums` describes.
+    """
+    off, aoff, acc = (sums[name].data for name in ("counts_off", "alpha_counts_off", "acceptance"))
+    average = _average_alpha(aoff, off) if isinstance(off, da.Array) else float(_average_alpha(aoff, off))
+
+    def block(off_b, aoff_b, acc_b, average_b, which):
+        return combine_ring_sums(off_b, aoff_b, acc_b, float(average_b))[which].astype(np.float32)
+
+    derived = {}
+    for which, name in enumerate(("alpha", "acceptance_off")):
+        if isinstance(off, da.Array):
+            data = da.map_blocks(block, off, aoff, acc, average, which=which, dtype=np.float32)
+        else:
+            data = combine_ring_sums(off, aoff, acc, average)[which].astype(np.float32)
+        attrs = {**sums["acceptance"].attrs, "product": name, "units": ""}
+        derived[name] = xr.DataArray(data, dims=sums["counts_off"].dims, coords=sums["counts_off"].coords,
+                                     attrs=attrs)  # fmt: skip
+    return sums.assign(derived)

@@ -1,0 +1,102 @@
+"""Ring-background jobs: the ring products of each observation and their sums in the mosaic."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import xarray as xr
+
+import gpcube
+from gpcube import pipeline
+from gpcube.archive.store import complete_observations
+from gpcube.makers import combine_ring_sums
+from gpcube.mosaic.build import build_mosaic
+from tests.archive.conftest import job
+from tests.archive.test_pipeline import _chunk_files
+from tests.conftest import CRAB_RUNS
+
+RING = {"method": "ring", "exclusion": {"circles": [[83.633, 22.014, 0.3]]},
+        "ring": {"r_in": 0.4, "width": 0.2, "energy_edges": [0.5, 5.0, 50.0]}}  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def ring_archive(tmp_path_factory):
+    out = tmp_path_factory.mktemp("ring") / "ring.zarr"
+    pipeline.run(job(out, CRAB_RUNS[:3], background=RING), progress=False)
+    return out
+
+
+def test_observations_hold_their_ring_products(ring_archive):
+    obs = gpcube.open_archive(ring_archive, obs_id=CRAB_RUNS[0], ring=True)
+    assert set(obs.data_vars) == {
+        "counts",
+        "counts_off",
+        "acceptance",
+        "acceptance_off",
+        "alpha",
+        "mask_safe",
+    }
+    assert obs["counts_off"].dtype == np.int32 and obs["counts"].dtype == np.int32
+    np.testing.assert_allclose(obs["energy_reco_lo"], [0.5, 5.0], rtol=1e-12)
+    sky = gpcube.open_archive(ring_archive, obs_id=CRAB_RUNS[0]).compute()
+    on = sky["counts"].where(sky["mask_safe"], 0).isel(energy_reco=slice(0, 2)).sum("energy_reco")
+    ring_mask = obs["mask_safe"].values[0]
+    np.testing.assert_array_equal(obs["counts"].values[0], np.where(ring_mask, on.values, 0))
+    assert obs["counts_off"].values.sum() > 0 and not obs["counts_off"].values[~obs["mask_safe"].values].any()
+
+
+def test_mosaic_ring_is_the_sum_of_the_observations(ring_archive):
+    mosaic = gpcube.open_archive(ring_archive, ring=True).compute()
+    shape = mosaic["counts_off"].shape
+    sums = {name: np.zeros(shape) for name in ("counts", "counts_off", "alpha_counts_off", "acceptance")}
+    for obs_id, attrs in complete_observations(ring_archive).items():
+        obs = gpcube.open_archive(ring_archive, obs_id=obs_id, ring=True).compute()
+        at = (slice(None), slice(*attrs["slice"]["lat"]), slice(*attrs["slice"]["lon"]))
+        mask = obs["mask_safe"].values
+        terms = {
+            "counts": obs["counts"],
+            "counts_off": obs["counts_off"],
+            "alpha_counts_off": obs["alpha"].astype(float) * obs["counts_off"],
+            "acceptance": obs["acceptance"],
+        }
+        for name, values in terms.items():
+            sums[name][at] += np.where(mask, values.values, 0)
+    for name in ("counts", "counts_off"):
+        assert mosaic[name].dtype == np.int32
+        np.testing.assert_array_equal(mosaic[name].values, sums[name])
+    for name in ("alpha_counts_off", "acceptance"):
+        np.testing.assert_allclose(mosaic[name].values, sums[name], rtol=1e-6)
+    alpha, acceptance_off = combine_ring_sums(
+        mosaic["counts_off"].values,
+        mosaic["alpha_counts_off"].values.astype(float),
+        mosaic["acceptance"].values.astype(float),
+    )
+    np.testing.assert_allclose(mosaic["alpha"].values, alpha, rtol=1e-6)
+    np.testing.assert_allclose(mosaic["acceptance_off"].values, acceptance_off, rtol=1e-6)
+    assert mosaic["alpha"].sky.geom.axis("energy_reco").nbins == 2
+
+
+def test_adding_observations_updates_the_ring_sums_too(ring_archive, tmp_path):
+    import shutil
+
+    grown = tmp_path / "grown.zarr"
+    shutil.copytree(ring_archive, grown)
+    pipeline.run(job(grown, CRAB_RUNS, background=RING), progress=False)
+    attrs = xr.open_zarr(grown, group="mosaic").attrs
+    assert attrs["updated_with"] == [CRAB_RUNS[3]]
+    full = tmp_path / "full.zarr"
+    shutil.copytree(grown, full)
+    build_mosaic(full, chunk=64, progress=False, full=True)
+    assert _chunk_files(grown / "mosaic" / "ring") == _chunk_files(full / "mosaic" / "ring")
+
+
+def test_adaptive_ring_job(tmp_path):
+    adaptive = {"method": "adaptive_ring", "exclusion": RING["exclusion"],
+                "adaptive_ring": {"r_in": 0.3, "width": 0.2, "r_out_max": 0.9, "stepsize": 0.2,
+                                  "threshold_alpha": 0.05, "energy_edges": "all"}}  # fmt: skip
+    out = tmp_path / "adaptive.zarr"
+    pipeline.run(job(out, CRAB_RUNS[:2], background=adaptive), progress=False)
+    ring = gpcube.open_archive(out, ring=True).compute()
+    assert ring.sizes["energy_reco"] == 1 and ring["counts_off"].values.sum() > 0
+    maps = pipeline.significance(out, 0.15)
+    assert maps.attrs["statistic"] == "wstat" and np.nanmax(maps["sqrt_ts"].values) > 5
