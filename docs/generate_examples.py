@@ -46,6 +46,9 @@ def generate(app=None) -> None:
     if not figure.exists():
         plot_irfs(obs, figure)
     generate_makers(obs)
+    import generate_significance
+
+    generate_significance.generate(HESS)
 
 
 def plot_irfs(obs, path: Path) -> None:
