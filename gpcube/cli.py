@@ -208,11 +208,12 @@ def _parser() -> argparse.ArgumentParser:
     p = add("simulate", "write a simulated GADF DL3 data store from a simulation config", _cmd_simulate)
     p.add_argument("config", help="the simulation's YAML config")
     p.add_argument("--out", metavar="DIR", help="the output data store directory (overrides output)")
-    p.add_argument("--seed", type=int, help="the random seed (overrides seed)")
-    p.add_argument("--workers", type=int, default=1, help="simulate on a local dask cluster of N worker "
-                   "processes (default 1: in this process)")  # fmt: skip
+    p.add_argument("--seed", type=int, metavar="N", help="the random seed (overrides seed)")
+    p.add_argument("--workers", type=int, default=1, metavar="N", help="simulate on a local dask cluster "
+                   "of N worker processes (default 1: in this process)")  # fmt: skip
     p.add_argument("--overwrite", action="store_true", help="write into a directory holding a data store")
-    cluster_options(p)
+    p.add_argument("--scheduler", metavar="ADDRESS", help="simulate on the dask scheduler at ADDRESS")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     return parser
 
 
