@@ -20,7 +20,6 @@ import xarray as xr
 from gpcube import makers
 from gpcube.config import BackgroundConfig
 from gpcube.geom import SkyGeom
-from gpcube.makers.ring import prepare_ring_inputs
 from gpcube.makers.ring_stack import combine_ring_sums
 
 __all__ = ["RING_DTYPES", "observation_ring", "ring_energy_edges", "stacked_ring"]
@@ -67,11 +66,8 @@ def observation_ring(
             threshold_alpha=params.threshold_alpha, theta=params.theta, method=params.method, **common,
         )  # fmt: skip
     mask = ring["mask_safe"]
-    on = prepare_ring_inputs(counts, background, None, mask_safe, edges)["counts"]
-    on = on.where(mask, 0).assign_attrs(ring["counts_off"].attrs, product="counts", description=(
-        "ON counts summed over the band's safe bins, zero outside the ring mask_safe"))  # fmt: skip
-    out = {"counts": on}
-    for name in ("counts_off", "acceptance"):
+    out = {}
+    for name in ("counts", "counts_off", "acceptance"):
         out[name] = ring[name].where(mask, 0).assign_attrs(ring[name].attrs)
     out.update({name: ring[name] for name in ("acceptance_off", "alpha", "mask_safe")})
     return {

@@ -16,7 +16,8 @@ the energy bands), and outside the exclusion mask. Then, per pixel and band,
 * ``acceptance``: the pixel's own acceptance (the ON acceptance);
 * ``alpha = acceptance / acceptance_off``, 0 where ``acceptance_off`` is 0 (the reference's alpha
   property turns the 0/0 into 0 too, and drops such pixels from its safe mask);
-* ``mask_safe``: the band's safe mask (any of its bins safe) and ``acceptance_off > 0``.
+* ``mask_safe``: the band's safe mask (any of its bins safe) and ``acceptance_off > 0``;
+* ``counts``: the ON counts, summed over the band's safe bins (an integer).
 
 The mosaic sums, per pixel and over observations, ``counts_off``, ``alpha * counts_off`` and
 ``acceptance``, each masked by the observation's ``mask_safe``, and turns them into a stacked alpha
@@ -47,7 +48,7 @@ __all__ = ["convolve_same", "make_map_ring_background", "ring_alpha", "ring_kern
 MAX_ROUNDING = 0.25
 #: OFF acceptances below this fraction of the plane's total acceptance are FFT round-off: set to 0.
 ACCEPTANCE_FLOOR = 1e-10
-RING_VARIABLES = ("counts_off", "acceptance", "acceptance_off", "alpha", "mask_safe")
+RING_VARIABLES = ("counts_off", "acceptance", "acceptance_off", "alpha", "mask_safe", "counts")
 
 
 # --------------------------------------------------------------------------------- numpy functions
@@ -244,6 +245,7 @@ def ring_dataset(
     data = {
         "counts_off": counts_off, "acceptance": acceptance, "acceptance_off": acceptance_off,
         "alpha": da.map_blocks(ring_alpha, acceptance, acceptance_off, dtype=np.float64), "mask_safe": mask,
+        "counts": plane_chunks(counts),
     }  # fmt: skip
     coords = {k: v for k, v in counts.coords.items() if set(v.dims) <= set(counts.dims)}
     common = {"energy_type": "reco", "obs_id": counts.attrs.get("obs_id"), **parameters}
