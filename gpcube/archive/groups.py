@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import dask
 import dask.array as da
+import numpy as np
 import xarray as xr
 
 from gpcube.archive.zarrv3 import ArrayWriter, write_array, write_group
@@ -24,25 +26,68 @@ def _coords(arrays: Mapping[str, xr.DataArray]) -> dict[str, xr.Variable]:
     return coords
 
 
+def _energy_edges_in_attrs(coords: dict[str, xr.Variable]) -> dict[str, xr.Variable]:
+    """``coords`` with each energy axis's contiguous ``_lo``/``_hi`` folded into ``attrs["edges"]``.
+
+    ``energy_reco_lo`` and ``energy_reco_hi`` become ``energy_reco.attrs["edges"]`` (TeV, n + 1
+    values): two arrays, six files, fewer per energy axis and group. Edges that are not contiguous
+    stay arrays.
+    """
+    out = dict(coords)
+    for dim, coord in coords.items():
+        lo, hi = coords.get(f"{dim}_lo"), coords.get(f"{dim}_hi")
+        if not dim.startswith("energy_") or coord.dims != (dim,) or lo is None or hi is None:
+            continue
+        if lo.dims != (dim,) or hi.dims != (dim,) or not np.array_equal(lo.values[1:], hi.values[:-1]):
+            continue
+        edges = [float(v) for v in np.append(lo.values, hi.values[-1])]
+        out[dim] = coord.copy(deep=False)
+        out[dim].attrs = {**coord.attrs, "edges": edges}
+        del out[f"{dim}_lo"], out[f"{dim}_hi"]
+    return out
+
+
 def _chunked(array: xr.DataArray, chunk: int) -> da.Array:
-    data = array.data if isinstance(array.data, da.Array) else da.from_array(array.data)
+    data = array.data if isinstance(array.data, da.Array) else da.from_array(array.data, name=False)
     chunks = tuple(-1 if dim not in ("lat", "lon") else chunk for dim in array.dims)
     return data.rechunk(chunks)
 
 
 def write_dataarrays(
-    path: str | Path, arrays: Mapping[str, xr.DataArray], attrs: Mapping, chunk: int
+    path: str | Path,
+    arrays: Mapping[str, xr.DataArray],
+    attrs: Mapping | None,
+    chunk: int,
+    *,
+    edges_in_attrs: bool = False,
+    dtypes: Mapping[str, Any] | None = None,
 ) -> None:
     """Write ``arrays`` (and their 1-D coordinates) as a zarr v3 group at ``path``.
 
     Data variables are chunked ``(whole leading dims, chunk, chunk)`` and computed block by block
     with the synchronous scheduler, so memory stays at a few blocks whatever the cutout's size.
     Non-index coordinates are listed in each variable's ``coordinates`` attribute, as xarray expects.
+
+    Parameters
+    ----------
+    attrs : mapping or None
+        The group's attributes; None if the caller writes the group's metadata itself (later).
+    edges_in_attrs : bool
+        Store the energy bin edges as the ``edges`` attribute of the ``energy_*`` coordinate instead
+        of as ``energy_*_lo``/``_hi`` arrays (see :func:`_energy_edges_in_attrs`): an observation's
+        groups are many small files, and each costs more to create than to fill.
+    dtypes : mapping, optional
+        ``{name: dtype}`` to store data variables as (cast block by block as they are written);
+        others keep their own.
     """
     path = Path(path)
-    write_group(path, attrs)
+    if attrs is not None:
+        write_group(path, attrs)
+    coords = _coords(arrays)
+    if edges_in_attrs:
+        coords = _energy_edges_in_attrs(coords)
     sources, targets = [], []
-    for name, coord in _coords(arrays).items():
+    for name, coord in coords.items():
         if coord.dtype.kind in "UO":
             continue
         if isinstance(coord.data, da.Array):  # e.g. FoV norms: computed with the data, not twice
@@ -53,13 +98,16 @@ def write_dataarrays(
         else:
             write_array(path / name, coord.values, coord.dims, coord.attrs)
     for name, array in arrays.items():
-        extra = [c for c in array.coords if c not in array.dims and array.coords[c].ndim == 1]
+        extra = [c for c in array.coords if c not in array.dims and c in coords]
         var_attrs = dict(array.attrs)
         if extra:
             var_attrs["coordinates"] = " ".join(sorted(extra))
         data = _chunked(array, chunk)
         chunks = tuple(c[0] if c else 1 for c in data.chunks)
-        targets.append(ArrayWriter(path / name, data.shape, data.dtype, chunks, array.dims, var_attrs))
+        dtype = (dtypes or {}).get(name, data.dtype)
+        targets.append(ArrayWriter(path / name, data.shape, dtype, chunks, array.dims, var_attrs))
         sources.append(data)
     with dask.config.set(scheduler="sync"):
-        da.store(sources, targets, lock=False)
+        # no graph optimisation: the graphs are a few large blocks, and optimising them costs more
+        # than running them
+        da.store(sources, targets, lock=False, optimize_graph=False)

@@ -23,6 +23,7 @@ from gpcube.archive.ring import observation_ring
 from gpcube.config import JobConfig
 from gpcube.geom import SkyGeom
 from gpcube.io import Observation
+from gpcube.makers._lazy import blockwise_map
 
 __all__ = ["IRF_PRODUCTS", "SKY_PRODUCTS", "STORED_DTYPES", "Products", "observation_products"]
 
@@ -32,6 +33,7 @@ SKY_PRODUCTS = ("counts", "exposure", "background", "mask_safe")
 IRF_PRODUCTS = ("psf", "edisp", "exposure_irf")
 #: Storage types: counts stay integers; float products as float32 (the makers' float64 results
 #: agree with the reference far better than float32 resolves, and the mosaic sums in float64).
+#: The cast happens as the blocks are written.
 STORED_DTYPES = {
     "counts": np.int32,
     "exposure": np.float32,
@@ -52,7 +54,7 @@ def _background(observation, geom, config: JobConfig, mask_safe, counts, chunk) 
     model = makers.make_map_background(
         observation, geom, max_offset=config.max_offset, chunk=chunk, **bkg.maker_kwargs()
     )
-    if bkg.method == "model":
+    if bkg.method != "fov":  # model, and the acceptance of the ring methods
         return model
     return makers.make_map_background_fov_norm(
         observation, geom, mask_safe=mask_safe, counts=counts, background=model,
@@ -106,11 +108,18 @@ def _irf_products(observation: Observation, geom: SkyGeom, config: JobConfig) ->
     coarse = geom.to_binsz(binsz)
     chunk = config.chunks.obs
     exposure = makers.make_map_exposure_true_energy(observation, coarse, max_offset=offset, chunk=chunk)
-    safe = _safe_mask(observation, coarse, config, chunk).any("energy_reco")
-    weight = (exposure * safe).assign_attrs(exposure.attrs)
-    weight.attrs.update(product="exposure_irf", masked_by="mask_safe (any reco bin)")
-    out["exposure_irf"] = weight.rename("exposure_irf")
+    safe = _safe_mask(observation, coarse, config, chunk)
+    dtype = STORED_DTYPES["exposure_irf"]
+    data = blockwise_map(_masked_exposure, exposure.data, safe.data, dtype=dtype, name="exposure_irf")
+    weight = exposure.copy(deep=False, data=data).rename("exposure_irf")
+    weight.attrs = {**exposure.attrs, "product": "exposure_irf", "masked_by": "mask_safe (any reco bin)"}
+    out["exposure_irf"] = weight
     return out
+
+
+def _masked_exposure(exposure: np.ndarray, safe: np.ndarray) -> np.ndarray:
+    """The exposure where any reco bin is safe, 0 elsewhere, as stored."""
+    return (exposure * safe.any(axis=0)).astype(STORED_DTYPES["exposure_irf"])
 
 
 class Products(NamedTuple):
@@ -127,13 +136,12 @@ def observation_products(observation: Observation, geom: SkyGeom, config: JobCon
     Returns
     -------
     Products
-        ``sky`` and ``irf`` cast to :data:`STORED_DTYPES`, ``ring`` to
-        :data:`gpcube.archive.ring.RING_DTYPES`; ``irf`` is empty when neither ``psf`` nor ``edisp``
-        is asked for, ``ring`` unless ``background.method`` is ``ring`` or ``adaptive_ring``.
+        ``sky`` and ``irf`` as the makers make them (they are stored as :data:`STORED_DTYPES`: pass
+        ``dtypes=STORED_DTYPES`` to :func:`gpcube.archive.groups.write_dataarrays`, which casts
+        block by block as it writes), ``ring`` cast to :data:`gpcube.archive.ring.RING_DTYPES`;
+        ``irf`` is empty when neither ``psf`` nor ``edisp`` is asked for, ``ring`` unless
+        ``background.method`` is ``ring`` or ``adaptive_ring``.
     """
     sky, ring = _sky_products(observation, geom, config)
     irf = _irf_products(observation, geom, config)
-    cast = {}
-    for name, array in {**sky, **irf}.items():
-        cast[name] = array.astype(STORED_DTYPES[name], keep_attrs=True).rename(name)
-    return Products({k: cast[k] for k in sky}, {k: cast[k] for k in irf}, ring)
+    return Products(sky, irf, ring)

@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 
 from gpcube.archive.groups import write_dataarrays
-from gpcube.archive.products import observation_products
+from gpcube.archive.products import STORED_DTYPES, observation_products
 from gpcube.archive.store import (
     commit_observation,
     file_checksums,
@@ -84,12 +84,12 @@ def write_observation(
     }
     tmp = temporary_obs_path(archive, observation.obs_id)
     chunk = config.chunks.obs
-    if empty:
-        write_group(tmp, attrs)
-    else:
-        write_dataarrays(tmp, sky, attrs, chunk)
+    if not empty:  # the group's own metadata is written last, with the provenance
+        compact = {"edges_in_attrs": True, "dtypes": STORED_DTYPES}
+        write_dataarrays(tmp, sky, None, chunk, **compact)
         if irf:
-            write_dataarrays(tmp / "irf", irf, {"grid": "irf", "slice": attrs["irf_slice"]}, chunk)
+            irf_attrs = {"grid": "irf", "slice": attrs["irf_slice"]}
+            write_dataarrays(tmp / "irf", irf, irf_attrs, chunk, **compact)
         if ring:
             ring_attrs = {"ring": config.to_dict()["background"], "slice": attrs["slice"]}
             write_dataarrays(tmp / "ring", ring, ring_attrs, chunk)

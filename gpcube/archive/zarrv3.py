@@ -35,8 +35,10 @@ __all__ = [
     "write_group",
 ]
 
-#: Blosc with LZ4 and byte shuffle: ~1 GB/s and a 2x smaller archive on float32 sky cubes.
-BLOSC = {"cname": "lz4", "clevel": 5, "shuffle": "shuffle", "blocksize": 0}
+#: Blosc with LZ4 and byte shuffle: ~1 GB/s and a 2x smaller archive on float32 sky cubes. Level 1
+#: compresses 20 % faster than 5 for a 3 % larger archive (an observation of the survey: 11 against
+#: 14 ms, ratio 1.95 against 2.01).
+BLOSC = {"cname": "lz4", "clevel": 1, "shuffle": "shuffle", "blocksize": 0}
 _SHUFFLE = {"noshuffle": Blosc.NOSHUFFLE, "shuffle": Blosc.SHUFFLE, "bitshuffle": Blosc.BITSHUFFLE}
 _DTYPES = ("bool", "int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "float32", "float64")
 
@@ -134,6 +136,10 @@ class ArrayWriter:
         self._codec = Blosc(BLOSC["cname"], BLOSC["clevel"], _SHUFFLE[BLOSC["shuffle"]])
         _write_json(self.path / "zarr.json", _metadata(self.shape, self.dtype, self.chunks, dims, attrs))
 
+    def __dask_tokenize__(self) -> tuple:
+        """Identity for dask keys (``da.store`` names its tasks after the targets): the array's path."""
+        return ("gpcube.ArrayWriter", str(self.path))
+
     @classmethod
     def open(cls, path: str | Path) -> ArrayWriter:
         """A writer for an existing archive array (its metadata is not rewritten)."""
@@ -165,7 +171,8 @@ class ArrayWriter:
     def write_chunk(self, index: tuple[int, ...], data: np.ndarray) -> None:
         """Write the chunk at grid ``index`` (``data`` may be smaller at the array's edge)."""
         key = self.path / _chunk_key(index)
-        if not np.any(data != _fill_value(self.dtype)):
+        data = np.asarray(data)
+        if not data.any():  # the fill value is 0 (or False): a chunk of fill values only
             key.unlink(missing_ok=True)  # fill values only: no file (an older one would be stale)
             return
         if data.shape != self.chunks:

@@ -94,14 +94,17 @@ def intermediate_to_native(
     projection: str, xi: np.ndarray, eta: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Native unit vectors of intermediate coordinates (deg); NaN outside the projection's domain."""
-    xi, eta = np.broadcast_arrays(np.asarray(xi, dtype=float), np.asarray(eta, dtype=float))
+    xi, eta = np.asarray(xi, dtype=float), np.asarray(eta, dtype=float)
     if projection == "TAN":
         norm = np.sqrt(xi**2 + eta**2 + _R0**2)
-        return -eta / norm, xi / norm, _R0 / norm
-    ok = (np.abs(xi) <= 180.0) & (np.abs(eta) <= 90.0)
-    phi = np.deg2rad(np.where(ok, xi, np.nan))
-    theta = np.deg2rad(np.where(ok, eta, np.nan))
-    return np.cos(theta) * np.cos(phi), np.cos(theta) * np.sin(phi), np.sin(theta)
+        return tuple(np.broadcast_arrays(-eta / norm, xi / norm, _R0 / norm))
+    # CAR is separable: the trigonometry runs on xi and eta as given (a row and a column of a grid),
+    # and only the products are full-size
+    phi = np.deg2rad(np.where(np.abs(xi) <= 180.0, xi, np.nan))
+    theta = np.deg2rad(np.where(np.abs(eta) <= 90.0, eta, np.nan))
+    cos_theta, cos_phi = np.cos(theta), np.cos(phi)
+    nz = np.sin(theta) + 0.0 * cos_phi  # NaN where xi is outside the domain too
+    return tuple(np.broadcast_arrays(cos_theta * cos_phi, cos_theta * np.sin(phi), nz))
 
 
 def native_to_intermediate(

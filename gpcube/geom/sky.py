@@ -91,6 +91,12 @@ class SkyGeom:
         ]:
             object.__setattr__(self, field, value)
 
+    def __dask_tokenize__(self) -> tuple:
+        """Identity for dask keys: every field (cheaper than dask walking the dataclass)."""
+        axes = tuple(ax.__dask_tokenize__() for ax in self.axes)
+        return ("gpcube.SkyGeom", self.frame, self.projection, self.crval, self.binsz, self.npix,
+                self.crpix, self.origin, axes)  # fmt: skip
+
     # ----------------------------------------------------------------------------------------- creation
     @classmethod
     def create(
@@ -187,10 +193,7 @@ class SkyGeom:
         Used for the coarse IRF grids (PSF and edisp kernel maps): every observation derives the same
         coarse parent grid from the mosaic geometry, so their coarse cutouts sum like the fine ones.
         """
-        width = (self.npix[0] * self.binsz, self.npix[1] * self.binsz)
-        return SkyGeom.create(
-            self.center, binsz, width=width, frame=self.frame, projection=self.projection, axes=self.axes
-        )
+        return _to_binsz(self, float(binsz))
 
     # ------------------------------------------------------------------------------------------- WCS
     @property
@@ -262,6 +265,25 @@ class SkyGeom:
         n = proj.intermediate_to_native(self.projection, *self._intermediate(x, y))
         m = self._rotation
         return proj.vec_to_lonlat(*(m[i, 0] * n[0] + m[i, 1] * n[1] + m[i, 2] * n[2] for i in range(3)))
+
+    def pixel_vectors(self, matrix: np.ndarray | None = None) -> np.ndarray:
+        """Unit vectors of every pixel centre: ``(3, ny, nx)``, in the geometry's frame.
+
+        Parameters
+        ----------
+        matrix : numpy.ndarray, optional
+            A 3 x 3 rotation applied to the vectors (e.g. to another frame), folded into the one
+            rotation from the projection's native frame.
+
+        Returns
+        -------
+        numpy.ndarray
+            NaN for pixels outside the projection's domain.
+        """
+        rotation = self._rotation if matrix is None else np.asarray(matrix, dtype=float) @ self._rotation
+        x, y = np.arange(self.npix[0])[None, :], np.arange(self.npix[1])[:, None]
+        n = proj.intermediate_to_native(self.projection, *self._intermediate(x, y))
+        return np.stack([r[0] * n[0] + r[1] * n[1] + r[2] * n[2] for r in rotation])
 
     def world_to_pix(self, lon: Any, lat: Any) -> tuple[np.ndarray, np.ndarray]:
         """0-based pixel coordinates of world coordinates (deg, in the geometry's frame).
@@ -476,6 +498,15 @@ class SkyGeom:
             f"binsz={self.binsz:g} deg, crval=({self.crval[0]:.6g}, {self.crval[1]:.6g}), "
             f"origin=({self.origin[0]}, {self.origin[1]}), axes=[{axes}])"
         )
+
+
+@functools.lru_cache(maxsize=16)
+def _to_binsz(geom: SkyGeom, binsz: float) -> SkyGeom:
+    """:meth:`SkyGeom.to_binsz`, remembered: every observation derives the same coarse grid."""
+    width = (geom.npix[0] * geom.binsz, geom.npix[1] * geom.binsz)
+    return SkyGeom.create(
+        geom.center, binsz, width=width, frame=geom.frame, projection=geom.projection, axes=geom.axes
+    )
 
 
 @functools.lru_cache(maxsize=64)

@@ -28,7 +28,15 @@ from collections.abc import Sequence
 
 import numpy as np
 
-__all__ = ["LOG_FLOOR", "axis_weights", "interp_nodes", "linear_weight_matrix", "multilinear", "zero_outside"]
+__all__ = [
+    "LOG_FLOOR",
+    "axis_weights",
+    "interp_nodes",
+    "linear_weight_matrix",
+    "multilinear",
+    "multilinear_rows",
+    "zero_outside",
+]
 
 #: Default floor for values interpolated in log (the smallest normal float32).
 LOG_FLOOR = float(np.finfo(np.float32).tiny)
@@ -46,9 +54,32 @@ def axis_weights(nodes: np.ndarray, x: np.ndarray, log: bool = False) -> tuple[n
             nodes, x = np.log(nodes), np.log(x)
     if len(nodes) == 1:
         return np.zeros(x.shape, dtype=np.intp), np.zeros(x.shape)
-    index = np.clip(np.searchsorted(nodes, x, side="right") - 1, 0, len(nodes) - 2)
+    index = _lower_node(nodes, x)
     weight = (x - nodes[index]) / (nodes[index + 1] - nodes[index])
     return index, weight
+
+
+#: Arrays from this size on find their cells arithmetically on evenly spaced nodes.
+_MIN_ARITHMETIC = 4096
+
+
+def _lower_node(nodes: np.ndarray, x: np.ndarray) -> np.ndarray:
+    """``searchsorted(nodes, x, side="right") - 1`` clipped to ``[0, n - 2]`` (NaN: ``n - 2``).
+
+    On evenly spaced nodes (IRF axes usually are) the cell is ``floor((x - x0) / step)``, corrected
+    by one where rounding put a point next to a node in the neighbouring cell: the same answer as
+    the binary search, several times faster for many points.
+    """
+    n = len(nodes)
+    step = (nodes[-1] - nodes[0]) / (n - 1)
+    if x.size < _MIN_ARITHMETIC or not step > 0 or np.ptp(np.diff(nodes)) > 1e-9 * step:
+        return np.clip(np.searchsorted(nodes, x, side="right") - 1, 0, n - 2)
+    with np.errstate(invalid="ignore"):
+        guess = np.clip(np.floor((x - nodes[0]) / step), 0, n - 2)
+    index = np.nan_to_num(guess, nan=n - 2).astype(np.intp)
+    index -= (x < nodes[index]) & (index > 0)
+    index += (x >= nodes[index + 1]) & (index < n - 2)
+    return index
 
 
 def linear_weight_matrix(nodes: np.ndarray, edges: tuple[float, float], x: np.ndarray) -> np.ndarray:
@@ -65,8 +96,11 @@ def linear_weight_matrix(nodes: np.ndarray, edges: tuple[float, float], x: np.nd
     inside = np.isfinite(x) & (x >= edges[0]) & (x <= edges[1])
     columns = np.arange(x.size)
     weights = np.zeros((len(nodes), x.size))
-    np.add.at(weights, (index, columns), np.where(inside, 1.0 - weight, 0.0))
-    np.add.at(weights, (upper, columns), np.where(inside, weight, 0.0))
+    flat = weights.reshape(-1)
+    # each element is set once per statement, so flat indexing does what np.add.at would, several
+    # times faster; the second statement adds (upper == index for a single node)
+    flat[index * x.size + columns] = np.where(inside, 1.0 - weight, 0.0)
+    flat[upper * x.size + columns] += np.where(inside, weight, 0.0)
     return weights
 
 
@@ -88,6 +122,30 @@ def multilinear(values: np.ndarray, weights: Sequence[tuple[np.ndarray, np.ndarr
             factor = factor * (weight if c else 1.0 - weight)
         factor = np.reshape(factor, np.shape(factor) + (1,) * len(trailing))
         result = result + factor * np.take(flat_values, flat, axis=0)
+    return result
+
+
+def multilinear_rows(values: np.ndarray, weights: Sequence[tuple[np.ndarray, np.ndarray]]) -> np.ndarray:
+    """:func:`multilinear` with the carried axis first: ``values`` ``(k, *nodes)``, result ``(k, *points)``.
+
+    Each row of the result is contiguous, which makes this several times faster than
+    :func:`multilinear` with a trailing axis when that axis is short and the points are many.
+    """
+    values = np.asarray(values, dtype=float)
+    sizes = values.shape[1:]
+    flat_values = values.reshape(values.shape[0], -1)
+    result = None
+    for corner in np.ndindex(*(2,) * len(weights)):
+        flat, factor = 0, 1.0
+        for (index, weight), c, size in zip(weights, corner, sizes, strict=True):
+            flat = flat * size + np.minimum(index + c, size - 1)
+            factor = factor * (weight if c else 1.0 - weight)
+        term = np.take(flat_values, flat, axis=1)
+        term *= factor
+        if result is None:
+            result = term
+        else:
+            result += term
     return result
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 
 import xarray as xr
@@ -22,15 +23,22 @@ def pointing_radec(observation: Observation) -> tuple[float, float]:
     return observation.pointing.ra, observation.pointing.dec
 
 
+@functools.lru_cache(maxsize=16)
+def _cutout(geom: SkyGeom, ra: float, dec: float, max_offset: float) -> SkyGeom:
+    # Our own frame rotation: astropy's SkyCoord transform costs ~2.5 ms per call.
+    lon, lat = convert_frame(ra, dec, "icrs", geom.frame)
+    return geom.cutout((float(lon), float(lat)), max_offset)[0]
+
+
 def observation_cutout(observation: Observation, geom: SkyGeom, max_offset: float | None) -> SkyGeom:
-    """The cutout of ``geom`` within ``max_offset`` deg of the pointing (all of ``geom`` for None)."""
+    """The cutout of ``geom`` within ``max_offset`` deg of the pointing (all of ``geom`` for None).
+
+    Remembered for the last few (geometry, pointing, radius): the products of one observation share it.
+    """
     if max_offset is None:
         return geom
     ra, dec = pointing_radec(observation)
-    # Our own frame rotation: astropy's SkyCoord transform costs ~2.5 ms per call, once per product.
-    lon, lat = convert_frame(ra, dec, "icrs", geom.frame)
-    cutout_geom, _ = geom.cutout((float(lon), float(lat)), max_offset)
-    return cutout_geom
+    return _cutout(geom, float(ra), float(dec), float(max_offset))
 
 
 def observation_cube(

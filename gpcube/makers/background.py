@@ -16,16 +16,16 @@ import xarray as xr
 
 from gpcube.errors import GpcubeError
 from gpcube.geom import EnergyAxis, SkyGeom
-from gpcube.geom.frames import convert_frame
+from gpcube.geom.frames import convert_frame, rotation_matrix
 from gpcube.io import Observation
-from gpcube.irf.interp import LOG_FLOOR, axis_weights, multilinear
+from gpcube.irf.interp import LOG_FLOOR, axis_weights, multilinear, multilinear_rows
 from gpcube.makers._cutout import observation_cube
 from gpcube.makers._lazy import DEFAULT_CHUNK
 from gpcube.makers.altaz import fov_rotations
 from gpcube.makers.fov import (
     ORIENTATIONS,
     auto_orientation,
-    offset_frame_vectors,
+    offset_frame_matrix,
     oriented_fov_coords,
     resolve_orientation,
 )
@@ -44,6 +44,24 @@ __all__ = [
 _TINY = np.finfo(np.float64).tiny
 
 
+def _integrate_rows(edges: np.ndarray, log_values: np.ndarray) -> np.ndarray:
+    """:func:`integrate_loglog_from_log` along axis 0 of a C-contiguous array, which it overwrites.
+
+    Energy first and in place: contiguous rows and three temporaries.
+    """
+    log_x = np.log(np.asarray(edges, dtype=float)).reshape(-1, *(1,) * (log_values.ndim - 1))
+    a = log_values
+    a += log_x
+    xy = np.exp(a)
+    d_a = np.subtract(a[1:], a[:-1], out=a[1:])
+    ratio = xy[1:] - xy[:-1]
+    flat = np.abs(d_a) < 1e-10
+    np.divide(ratio, d_a, out=ratio, where=~flat)
+    np.copyto(ratio, xy[:-1], where=flat)
+    ratio *= np.diff(log_x, axis=0)
+    return ratio
+
+
 def integrate_loglog_from_log(edges: np.ndarray, log_values: np.ndarray) -> np.ndarray:
     """Power-law integral over each bin of a function given by its log at ``edges`` (last axis).
 
@@ -51,18 +69,8 @@ def integrate_loglog_from_log(edges: np.ndarray, log_values: np.ndarray) -> np.n
     the edges, its integral is ``ln(x2 / x1) (x2 y2 - x1 y1) / (a2 - a1)``, which tends to
     ``ln(x2 / x1) x1 y1`` where ``a2 = a1`` (the power law of index 1).
     """
-    log_x = np.log(np.asarray(edges, dtype=float))
-    along = (-1,) + (1,) * (np.ndim(log_values) - 1)
-    # energy first and in place: contiguous slices and three temporaries instead of eight (-30 %)
-    a = np.moveaxis(log_values, -1, 0) + log_x.reshape(along)
-    xy = np.exp(a)
-    d_a = np.subtract(a[1:], a[:-1], out=a[1:])
-    ratio = xy[1:] - xy[:-1]
-    flat = np.abs(d_a) < 1e-10
-    np.divide(ratio, d_a, out=ratio, where=~flat)
-    np.copyto(ratio, xy[:-1], where=flat)
-    ratio *= np.diff(log_x).reshape(along)
-    return np.moveaxis(ratio, 0, -1)
+    moved = np.array(np.moveaxis(np.asarray(log_values, dtype=float), -1, 0), order="C", copy=True)
+    return np.moveaxis(_integrate_rows(edges, moved), 0, -1)
 
 
 def integrate_loglog(edges: np.ndarray, values: np.ndarray) -> np.ndarray:
@@ -124,21 +132,27 @@ def log_table_at_energies(
     return np.moveaxis(log_table, 0, -1), inside, floor
 
 
-def _fov_log_rates(loaded: dict, coords: dict[str, np.ndarray]) -> np.ndarray:
-    """Log rates ``(*pixels, n_edges)`` at the pixels' FoV coords (multilinear on the log table).
+def _fov_integrals(loaded: dict, coords: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """Rates integrated over the energy bins at the points inside the table's FoV edges.
 
-    Pixels beyond the table's FoV edges and energies beyond its energy edges get rate 0, entered as
-    the log of the smallest float64 for the log-log integration.
+    ``coords`` holds 1-D FoV coordinates per table dim. The log rate is multilinear in the log table
+    at each energy edge (the log of the smallest float64 at edges beyond the table's energies, which
+    the log-log integration takes as rate 0); bins with both edges beyond them are 0. Returns
+    ``(integrals, keep)``: ``(n_energy, len(keep))`` in s-1 sr-1 and the indices of the points inside
+    (the others, NaN included, have no rate).
     """
     dims = loaded["fov_dims"]
-    weights = [axis_weights(loaded["fov_nodes"][d], coords[d]) for d in dims]
-    result = multilinear(loaded["log_table"], weights)
-    outside = ~loaded["inside"]
+    inside = np.ones(len(coords[dims[0]]), dtype=bool)
     for d in dims:
         low, high = loaded["fov_edges"][d]
-        point = coords[d][..., None]
-        outside = outside | ~np.isfinite(point) | (point < low) | (point > high)
-    return np.where(outside, np.log(_TINY), result), outside
+        inside &= (coords[d] >= low) & (coords[d] <= high)
+    keep = np.flatnonzero(inside)
+    weights = [axis_weights(loaded["fov_nodes"][d], coords[d][keep]) for d in dims]
+    log_rates = multilinear_rows(loaded["log_table"], weights)
+    log_rates[~loaded["inside"]] = np.log(_TINY)
+    integrals = _integrate_rows(loaded["edges"], log_rates)
+    integrals[~loaded["inside"][:-1] & ~loaded["inside"][1:]] = 0.0
+    return integrals, keep
 
 
 def pad_offset_axis(bkg: xr.Dataset) -> xr.Dataset:
@@ -193,45 +207,50 @@ def load_background(
     if orientation == "auto":
         orientation = ORIENTATIONS[auto_orientation(observation.events.attrs)]
     pointing = convert_frame(observation.pointing.ra, observation.pointing.dec, "icrs", geom.frame)
+    radec = (observation.pointing.ra, observation.pointing.dec)
     return {
         "irf_class": bkg.attrs["irf_class"],
         "fov_dims": bkg["bkg"].dims[1:],
         "fov_nodes": {d: bkg[d].values for d in bkg["bkg"].dims[1:]},
         "fov_edges": {d: (bkg[f"{d}_lo"].values[0], bkg[f"{d}_hi"].values[-1]) for d in bkg["bkg"].dims[1:]},
-        "log_table": log_table,
+        "log_table": np.ascontiguousarray(np.moveaxis(log_table, -1, 0)),  # energy edges first
         "inside": inside,
         "edges": axis.edges,
         "orientation": orientation,
         "rotations": rotations,
         "weights": weights,
         "pointing": (float(pointing[0]), float(pointing[1])),
-        "radec_pointing": (observation.pointing.ra, observation.pointing.dec),
+        # geometry's frame -> offset frame of the pointing in ICRS (the RADEC FoV frame)
+        "to_offset_frame": offset_frame_matrix(*radec) @ rotation_matrix(geom.frame, "icrs"),
         "ontime": observation.ontime,
     }
 
 
-def _integrated_rates(loaded: dict, coords: dict[str, np.ndarray]) -> np.ndarray:
-    """Rates integrated over the energy bins, ``(n_energy, *pixels)``, in s-1 sr-1."""
-    log_rates, outside = _fov_log_rates(loaded, coords)
-    integral = integrate_loglog_from_log(loaded["edges"], log_rates)
-    integral = np.where(outside[..., :-1] & outside[..., 1:], 0.0, integral)
-    return np.moveaxis(integral, -1, 0)
+def _fov_coords(loaded: dict, block_geom: SkyGeom) -> list[tuple[dict[str, np.ndarray], float]]:
+    """FoV coordinates of the block's pixels (flattened) and their weight, per instant of the model."""
+    if loaded["irf_class"] == "bkg_2d":
+        return [({"offset": block_geom.separation(*loaded["pointing"]).ravel()}, 1.0)]
+    vectors = block_geom.pixel_vectors(loaded["to_offset_frame"]).reshape(3, -1)
+    return [
+        (oriented_fov_coords(vectors, loaded["orientation"], rotation), float(weight))
+        for rotation, weight in zip(loaded["rotations"], loaded["weights"], strict=True)
+    ]
 
 
 def background_block(loaded: dict, block_geom: SkyGeom) -> np.ndarray:
     """Predicted counts ``(n_energy, ny, nx)`` on ``block_geom`` from :func:`load_background`'s output."""
-    if loaded["irf_class"] == "bkg_2d":
-        rates = _integrated_rates(loaded, {"offset": block_geom.separation(*loaded["pointing"])})
-    else:
-        y, x = np.indices(block_geom.shape)
-        lon, lat = block_geom.pix_to_world(x, y)
-        ra, dec = convert_frame(lon, lat, block_geom.frame, "icrs")
-        vectors = offset_frame_vectors(ra, dec, *loaded["radec_pointing"])
-        rates = 0.0
-        for rotation, weight in zip(loaded["rotations"], loaded["weights"], strict=True):
-            coords = oriented_fov_coords(vectors, loaded["orientation"], rotation)
-            rates = rates + weight * _integrated_rates(loaded, coords)
-    return rates * block_geom.solid_angle() * loaded["ontime"]
+    ny, nx = block_geom.shape
+    scale = (block_geom.solid_angle() * loaded["ontime"]).ravel()
+    rates = np.zeros((len(loaded["edges"]) - 1, ny * nx))
+    instants = _fov_coords(loaded, block_geom)
+    for coords, weight in instants:
+        integrals, keep = _fov_integrals(loaded, coords)
+        integrals *= scale[keep] * weight if weight != 1.0 else scale[keep]
+        if len(instants) == 1:
+            rates[:, keep] = integrals
+        else:
+            rates[:, keep] += integrals
+    return rates.reshape(-1, ny, nx)
 
 
 def make_map_background(

@@ -22,6 +22,7 @@ __all__ = [
     "HESS_DR1_EXPORTERS",
     "ORIENTATIONS",
     "auto_orientation",
+    "offset_frame_matrix",
     "offset_frame_vectors",
     "oriented_fov_coords",
     "resolve_orientation",
@@ -90,16 +91,24 @@ def _unit_vectors(lon: np.ndarray, lat: np.ndarray) -> np.ndarray:
     return np.stack([cos_lat * np.cos(lon), cos_lat * np.sin(lon), np.sin(lat)])
 
 
+def offset_frame_matrix(lon0: float, lat0: float) -> np.ndarray:
+    """3 x 3 rotation from unit vectors of a frame to the offset frame of ``(lon0, lat0)`` (deg).
+
+    In the offset frame, component 0 points towards the centre, 1 along +lon and 2 along +lat.
+    """
+    a, d = np.deg2rad(lon0), np.deg2rad(lat0)
+    rz = np.array([[np.cos(a), np.sin(a), 0.0], [-np.sin(a), np.cos(a), 0.0], [0.0, 0.0, 1.0]])
+    ry = np.array([[np.cos(d), 0.0, np.sin(d)], [0.0, 1.0, 0.0], [-np.sin(d), 0.0, np.cos(d)]])
+    return ry @ rz
+
+
 def offset_frame_vectors(lon: np.ndarray, lat: np.ndarray, lon0: float, lat0: float) -> np.ndarray:
     """Unit vectors of points in the offset frame of ``(lon0, lat0)`` (all deg, one frame).
 
     Returns ``(3, *shape)``: component 0 towards the centre, 1 along +lon, 2 along +lat.
     """
     vectors = _unit_vectors(np.asarray(lon, float), np.asarray(lat, float))
-    a, d = np.deg2rad(lon0), np.deg2rad(lat0)
-    rz = np.array([[np.cos(a), np.sin(a), 0.0], [-np.sin(a), np.cos(a), 0.0], [0.0, 0.0, 1.0]])
-    ry = np.array([[np.cos(d), 0.0, np.sin(d)], [0.0, 1.0, 0.0], [-np.sin(d), 0.0, np.cos(d)]])
-    return np.tensordot(ry @ rz, vectors, axes=1)
+    return np.tensordot(offset_frame_matrix(lon0, lat0), vectors, axes=1)
 
 
 def oriented_fov_coords(
