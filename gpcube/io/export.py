@@ -142,18 +142,7 @@ def write_map_dataset(
     path = Path(path)
     _check_target(path, overwrite)
     specs = _plan(mosaic, irf)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    # Not tempfile.mkstemp: its 0600 mode would stay on the renamed file.
-    tmp = path.with_name(f".{path.name}.{secrets.token_hex(6)}.tmp")
-    try:
-        _write_file(tmp, specs, name)
-        _check_target(path, overwrite)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            tmp.unlink()
-        raise
-    return path
+    return _write_atomically(path, specs, name, overwrite)
 
 
 def write_maps(
@@ -179,17 +168,7 @@ def write_maps(
     if not table:
         raise GpcubeError(f"nothing to export: no variable with dims {_ENERGY_RECO}")
     specs = _map_specs(maps, table, "maps")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{secrets.token_hex(6)}.tmp")
-    try:
-        _write_file(tmp, specs, name)
-        _check_target(path, overwrite)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            tmp.unlink()
-        raise
-    return path
+    return _write_atomically(path, specs, name, overwrite)
 
 
 # ---------------------------------------------------------------------------------------- planning
@@ -338,6 +317,22 @@ def _check_axes_agree(specs: list[_MapSpec]) -> None:
 
 
 # ----------------------------------------------------------------------------------------- writing
+def _write_atomically(path: Path, specs: list[_MapSpec], name: str, overwrite: bool) -> Path:
+    """Write the file next to ``path`` and rename it into place: no partial file on any failure."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    # Not tempfile.mkstemp: its 0600 mode would stay on the renamed file.
+    tmp = path.with_name(f".{path.name}.{secrets.token_hex(6)}.tmp")
+    try:
+        _write_file(tmp, specs, name)
+        _check_target(path, overwrite)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        raise
+    return path
+
+
 def _write_file(path: Path, specs: list[_MapSpec], name: str) -> None:
     """Write the primary HDU, then each map with its bands table (one map in memory at a time)."""
     from astropy.io import fits
