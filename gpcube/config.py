@@ -729,16 +729,27 @@ def load_config(path: str | os.PathLike) -> JobConfig:
     ConfigError
         For an unreadable file, invalid YAML (with its line number) or a bad key.
     """
+    mapping, path = read_yaml(path)
+    return parse_config(mapping, base_dir=path.parent, source=str(path))
+
+
+def read_yaml(path: str | os.PathLike) -> tuple[Any, Path]:
+    """The document of a YAML config file and the file's absolute path (job and simulation configs).
+
+    Raises
+    ------
+    ConfigError
+        For an unreadable file, or invalid YAML (with its line number) or a duplicate key.
+    """
     path = Path(path).absolute()
     try:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as error:
         raise ConfigError(None, f"expected a readable YAML file ({error})", str(path)) from error
     try:
-        mapping = yaml.load(text, Loader=_Loader)  # a SafeLoader subclass: as safe as yaml.safe_load
+        return yaml.load(text, Loader=_Loader), path  # a SafeLoader subclass: as safe as yaml.safe_load
     except yaml.YAMLError as error:
         mark = getattr(error, "problem_mark", None) or getattr(error, "context_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
         problem = getattr(error, "problem", None) or str(error)
         raise ConfigError(None, f"invalid YAML{where}: {problem}; expected valid YAML", str(path)) from error
-    return parse_config(mapping, base_dir=path.parent, source=str(path))

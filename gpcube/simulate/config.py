@@ -13,10 +13,7 @@ import json
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
-
-import yaml
 
 from gpcube.config import (
     _DEG,
@@ -29,7 +26,6 @@ from gpcube.config import (
     _is_lonlat,
     _is_num,
     _key,
-    _Loader,
     _lonlat,
     _nested,
     _num,
@@ -40,6 +36,7 @@ from gpcube.config import (
     _text,
     _time,
     _yaml_keys,
+    read_yaml,
 )
 from gpcube.geom import FRAMES
 
@@ -367,15 +364,5 @@ def load_sim_config(path: str | os.PathLike) -> SimConfig:
     ConfigError
         For an unreadable file, invalid YAML or a bad key.
     """
-    path = Path(path).absolute()
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as error:
-        raise ConfigError(None, f"expected a readable YAML file ({error})", str(path)) from error
-    try:
-        mapping = yaml.load(text, Loader=_Loader)  # a SafeLoader subclass
-    except yaml.YAMLError as error:
-        mark = getattr(error, "problem_mark", None)
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
-        raise ConfigError(None, f"invalid YAML{where}; expected valid YAML", str(path)) from error
+    mapping, path = read_yaml(path)
     return parse_sim_config(mapping, base_dir=path.parent, source=str(path))
