@@ -60,18 +60,34 @@ def _write_coords(group: Path, coords: dict) -> None:
         write_array(group / name, np.asarray(var.values), var.dims, var.attrs)
 
 
-def _create_arrays(group: Path, template: Path, geom: SkyGeom, coords: dict, lead: dict, chunk: int) -> None:
-    """Empty mosaic arrays shaped ``(*lead[name], lat, lon)``, with the template cutout's attrs and dims."""
+def _create_arrays(
+    group: Path,
+    template: Path,
+    geom: SkyGeom,
+    coords: dict,
+    lead: dict,
+    chunk: int,
+    *,
+    dtypes: dict | None = None,
+    geom_attrs: dict | None = None,
+    sources: dict | None = None,
+) -> None:
+    """Empty mosaic arrays shaped ``(*lead[name], lat, lon)``, with the template cutout's attrs and dims.
+
+    ``dtypes`` (default: counts int32, mask bool, else float32), ``geom_attrs`` (default: ``geom``'s)
+    and ``sources`` (the template array of a mosaic array that has none of its own name) as needed.
+    """
     for name, sizes in lead.items():
-        dims = read_array_dims(template / name)
-        attrs = {
-            k: v for k, v in read_array_attrs(template / name).items() if k not in ("obs_id", "coordinates")
-        }
-        attrs["geom"] = geom.to_attrs()
+        source = template / (sources or {}).get(name, name)
+        dims = read_array_dims(source)
+        attrs = {k: v for k, v in read_array_attrs(source).items() if k not in ("obs_id", "coordinates")}
+        attrs["geom"] = geom_attrs or geom.to_attrs()
+        if source.name != name:
+            attrs["product"] = name
         extra = sorted(c for c, v in coords.items() if c not in dims and set(v.dims) <= set(dims))
         if extra:
             attrs["coordinates"] = " ".join(extra)
-        dtype = _DTYPES.get(name, np.float32)
+        dtype = (dtypes or {}).get(name, _DTYPES.get(name, np.float32))
         ArrayWriter(group / name, (*sizes, *geom.shape), dtype, (*sizes, chunk, chunk), dims, attrs)
 
 
@@ -144,21 +160,11 @@ def _plan_ring(tmp: Path, geom: SkyGeom, pieces, chunk: int, only=None) -> list:
     if only is None:
         write_group(tmp, {"grid": "ring", "geom": band_geom})
         _write_coords(tmp, coords)
-        for name in names:
-            source = template / ("alpha" if name == "alpha_counts_off" else name)
-            attrs = {k: v for k, v in read_array_attrs(source).items() if k not in ("obs_id", "coordinates")}
-            attrs.update(geom=band_geom, product=name)
-            extra = ["energy_reco_hi", "energy_reco_lo"]
-            attrs["coordinates"] = " ".join(extra)
-            dims = ("energy_reco", "lat", "lon")
-            ArrayWriter(
-                tmp / name,
-                (lead[name], *geom.shape),
-                RING_SUMS[name][1],
-                (lead[name], chunk, chunk),
-                dims,
-                attrs,
-            )
+        _create_arrays(
+            tmp, template, geom, coords, {n: (size,) for n, size in lead.items()}, chunk,
+            dtypes={n: types[1] for n, types in RING_SUMS.items()}, geom_attrs=band_geom,
+            sources={"alpha_counts_off": "alpha"},
+        )  # fmt: skip
     return _calls(ring_chunk, tmp, names, lead, geom, pieces, chunk, "ring-", only)
 
 
@@ -195,17 +201,20 @@ def _mosaic_attrs(geom: SkyGeom, chunk: int, observations: dict, pieces) -> dict
 
 def _plan(archive: Path, out: Path, geom: SkyGeom, pieces, irf_pieces, chunk: int, new=None) -> list:
     """All chunk tasks (sky, then IRF) writing into ``out``; only those ``new`` pieces touch if given."""
+    new_ids = None if new is None else {p.obs_id for p in new}
+
+    def only(group_pieces):
+        return None if new_ids is None else [p for p in group_pieces if p.obs_id in new_ids]
+
     tasks = _plan_sky(out, geom, pieces, chunk, new)
     ring_pieces = [p._replace(group=str(Path(p.group) / "ring")) for p in pieces]
     if ring_pieces and (Path(ring_pieces[0].group) / "zarr.json").exists():
-        new_ring = None if new is None else [p for p in ring_pieces if p.obs_id in {q.obs_id for q in new}]
-        tasks += _plan_ring(out / "ring", geom, ring_pieces, chunk, new_ring)
+        tasks += _plan_ring(out / "ring", geom, ring_pieces, chunk, only(ring_pieces))
     if irf_pieces:
         coarse = geom.to_binsz(root_attrs(archive)["analysis"]["irf"]["binsz"])
         if new is None:
             write_group(out / "irf", {"grid": "irf", "geom": coarse.to_attrs()})
-        new_irf = None if new is None else [p for p in irf_pieces if p.obs_id in {q.obs_id for q in new}]
-        tasks += _plan_irf(out / "irf", coarse, irf_pieces, chunk, new_irf)
+        tasks += _plan_irf(out / "irf", coarse, irf_pieces, chunk, only(irf_pieces))
     return tasks
 
 

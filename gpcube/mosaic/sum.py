@@ -73,6 +73,32 @@ def _add_sky(acc: dict, piece: Piece, target, source) -> None:
         np.add(view, _read(piece.group, "exposure", source), out=view, where=mask.any(axis=0))
 
 
+def _write_region(out: str, arrays: dict[str, np.ndarray], region: Sequence[int]) -> None:
+    """Write each ``(..., lat, lon)`` array over ``region`` (y0, y1, x0, x1) of its mosaic array."""
+    for name, data in arrays.items():
+        lead = tuple(slice(None) for _ in range(data.ndim - 2))
+        ArrayWriter.open(Path(out) / name)[
+            (*lead, slice(region[0], region[1]), slice(region[2], region[3]))
+        ] = data
+
+
+def _sum_chunk(
+    out: str, sizes: dict, region: Sequence[int], pieces: Sequence[Piece], dtypes: dict, add
+) -> int:
+    """Zeroed accumulators of ``dtypes`` over ``region``, ``add(acc, piece, target, source)`` for each
+    overlapping piece in obs_id order, then one write; the number of pieces added."""
+    ny, nx = region[1] - region[0], region[3] - region[2]
+    acc = {name: np.zeros((size, ny, nx), dtype=dtypes[name]) for name, size in sizes.items()}
+    used = 0
+    for piece in sorted(pieces, key=lambda p: p.obs_id):
+        hit = overlap(piece.box, region)
+        if hit is not None:
+            add(acc, piece, *hit)
+            used += 1
+    _write_region(out, acc, region)
+    return used
+
+
 def sky_chunk(
     out: str, names: Sequence[str], sizes: dict, region: Sequence[int], pieces: Sequence[Piece]
 ) -> int:
@@ -80,18 +106,7 @@ def sky_chunk(
 
     ``sizes`` gives each product's leading size (its energy axis). Returns the number of pieces added.
     """
-    ny, nx = region[1] - region[0], region[3] - region[2]
-    acc = {name: np.zeros((sizes[name], ny, nx), dtype=ACCUMULATE[name]) for name in names}
-    used = 0
-    for piece in sorted(pieces, key=lambda p: p.obs_id):
-        hit = overlap(piece.box, region)
-        if hit is not None:
-            _add_sky(acc, piece, *hit)
-            used += 1
-    for name, data in acc.items():
-        writer = ArrayWriter.open(Path(out) / name)
-        writer[(slice(None), slice(region[0], region[1]), slice(region[2], region[3]))] = data
-    return used
+    return _sum_chunk(out, {name: sizes[name] for name in names}, region, pieces, ACCUMULATE, _add_sky)
 
 
 def irf_chunk(
@@ -120,10 +135,7 @@ def irf_chunk(
         means = {
             name: np.where(weight[:, None] > 0, acc / weight[:, None], 0.0) for name, acc in sums.items()
         }
-    for name, data in {"exposure_irf": weight, **means}.items():
-        writer = ArrayWriter.open(Path(out) / name)
-        lead = tuple(slice(None) for _ in range(data.ndim - 2))
-        writer[(*lead, slice(region[0], region[1]), slice(region[2], region[3]))] = data
+    _write_region(out, {"exposure_irf": weight, **means}, region)
     return used
 
 
@@ -137,33 +149,25 @@ RING_SUMS = {
 }
 
 
+def _add_ring(acc: dict, piece: Piece, target, source) -> None:
+    at = (slice(None), *target)
+    mask = _read(piece.group, "mask_safe", source)
+    acc["mask_safe"][at] |= mask
+    counts_off = _read(piece.group, "counts_off", source)
+    terms = {
+        "counts": _read(piece.group, "counts", source),
+        "counts_off": counts_off,
+        "alpha_counts_off": _read(piece.group, "alpha", source).astype(np.float64) * counts_off,
+        "acceptance": _read(piece.group, "acceptance", source),
+    }
+    for name, values in terms.items():
+        view = acc[name][at]
+        np.add(view, values, out=view, where=mask)
+
+
 def ring_chunk(
     out: str, names: Sequence[str], sizes: dict, region: Sequence[int], pieces: Sequence[Piece]
 ) -> int:
     """Sum the ring products of the pieces overlapping ``region`` (see the module docstring)."""
-    ny, nx = region[1] - region[0], region[3] - region[2]
-    acc = {name: np.zeros((sizes[name], ny, nx), dtype=RING_SUMS[name][0]) for name in names}
-    used = 0
-    for piece in sorted(pieces, key=lambda p: p.obs_id):
-        hit = overlap(piece.box, region)
-        if hit is None:
-            continue
-        target, source = hit
-        at = (slice(None), *target)
-        mask = _read(piece.group, "mask_safe", source)
-        acc["mask_safe"][at] |= mask
-        counts_off = _read(piece.group, "counts_off", source)
-        terms = {
-            "counts": _read(piece.group, "counts", source),
-            "counts_off": counts_off,
-            "alpha_counts_off": _read(piece.group, "alpha", source).astype(np.float64) * counts_off,
-            "acceptance": _read(piece.group, "acceptance", source),
-        }
-        for name, values in terms.items():
-            view = acc[name][at]
-            np.add(view, values, out=view, where=mask)
-        used += 1
-    for name, data in acc.items():
-        writer = ArrayWriter.open(Path(out) / name)
-        writer[(slice(None), slice(region[0], region[1]), slice(region[2], region[3]))] = data
-    return used
+    dtypes = {name: types[0] for name, types in RING_SUMS.items()}
+    return _sum_chunk(out, {name: sizes[name] for name in names}, region, pieces, dtypes, _add_ring)
