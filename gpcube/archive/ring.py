@@ -75,9 +75,15 @@ def observation_ring(
     }
 
 
-def _average_alpha(alpha_counts_off, counts_off) -> float:
+def _lazy_average_alpha(alpha_counts_off: da.Array, counts_off: da.Array) -> da.Array:
+    """:func:`gpcube.makers.average_alpha` as a lazy dask reduction (NaN without OFF counts)."""
     total = counts_off.sum(dtype=np.float64)
-    return np.where(total > 0, alpha_counts_off.sum(dtype=np.float64) / np.where(total > 0, total, 1), np.nan)
+    return da.where(total > 0, alpha_counts_off.sum(dtype=np.float64) / da.where(total > 0, total, 1), np.nan)
+
+
+def _combined_block(off, aoff, acc, average) -> np.ndarray:
+    """``alpha`` and ``acceptance_off`` of one block, stacked on a new leading axis, as float32."""
+    return np.stack(combine_ring_sums(off, aoff, acc, float(average))).astype(np.float32)
 
 
 def stacked_ring(sums: xr.Dataset) -> xr.Dataset:
@@ -89,18 +95,17 @@ def stacked_ring(sums: xr.Dataset) -> xr.Dataset:
     computed once when the result is), as :func:`gpcube.makers.combine_ring_sums` describes.
     """
     off, aoff, acc = (sums[name].data for name in ("counts_off", "alpha_counts_off", "acceptance"))
-    average = _average_alpha(aoff, off) if isinstance(off, da.Array) else float(_average_alpha(aoff, off))
-
-    def block(off_b, aoff_b, acc_b, average_b, which):
-        return combine_ring_sums(off_b, aoff_b, acc_b, float(average_b))[which].astype(np.float32)
-
-    derived = {}
-    for which, name in enumerate(("alpha", "acceptance_off")):
-        if isinstance(off, da.Array):
-            data = da.map_blocks(block, off, aoff, acc, average, which=which, dtype=np.float32)
-        else:
-            data = combine_ring_sums(off, aoff, acc, average)[which].astype(np.float32)
-        attrs = {**sums["acceptance"].attrs, "product": name, "units": ""}
-        derived[name] = xr.DataArray(data, dims=sums["counts_off"].dims, coords=sums["counts_off"].coords,
-                                     attrs=attrs)  # fmt: skip
-    return sums.assign(derived)
+    if isinstance(off, da.Array):
+        average = _lazy_average_alpha(aoff, off)
+        chunks = ((2,), *off.chunks)
+        both = da.map_blocks(
+            _combined_block, off, aoff, acc, average, new_axis=0, chunks=chunks, dtype=np.float32
+        )
+    else:
+        both = np.stack(combine_ring_sums(off, aoff, acc)).astype(np.float32)
+    template = sums["counts_off"]
+    return sums.assign({
+        name: xr.DataArray(both[i], dims=template.dims, coords=template.coords,
+                           attrs={**sums["acceptance"].attrs, "product": name, "units": ""})
+        for i, name in enumerate(("alpha", "acceptance_off"))
+    })  # fmt: skip
