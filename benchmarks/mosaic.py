@@ -71,18 +71,25 @@ def survey_obs_ids(data: Path) -> list[int]:
     return sorted(int(i) for i in table["OBS_ID"][keep])
 
 
-def write_job(path: Path, data: Path, obs_ids: list[int], products: str, output: Path, mode: str) -> None:
-    import yaml
-
-    job = {
+def survey_job(data: Path, obs_ids: list[int], products: str, output: Path) -> dict:
+    """The survey job as a config mapping (no cluster section)."""
+    return {
         "data": {"store": str(data), "obs_ids": obs_ids},
         "geom": {"frame": "galactic", "projection": "CAR", "center": list(CENTER), "width": list(WIDTH),
                  "binsz": BINSZ, "energy_reco": RECO, "energy_true": TRUE},
         "products": PRODUCTS[products],
         "safe_mask": {"methods": ["offset-max"], "offset_max": OFFSET_MAX},
         "output": str(output),
-        "cluster": GPCUBE_MODES[mode] or GPCUBE_MODES["processes"],
     }  # fmt: skip
+
+
+def write_job(path: Path, data: Path, obs_ids: list[int], products: str, output: Path, mode: str) -> None:
+    import yaml
+
+    job = {
+        **survey_job(data, obs_ids, products, output),
+        "cluster": GPCUBE_MODES[mode] or GPCUBE_MODES["processes"],
+    }
     path.write_text(yaml.safe_dump(job, sort_keys=False))
 
 

@@ -39,7 +39,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # benchmarks/mosaic.py
 sys.path.insert(1, str(Path(__file__).resolve().parents[1]))  # gpcube from this checkout
-from mosaic import BINSZ, CENTER, DEFAULT_DATA, OFFSET_MAX, PRODUCTS, RECO, TRUE, WIDTH, survey_obs_ids  # noqa: E402
+from mosaic import DEFAULT_DATA, PRODUCTS, survey_job, survey_obs_ids  # noqa: E402
 
 PHASES = ("read", "graph", "compute", "write")
 _ENV_SET = "GPCUBE_PER_OBS_ENV"
@@ -68,14 +68,7 @@ def survey_config(data: Path, obs_ids: list[int], products: str, output: Path):
     """The survey job of ``benchmarks/mosaic.py`` as a :class:`gpcube.config.JobConfig`."""
     from gpcube.config import parse_config
 
-    return parse_config({
-        "data": {"store": str(data), "obs_ids": obs_ids},
-        "geom": {"frame": "galactic", "projection": "CAR", "center": list(CENTER), "width": list(WIDTH),
-                 "binsz": BINSZ, "energy_reco": RECO, "energy_true": TRUE},
-        "products": PRODUCTS[products],
-        "safe_mask": {"methods": ["offset-max"], "offset_max": OFFSET_MAX},
-        "output": str(output),
-    })  # fmt: skip
+    return parse_config(survey_job(data, obs_ids, products, output))
 
 
 class Clock:

@@ -110,11 +110,11 @@ GROUPINGS = {
 SAFE_METHODS = {"methods": ("aeff-default", "offset-max"), "offset_max": 2.0}
 
 
-def _makers_stamp() -> str:
-    """Hash of this file and of gpcube's source: the figures are redrawn when either changes."""
+def source_stamp(script: str | Path = __file__) -> str:
+    """Hash of ``script`` and of gpcube's source: figures are redrawn when either changes."""
     import gpcube
 
-    digest = hashlib.sha256(Path(__file__).read_bytes())
+    digest = hashlib.sha256(Path(script).read_bytes())
     for path in sorted(Path(gpcube.__file__).parent.rglob("*.py")):
         digest.update(path.as_posix().encode() + path.read_bytes())
     return digest.hexdigest()
@@ -123,7 +123,7 @@ def _makers_stamp() -> str:
 def generate_makers(obs) -> None:
     """Compute every maker's product once for the example geometry and draw the makers page figures."""
     stamp_file = OUT / f"makers_{MAKERS_RUN}.stamp"
-    stamp = _makers_stamp()
+    stamp = source_stamp()
     fresh = stamp_file.exists() and stamp_file.read_text() == stamp
     if fresh and all((OUT / name).exists() for name in MAKER_FILES):
         return

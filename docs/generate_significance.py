@@ -7,7 +7,6 @@ ring). Like the makers' figures they are redrawn only when gpcube's source or th
 
 from __future__ import annotations
 
-import hashlib
 import shutil
 import tempfile
 from pathlib import Path
@@ -31,15 +30,6 @@ SURVEY_EXCLUSION = [
     [345.68, -0.47, 0.3],  # HESS J1708-410
     [327.15, -1.07, 0.2],  # G327.1-1.1
 ]
-
-
-def _stamp() -> str:
-    import gpcube
-
-    digest = hashlib.sha256(Path(__file__).read_bytes())
-    for path in sorted(Path(gpcube.__file__).parent.rglob("*.py")):
-        digest.update(path.as_posix().encode() + path.read_bytes())
-    return digest.hexdigest()
 
 
 def _job(store: Path, output: Path, obs_ids, geom: dict, background: dict):
@@ -131,7 +121,9 @@ def plot_survey(sig, n_runs: int, path: Path) -> None:
 def generate(store: Path) -> None:
     """Draw the significance figures into ``_generated`` unless they are up to date."""
     stamp_file = OUT / "significance.stamp"
-    stamp = _stamp()
+    from generate_examples import source_stamp
+
+    stamp = source_stamp(__file__)
     if stamp_file.exists() and stamp_file.read_text() == stamp and all((OUT / f).exists() for f in FILES):
         return
     import matplotlib
