@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import dask
 import dask.array as da
@@ -13,7 +13,7 @@ import xarray as xr
 
 from gpcube.archive.zarrv3 import ArrayWriter, write_array, write_group
 
-__all__ = ["write_dataarrays"]
+__all__ = ["Group", "write_dataarrays", "write_groups"]
 
 
 def _coords(arrays: Mapping[str, xr.DataArray]) -> dict[str, xr.Variable]:
@@ -80,7 +80,37 @@ def write_dataarrays(
         ``{name: dtype}`` to store data variables as (cast block by block as they are written);
         others keep their own.
     """
-    path = Path(path)
+    write_groups([Group(Path(path), arrays, attrs, edges_in_attrs, dtypes)], chunk)
+
+
+class Group(NamedTuple):
+    """A zarr group to write: its path, arrays and attrs, as the arguments of :func:`write_dataarrays`."""
+
+    path: Path
+    arrays: Mapping[str, xr.DataArray]
+    attrs: Mapping | None
+    edges_in_attrs: bool = False
+    dtypes: Mapping[str, Any] | None = None
+
+
+def write_groups(groups: Sequence[Group], chunk: int) -> None:
+    """Write several groups (as :func:`write_dataarrays`) in one computation, so that what their
+    arrays share (an observation's counts and background, under its sky and ring products) is
+    computed once."""
+    sources, targets = [], []
+    for group in groups:
+        group_sources, group_targets = _plan_group(group, chunk)
+        sources += group_sources
+        targets += group_targets
+    with dask.config.set(scheduler="sync"):
+        # no graph optimisation: the graphs are a few large blocks, and optimising them costs more
+        # than running them
+        da.store(sources, targets, lock=False, optimize_graph=False)
+
+
+def _plan_group(group: Group, chunk: int) -> tuple[list, list]:
+    """Write the group's metadata and in-memory coordinates; the dask sources and their targets."""
+    path, arrays, attrs, edges_in_attrs, dtypes = group
     if attrs is not None:
         write_group(path, attrs)
     coords = _coords(arrays)
@@ -107,7 +137,4 @@ def write_dataarrays(
         dtype = (dtypes or {}).get(name, data.dtype)
         targets.append(ArrayWriter(path / name, data.shape, dtype, chunks, array.dims, var_attrs))
         sources.append(data)
-    with dask.config.set(scheduler="sync"):
-        # no graph optimisation: the graphs are a few large blocks, and optimising them costs more
-        # than running them
-        da.store(sources, targets, lock=False, optimize_graph=False)
+    return sources, targets

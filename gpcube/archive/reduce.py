@@ -9,7 +9,7 @@ import socket
 import time
 from pathlib import Path
 
-from gpcube.archive.groups import write_dataarrays
+from gpcube.archive.groups import Group, write_groups
 from gpcube.archive.products import STORED_DTYPES, observation_products
 from gpcube.archive.store import (
     commit_observation,
@@ -85,14 +85,14 @@ def write_observation(
     tmp = temporary_obs_path(archive, observation.obs_id)
     chunk = config.chunks.obs
     if not empty:  # the group's own metadata is written last, with the provenance
-        compact = {"edges_in_attrs": True, "dtypes": STORED_DTYPES}
-        write_dataarrays(tmp, sky, None, chunk, **compact)
+        groups = [Group(tmp, sky, None, True, STORED_DTYPES)]  # one computation for all groups
         if irf:
             irf_attrs = {"grid": "irf", "slice": attrs["irf_slice"]}
-            write_dataarrays(tmp / "irf", irf, irf_attrs, chunk, **compact)
+            groups.append(Group(tmp / "irf", irf, irf_attrs, True, STORED_DTYPES))
         if ring:
             ring_attrs = {"ring": config.to_dict()["background"], "slice": attrs["slice"]}
-            write_dataarrays(tmp / "ring", ring, ring_attrs, chunk)
+            groups.append(Group(tmp / "ring", ring, ring_attrs))
+        write_groups(groups, chunk)
     attrs["provenance"] = _provenance(observation, time.perf_counter() - start)
     write_group(tmp, attrs)
     committed = commit_observation(tmp, obs_path(archive, observation.obs_id))
