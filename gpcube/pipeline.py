@@ -25,6 +25,7 @@ from gpcube.archive.store import (
     now,
     obs_path,
     remove_incomplete,
+    replace_group,
     root_attrs,
 )
 from gpcube.archive.zarrv3 import consolidate
@@ -222,8 +223,6 @@ def significance(
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     final = path / SIGNIFICANCE
-    if final.exists():
-        shutil.rmtree(final)
-    tmp.rename(final)
+    replace_group(tmp, final)
     consolidate(path)
     return open_archive(path, significance=True)

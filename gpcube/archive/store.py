@@ -31,6 +31,7 @@ __all__ = [
     "mosaic_attrs",
     "obs_path",
     "remove_incomplete",
+    "replace_group",
     "root_attrs",
     "versions",
 ]
@@ -153,6 +154,13 @@ def commit_observation(tmp: Path, final: Path) -> bool:
             shutil.rmtree(tmp, ignore_errors=True)
             return False
         raise
+
+
+def replace_group(tmp: Path, final: Path) -> None:
+    """Swap a group written under a temporary name in for ``final`` (the mosaic, the significance maps)."""
+    if final.exists():
+        shutil.rmtree(final)
+    tmp.rename(final)
 
 
 def is_complete(group: Path) -> bool:

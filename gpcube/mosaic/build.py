@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import xarray as xr
 
-from gpcube.archive.store import MOSAIC, complete_observations, now, obs_path, root_attrs
+from gpcube.archive.store import MOSAIC, complete_observations, now, obs_path, replace_group, root_attrs
 from gpcube.archive.zarrv3 import (
     ArrayWriter,
     consolidate,
@@ -268,9 +268,7 @@ def build_mosaic(
         _run(_plan(archive, tmp, geom, pieces, irf_pieces, chunk), client, progress,
              lambda: shutil.rmtree(tmp, ignore_errors=True))  # fmt: skip
         write_group(tmp, attrs)
-        if final.exists():
-            shutil.rmtree(final)
-        tmp.rename(final)
+        replace_group(tmp, final)
     if consolidated:
         consolidate(archive)
     return attrs
