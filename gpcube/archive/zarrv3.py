@@ -15,6 +15,7 @@ from __future__ import annotations
 import itertools
 import json
 import os
+import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -70,9 +71,31 @@ def write_group(path: str | Path, attrs: Mapping | None = None) -> None:
     _write_json(Path(path) / "zarr.json", doc)
 
 
+_HEAD = re.compile(r'\{"zarr_format":3,"node_type":"group","attributes":')
+
+
 def read_group_attrs(path: str | Path) -> dict:
-    """The attributes of the group at ``path``."""
-    doc = _read_json(Path(path) / "zarr.json")
+    """The attributes of the group at ``path``.
+
+    The root ``zarr.json`` of a consolidated archive also holds the metadata of every node below it
+    (megabytes for a large survey); when it starts as this module writes it, only its attributes
+    are parsed.
+    """
+    meta = Path(path) / "zarr.json"
+    try:
+        text = meta.read_text()
+    except OSError as exc:
+        raise GpcubeError(f"cannot read zarr metadata: {exc}", path=meta) from exc
+    head = _HEAD.match(text)
+    if head is not None:
+        try:
+            return json.JSONDecoder().raw_decode(text, head.end())[0]
+        except ValueError as exc:
+            raise GpcubeError(f"cannot read zarr metadata: {exc}", path=meta) from exc
+    try:
+        doc = json.loads(text)
+    except ValueError as exc:
+        raise GpcubeError(f"cannot read zarr metadata: {exc}", path=meta) from exc
     if doc.get("node_type") != "group":
         raise GpcubeError("not a zarr group", path=path)
     return doc.get("attributes", {})
@@ -231,23 +254,70 @@ def read_region(path: str | Path, region: Sequence[slice] | None = None) -> np.n
     return out
 
 
+def _immutable(key: str) -> bool:
+    """Whether the group at ``key`` never changes once it exists: an observation's (``obs/<id>``),
+    which is written under a temporary name and renamed into place whole."""
+    parts = key.split("/")
+    return len(parts) == 2 and parts[0] == "obs" and parts[1].isdigit()
+
+
+def _by_group(metadata: Mapping) -> dict[str, dict]:
+    """Consolidated entries of the immutable groups, keyed by group: ``{group: {key: doc}}``."""
+    out: dict[str, dict] = {}
+    for key, doc in metadata.items():
+        group = "/".join(key.split("/")[:2])
+        if _immutable(group):
+            out.setdefault(group, {})[key] = doc
+    return out
+
+
+def _walk(directory: Path, prefix: str, nodes: dict, known: Mapping[str, dict]) -> None:
+    """Add the metadata of every node below ``directory`` to ``nodes``, without listing arrays' chunks.
+
+    Directories without ``zarr.json`` and names starting with ``.`` or ``_`` (temporary groups) are
+    skipped. An immutable group whose ``zarr.json`` equals its entry in ``known`` is taken from there.
+    """
+    with os.scandir(directory) as entries:
+        subdirs = sorted(e.name for e in entries if e.is_dir() and not e.name.startswith((".", "_")))
+    for name in subdirs:
+        key = f"{prefix}{name}"
+        try:
+            doc = json.loads((directory / name / "zarr.json").read_text())
+        except FileNotFoundError:
+            continue
+        except (OSError, ValueError) as exc:
+            raise GpcubeError(f"cannot read zarr metadata: {exc}", path=directory / name / "zarr.json") from exc
+        doc.pop("consolidated_metadata", None)
+        if doc.get("node_type") != "group":
+            nodes[key] = doc
+            continue
+        previous = known.get(key)
+        if previous is not None and previous.get(key) == doc:
+            nodes.update(previous)
+        else:
+            nodes[key] = doc
+            _walk(directory / name, key + "/", nodes, known)
+
+
 def consolidate(path: str | Path) -> None:
     """Write the hierarchy's metadata inline into the root ``zarr.json`` (zarr-python's layout).
 
     xarray opens a group of a store fastest, and without a warning, through the root's consolidated
-    metadata; every command that changes the archive calls this last.
+    metadata; every command that changes the archive calls this last. Observation groups never change
+    once in place, so their entries are carried over from the previous consolidation (checked against
+    each group's own ``zarr.json``) and only new groups, the mosaic and the like are read: the cost
+    grows with what changed, not with the size of the archive.
     """
     root = Path(path)
-    nodes = {}
-    for meta_path in sorted(root.rglob("zarr.json")):
-        key = meta_path.parent.relative_to(root).as_posix()
-        if key == "." or any(part.startswith((".", "_")) for part in key.split("/")):
-            continue
-        doc = _read_json(meta_path)
-        doc.pop("consolidated_metadata", None)
-        nodes[key] = doc
     top = _read_json(root / "zarr.json")
-    top["consolidated_metadata"] = {"kind": "inline", "must_understand": False, "metadata": nodes}
+    previous = (top.get("consolidated_metadata") or {}).get("metadata") or {}
+    nodes: dict[str, dict] = {}
+    _walk(root, "", nodes, _by_group(previous))
+    top["consolidated_metadata"] = {
+        "kind": "inline",
+        "must_understand": False,
+        "metadata": dict(sorted(nodes.items())),
+    }
     tmp = root / "zarr.json.tmp"
     _write_json(tmp, top)
     os.replace(tmp, root / "zarr.json")

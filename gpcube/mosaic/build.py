@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import shutil
 import uuid
 from pathlib import Path
@@ -91,11 +92,16 @@ def _create_arrays(
         ArrayWriter(group / name, (*sizes, *geom.shape), dtype, (*sizes, chunk, chunk), dims, attrs)
 
 
-def _calls(func, out: Path, names, lead: dict, geom: SkyGeom, pieces, chunk: int, prefix: str, only) -> list:
+def _calls(
+    func, out: Path, names, lead: dict, geom: SkyGeom, pieces, chunk: int, prefix: str, only, done=None
+) -> list:
     """One ``func(out, names, lead, region, pieces)`` task per mosaic chunk that a piece overlaps.
 
     Chunks that no piece overlaps get no task (they stay fill values, 0, and no file). With ``only``
-    (a list of pieces), just the chunks those pieces overlap, each still summing every piece over it.
+    (a list of pieces), just the chunks those pieces overlap, each summing every piece over it; with
+    ``done`` too (the obs_ids summed into the stored, complete mosaic), a chunk whose new pieces all
+    come after its old ones in obs_id order is continued from its stored values with the new pieces
+    only (``resume=True``): the same additions in the same order as summing them all again.
     """
     ny, nx = geom.shape
     index = _chunk_index(pieces, (ny, nx), chunk)
@@ -103,13 +109,19 @@ def _calls(func, out: Path, names, lead: dict, geom: SkyGeom, pieces, chunk: int
     calls = []
     for iy, ix in keys:
         region = (iy * chunk, min((iy + 1) * chunk, ny), ix * chunk, min((ix + 1) * chunk, nx))
-        hits = index.get((iy, ix), [])
-        calls.append((f"{prefix}{region[0]}-{region[2]}", (func, str(out), list(names), lead, region, hits)))
+        hits, task = index.get((iy, ix), []), func
+        if done is not None:
+            old = [p.obs_id for p in hits if p.obs_id in done]
+            new = [p for p in hits if p.obs_id not in done]
+            if old and min(p.obs_id for p in new) > max(old):
+                hits, task = new, functools.partial(func, resume=True)
+        calls.append((f"{prefix}{region[0]}-{region[2]}", (task, str(out), list(names), lead, region, hits)))
     return calls
 
 
-def _plan_sky(tmp: Path, geom: SkyGeom, pieces, chunk: int, only=None) -> list:
-    """Tasks for the sky products; the arrays are created in ``tmp`` unless updating (``only``)."""
+def _plan_sky(tmp: Path, geom: SkyGeom, pieces, chunk: int, only=None, done=None) -> list:
+    """Tasks for the sky products; the arrays are created in ``tmp`` unless updating (``only``, and
+    ``done`` as in :func:`_calls`)."""
     template = Path(pieces[0].group)
     names = [n for n in _SKY if (template / n / "zarr.json").exists()]
     lead = {name: geom.axis(read_array_dims(template / name)[0]).nbins for name in names}
@@ -117,7 +129,7 @@ def _plan_sky(tmp: Path, geom: SkyGeom, pieces, chunk: int, only=None) -> list:
         coords = geom.to_coords()
         _write_coords(tmp, coords)
         _create_arrays(tmp, template, geom, coords, {n: (size,) for n, size in lead.items()}, chunk)
-    return _calls(sky_chunk, tmp, names, lead, geom, pieces, chunk, "", only)
+    return _calls(sky_chunk, tmp, names, lead, geom, pieces, chunk, "", only, done)
 
 
 def _plan_irf(tmp: Path, geom: SkyGeom, pieces, chunk: int, only=None) -> list:
@@ -145,7 +157,7 @@ def _with_axis(geom_attrs: dict, axis: EnergyAxis) -> dict:
     }
 
 
-def _plan_ring(tmp: Path, geom: SkyGeom, pieces, chunk: int, only=None) -> list:
+def _plan_ring(tmp: Path, geom: SkyGeom, pieces, chunk: int, only=None, done=None) -> list:
     """Tasks for the ring sums on the ring's energy bands; as :func:`_plan_sky`."""
     template = Path(pieces[0].group)
     coords = {k: v for k, v in geom.to_coords().items() if set(v.dims) <= {"lat", "lon"}}
@@ -165,7 +177,7 @@ def _plan_ring(tmp: Path, geom: SkyGeom, pieces, chunk: int, only=None) -> list:
             dtypes={n: types[1] for n, types in RING_SUMS.items()}, geom_attrs=band_geom,
             sources={"alpha_counts_off": "alpha"},
         )  # fmt: skip
-    return _calls(ring_chunk, tmp, names, lead, geom, pieces, chunk, "ring-", only)
+    return _calls(ring_chunk, tmp, names, lead, geom, pieces, chunk, "ring-", only, done)
 
 
 def _call(func, *args):
@@ -199,17 +211,21 @@ def _mosaic_attrs(geom: SkyGeom, chunk: int, observations: dict, pieces) -> dict
     }
 
 
-def _plan(archive: Path, out: Path, geom: SkyGeom, pieces, irf_pieces, chunk: int, new=None) -> list:
-    """All chunk tasks (sky, then IRF) writing into ``out``; only those ``new`` pieces touch if given."""
+def _plan(
+    archive: Path, out: Path, geom: SkyGeom, pieces, irf_pieces, chunk: int, new=None, done=None
+) -> list:
+    """All chunk tasks (sky, ring, then IRF) writing into ``out``; only those ``new`` pieces touch if
+    given, continuing chunks of the stored mosaic of ``done`` where the order allows (not the IRF
+    maps: they are weighted means, and cheap to redo on their coarse grid)."""
     new_ids = None if new is None else {p.obs_id for p in new}
 
     def only(group_pieces):
         return None if new_ids is None else [p for p in group_pieces if p.obs_id in new_ids]
 
-    tasks = _plan_sky(out, geom, pieces, chunk, new)
+    tasks = _plan_sky(out, geom, pieces, chunk, new, done)
     ring_pieces = [p._replace(group=str(Path(p.group) / "ring")) for p in pieces]
     if ring_pieces and (Path(ring_pieces[0].group) / "zarr.json").exists():
-        tasks += _plan_ring(out / "ring", geom, ring_pieces, chunk, only(ring_pieces))
+        tasks += _plan_ring(out / "ring", geom, ring_pieces, chunk, only(ring_pieces), done)
     if irf_pieces:
         coarse = geom.to_binsz(root_attrs(archive)["analysis"]["irf"]["binsz"])
         if new is None:
@@ -237,8 +253,10 @@ def build_mosaic(
     """Sum the archive's complete observations into ``mosaic/``; returns the mosaic's attrs.
 
     If a mosaic of a subset of the observations exists on the same grid and chunking, only the
-    chunks that the new observations overlap are recomputed, each from all the pieces over it in
-    obs_id order: the bytes are those of a full rebuild, at a cost proportional to what was added.
+    chunks that the new observations overlap are recomputed: a chunk whose new observations all come
+    after its old ones in obs_id order (the usual case: new runs have higher numbers) by adding the
+    new pieces to its stored values, any other from all the pieces over it in obs_id order. Either
+    way the bytes are those of a full rebuild, at a cost proportional to what was added.
     The update marks the mosaic incomplete first (``complete: False``, ``pending_obs_ids``) and
     complete last, so an update cut short is finished by the next call. ``full=True``, or a mosaic
     that cannot be updated, rebuilds everything under a temporary name and swaps it in, so an
@@ -259,8 +277,12 @@ def build_mosaic(
         new = [p for p in pieces if p.obs_id not in done]
         if not new and previous.get("complete"):
             return previous
+        # chunks of a complete mosaic can be continued; after an update cut short, some chunks may
+        # hold the pending observations already, so those chunks are summed again from all pieces
+        resumable = done if previous.get("complete") else None
         write_group(final, {**previous, "complete": False, "pending_obs_ids": [p.obs_id for p in new]})
-        _run(_plan(archive, final, geom, pieces, irf_pieces, chunk, new), client, progress, lambda: None)
+        tasks = _plan(archive, final, geom, pieces, irf_pieces, chunk, new, resumable)
+        _run(tasks, client, progress, lambda: None)
         write_group(final, {**attrs, "updated_with": [p.obs_id for p in new]})
     else:
         tmp = archive / f"_tmp-mosaic-{uuid.uuid4().hex[:12]}"

@@ -31,8 +31,11 @@ from gpcube.archive.zarrv3 import ArrayWriter, read_region
 
 __all__ = ["Piece", "irf_chunk", "overlap", "ring_chunk", "sky_chunk"]
 
-#: Accumulator types: integers stay integers, floats are summed in float64 and stored as float32.
-ACCUMULATE = {"counts": np.int64, "background": np.float64, "exposure": np.float64, "mask_safe": bool}
+#: Accumulator types. Integers stay integers (summed in int64, stored as int32). Floats are summed in
+#: float32, the type they are stored in (as a stacked Gammapy ``MapDataset`` sums them): a stored chunk
+#: continued with observations that come later in obs_id order then holds the bytes of a full
+#: rebuild, which is what lets the mosaic add observations without re-reading the old ones.
+ACCUMULATE = {"counts": np.int64, "background": np.float32, "exposure": np.float32, "mask_safe": bool}
 
 
 class Piece(NamedTuple):
@@ -83,12 +86,26 @@ def _write_region(out: str, arrays: dict[str, np.ndarray], region: Sequence[int]
 
 
 def _sum_chunk(
-    out: str, sizes: dict, region: Sequence[int], pieces: Sequence[Piece], dtypes: dict, add
+    out: str,
+    sizes: dict,
+    region: Sequence[int],
+    pieces: Sequence[Piece],
+    dtypes: dict,
+    add,
+    resume: bool = False,
 ) -> int:
-    """Zeroed accumulators of ``dtypes`` over ``region``, ``add(acc, piece, target, source)`` for each
-    overlapping piece in obs_id order, then one write; the number of pieces added."""
+    """Accumulators of ``dtypes`` over ``region``, ``add(acc, piece, target, source)`` for each
+    overlapping piece in obs_id order, then one write; the number of pieces added.
+
+    The accumulators start at zero, or with ``resume`` at the mosaic's stored values over ``region``
+    (the pieces must then all come after those already summed there, in obs_id order).
+    """
     ny, nx = region[1] - region[0], region[3] - region[2]
-    acc = {name: np.zeros((size, ny, nx), dtype=dtypes[name]) for name, size in sizes.items()}
+    if resume:
+        at = (slice(None), slice(region[0], region[1]), slice(region[2], region[3]))
+        acc = {name: read_region(Path(out) / name, at).astype(dtypes[name]) for name in sizes}
+    else:
+        acc = {name: np.zeros((size, ny, nx), dtype=dtypes[name]) for name, size in sizes.items()}
     used = 0
     for piece in sorted(pieces, key=lambda p: p.obs_id):
         hit = overlap(piece.box, region)
@@ -100,13 +117,20 @@ def _sum_chunk(
 
 
 def sky_chunk(
-    out: str, names: Sequence[str], sizes: dict, region: Sequence[int], pieces: Sequence[Piece]
+    out: str,
+    names: Sequence[str],
+    sizes: dict,
+    region: Sequence[int],
+    pieces: Sequence[Piece],
+    resume: bool = False,
 ) -> int:
     """Sum the pieces overlapping ``region`` (y0, y1, x0, x1) into the chunk of each mosaic array.
 
-    ``sizes`` gives each product's leading size (its energy axis). Returns the number of pieces added.
+    ``sizes`` gives each product's leading size (its energy axis); ``resume`` adds the pieces to the
+    chunk's stored values instead of zeros. Returns the number of pieces added.
     """
-    return _sum_chunk(out, {name: sizes[name] for name in names}, region, pieces, ACCUMULATE, _add_sky)
+    sizes = {name: sizes[name] for name in names}
+    return _sum_chunk(out, sizes, region, pieces, ACCUMULATE, _add_sky, resume)
 
 
 def irf_chunk(
@@ -143,8 +167,8 @@ def irf_chunk(
 RING_SUMS = {
     "counts": (np.int64, np.int32),
     "counts_off": (np.int64, np.int32),
-    "alpha_counts_off": (np.float64, np.float32),
-    "acceptance": (np.float64, np.float32),
+    "alpha_counts_off": (np.float32, np.float32),
+    "acceptance": (np.float32, np.float32),
     "mask_safe": (bool, bool),
 }
 
@@ -157,7 +181,7 @@ def _add_ring(acc: dict, piece: Piece, target, source) -> None:
     terms = {
         "counts": _read(piece.group, "counts", source),
         "counts_off": counts_off,
-        "alpha_counts_off": _read(piece.group, "alpha", source).astype(np.float64) * counts_off,
+        "alpha_counts_off": (_read(piece.group, "alpha", source) * counts_off).astype(np.float32),
         "acceptance": _read(piece.group, "acceptance", source),
     }
     for name, values in terms.items():
@@ -166,8 +190,15 @@ def _add_ring(acc: dict, piece: Piece, target, source) -> None:
 
 
 def ring_chunk(
-    out: str, names: Sequence[str], sizes: dict, region: Sequence[int], pieces: Sequence[Piece]
+    out: str,
+    names: Sequence[str],
+    sizes: dict,
+    region: Sequence[int],
+    pieces: Sequence[Piece],
+    resume: bool = False,
 ) -> int:
-    """Sum the ring products of the pieces overlapping ``region`` (see the module docstring)."""
+    """Sum the ring products of the pieces overlapping ``region`` (see the module docstring); as
+    :func:`sky_chunk`."""
     dtypes = {name: types[0] for name, types in RING_SUMS.items()}
-    return _sum_chunk(out, {name: sizes[name] for name in names}, region, pieces, dtypes, _add_ring)
+    sizes = {name: sizes[name] for name in names}
+    return _sum_chunk(out, sizes, region, pieces, dtypes, _add_ring, resume)

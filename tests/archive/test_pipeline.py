@@ -206,9 +206,9 @@ def test_adding_observations_updates_only_the_chunks_they_touch(tmp_path, monkey
     summed = []
     original = build_mod.sky_chunk
 
-    def spy(out_, names, sizes, region, pieces):
-        summed.append((region, sorted(p.obs_id for p in pieces)))
-        return original(out_, names, sizes, region, pieces)
+    def spy(out_, names, sizes, region, pieces, resume=False):
+        summed.append((region, sorted(p.obs_id for p in pieces), resume))
+        return original(out_, names, sizes, region, pieces, resume)
 
     monkeypatch.setattr(build_mod, "sky_chunk", spy)
     config = job(out, CRAB_RUNS, geom=wide, chunks={"obs": 64, "mosaic": 16})
@@ -217,7 +217,8 @@ def test_adding_observations_updates_only_the_chunks_they_touch(tmp_path, monkey
     assert attrs["complete"] and attrs["obs_ids"] == list(CRAB_RUNS)
     assert attrs["updated_with"] == [CRAB_RUNS[3]]
 
-    # exactly the chunks the new cutouts overlap, each summed from all the cutouts over it
+    # exactly the chunks the new cutouts overlap; the new run has the highest obs_id, so each chunk
+    # that already held cutouts is continued from its stored values with the new cutout only
     observations = complete_observations(out)
     boxes = {i: (*observations[i]["slice"]["lat"], *observations[i]["slice"]["lon"]) for i in CRAB_RUNS}
     ny, nx = config.geom().shape
@@ -230,11 +231,45 @@ def test_adding_observations_updates_only_the_chunks_they_touch(tmp_path, monkey
             if boxes[i][0] < y + 16 and boxes[i][1] > y and boxes[i][2] < x + 16 and boxes[i][3] > x
         ]
 
-    expected = [((y, x), hits(y, x, CRAB_RUNS)) for y, x in grid if hits(y, x, CRAB_RUNS[3:])]
-    assert [((r[0], r[2]), ids) for r, ids in summed] == expected
+    expected = [
+        ((y, x), hits(y, x, CRAB_RUNS[3:]), bool(hits(y, x, CRAB_RUNS[:3])))
+        for y, x in grid
+        if hits(y, x, CRAB_RUNS[3:])
+    ]
+    assert [((r[0], r[2]), ids, resume) for r, ids, resume in summed] == expected
+    assert any(resume for *_, resume in expected)
     assert 0 < len(expected) < len([g for g in grid if hits(*g, CRAB_RUNS)])
 
     # the same bytes as a full rebuild
+    monkeypatch.setattr(build_mod, "sky_chunk", original)
+    full = tmp_path / "full.zarr"
+    shutil.copytree(out, full)
+    build_mod.build_mosaic(full, chunk=16, progress=False, full=True)
+    assert _chunk_files(out / "mosaic") == _chunk_files(full / "mosaic")
+
+
+def test_adding_an_earlier_observation_sums_its_chunks_again(tmp_path, monkeypatch):
+    """A run whose obs_id is lower than runs already summed cannot be added on top of them (the
+    order of the additions, hence the float bytes, would differ): those chunks are summed again."""
+    import gpcube.mosaic.build as build_mod
+
+    wide = {"width": [10.0, 3.0]}
+    chunks = {"obs": 64, "mosaic": 16}
+    out = tmp_path / "late.zarr"
+    pipeline.run(job(out, CRAB_RUNS[1:], geom=wide, chunks=chunks), progress=False)
+    summed = []
+    original = build_mod.sky_chunk
+
+    def spy(out_, names, sizes, region, pieces, resume=False):
+        summed.append((sorted(p.obs_id for p in pieces), resume))
+        return original(out_, names, sizes, region, pieces, resume)
+
+    monkeypatch.setattr(build_mod, "sky_chunk", spy)
+    pipeline.run(job(out, CRAB_RUNS, geom=wide, chunks=chunks), progress=False)
+    assert summed and all(CRAB_RUNS[0] in ids for ids, _ in summed)
+    assert not any(resume for ids, resume in summed if len(ids) > 1)
+    assert any(len(ids) > 1 for ids, _ in summed)
+
     monkeypatch.setattr(build_mod, "sky_chunk", original)
     full = tmp_path / "full.zarr"
     shutil.copytree(out, full)
@@ -249,7 +284,7 @@ def test_an_interrupted_mosaic_update_is_finished_by_the_next_run(tmp_path, monk
     pipeline.run(job(out, CRAB_RUNS[:2]), progress=False)
     pipeline.reduce(job(out, CRAB_RUNS[:3]), progress=False)
 
-    def boom(*args):
+    def boom(*args, **kwargs):
         raise RuntimeError("killed")
 
     monkeypatch.setattr(build_mod, "sky_chunk", boom)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import warnings
 
 import numpy as np
@@ -81,3 +82,62 @@ def test_consolidated_root_opens_groups_in_xarray_without_warnings(tmp_path):
     assert ds.attrs == {"obs_id": 1}
     listed = json.loads((root / "zarr.json").read_text())["consolidated_metadata"]["metadata"]
     assert "_tmp-2-x" not in listed and "obs/1/counts" in listed
+
+
+def _listed(root) -> dict:
+    return json.loads((root / "zarr.json").read_text())["consolidated_metadata"]["metadata"]
+
+
+def _obs_group(root, obs_id: int, value: float) -> None:
+    zarrv3.write_group(root / "obs" / str(obs_id), {"obs_id": obs_id, "value": value})
+    zarrv3.write_array(root / "obs" / str(obs_id) / "x", np.full(3, value), ("x",))
+
+
+def test_consolidate_reads_only_what_changed_and_matches_a_fresh_walk(tmp_path, monkeypatch):
+    root = tmp_path / "a.zarr"
+    zarrv3.write_group(root, {"format": "test"})
+    zarrv3.write_group(root / "obs", {})
+    for i in (1, 2):
+        _obs_group(root, i, float(i))
+    zarrv3.consolidate(root)
+    _obs_group(root, 3, 3.0)  # added
+    shutil.rmtree(root / "obs" / "1")  # removed
+    _obs_group(root, 2, 20.0)  # replaced: its zarr.json differs from the consolidated one
+    zarrv3.write_group(root / "mosaic", {"n": 2})
+
+    read = []
+    original = zarrv3.Path.read_text
+
+    def spy(self, *args, **kwargs):
+        read.append(self.relative_to(root).as_posix())
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(zarrv3.Path, "read_text", spy)
+    zarrv3.consolidate(root)
+    monkeypatch.undo()
+    incremental = _listed(root)
+    assert "obs/3/x/zarr.json" in read and "obs/2/x/zarr.json" in read
+
+    top = json.loads((root / "zarr.json").read_text())
+    del top["consolidated_metadata"]
+    (root / "zarr.json").write_text(json.dumps(top))
+    zarrv3.consolidate(root)
+    assert incremental == _listed(root)
+    assert "obs/1" not in incremental and incremental["obs/2"]["attributes"]["value"] == 20.0
+
+    read.clear()
+    monkeypatch.setattr(zarrv3.Path, "read_text", spy)
+    zarrv3.consolidate(root)  # nothing changed: the observations' arrays are not read again
+    monkeypatch.undo()
+    assert not [p for p in read if p.startswith("obs/") and p.count("/") > 2]
+
+
+def test_group_attrs_of_a_large_consolidated_root_are_read_without_the_listing(tmp_path):
+    root = tmp_path / "a.zarr"
+    zarrv3.write_group(root, {"format": "test", "nested": {"attributes": [1, 2]}})
+    zarrv3.write_group(root / "g", {"k": 1})
+    zarrv3.consolidate(root)
+    assert zarrv3.read_group_attrs(root) == {"format": "test", "nested": {"attributes": [1, 2]}}
+    written_by_others = {"attributes": {"a": 1}, "zarr_format": 3, "node_type": "group"}
+    (root / "zarr.json").write_text(json.dumps(written_by_others, indent=2))
+    assert zarrv3.read_group_attrs(root) == {"a": 1}
