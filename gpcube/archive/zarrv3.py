@@ -280,13 +280,13 @@ def _walk(directory: Path, prefix: str, nodes: dict, known: Mapping[str, dict]) 
     with os.scandir(directory) as entries:
         subdirs = sorted(e.name for e in entries if e.is_dir() and not e.name.startswith((".", "_")))
     for name in subdirs:
-        key = f"{prefix}{name}"
+        key, meta = f"{prefix}{name}", directory / name / "zarr.json"
         try:
-            doc = json.loads((directory / name / "zarr.json").read_text())
+            doc = json.loads(meta.read_text())
         except FileNotFoundError:
             continue
         except (OSError, ValueError) as exc:
-            raise GpcubeError(f"cannot read zarr metadata: {exc}", path=directory / name / "zarr.json") from exc
+            raise GpcubeError(f"cannot read zarr metadata: {exc}", path=meta) from exc
         doc.pop("consolidated_metadata", None)
         if doc.get("node_type") != "group":
             nodes[key] = doc
