@@ -17,9 +17,10 @@ import dask.array as da
 import numpy as np
 import xarray as xr
 
-from gpcube import makers
 from gpcube.config import BackgroundConfig
 from gpcube.geom import SkyGeom
+from gpcube.makers.ring import fixed_ring_options, pixel_size, ring_products
+from gpcube.makers.ring_adaptive import adaptive_ring_options
 from gpcube.makers.ring_stack import combine_ring_sums
 
 __all__ = ["RING_DTYPES", "observation_ring", "ring_energy_edges", "stacked_ring"]
@@ -33,6 +34,8 @@ RING_DTYPES = {
     "alpha": np.float32,
     "mask_safe": bool,
 }
+#: Ring products set to 0 outside the ring's ``mask_safe`` (the summands of the mosaic).
+ZEROED_OUTSIDE_SAFE = ("counts", "counts_off", "acceptance")
 
 
 def ring_energy_edges(setting, counts: xr.DataArray) -> list[float] | None:
@@ -51,28 +54,26 @@ def observation_ring(
     background_config: BackgroundConfig,
     geom: SkyGeom,
 ) -> dict[str, xr.DataArray]:
-    """The lazy ring products of one observation (module docstring), cast to :data:`RING_DTYPES`."""
+    """The lazy ring products of one observation (module docstring), cast to :data:`RING_DTYPES`.
+
+    The zeroing outside ``mask_safe`` and the casts happen in the ring's own band tasks.
+    """
     params = background_config.ring_params
-    edges = ring_energy_edges(params.energy_edges, counts)
-    common = {
-        "r_in": params.r_in, "width": params.width, "mask_safe": mask_safe, "energy_edges": edges,
-        "exclusion": background_config.exclusion_circles(geom),
-    }  # fmt: skip
+    binsz = pixel_size(counts.attrs.get("geom", {}))
     if background_config.method == "ring":
-        ring = makers.make_map_ring_background(counts, background, **common)
+        options = fixed_ring_options(params.r_in, params.width, binsz)
     else:
-        ring = makers.make_map_adaptive_ring_background(
-            counts, background, r_out_max=params.r_out_max, stepsize=params.stepsize,
-            threshold_alpha=params.threshold_alpha, theta=params.theta, method=params.method, **common,
+        options = adaptive_ring_options(
+            binsz, r_in=params.r_in, width=params.width, r_out_max=params.r_out_max,
+            stepsize=params.stepsize, threshold_alpha=params.threshold_alpha, theta=params.theta,
+            method=params.method,
         )  # fmt: skip
-    mask = ring["mask_safe"]
-    out = {}
-    for name in ("counts", "counts_off", "acceptance"):
-        out[name] = ring[name].where(mask, 0).assign_attrs(ring[name].attrs)
-    out.update({name: ring[name] for name in ("acceptance_off", "alpha", "mask_safe")})
-    return {
-        name: array.astype(RING_DTYPES[name], keep_attrs=True).rename(name) for name, array in out.items()
-    }
+    ring = ring_products(
+        counts, background, exclusion=background_config.exclusion_circles(geom), mask_safe=mask_safe,
+        energy_edges=ring_energy_edges(params.energy_edges, counts), zero_unsafe=ZEROED_OUTSIDE_SAFE,
+        dtypes=RING_DTYPES, **options,
+    )  # fmt: skip
+    return {name: ring[name] for name in RING_DTYPES}
 
 
 def _lazy_average_alpha(alpha_counts_off: da.Array, counts_off: da.Array) -> da.Array:

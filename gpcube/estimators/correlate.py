@@ -68,8 +68,9 @@ def _row_half_widths(kernel: np.ndarray) -> np.ndarray | None:
 def _correlate_rows(block: np.ndarray, widths: np.ndarray) -> np.ndarray:
     """Disc correlation as, per kernel row, a box sum along lon from cumulative sums (zeros outside).
 
-    Cost per pixel ~ the number of kernel rows, not the kernel area. Integers and bools are summed in
-    int64 (exact), floats in float64; a box over zeros is exactly zero.
+    The box sums of each distinct half-width are made once, over all rows; each kernel row then
+    adds its box, shifted. Cost per pixel ~ the number of kernel rows, not the kernel area. Integers
+    and bools are summed in int64 (exact), floats in float64; a box over zeros is exactly zero.
     """
     exact = block.dtype.kind in "biu"
     data = block.astype(np.int64 if exact else np.float64, copy=False)
@@ -77,15 +78,14 @@ def _correlate_rows(block: np.ndarray, widths: np.ndarray) -> np.ndarray:
     ny, nx = data.shape[-2:]
     pad = [(0, 0)] * (data.ndim - 2) + [(h, h), (w + 1, w)]  # one extra zero column: the cumsum's start
     csum = np.cumsum(np.pad(data, pad), axis=-1)
+    boxes = {  # pixel x sits at x + w + 1 in the padded, cumulated rows
+        half: csum[..., w + 1 + half : w + 1 + half + nx] - csum[..., w - half : w - half + nx]
+        for half in np.unique(widths[widths >= 0]).tolist()
+    }
     out = np.zeros(data.shape, dtype=csum.dtype)
-    box = np.empty_like(out)
-    for row, half in enumerate(widths):  # pixel x sits at x + w + 1 in the padded, cumulated rows
+    for row, half in enumerate(widths.tolist()):
         if half >= 0:
-            rows = csum[..., row : row + ny, :]
-            np.subtract(
-                rows[..., w + 1 + half : w + 1 + half + nx], rows[..., w - half : w - half + nx], out=box
-            )
-            out += box
+            out += boxes[half][..., row : row + ny, :]
     return out.astype(np.float64, copy=False)
 
 

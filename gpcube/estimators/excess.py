@@ -72,6 +72,36 @@ def _band_reduce(array: xr.DataArray, slices: Sequence[slice], how: str = "sum")
     return out.drop_vars([c for c in out.coords if DIM in out[c].dims])
 
 
+def _safe_sum_block(x: np.ndarray, safe: np.ndarray | None = None) -> np.ndarray:
+    """Sum over the last axis of ``x`` where ``safe`` (and, for floats, ``x`` is not NaN), bin by bin.
+
+    The bins are added in order into the dtype of ``numpy.sum``, as a sum along the axis would.
+    """
+    x = np.moveaxis(x, -1, 0)
+    safe = None if safe is None else np.moveaxis(safe, -1, 0)
+    nan_able = x.dtype.kind in "fc"
+    out = np.zeros(x.shape[1:], dtype=np.sum(np.zeros(1, x.dtype)).dtype)
+    for k in range(x.shape[0]):
+        keep = None if safe is None else safe[k]
+        if nan_able:
+            keep = ~np.isnan(x[k]) if keep is None else keep & ~np.isnan(x[k])
+        if keep is None:
+            out += x[k]
+        else:
+            np.add(out, x[k], out=out, where=keep)
+    return out
+
+
+def _safe_sum(array: xr.DataArray, safe: xr.DataArray | None) -> xr.DataArray:
+    """``array`` summed over ``energy_reco`` where ``safe`` (lazy on dask: one energy chunk per block)."""
+    args = [array] if safe is None else [array, safe]
+    out = xr.apply_ufunc(
+        _safe_sum_block, *args, input_core_dims=[[DIM]] * len(args), dask="parallelized",
+        output_dtypes=[np.sum(np.zeros(1, array.dtype)).dtype], dask_gufunc_kwargs={"allow_rechunk": True},
+    )  # fmt: skip
+    return out.drop_vars([c for c in out.coords if DIM in out[c].dims])
+
+
 class _Bands:
     """Sums over the bins of each band, of the safe bins only (as the mosaic and Gammapy sum counts)."""
 
@@ -84,13 +114,13 @@ class _Bands:
         Without a per-bin mask (an ON/OFF dataset without ``mask_safe``), the sums are multiplied by the
         band's mask instead.
         """
-        sums = []
-        for part, band in zip(parts, self.slices, strict=True):
-            if self.safe is not None:
-                part = xr.where(self.safe.isel({DIM: band}), part, 0)
-            sums.append(part.sum(DIM))
-        out = xr.concat(sums, dim=DIM, coords="minimal", compat="override", join="override")
-        out = out.drop_vars([c for c in out.coords if DIM in out[c].dims])
+        sums = [
+            _safe_sum(part, None if self.safe is None else self.safe.isel({DIM: band}))
+            for part, band in zip(parts, self.slices, strict=True)
+        ]
+        out = sums[0].expand_dims(DIM) if len(sums) == 1 else xr.concat(
+            sums, dim=DIM, coords="minimal", compat="override", join="override"
+        )  # fmt: skip
         return out if self.safe is not None else xr.where(self.mask, out, 0)
 
     def sum(self, array: xr.DataArray) -> xr.DataArray:
@@ -123,6 +153,14 @@ def _bands(lo, hi, energy_edges, off: xr.Dataset | None) -> tuple[np.ndarray, np
     return np.asarray(band_lo, dtype=float), np.asarray(band_hi, dtype=float)
 
 
+def _off_background_block(alpha: np.ndarray, counts_off: np.ndarray, acceptance_off=None) -> np.ndarray:
+    """``alpha * counts_off``, 0 where alpha is not finite or ``acceptance_off`` (if given) not positive."""
+    valid = np.isfinite(alpha)
+    if acceptance_off is not None:
+        valid &= acceptance_off > 0
+    return np.where(valid, alpha * counts_off, 0.0)
+
+
 def _onoff_background(onoff: xr.Dataset) -> xr.DataArray:
     """``alpha * counts_off`` per bin; 0 where alpha is undefined or the OFF acceptance is not positive."""
     counts_off = onoff["counts_off"]
@@ -133,10 +171,10 @@ def _onoff_background(onoff: xr.Dataset) -> xr.DataArray:
         alpha = onoff["acceptance"] / onoff["acceptance_off"].where(onoff["acceptance_off"] > 0)
     else:
         raise GpcubeError("ON/OFF maps need 'alpha', or 'acceptance' and 'acceptance_off', with 'counts_off'")
-    valid = np.isfinite(alpha)
+    args = [alpha, counts_off]
     if "acceptance_off" in onoff.data_vars:
-        valid = valid & (onoff["acceptance_off"] > 0)
-    return xr.where(valid, alpha * counts_off, 0.0)
+        args.append(onoff["acceptance_off"])
+    return _ufunc(_off_background_block, *args)
 
 
 def _cash_maps(mosaic: xr.Dataset, bands: _Bands, n_on, kernel) -> dict[str, xr.DataArray]:
@@ -161,6 +199,24 @@ def _onoff_maps(onoff: xr.Dataset, bands: _Bands, n_on, kernel, correlate_off) -
     return {"background": background, "sqrt_ts": sqrt_ts, "counts_off": n_off, "alpha": alpha}
 
 
+def _weighted_sum_block(exposure: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """``sum_j weights[k, j] exposure[..., j]`` as ``(..., k)``: one matrix product (BLAS).
+
+    ``energy_true`` is moved back in front, where it is in the mosaic: no copy of the exposure.
+    """
+    return np.moveaxis(np.tensordot(weights, np.moveaxis(exposure, -1, 0), axes=1), 0, -1)
+
+
+def _weighted_sum(exposure: xr.DataArray, weights: np.ndarray) -> xr.DataArray:
+    """``(energy_reco, ...)``: the true-energy bins of ``exposure`` weighted by ``weights[k, j]``."""
+    out = xr.apply_ufunc(
+        _weighted_sum_block, exposure, input_core_dims=[["energy_true"]], output_core_dims=[[DIM]],
+        dask="parallelized", output_dtypes=[np.float64], kwargs={"weights": np.asarray(weights, np.float64)},
+        dask_gufunc_kwargs={"output_sizes": {DIM: weights.shape[0]}, "allow_rechunk": True},
+    )  # fmt: skip
+    return out.transpose(DIM, ...)
+
+
 def _exposure_cm2s(mosaic: xr.Dataset) -> tuple[xr.DataArray, np.ndarray, float]:
     """The exposure without its energy coords, its energy_true edges, and the factor to cm2 s."""
     exposure = mosaic["exposure"]
@@ -183,7 +239,7 @@ def _flux(mosaic, lo, hi, band_lo, band_hi, bands: _Bands, excess, kernel, index
     for band, b_lo, b_hi in zip(bands.slices, band_lo, band_hi, strict=True):
         shares = power_law_shares(true_edges, lo[band], hi[band], index)
         weights = shares / power_law_integral(b_lo, b_hi, index)  # w_kj: bin k's part of the band's flux
-        parts.append(xr.dot(xr.DataArray(weights, dims=(DIM, "energy_true")), exposure, dim="energy_true"))
+        parts.append(_weighted_sum(exposure, weights))
     n_safe = _corr(bands.mask, kernel)
     mean = _corr(bands.sum_parts(parts), kernel) / n_safe.where(n_safe > 0)
     return excess / (mean * to_cm2s).where(mean > 0)

@@ -23,32 +23,52 @@ The mosaic sums, per pixel and over observations, ``counts_off``, ``alpha * coun
 ``acceptance``, each masked by the observation's ``mask_safe``, and turns them into a stacked alpha
 and OFF acceptance (:mod:`gpcube.makers.ring_stack`).
 
-The sums are FFT convolutions in float64 of whole cutout planes, one dask task per energy band.
-The OFF counts are rounded to integers: the inputs are integers and the float64 round-off is below
-1e-6 for any realistic number of counts (checked on every plane: more than 0.25 raises). OFF
-acceptances below 1e-10 of the plane's total (FFT round-off where the true sum is 0) are set to 0.
+The sums are FFT convolutions in float64 of whole cutout planes (circular, on a grid padded by the
+kernel's half-size so that nothing wraps into the cutout; the kernel's transform is remembered per
+grid size), one dask task per few energy bands that makes all their products at once
+(:func:`ring_bands`). The OFF counts are rounded to integers: the inputs are integers and the float64
+round-off is below 1e-6 for any realistic number of counts (checked on every plane: more than 0.25
+raises). OFF acceptances below 1e-10 of the plane's total (FFT round-off where the true sum is 0)
+are set to 0.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import functools
+import uuid
+from collections.abc import Callable, Sequence
 
+import dask
 import dask.array as da
 import numpy as np
 import scipy.fft
 import xarray as xr
+from dask.highlevelgraph import HighLevelGraph
 
 from gpcube.errors import GpcubeError
-from gpcube.geom import EnergyAxis
-from gpcube.makers.fov_norm import _exclusion
+from gpcube.geom import EnergyAxis, SkyGeom
+from gpcube.makers.fov_norm import _circle_in, _exclusion
 
-__all__ = ["convolve_same", "make_map_ring_background", "ring_alpha", "ring_kernel", "ring_sums"]
+try:  # dask >= 2024.12: explicit tasks, which dask does not have to parse
+    from dask._task_spec import DataNode, Task, TaskRef
+except ImportError:  # pragma: no cover - older dask: tuple tasks
+    DataNode = Task = TaskRef = None
+
+__all__ = [
+    "convolve_same", "make_map_ring_background", "ring_alpha", "ring_bands", "ring_kernel", "ring_products",
+    "ring_sums",
+]  # fmt: skip
 
 #: Largest distance of an FFT-convolved integer from the nearest integer that is accepted.
 MAX_ROUNDING = 0.25
 #: OFF acceptances below this fraction of the plane's total acceptance are FFT round-off: set to 0.
 ACCEPTANCE_FLOOR = 1e-10
 RING_VARIABLES = ("counts_off", "acceptance", "acceptance_off", "alpha", "mask_safe", "counts")
+#: Energy bands per dask task: a band is a few ms of FFTs, about what a task costs dask; a few bands
+#: per task keep that small, while the bands of a cube still spread over a few workers.
+BANDS_PER_TASK = 5
+#: Circles whose centre is this much (deg) farther than their radius from every pixel are skipped.
+_CIRCLE_MARGIN = 1e-6
 
 
 # --------------------------------------------------------------------------------- numpy functions
@@ -71,30 +91,50 @@ def disc_kernel(radius: float) -> np.ndarray:
     return ring_kernel(0.0, radius)
 
 
-def pad_kernel(kernel: np.ndarray, size: int) -> np.ndarray:
-    """``kernel`` (odd, square) centred in a ``size`` x ``size`` array of zeros (``size`` odd)."""
-    pad = (size - kernel.shape[0]) // 2
-    return np.pad(kernel, pad) if pad > 0 else kernel
-
-
 def fft_shape(image_shape: tuple[int, int], kernel_size: int) -> tuple[int, int]:
-    """Fast FFT sizes holding the full (linear, not circular) convolution."""
-    return tuple(scipy.fft.next_fast_len(n + kernel_size - 1, real=True) for n in image_shape)
+    """Fast real-FFT sizes for a circular convolution that wraps nothing into the image.
+
+    With the kernel centred on index 0, output pixel ``i`` reads image pixels ``i - h .. i + h``
+    (``h`` the kernel's half-size): a grid of ``n + h`` or more puts the wrapped ones on zero padding.
+    """
+    return tuple(scipy.fft.next_fast_len(n + kernel_size // 2, real=True) for n in image_shape)
 
 
-def convolve_same(images: np.ndarray, kernel: np.ndarray, *, transformed: np.ndarray | None = None):
+@functools.lru_cache(maxsize=32)
+def _kernel_spectrum(kernel_bytes: bytes, size: int, shape: tuple[int, int]) -> np.ndarray:
+    kernel = np.frombuffer(kernel_bytes, dtype=np.float64).reshape(size, size)
+    index = np.arange(size) - size // 2
+    wrapped = np.zeros(shape)
+    wrapped[np.ix_(index % shape[0], index % shape[1])] = kernel
+    spectrum = scipy.fft.rfft2(wrapped)
+    spectrum.setflags(write=False)
+    return spectrum
+
+
+def kernel_spectrum(kernel: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """``rfft2`` of a square odd kernel centred on index ``(0, 0)`` of a ``shape`` grid (remembered)."""
+    kernel = np.ascontiguousarray(kernel, dtype=np.float64)
+    return _kernel_spectrum(kernel.tobytes(), kernel.shape[0], tuple(int(n) for n in shape))
+
+
+def convolve_same(
+    images: np.ndarray,
+    kernel: np.ndarray,
+    *,
+    shape: tuple[int, int] | None = None,
+    transformed: np.ndarray | None = None,
+) -> np.ndarray:
     """Convolution of each ``(..., ny, nx)`` image with a symmetric odd kernel, zero outside, same shape.
 
-    ``transformed`` is ``scipy.fft.rfft2(images, s)`` for ``s = fft_shape(image shape, kernel size)``,
-    to reuse across kernels of one size. Float64.
+    ``shape`` is the FFT grid, default ``fft_shape(image shape, kernel size)`` (a larger one works
+    too); ``transformed`` is ``scipy.fft.rfft2(images, shape)``, to reuse across kernels. Float64.
     """
     ny, nx = images.shape[-2:]
-    shape = fft_shape((ny, nx), kernel.shape[0])
+    shape = fft_shape((ny, nx), kernel.shape[0]) if shape is None else shape
     if transformed is None:
         transformed = scipy.fft.rfft2(np.asarray(images, dtype=np.float64), shape)
-    full = scipy.fft.irfft2(transformed * scipy.fft.rfft2(kernel, shape), shape)
-    h = (kernel.shape[0] - 1) // 2
-    return full[..., h : h + ny, h : h + nx]
+    full = scipy.fft.irfft2(transformed * kernel_spectrum(kernel, shape), shape)
+    return full[..., :ny, :nx]
 
 
 def round_counts(values: np.ndarray) -> np.ndarray:
@@ -126,10 +166,94 @@ def ring_alpha(acceptance: np.ndarray, acceptance_off: np.ndarray) -> np.ndarray
     return np.divide(acceptance, acceptance_off, out=np.zeros(np.shape(acceptance)), where=positive)
 
 
-def _ring_block(counts: np.ndarray, acceptance: np.ndarray, kernel: np.ndarray) -> np.ndarray:
-    """``(2, *shape)`` float64: OFF counts and OFF acceptance of one energy band (a dask block)."""
-    counts_off, acceptance_off = ring_sums(counts, acceptance, kernel)
-    return np.stack([counts_off.astype(np.float64), acceptance_off])
+def _band_plane(cube: np.ndarray, safe: np.ndarray | None, band: slice, summed: bool, zero) -> np.ndarray:
+    """The ``(ny, nx)`` plane of a band: bins zeroed outside ``safe``, summed if ``summed``.
+
+    ``safe`` may also be one ``(ny, nx)`` mask for all the band's bins: then it is applied once,
+    after the sum (the same sums, in the same order).
+    """
+    if safe is not None and safe.ndim == 2:
+        return np.where(safe, cube[band].sum(axis=0) if summed else cube[band.start], zero)
+    part = cube[band] if safe is None else np.where(safe[band], cube[band], zero)
+    return part.sum(axis=0) if summed else part[0]
+
+
+def _band_mask(mask_safe: np.ndarray | None, band: slice, summed: bool) -> np.ndarray | None:
+    """The band's safe mask as one ``(ny, nx)`` plane if every bin has it, else the bins' masks."""
+    if mask_safe is None or not summed:
+        return mask_safe
+    first = mask_safe[band.start]
+    return first if (mask_safe[band] == first).all() else mask_safe
+
+
+def _band_inputs(counts, acceptance, mask_safe, band: slice, summed: bool) -> tuple[np.ndarray, ...]:
+    """ON counts, ON acceptance and safe mask ``(ny, nx)`` of one band."""
+    band_safe = _band_mask(mask_safe, band, summed)
+    on = _band_plane(counts, band_safe, band, summed, 0)
+    on_acceptance = _band_plane(acceptance, band_safe, band, summed, 0.0)
+    if band_safe is None:
+        safe = np.ones(on.shape, dtype=bool)
+    else:
+        safe = band_safe.copy() if band_safe.ndim == 2 else band_safe[band].any(axis=0)
+    return on, on_acceptance, safe
+
+
+def ring_bands(
+    counts: np.ndarray,
+    acceptance: np.ndarray,
+    mask_safe: np.ndarray | None,
+    usable: np.ndarray | None,
+    *,
+    bands: Sequence[slice],
+    summed: bool,
+    sums: Callable = None,
+    **sums_kwargs,
+) -> dict[str, np.ndarray]:
+    """All ring products (:data:`RING_VARIABLES`) of some energy bands, ``(n_bands, ny, nx)`` each.
+
+    Parameters
+    ----------
+    counts, acceptance : numpy.ndarray
+        ``(energy, ny, nx)`` cubes of the cutout.
+    mask_safe : numpy.ndarray or None
+        ``(energy, ny, nx)`` boolean safe mask (None: all safe).
+    usable : numpy.ndarray or None
+        ``(ny, nx)`` exclusion mask, True where the ring may use a pixel (None: everywhere).
+    bands : sequence of slice
+        The bins of each band; ``summed``: sum them (else each band is the single bin ``start``).
+    sums : callable
+        ``sums(ring_counts, ring_acceptance, acceptance, **sums_kwargs)`` on ``(n_bands, ny, nx)``
+        planes, returning OFF counts, OFF acceptance and where a ring was found (or None:
+        everywhere); default :func:`fixed_ring_sums`.
+    """
+    per_band = [_band_inputs(counts, acceptance, mask_safe, band, summed) for band in bands]
+    on, on_acceptance, safe = (np.stack(planes) for planes in zip(*per_band, strict=True))
+    ring_counts, ring_acceptance = on, on_acceptance
+    if usable is not None:
+        ring_counts, ring_acceptance = np.where(usable, on, 0), np.where(usable, on_acceptance, 0.0)
+    sums = fixed_ring_sums if sums is None else sums
+    counts_off, acceptance_off, found = sums(ring_counts, ring_acceptance, on_acceptance, **sums_kwargs)
+    mask = safe & (acceptance_off > 0)
+    if found is not None:
+        mask &= found
+    return {
+        "counts_off": counts_off, "acceptance": on_acceptance, "acceptance_off": acceptance_off,
+        "alpha": ring_alpha(on_acceptance, acceptance_off), "mask_safe": mask, "counts": on,
+    }  # fmt: skip
+
+
+def fixed_ring_sums(ring_counts, ring_acceptance, acceptance, *, kernel: np.ndarray):
+    """OFF counts and OFF acceptance of a fixed ring (found everywhere), for :func:`ring_bands`."""
+    counts_off, acceptance_off = ring_sums(ring_counts, ring_acceptance, kernel)
+    return counts_off, acceptance_off, None
+
+
+def _pick(products: dict, name: str, zero_unsafe: bool, dtype) -> np.ndarray:
+    """One product of :func:`ring_bands`, zeroed outside its mask_safe if asked, cast to ``dtype``."""
+    value = products[name]
+    if zero_unsafe:
+        value = np.where(products["mask_safe"], value, 0)
+    return value.astype(dtype, copy=False)
 
 
 # ----------------------------------------------------------------------------- xarray/dask layer
@@ -150,14 +274,6 @@ def _band_slices(counts: xr.DataArray, energy_edges: Sequence[float]) -> tuple[l
     return [slice(a, b) for a, b in zip(index[:-1], index[1:], strict=True)], edges[index]
 
 
-def _band_sum(cube: xr.DataArray, slices: list[slice]) -> xr.DataArray:
-    return xr.concat([cube.isel(energy_reco=s).sum("energy_reco") for s in slices], dim="energy_reco")
-
-
-def _band_any(mask: xr.DataArray, slices: list[slice]) -> xr.DataArray:
-    return xr.concat([mask.isel(energy_reco=s).any("energy_reco") for s in slices], dim="energy_reco")
-
-
 def pixel_size(geom_attrs: dict) -> float:
     """Pixel size in deg from a product's geometry attrs."""
     if "binsz" not in geom_attrs:
@@ -172,89 +288,224 @@ def _band_geom_attrs(geom_attrs: dict, axis: EnergyAxis) -> dict:
     return {**geom_attrs, "axes": axes}
 
 
-def prepare_ring_inputs(
-    counts: xr.DataArray,
-    acceptance: xr.DataArray,
-    exclusion=None,
-    mask_safe: xr.DataArray | None = None,
-    energy_edges: Sequence[float] | None = None,
-) -> dict:
-    """Masked, band-summed inputs of the ring sums, lazy.
+def _band_dtype(dtype, summed: bool, masked: bool, zero) -> np.dtype:
+    """The dtype of :func:`_band_plane` for a cube of ``dtype`` (computed on a one-pixel cube)."""
+    safe = np.ones((1, 1, 1), dtype=bool) if masked else None
+    return _band_plane(np.zeros((1, 1, 1), dtype), safe, slice(0, 1), summed, zero).dtype
 
-    Returns a dict: ``counts``, ``acceptance`` (zeroed outside the safe mask, summed per band),
-    ``mask_safe`` (per band: any of its bins safe), ``ring_counts``, ``ring_acceptance`` (also
-    zeroed outside the exclusion mask) and ``geom_attrs`` (with the band axis).
+
+@functools.lru_cache(maxsize=64)
+def _cutout_reach(geom: SkyGeom) -> tuple[tuple[float, float], float]:
+    """The cutout's central pixel ``(lon, lat)`` and the largest distance (deg) of a pixel from it
+    (NaN if some pixel is outside the projection's domain)."""
+    lon, lat = geom.pix_to_world((geom.npix[0] - 1) / 2, (geom.npix[1] - 1) / 2)
+    distance = geom.separation(float(lon), float(lat))
+    return (float(lon), float(lat)), float(distance.max())
+
+
+def _angular_distance(a: tuple[float, float], b: tuple[float, float]) -> float:
+    """Angle (deg) between two directions ``(lon, lat)`` given in deg (Vincenty's form)."""
+    lon1, lat1, lon2, lat2 = np.deg2rad([a[0], a[1], b[0], b[1]])
+    dlon = lon2 - lon1
+    y = np.hypot(
+        np.cos(lat2) * np.sin(dlon), np.cos(lat1) * np.sin(lat2) - np.sin(lat1) * np.cos(lat2) * np.cos(dlon)
+    )
+    x = np.sin(lat1) * np.sin(lat2) + np.cos(lat1) * np.cos(lat2) * np.cos(dlon)
+    return float(np.rad2deg(np.arctan2(y, x)))
+
+
+@functools.lru_cache(maxsize=64)
+def circles_mask(geom: SkyGeom, circles: tuple[tuple[float, float, float], ...]) -> np.ndarray:
+    """``(lat, lon)`` mask of ``geom``, False where a pixel centre is within a circle ``(lon, lat, r)``.
+
+    The mask of :func:`gpcube.makers.exclusion_mask_from_circles` (circles in ``geom.frame``, deg),
+    as a read-only array remembered per geometry; circles farther from the cutout's centre than its
+    reach plus their radius cannot hold a pixel and are skipped.
     """
+    mask = np.ones(geom.shape, dtype=bool)
+    centre, reach = _cutout_reach(geom)
+    for lon, lat, radius in circles:
+        if np.isfinite(reach) and _angular_distance(centre, (lon, lat)) - reach > radius + _CIRCLE_MARGIN:
+            continue
+        mask &= geom.separation(lon, lat) > radius
+    mask.setflags(write=False)
+    return mask
+
+
+def _sub_slice(parent: xr.DataArray, child: xr.DataArray, dim: str) -> slice | None:
+    """The slice of ``parent`` along ``dim`` whose coordinate values are the child's (None: none)."""
+    if dim not in parent.coords or dim not in child.coords:
+        return None
+    outer, inner = parent[dim].values, child[dim].values
+    if inner.size == 0 or outer.size == 0 or not np.issubdtype(outer.dtype, np.integer):
+        return None
+    start = int(inner[0] - outer[0])
+    ok = 0 <= start <= outer.size - inner.size and np.array_equal(outer[start : start + inner.size], inner)
+    return slice(start, start + inner.size) if ok else None
+
+
+def exclusion_plane(exclusion, counts: xr.DataArray) -> np.ndarray | da.Array | None:
+    """The ``(lat, lon)`` exclusion mask on the cutout of ``counts`` as an array (None: no exclusion).
+
+    ``exclusion``: a boolean ``(lat, lon)`` DataArray on the mosaic geometry (or the cutout), or
+    circles ``(lon, lat, radius)`` in deg in the geometry's frame, or ``(SkyCoord, radius)``.
+    """
+    if exclusion is None:
+        return None
+    if isinstance(exclusion, xr.DataArray):
+        at = [_sub_slice(exclusion, counts, dim) for dim in ("lat", "lon")]
+        if exclusion.dtype == bool and set(exclusion.dims) == {"lat", "lon"} and None not in at:
+            return exclusion.transpose("lat", "lon").data[tuple(at)]
+        return _exclusion(exclusion, counts).transpose("lat", "lon").data
+    geom = SkyGeom.from_dataarray(counts)
+    return circles_mask(geom.with_axes(), tuple(_circle_in(geom.frame, c) for c in exclusion))
+
+
+def _ref(key):
+    return key if TaskRef is None else TaskRef(key)
+
+
+def _task(key, func: Callable, *args, **kwargs):
+    if Task is None:  # pragma: no cover - older dask
+        return (functools.partial(func, **kwargs), *args)
+    return Task(key, func, *args, **kwargs)
+
+
+def _graph_input(value, key: str, graph: dict, collections: list):
+    """A task argument for an input array: its single dask chunk, or a data node in ``graph``."""
+    if value is None:
+        return None
+    if isinstance(value, da.Array):
+        whole = value.rechunk(tuple(-1 for _ in value.shape))
+        collections.append(whole)
+        return _ref((whole.name, *(0,) * whole.ndim))
+    graph[key] = value if DataNode is None else DataNode(key, value)
+    return _ref(key)
+
+
+def _band_groups(n_bands: int) -> list[range]:
+    """The bands of each task: at most :data:`BANDS_PER_TASK` consecutive bands, groups of equal size."""
+    n_tasks = -(-n_bands // BANDS_PER_TASK)
+    edges = np.linspace(0, n_bands, n_tasks + 1).round().astype(int).tolist()
+    return [range(a, b) for a, b in zip(edges[:-1], edges[1:], strict=True)]
+
+
+def _band_tasks(arrays: dict, slices: list[slice], summed: bool, sums: Callable, sums_kwargs: dict):
+    """The graph layer of the :func:`ring_bands` tasks (see :func:`_band_groups`) and its name."""
+    lazy = [a for a in arrays.values() if isinstance(a, da.Array)]
+    if len(lazy) == len([a for a in arrays.values() if a is not None]):
+        token = dask.base.tokenize([a.name for a in lazy], slices, summed, sums, sums_kwargs)
+    else:  # in-memory inputs: hashing them costs more than the ring; the graph is unique anyway
+        token = uuid.uuid4().hex
+    name, graph, collections = f"ring-bands-{token}", {}, []
+    refs = [_graph_input(a, f"ring-{k}-{token}", graph, collections) for k, a in arrays.items()]
+    for i, group in enumerate(_band_groups(len(slices))):
+        bands = [slices[b] for b in group]
+        graph[(name, i)] = _task(
+            (name, i), ring_bands, *refs, bands=bands, summed=summed, sums=sums, **sums_kwargs
+        )
+    return name, HighLevelGraph.from_collections(name, graph, dependencies=collections)
+
+
+def _output_array(core: HighLevelGraph, core_name: str, n_bands: int, shape, name: str, zero: bool, dtype):
+    """The dask array of one product: per task of :func:`_band_tasks`, a task picking it out."""
+    out_name = f"{name}-{core_name}"
+    groups = _band_groups(n_bands)
+    graph = {}
+    for i in range(len(groups)):
+        key = (out_name, i, 0, 0)
+        graph[key] = _task(key, _pick, _ref((core_name, i)), name, zero, dtype)
+    layers = {**core.layers, out_name: graph}
+    dependencies = {**core.dependencies, out_name: {core_name}}
+    chunks = (tuple(len(g) for g in groups), (shape[0],), (shape[1],))
+    return da.Array(HighLevelGraph(layers, dependencies), out_name, chunks, dtype=dtype)
+
+
+def _check_inputs(counts: xr.DataArray, acceptance: xr.DataArray, mask_safe) -> xr.DataArray | None:
+    """Raise on bad inputs; return ``mask_safe`` in the counts' dim order."""
     if counts.dims != ("energy_reco", "lat", "lon") or acceptance.dims != counts.dims:
         raise GpcubeError("counts and acceptance must have dims ('energy_reco', 'lat', 'lon')")
     if not np.issubdtype(counts.dtype, np.integer):
         raise GpcubeError(f"counts must be integers, got dtype {counts.dtype}")
-    geom_attrs = counts.attrs.get("geom", {})
-    usable = _exclusion(exclusion, counts)
-    if mask_safe is None:
-        mask_safe = xr.ones_like(counts, dtype=bool)
-    counts, acceptance = counts.where(mask_safe, 0), acceptance.where(mask_safe, 0.0)
-    if energy_edges is not None:
-        slices, edges = _band_slices(counts, energy_edges)
-        axis = EnergyAxis.from_edges(edges, "energy_reco")
-        counts, acceptance = _band_sum(counts, slices), _band_sum(acceptance, slices)
-        mask_safe = _band_any(mask_safe, slices)
-        counts, acceptance, mask_safe = (
-            x.assign_coords(axis.to_coords()) for x in (counts, acceptance, mask_safe)
-        )
-        geom_attrs = _band_geom_attrs(geom_attrs, axis)
+    if mask_safe is not None and mask_safe.dims != counts.dims:
+        mask_safe = mask_safe.transpose(*counts.dims)
+    if any(x is not None and x.shape != counts.shape for x in (acceptance, mask_safe)):
+        raise GpcubeError("counts, acceptance and mask_safe must have the same shape")
+    return mask_safe
+
+
+def _coords(counts: xr.DataArray, axis: EnergyAxis | None) -> xr.Coordinates:
+    """The counts' coordinates, with the band axis' energy coordinates when there are bands."""
+    dims = set(counts.dims)
+    keep = {
+        k: v.variable for k, v in counts.coords.items()
+        if set(v.dims) <= dims and (axis is None or "energy_reco" not in v.dims)
+    }  # fmt: skip
+    if axis is not None:
+        keep.update(axis.to_coords())
+    return xr.Coordinates(keep)
+
+
+def fixed_ring_options(r_in: float, width: float, binsz: float) -> dict:
+    """The :func:`ring_products` options of a fixed ring (radii in deg, pixel size ``binsz`` deg)."""
     return {
-        "counts": counts, "acceptance": acceptance, "mask_safe": mask_safe,
-        "ring_counts": counts.where(usable, 0), "ring_acceptance": acceptance.where(usable, 0.0),
-        "geom_attrs": geom_attrs,
+        "sums": fixed_ring_sums, "sums_kwargs": {"kernel": ring_kernel(r_in / binsz, width / binsz)},
+        "product": "ring_background", "parameters": {"ring_r_in": float(r_in), "ring_width": float(width)},
     }  # fmt: skip
 
 
-def plane_chunks(cube: xr.DataArray) -> da.Array:
-    """The dask array of ``cube`` with one chunk per energy band holding the whole plane."""
-    data = cube.data if isinstance(cube.data, da.Array) else da.from_array(cube.data)
-    return data.rechunk((1, -1, -1))
-
-
-def map_planes(func, arrays: Sequence[da.Array], n_out: int, **kwargs) -> da.Array:
-    """``func(*blocks, **kwargs)`` per energy band, returning ``(n_out, 1, ny, nx)`` float64 blocks."""
-    chunks = ((n_out,), *arrays[0].chunks)
-    return da.map_blocks(
-        func, *arrays, new_axis=0, chunks=chunks, dtype=np.float64, meta=np.array((), np.float64), **kwargs
-    )
-
-
-def ring_dataset(
-    inputs: dict,
-    counts_off: da.Array,
-    acceptance_off: da.Array,
+def ring_products(
+    counts: xr.DataArray,
+    acceptance: xr.DataArray,
     *,
-    found: da.Array | None = None,
+    exclusion=None,
+    mask_safe: xr.DataArray | None = None,
+    energy_edges: Sequence[float] | None = None,
+    sums: Callable = fixed_ring_sums,
+    sums_kwargs: dict,
     product: str,
     parameters: dict,
+    zero_unsafe: Sequence[str] = (),
+    dtypes: dict | None = None,
 ) -> xr.Dataset:
-    """Assemble the ring product (:data:`RING_VARIABLES`) with the makers' attrs.
+    """The lazy ring products (:data:`RING_VARIABLES`) of one observation, a dask task per few bands.
 
-    ``found``: where a ring was found (adaptive ring); pixels outside it are not safe.
+    The arguments up to ``energy_edges`` are those of :func:`make_map_ring_background`; ``sums`` and
+    ``sums_kwargs`` make the OFF sums (:func:`ring_bands`); ``product`` and ``parameters`` go into
+    the attrs. The variables named in ``zero_unsafe`` are set to 0 outside ``mask_safe``, and
+    ``dtypes`` (name -> dtype) casts variables, both in the band tasks.
     """
-    counts = inputs["counts"]
-    acceptance = plane_chunks(inputs["acceptance"])
-    mask = plane_chunks(inputs["mask_safe"]) & (acceptance_off > 0)
-    if found is not None:
-        mask = mask & found
-    data = {
-        "counts_off": counts_off, "acceptance": acceptance, "acceptance_off": acceptance_off,
-        "alpha": da.map_blocks(ring_alpha, acceptance, acceptance_off, dtype=np.float64), "mask_safe": mask,
-        "counts": plane_chunks(counts),
+    mask_safe = _check_inputs(counts, acceptance, mask_safe)
+    geom_attrs, axis = counts.attrs.get("geom", {}), None
+    if energy_edges is None:
+        slices, summed = [slice(i, i + 1) for i in range(counts.shape[0])], False
+    else:
+        slices, edges = _band_slices(counts, energy_edges)
+        axis, summed = EnergyAxis.from_edges(edges, "energy_reco"), True
+        geom_attrs = _band_geom_attrs(geom_attrs, axis)
+    masked = mask_safe is not None
+    natural = {
+        "counts_off": np.dtype(np.int64), "acceptance_off": np.dtype(np.float64),
+        "alpha": np.dtype(np.float64), "mask_safe": np.dtype(bool),
+        "counts": _band_dtype(counts.dtype, summed, masked, 0),
+        "acceptance": _band_dtype(acceptance.dtype, summed, masked, 0.0),
     }  # fmt: skip
-    coords = {k: v for k, v in counts.coords.items() if set(v.dims) <= set(counts.dims)}
+    dtypes = {**natural, **{k: np.dtype(v) for k, v in (dtypes or {}).items()}}
+    arrays = {
+        "counts": counts.data, "acceptance": acceptance.data,
+        "mask_safe": None if mask_safe is None else mask_safe.data,
+        "usable": exclusion_plane(exclusion, counts),
+    }  # fmt: skip
+    core_name, core = _band_tasks(arrays, slices, summed, sums, sums_kwargs)
     common = {"energy_type": "reco", "obs_id": counts.attrs.get("obs_id"), **parameters}
-    variables = {
-        name: xr.DataArray(value, dims=counts.dims, coords=coords, name=name,
-                           attrs={"units": "", **common, "product": name, "geom": inputs["geom_attrs"]})
-        for name, value in data.items()
-    }  # fmt: skip
-    return xr.Dataset(variables, attrs={**common, "product": product, "geom": inputs["geom_attrs"]})
+    variables = {}
+    for name in RING_VARIABLES:
+        zero = name in zero_unsafe
+        data = _output_array(core, core_name, len(slices), counts.shape[1:], name, zero, dtypes[name])
+        attrs = {"units": "", **common, "product": name, "geom": geom_attrs}
+        variables[name] = xr.Variable(counts.dims, data, attrs)
+    attrs = {**common, "product": product, "geom": geom_attrs}
+    return xr.Dataset(variables, coords=_coords(counts, axis), attrs=attrs)
 
 
 def make_map_ring_background(
@@ -294,17 +545,13 @@ def make_map_ring_background(
     Returns
     -------
     xarray.Dataset
-        ``counts_off`` (int64), ``acceptance``, ``acceptance_off``, ``alpha`` (float64) and
-        ``mask_safe`` (bool), dims ``(energy_reco, lat, lon)`` (the bands), one dask chunk per
-        band; attrs ``units``, ``energy_type``, ``obs_id``, ``product``, ``geom`` and the ring
-        parameters (``ring_r_in``, ``ring_width`` in deg).
+        ``counts_off`` (int64), ``acceptance``, ``acceptance_off``, ``alpha`` (float64),
+        ``mask_safe`` (bool) and ``counts`` (the ON counts of the band's safe bins), dims
+        ``(energy_reco, lat, lon)`` (the bands), a dask chunk per few bands; attrs ``units``,
+        ``energy_type``, ``obs_id``, ``product``, ``geom`` and the ring parameters (``ring_r_in``,
+        ``ring_width`` in deg).
     """
-    inputs = prepare_ring_inputs(counts, acceptance, exclusion, mask_safe, energy_edges)
-    binsz = pixel_size(inputs["geom_attrs"])
-    kernel = ring_kernel(r_in / binsz, width / binsz)
-    planes = [plane_chunks(inputs["ring_counts"]), plane_chunks(inputs["ring_acceptance"])]
-    sums = map_planes(_ring_block, planes, 2, kernel=kernel)
-    parameters = {"ring_r_in": float(r_in), "ring_width": float(width)}
-    return ring_dataset(
-        inputs, sums[0].astype(np.int64), sums[1], product="ring_background", parameters=parameters
+    options = fixed_ring_options(r_in, width, pixel_size(counts.attrs.get("geom", {})))
+    return ring_products(
+        counts, acceptance, exclusion=exclusion, mask_safe=mask_safe, energy_edges=energy_edges, **options
     )

@@ -28,6 +28,7 @@ Everything else (masks, energy bands, outputs, stacking) is as for
 
 from __future__ import annotations
 
+import functools
 import itertools
 from collections.abc import Sequence
 
@@ -41,17 +42,18 @@ from gpcube.makers.ring import (
     disc_kernel,
     fft_shape,
     floor_acceptance,
-    map_planes,
-    pad_kernel,
     pixel_size,
-    plane_chunks,
-    prepare_ring_inputs,
-    ring_dataset,
     ring_kernel,
+    ring_products,
     round_counts,
 )
 
-__all__ = ["adaptive_ring_radii", "adaptive_ring_sums", "make_map_adaptive_ring_background"]
+__all__ = [
+    "adaptive_ring_options",
+    "adaptive_ring_radii",
+    "adaptive_ring_sums",
+    "make_map_adaptive_ring_background",
+]
 
 METHODS = ("fixed_width", "fixed_r_in")
 
@@ -90,13 +92,13 @@ def adaptive_ring_sums(
     acceptance_off = np.zeros(ring_counts.shape)
     found = np.zeros(ring_counts.shape, dtype=bool)
     for kernel in kernels:
-        padded = pad_kernel(kernel, size)
-        off = floor_acceptance(convolve_same(planes[1], padded, transformed=transformed[1]), total)
+        convolve = functools.partial(convolve_same, kernel=kernel, shape=shape)
+        off = floor_acceptance(convolve(planes[1], transformed=transformed[1]), total)
         with np.errstate(divide="ignore", invalid="ignore"):
             alpha = np.where(off > 0, acceptance_on / off, np.inf)
         chosen = (alpha <= threshold_alpha) & ~found
         if chosen.any():
-            summed = round_counts(convolve_same(planes[0], padded, transformed=transformed[0]))
+            summed = round_counts(convolve(planes[0], transformed=transformed[0]))
             counts_off[chosen], acceptance_off[chosen] = summed[chosen], off[chosen]
             found |= chosen
         if found.all():
@@ -104,7 +106,7 @@ def adaptive_ring_sums(
     return counts_off, acceptance_off, found
 
 
-def _adaptive_block(
+def _adaptive_sums(
     ring_counts: np.ndarray,
     ring_acceptance: np.ndarray,
     acceptance: np.ndarray,
@@ -112,11 +114,14 @@ def _adaptive_block(
     kernels: list[np.ndarray],
     threshold_alpha: float,
     on_kernel: np.ndarray | None,
-) -> np.ndarray:
-    """``(3, 1, ny, nx)``: OFF counts, OFF acceptance and "found" of one energy band (a dask block)."""
-    on = acceptance[0] if on_kernel is None else convolve_same(acceptance[0], on_kernel)
-    result = adaptive_ring_sums(ring_counts[0], ring_acceptance[0], on, kernels, threshold_alpha)
-    return np.stack([r.astype(np.float64) for r in result])[:, None]
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """OFF counts, OFF acceptance and "found" of ``(n_bands, ny, nx)`` planes (``sums`` of ``ring_bands``)."""
+    on = acceptance if on_kernel is None else convolve_same(acceptance, on_kernel)
+    per_band = [
+        adaptive_ring_sums(c, a, o, kernels, threshold_alpha)
+        for c, a, o in zip(ring_counts, ring_acceptance, on, strict=True)
+    ]
+    return tuple(np.stack(x) for x in zip(*per_band, strict=True))
 
 
 def make_map_adaptive_ring_background(
@@ -159,25 +164,42 @@ def make_map_adaptive_ring_background(
         As :func:`gpcube.makers.make_map_ring_background`, ``product`` ``"adaptive_ring_background"``,
         the parameters in attrs (``ring_*``, deg).
     """
-    inputs = prepare_ring_inputs(counts, acceptance, exclusion, mask_safe, energy_edges)
-    binsz = pixel_size(inputs["geom_attrs"])
+    options = adaptive_ring_options(
+        pixel_size(counts.attrs.get("geom", {})), r_in=r_in, width=width, r_out_max=r_out_max,
+        stepsize=stepsize, threshold_alpha=threshold_alpha, theta=theta, method=method,
+    )  # fmt: skip
+    return ring_products(
+        counts, acceptance, exclusion=exclusion, mask_safe=mask_safe, energy_edges=energy_edges, **options
+    )
+
+
+def adaptive_ring_options(
+    binsz: float,
+    *,
+    r_in: float,
+    width: float,
+    r_out_max: float,
+    stepsize: float = 0.02,
+    threshold_alpha: float = 0.1,
+    theta: float | None = None,
+    method: str = "fixed_width",
+) -> dict:
+    """The :func:`~gpcube.makers.ring.ring_products` options of an adaptive ring (deg; pixels ``binsz``)."""
     radii = adaptive_ring_radii(r_in / binsz, width / binsz, r_out_max / binsz, stepsize / binsz, method)
     if not radii:
         raise GpcubeError(
             f"no adaptive ring fits: r_in {r_in} + width {width} must be below r_out_max {r_out_max}"
         )
-    options = {
+    sums_kwargs = {
         "kernels": [ring_kernel(a, b) for a, b in radii], "threshold_alpha": float(threshold_alpha),
         "on_kernel": None if theta is None else disc_kernel(theta / binsz),
     }  # fmt: skip
-    planes = [plane_chunks(inputs[name]) for name in ("ring_counts", "ring_acceptance", "acceptance")]
-    sums = map_planes(_adaptive_block, planes, 3, **options)
     parameters = {
         "ring_r_in": float(r_in), "ring_width": float(width), "ring_r_out_max": float(r_out_max),
         "ring_stepsize": float(stepsize), "ring_threshold_alpha": float(threshold_alpha),
         "ring_theta": "pixel" if theta is None else float(theta), "ring_method": method,
     }  # fmt: skip
-    return ring_dataset(
-        inputs, sums[0].astype(np.int64), sums[1], found=sums[2].astype(bool),
-        product="adaptive_ring_background", parameters=parameters,
-    )  # fmt: skip
+    return {
+        "sums": _adaptive_sums, "sums_kwargs": sums_kwargs, "product": "adaptive_ring_background",
+        "parameters": parameters,
+    }  # fmt: skip

@@ -58,8 +58,10 @@ def combine_ring_sums(
         average_alpha_value = average_alpha(alpha_counts_off, counts_off)
     has_off = counts_off > 0
     alpha = np.divide(alpha_counts_off, counts_off, out=np.zeros(counts_off.shape), where=has_off)
-    no_off = ~has_off & (np.asarray(acceptance) > 0) & np.isfinite(average_alpha_value)
-    alpha = np.where(no_off, average_alpha_value, alpha)
+    if np.isfinite(average_alpha_value):
+        no_off = np.greater(acceptance, 0)
+        no_off &= ~has_off
+        np.copyto(alpha, average_alpha_value, where=no_off)
     acceptance_off = np.divide(acceptance, alpha, out=np.zeros(counts_off.shape), where=alpha > 0)
     return alpha, acceptance_off
 

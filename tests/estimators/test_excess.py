@@ -299,3 +299,20 @@ def test_flux_counts_only_the_safe_bins_share_of_the_band():
     excess = 3 * 0.5 * N_DISC
     np.testing.assert_allclose(_centre(out, "flux"), excess / (1e9 * safe_share * 1e4), rtol=1e-6)
     assert _centre(out, "counts") == 3 * 2 * N_DISC
+
+
+@pytest.mark.parametrize("dtype", [np.int32, np.float32, np.float64])
+def test_safe_band_sums_equal_the_masked_sum_along_energy(dtype):
+    from gpcube.estimators.excess import _safe_sum_block
+
+    rng = np.random.default_rng(4)
+    values = rng.integers(0, 50, (5, 6, 7)).astype(dtype)
+    if values.dtype.kind == "f":
+        values[1, 2, 3] = np.nan  # NaN is skipped, as xarray's sum skips it
+    safe = rng.random((5, 6, 7)) > 0.3
+    expected = xr.DataArray(values, dims=("e", "y", "x")).where(safe, 0).sum("e").values
+    # the block function gets the energy axis last, as apply_ufunc moves it there
+    out = _safe_sum_block(np.moveaxis(values, 0, -1), np.moveaxis(safe, 0, -1))
+    assert out.dtype == expected.dtype
+    np.testing.assert_array_equal(out, expected)
+    np.testing.assert_array_equal(_safe_sum_block(np.moveaxis(values, 0, -1)), np.nansum(values, axis=0))

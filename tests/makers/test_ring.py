@@ -170,6 +170,76 @@ def test_energy_bands_sum_the_bins_first():
     np.testing.assert_allclose(axes["energy_reco"]["edges"], edges[[0, 2, 4]])
 
 
+def test_bands_with_one_safe_mask_for_all_bins_equal_the_per_bin_sums():
+    # the band sums apply a mask shared by all bins once, after summing: the same numbers
+    geom = _geom(nbins=12)
+    rng = np.random.default_rng(8)
+    counts = _cube(rng.poisson(2, geom.data_shape("energy_reco")), geom, "counts")
+    acceptance = _cube(rng.random(geom.data_shape("energy_reco")).astype(np.float32), geom, "background")
+    safe = np.ones(geom.data_shape("energy_reco"), dtype=bool)
+    safe[:, :, :7] = False  # the same in every bin
+    safe[11, :4] = False  # but not in the last bin
+    safe = _cube(safe, geom, "mask_safe")
+    edges = geom.axis("energy_reco").edges
+    per_bin = make_map_ring_background(counts, acceptance, mask_safe=safe, **RING).compute(scheduler="sync")
+    bands = make_map_ring_background(
+        counts, acceptance, mask_safe=safe, energy_edges=[edges[0], edges[6], edges[12]], **RING
+    ).compute(scheduler="sync")
+    for band, bins in enumerate([slice(0, 6), slice(6, 12)]):
+        np.testing.assert_array_equal(bands["counts"].values[band], per_bin["counts"].values[bins].sum(0))
+        expected_safe = safe.values[bins].any(0) & (bands["acceptance_off"].values[band] > 0)
+        np.testing.assert_array_equal(bands["mask_safe"].values[band], expected_safe)
+        np.testing.assert_allclose(
+            bands["acceptance"].values[band], per_bin["acceptance"].values[bins].sum(0), rtol=1e-6
+        )
+    assert bands["acceptance"].dtype == np.float32 and per_bin["counts"].dtype == np.int64
+
+
+def test_many_bands_are_grouped_in_a_few_tasks_with_the_same_results():
+    geom = _geom(nbins=12)
+    rng = np.random.default_rng(9)
+    counts = _cube(rng.poisson(2, geom.data_shape("energy_reco")), geom, "counts")
+    acceptance = _flat(geom)[1]
+    result = make_map_ring_background(counts, acceptance, **RING)
+    assert result["counts_off"].data.numblocks[0] == 3  # 12 bands, at most 5 per task
+    result = result.compute(scheduler="sync")
+    for index in (0, 7, 11):
+        expected = _direct_ring_sum(counts.values[index].astype(float), 5, 8).astype(np.int64)
+        np.testing.assert_array_equal(result["counts_off"].values[index], expected)
+
+
+def test_circles_far_from_the_cutout_are_skipped_and_the_mask_is_unchanged():
+    from gpcube.makers.ring import circles_mask
+
+    geom = _geom().with_axes()
+    near = (*geom.pix_to_world(3, 4), 0.8)
+    circles = [tuple(float(v) for v in near), (float(geom.center[0]) + 30.0, 0.0, 20.0), (200.0, 40.0, 1.0)]
+    expected = exclusion_mask_from_circles(geom, circles).values
+    mask = circles_mask(geom, tuple(circles))
+    np.testing.assert_array_equal(mask, expected)
+    assert (~mask).sum() > 20 and not mask.flags.writeable
+    # a circle just reaching the cutout's corner pixel is not skipped
+    corner_lon, corner_lat = (float(v) for v in geom.pix_to_world(0, 0))
+    touching = ((corner_lon - 1.0, corner_lat, 1.0 + 1e-9),)
+    expected = exclusion_mask_from_circles(geom, touching).values
+    np.testing.assert_array_equal(circles_mask(geom, touching), expected)
+    assert not circles_mask(geom, touching)[0, 0]
+
+
+def test_exclusion_mask_on_a_larger_parent_grid_is_sliced():
+    parent = gpcube.SkyGeom.create((10.0, 0.0), BINSZ, npix=(NPIX + 20, NPIX + 10))
+    cutout, _ = parent.cutout(parent.center, 0.4 * NPIX * BINSZ)
+    axis = gpcube.EnergyAxis.log(1, 100, 2, "energy_reco")
+    cutout = cutout.with_axes(axis)
+    circle = [(*(float(v) for v in cutout.pix_to_world(CENTRE + 6, CENTRE)), 0.3)]
+    mask = exclusion_mask_from_circles(parent, circle)
+    counts, acceptance = _flat(cutout)
+    a = make_map_ring_background(counts, acceptance, exclusion=mask, **RING).compute(scheduler="sync")
+    b = make_map_ring_background(counts, acceptance, exclusion=circle, **RING).compute(scheduler="sync")
+    xr.testing.assert_identical(a, b)
+    assert a["counts_off"].values.min() < a["counts_off"].values.max()
+
+
 @pytest.mark.parametrize(
     "energy_edges",
     [[1.0, 3.0], [10.0, 1.0], [1.0], [[1.0, 100.0]]],
