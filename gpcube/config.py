@@ -608,6 +608,7 @@ class ClusterConfig:
     memory_limit: str | int = _key(_memory, "auto")
     dashboard: bool = _key(_flag, False)
     min_tasks: int = _key(_count, 16)
+    start_method: str = _key(_choice(("auto", "fork", "spawn", "forkserver")), "auto")
 
 
 @dataclass(frozen=True)

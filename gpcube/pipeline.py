@@ -105,6 +105,7 @@ def job_client(config: JobConfig | None = None, scheduler: str | None = None):
             "processes": cluster.processes,
             "memory_limit": cluster.memory_limit,
             "dashboard": cluster.dashboard,
+            "start_method": None if cluster.start_method == "auto" else cluster.start_method,
             "min_tasks": 0 if cluster.dashboard else cluster.min_tasks,
         }
     with EmbeddedCluster(**options) as embedded:

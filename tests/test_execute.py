@@ -45,3 +45,30 @@ def test_min_tasks_zero_or_one_always_starts_it(min_tasks):
     with EmbeddedCluster(n_workers=1, processes=False, min_tasks=min_tasks) as embedded:
         results, _ = run_tasks(_where, [("0", (0,))], embedded, progress=False)
     assert results[0][2]
+
+
+def _process() -> tuple[int, bool]:
+    import os
+    import sys
+
+    return os.getpid(), "gpcube.archive.reduce" in sys.modules
+
+
+def test_forked_workers_start_with_gpcube_imported():
+    import os
+
+    import gpcube.archive.reduce  # noqa: F401 - what the workers should inherit
+
+    with EmbeddedCluster(n_workers=1, processes=True, start_method="fork", memory_limit=None) as embedded:
+        results, failures = run_tasks(_process, [("0", ())], embedded, progress=False)
+    assert not failures
+    pid, imported = results[0]
+    assert pid != os.getpid() and imported
+
+
+def test_an_unknown_start_method_is_refused():
+    from gpcube.errors import GpcubeError
+
+    with pytest.raises(GpcubeError, match="start method 'vfork'"):
+        with EmbeddedCluster(start_method="vfork") as embedded:
+            embedded.client  # noqa: B018
