@@ -14,6 +14,7 @@ from pathlib import Path
 
 import xarray as xr
 
+from gpcube.archive.consolidated import consolidate
 from gpcube.archive.reduce import reduce_observation
 from gpcube.archive.ring import stacked_ring
 from gpcube.archive.store import (
@@ -28,7 +29,6 @@ from gpcube.archive.store import (
     replace_group,
     root_attrs,
 )
-from gpcube.archive.zarrv3 import consolidate
 from gpcube.config import JobConfig
 from gpcube.errors import GpcubeError
 from gpcube.execute import EmbeddedCluster, cluster_client, raise_failures, run_tasks
