@@ -161,6 +161,11 @@ def _text(what: str) -> Check:
 
 
 _posint = _check(_POSINT, _is_posint, int)
+_count = _check(
+    "a non-negative integer",
+    lambda v: isinstance(v, numbers.Integral) and not isinstance(v, bool) and v >= 0,
+    int,
+)
 _flag = _check("true or false", lambda v: isinstance(v, bool))
 _lonlat = _check(_LONLAT, _is_lonlat, lambda v: (float(v[0]), float(v[1])))
 
@@ -602,6 +607,8 @@ class ClusterConfig:
     processes: bool = _key(_flag, True)
     memory_limit: str | int = _key(_memory, "auto")
     dashboard: bool = _key(_flag, False)
+    min_tasks: int = _key(_count, 16)
+    start_method: str = _key(_choice(("auto", "fork", "spawn", "forkserver")), "auto")
 
 
 @dataclass(frozen=True)

@@ -2,7 +2,9 @@
 
 The archive's work is coarse: one task per observation, one per mosaic chunk. Tasks are submitted
 to a :class:`distributed.Client` as they are and gathered as they finish, with a progress bar; with
-no client they run one after the other here (handy in tests and for debugging).
+no client they run one after the other here (handy in tests and for debugging). The embedded
+cluster (:class:`EmbeddedCluster`) starts when a batch is large enough to pay for it; smaller
+batches run on threads of this process.
 """
 
 from __future__ import annotations
@@ -15,7 +17,17 @@ from typing import Any, NamedTuple
 
 from gpcube.errors import GpcubeError
 
-__all__ = ["WORKER_ENV", "TaskFailure", "cluster_client", "raise_failures", "run_tasks", "worker_env"]
+__all__ = [
+    "WORKER_ENV",
+    "START_METHODS",
+    "EmbeddedCluster",
+    "TaskFailure",
+    "cluster_client",
+    "default_start_method",
+    "raise_failures",
+    "run_tasks",
+    "worker_env",
+]
 
 #: Environment of the embedded cluster's worker processes, over dask's own (its nanny's
 #: ``pre-spawn-environ``, which also makes BLAS single-threaded). Dask sets
@@ -26,6 +38,18 @@ __all__ = ["WORKER_ENV", "TaskFailure", "cluster_client", "raise_failures", "run
 #: free at its top. malloc reads them when a process starts, so they are set before the workers
 #: are spawned.
 WORKER_ENV = {"MALLOC_MMAP_THRESHOLD_": str(32 << 20), "MALLOC_TRIM_THRESHOLD_": str(64 << 20)}
+
+
+#: How the embedded cluster's worker processes start, by default: ``fork`` on Linux copies this
+#: process with gpcube already imported, so a worker is ready at once and shares the imported code
+#: with it (a spawned worker first imports numpy, xarray, astropy and gpcube: ~1.5 s per job);
+#: ``spawn`` elsewhere (fork is unsafe on macOS).
+START_METHODS = ("fork", "spawn", "forkserver")
+
+
+def default_start_method() -> str:
+    """``fork`` on Linux, ``spawn`` elsewhere (see :data:`START_METHODS`)."""
+    return "fork" if sys.platform.startswith("linux") else "spawn"
 
 
 class TaskFailure(NamedTuple):
@@ -55,32 +79,61 @@ def run_tasks(
 ) -> tuple[list[Any], list[TaskFailure]]:
     """Run ``func(*args)`` for each ``(label, args)``; results in call order and the failures.
 
-    A failing task does not stop the others: what they write is kept, and the caller reports the
-    failures together at the end.
+    ``client``: a :class:`distributed.Client`, an :class:`EmbeddedCluster` (started here if the
+    batch is large enough, else the batch runs on its number of threads in this process), or None
+    (one after the other in this process). A failing task does not stop the others: what they write
+    is kept, and the caller reports the failures together at the end.
     """
+    with _bar(len(calls), desc, progress) as bar:
+        if isinstance(client, EmbeddedCluster):
+            if not client.started and len(calls) < client.min_tasks:
+                return _run_threads(func, calls, client.threads, bar)
+            client = client.client
+        if client is None:
+            return _run_here(func, calls, bar)
+        return _run_distributed(func, calls, client, desc, bar)
+
+
+def _run_here(func: Callable, calls: Sequence[tuple[str, tuple]], bar) -> tuple[list, list]:
     results: list[Any] = [None] * len(calls)
     failures: list[TaskFailure] = []
-    with _bar(len(calls), desc, progress) as bar:
-        if client is None:
-            for i, (label, args) in enumerate(calls):
-                try:
-                    results[i] = func(*args)
-                except Exception as exc:  # noqa: BLE001 - reported with its label below
-                    failures.append(TaskFailure(label, exc))
-                bar.update()
-            return results, failures
-        from distributed import as_completed
-
-        futures = {client.submit(func, *args, key=f"{desc or 'task'}-{label}", pure=False): i
-                   for i, (label, args) in enumerate(calls)}  # fmt: skip
-        for future in as_completed(futures):
-            i = futures[future]
-            try:
-                results[i] = future.result()
-            except Exception as exc:  # noqa: BLE001
-                failures.append(TaskFailure(calls[i][0], exc))
-            bar.update()
+    for i, (label, args) in enumerate(calls):
+        try:
+            results[i] = func(*args)
+        except Exception as exc:  # noqa: BLE001 - reported with its label by the caller
+            failures.append(TaskFailure(label, exc))
+        bar.update()
     return results, failures
+
+
+def _gather(futures: dict, calls: Sequence[tuple[str, tuple]], finished, bar) -> tuple[list, list]:
+    """Results in call order and failures of ``{future: index}``, as ``finished`` yields them."""
+    results: list[Any] = [None] * len(calls)
+    failures: list[TaskFailure] = []
+    for future in finished(futures):
+        i = futures[future]
+        try:
+            results[i] = future.result()
+        except Exception as exc:  # noqa: BLE001
+            failures.append(TaskFailure(calls[i][0], exc))
+        bar.update()
+    return results, failures
+
+
+def _run_threads(func: Callable, calls: Sequence[tuple[str, tuple]], threads: int, bar) -> tuple[list, list]:
+    from concurrent.futures import ThreadPoolExecutor, as_completed
+
+    with ThreadPoolExecutor(max_workers=threads, thread_name_prefix="gpcube") as pool:
+        futures = {pool.submit(func, *args): i for i, (_, args) in enumerate(calls)}
+        return _gather(futures, calls, as_completed, bar)
+
+
+def _run_distributed(func: Callable, calls, client, desc: str, bar) -> tuple[list, list]:
+    from distributed import as_completed
+
+    futures = {client.submit(func, *args, key=f"{desc or 'task'}-{label}", pure=False): i
+               for i, (label, args) in enumerate(calls)}  # fmt: skip
+    return _gather(futures, calls, as_completed, bar)
 
 
 def raise_failures(failures: Sequence[TaskFailure], what: str) -> None:
@@ -125,6 +178,79 @@ def _worker_environ() -> Iterator[None]:
                 os.environ[key] = value
 
 
+class EmbeddedCluster:
+    """A local dask.distributed cluster that starts when a batch of tasks first needs it.
+
+    :func:`run_tasks` runs a batch of fewer than ``min_tasks`` tasks on ``threads`` threads of this
+    process while the cluster has not started: starting one, spawning its worker processes and
+    importing gpcube in them costs seconds, more than a handful of observations take. A larger batch
+    starts it (or :attr:`client` does), and it then serves every later batch. Use as a context
+    manager, or call :meth:`close`.
+
+    Parameters
+    ----------
+    n_workers, threads_per_worker, processes, memory_limit, dashboard, start_method
+        As :func:`cluster_client`.
+    min_tasks : int
+        Smallest batch that starts the cluster (0: any batch).
+    """
+
+    def __init__(
+        self,
+        *,
+        n_workers: int = 2,
+        threads_per_worker: int = 1,
+        processes: bool = True,
+        memory_limit: str | int | None = "auto",
+        dashboard: bool = False,
+        start_method: str | None = None,
+        min_tasks: int = 0,
+    ) -> None:
+        self.options = {
+            "n_workers": n_workers,
+            "threads_per_worker": threads_per_worker,
+            "processes": processes,
+            "memory_limit": memory_limit,
+            "dashboard": dashboard,
+            "start_method": start_method,
+        }
+        self.threads = n_workers * threads_per_worker
+        self.min_tasks = min_tasks
+        self._stack: contextlib.ExitStack | None = None
+        self._client = None
+
+    @property
+    def started(self) -> bool:
+        """Whether the cluster is running."""
+        return self._client is not None
+
+    @property
+    def client(self):
+        """The :class:`distributed.Client` of the cluster, started on first use."""
+        if self._client is None:
+            stack = contextlib.ExitStack()
+            self._client = stack.enter_context(cluster_client(None, **self.options))
+            self._stack = stack
+        return self._client
+
+    @property
+    def dashboard_link(self) -> str:
+        """The dashboard's address (starts the cluster)."""
+        return self.client.dashboard_link
+
+    def close(self) -> None:
+        """Stop the cluster if it was started."""
+        if self._stack is not None:
+            self._stack.close()
+        self._stack, self._client = None, None
+
+    def __enter__(self) -> EmbeddedCluster:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
 @contextlib.contextmanager
 def cluster_client(
     address: str | None = None,
@@ -134,11 +260,15 @@ def cluster_client(
     processes: bool = True,
     memory_limit: str | int | None = "auto",
     dashboard: bool = False,
+    start_method: str | None = None,
 ) -> Iterator:
     """A :class:`distributed.Client`: to the scheduler at ``address``, or to a new local cluster.
 
     The local cluster (and its workers) is closed on exit; an existing cluster is left running.
+    ``start_method`` (one of :data:`START_METHODS`; default :func:`default_start_method`) is how its
+    worker processes start.
     """
+    import dask
     from distributed import Client, LocalCluster
 
     if address:
@@ -151,7 +281,15 @@ def cluster_client(
         finally:
             client.close()
         return
-    with _worker_environ() if processes else contextlib.nullcontext():
+    method = start_method or default_start_method()
+    if method not in START_METHODS:
+        raise GpcubeError(f"unknown start method {method!r}; expected one of {', '.join(START_METHODS)}")
+    # a forked worker's malloc is this process's, already set up: the environment would not change it
+    spawned = processes and method != "fork"
+    with (
+        dask.config.set({"distributed.worker.multiprocessing-method": method}),
+        _worker_environ() if spawned else contextlib.nullcontext(),
+    ):
         cluster = LocalCluster(
             n_workers=n_workers,
             threads_per_worker=threads_per_worker,

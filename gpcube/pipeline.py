@@ -14,6 +14,7 @@ from pathlib import Path
 
 import xarray as xr
 
+from gpcube.archive.consolidated import consolidate
 from gpcube.archive.reduce import reduce_observation
 from gpcube.archive.ring import stacked_ring
 from gpcube.archive.store import (
@@ -28,10 +29,9 @@ from gpcube.archive.store import (
     replace_group,
     root_attrs,
 )
-from gpcube.archive.zarrv3 import consolidate
 from gpcube.config import JobConfig
 from gpcube.errors import GpcubeError
-from gpcube.execute import cluster_client, raise_failures, run_tasks
+from gpcube.execute import EmbeddedCluster, cluster_client, raise_failures, run_tasks
 from gpcube.mosaic import build_mosaic
 
 __all__ = ["job_client", "mosaic", "open_archive", "reduce", "run", "significance"]
@@ -88,20 +88,30 @@ def mosaic(
 
 @contextlib.contextmanager
 def job_client(config: JobConfig | None = None, scheduler: str | None = None):
-    """A client for the job: ``scheduler`` or ``cluster.address`` if given, else a local cluster."""
+    """What runs the job's tasks: a client of ``scheduler`` or ``cluster.address`` if given, else an
+    :class:`~gpcube.execute.EmbeddedCluster` from the ``cluster`` section, which starts when a batch
+    of at least ``cluster.min_tasks`` tasks needs it (at once with ``cluster.dashboard``)."""
     cluster = config.cluster if config is not None else None
     address = scheduler or (cluster.address if cluster is not None else None)
-    kwargs = {}
+    if address:
+        with cluster_client(address) as client:
+            yield client
+        return
+    options = {}
     if cluster is not None:
-        kwargs = {
+        options = {
             "n_workers": cluster.n_workers,
             "threads_per_worker": cluster.threads_per_worker,
             "processes": cluster.processes,
             "memory_limit": cluster.memory_limit,
             "dashboard": cluster.dashboard,
+            "start_method": None if cluster.start_method == "auto" else cluster.start_method,
+            "min_tasks": 0 if cluster.dashboard else cluster.min_tasks,
         }
-    with cluster_client(address, **kwargs) as client:
-        yield client
+    with EmbeddedCluster(**options) as embedded:
+        if options.get("dashboard"):
+            embedded.client  # noqa: B018 - start now, so that the dashboard shows the whole job
+        yield embedded
 
 
 def run(config: JobConfig, client=None, *, progress: bool = True) -> dict:

@@ -134,6 +134,7 @@ def test_defaults_are_filled_in():
     assert (config.chunks.obs, config.chunks.mosaic) == (256, 256)
     assert config.cluster.address is None and config.cluster.n_workers == 2
     assert config.cluster.memory_limit == "auto" and config.cluster.dashboard is False
+    assert config.cluster.min_tasks == 16
     plain = config.to_dict()
     assert "exclusion" not in plain["background"] and "grouping" not in plain["background"]
     assert plain["data"]["selection"] == {
@@ -362,6 +363,8 @@ BAD = [
     ("cluster.processes", "yes", "cluster.processes", "true or false"),
     ("cluster.memory_limit", "lots", "cluster.memory_limit", "4GiB"),
     ("cluster.address", "", "cluster.address", "scheduler address"),
+    ("cluster.min_tasks", -1, "cluster.min_tasks", "non-negative integer"),
+    ("cluster.min_tasks", 2.0, "cluster.min_tasks", "non-negative integer"),
     ("data.obs_ids", [23523, 23523], "data.obs_ids", "distinct observation ids"),
     ("data.obs_ids", 23523, "data.obs_ids", "list"),
     ("data.selection.cone", {"lon": 1, "lat": 2}, "data.selection.cone.radius", "required key missing"),

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import itertools
 import json
-import os
 import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -27,11 +26,11 @@ from gpcube.errors import GpcubeError
 
 __all__ = [
     "ArrayWriter",
-    "consolidate",
     "read_array_attrs",
     "read_array_dims",
     "read_group_attrs",
     "read_region",
+    "to_json",
     "write_array",
     "write_group",
 ]
@@ -53,9 +52,14 @@ def _json_default(value: Any) -> Any:
     raise TypeError(f"not JSON-serialisable: {type(value).__name__}")
 
 
+def to_json(document: Any) -> str:
+    """Compact JSON of metadata (numpy values as plain ones), as every ``zarr.json`` here is written."""
+    return json.dumps(document, separators=(",", ":"), default=_json_default, allow_nan=True)
+
+
 def _write_json(path: Path, document: Mapping) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(document, separators=(",", ":"), default=_json_default, allow_nan=True))
+    path.write_text(to_json(document))
 
 
 def _read_json(path: Path) -> dict:
@@ -252,72 +256,3 @@ def read_region(path: str | Path, region: Sequence[slice] | None = None) -> np.n
             dst.append(slice(lo - a, hi - a))
         out[tuple(dst)] = chunk[tuple(src)]
     return out
-
-
-def _immutable(key: str) -> bool:
-    """Whether the group at ``key`` never changes once it exists: an observation's (``obs/<id>``),
-    which is written under a temporary name and renamed into place whole."""
-    parts = key.split("/")
-    return len(parts) == 2 and parts[0] == "obs" and parts[1].isdigit()
-
-
-def _by_group(metadata: Mapping) -> dict[str, dict]:
-    """Consolidated entries of the immutable groups, keyed by group: ``{group: {key: doc}}``."""
-    out: dict[str, dict] = {}
-    for key, doc in metadata.items():
-        group = "/".join(key.split("/")[:2])
-        if _immutable(group):
-            out.setdefault(group, {})[key] = doc
-    return out
-
-
-def _walk(directory: Path, prefix: str, nodes: dict, known: Mapping[str, dict]) -> None:
-    """Add the metadata of every node below ``directory`` to ``nodes``, without listing arrays' chunks.
-
-    Directories without ``zarr.json`` and names starting with ``.`` or ``_`` (temporary groups) are
-    skipped. An immutable group whose ``zarr.json`` equals its entry in ``known`` is taken from there.
-    """
-    with os.scandir(directory) as entries:
-        subdirs = sorted(e.name for e in entries if e.is_dir() and not e.name.startswith((".", "_")))
-    for name in subdirs:
-        key, meta = f"{prefix}{name}", directory / name / "zarr.json"
-        try:
-            doc = json.loads(meta.read_text())
-        except FileNotFoundError:
-            continue
-        except (OSError, ValueError) as exc:
-            raise GpcubeError(f"cannot read zarr metadata: {exc}", path=meta) from exc
-        doc.pop("consolidated_metadata", None)
-        if doc.get("node_type") != "group":
-            nodes[key] = doc
-            continue
-        previous = known.get(key)
-        if previous is not None and previous.get(key) == doc:
-            nodes.update(previous)
-        else:
-            nodes[key] = doc
-            _walk(directory / name, key + "/", nodes, known)
-
-
-def consolidate(path: str | Path) -> None:
-    """Write the hierarchy's metadata inline into the root ``zarr.json`` (zarr-python's layout).
-
-    xarray opens a group of a store fastest, and without a warning, through the root's consolidated
-    metadata; every command that changes the archive calls this last. Observation groups never change
-    once in place, so their entries are carried over from the previous consolidation (checked against
-    each group's own ``zarr.json``) and only new groups, the mosaic and the like are read: the cost
-    grows with what changed, not with the size of the archive.
-    """
-    root = Path(path)
-    top = _read_json(root / "zarr.json")
-    previous = (top.get("consolidated_metadata") or {}).get("metadata") or {}
-    nodes: dict[str, dict] = {}
-    _walk(root, "", nodes, _by_group(previous))
-    top["consolidated_metadata"] = {
-        "kind": "inline",
-        "must_understand": False,
-        "metadata": dict(sorted(nodes.items())),
-    }
-    tmp = root / "zarr.json.tmp"
-    _write_json(tmp, top)
-    os.replace(tmp, root / "zarr.json")

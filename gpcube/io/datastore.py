@@ -7,7 +7,6 @@ from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 
 import numpy as np
-from astropy.coordinates import SkyCoord
 from astropy.table import Table
 from astropy.time import Time
 
@@ -199,6 +198,8 @@ class DataStore:
         else:
             lon, lat, radius, *rest = cone
             frame = rest[0] if rest else "icrs"
+        from astropy.coordinates import SkyCoord  # ~0.6 s to import: only for a cone selection
+
         center = SkyCoord(lon, lat, unit="deg", frame=frame)
         pointings = SkyCoord(self._column("RA_PNT"), self._column("DEC_PNT"), unit="deg", frame="icrs")
         return np.asarray(pointings.separation(center).deg <= float(radius))

@@ -9,14 +9,17 @@ observation.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
-from astropy import units as u
-from astropy.coordinates import AltAz, EarthLocation, SkyCoord
-from astropy.time import Time
 
 from gpcube.errors import GpcubeError
 from gpcube.io import Observation
 from gpcube.makers.fov import offset_frame_vectors
+
+if TYPE_CHECKING:  # astropy.coordinates takes ~0.6 s to import: only when a field turns
+    from astropy.coordinates import EarthLocation
+    from astropy.time import Time
 
 __all__ = ["fov_rotations", "observation_location", "observation_start", "radec_to_altaz_matrices"]
 
@@ -36,6 +39,8 @@ def observation_location(observation: Observation) -> EarthLocation:
             path=attrs.get("file"),
             hdu=attrs.get("hdu"),
         )
+    from astropy.coordinates import EarthLocation
+
     return EarthLocation.from_geodetic(attrs["geolon"], attrs["geolat"], attrs.get("altitude") or 0.0)
 
 
@@ -48,6 +53,9 @@ def observation_start(observation: Observation) -> Time:
             path=attrs.get("file"),
             hdu=attrs.get("hdu"),
         )
+    from astropy import units as u
+    from astropy.time import Time
+
     scale = str(attrs.get("timesys") or "tt").lower()
     reference = Time(attrs["mjdrefi"], attrs.get("mjdreff") or 0.0, format="mjd", scale=scale)
     return reference + attrs["tstart"] * u.s
@@ -55,6 +63,9 @@ def observation_start(observation: Observation) -> Time:
 
 def radec_to_altaz_matrices(ra: float, dec: float, times: Time, location: EarthLocation) -> np.ndarray:
     """``(n_times, 2, 2)`` orthogonal matrices: (east, north) offsets -> (+az, +alt) offsets."""
+    from astropy import units as u
+    from astropy.coordinates import AltAz, SkyCoord
+
     frame = AltAz(obstime=times, location=location)
     altaz = SkyCoord(ra, dec, unit="deg", frame="icrs").transform_to(frame)
     az, alt = altaz.az.deg, altaz.alt.deg
@@ -74,6 +85,8 @@ def fov_rotations(observation: Observation, step: float = 1.0) -> tuple[list[np.
     Returns the list of ``(2, 2)`` matrices and their weights (summing to 1) for averaging the
     background rate over the observation's on-time.
     """
+    from astropy import units as u
+
     ra, dec = observation.pointing.ra, observation.pointing.dec
     location, start = observation_location(observation), observation_start(observation)
     ontime = observation.ontime

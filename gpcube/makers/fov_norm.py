@@ -19,13 +19,13 @@ observation unusable); ``fov_norm_ok`` says which.
 
 from __future__ import annotations
 
+import numbers
 from collections.abc import Mapping, Sequence
 
 import dask
 import dask.array as da
 import numpy as np
 import xarray as xr
-from astropy.coordinates import SkyCoord
 
 from gpcube.errors import GpcubeError
 from gpcube.geom import SkyGeom
@@ -127,7 +127,7 @@ def _mask_on(mask: xr.DataArray, cube: xr.DataArray) -> xr.DataArray:
 def _circle_in(frame: str, circle) -> tuple[float, float, float]:
     """``(lon, lat, radius)`` in ``frame`` of a circle given so, or as ``(SkyCoord, radius)``."""
     centre, radius = circle[:-1], circle[-1]
-    if isinstance(centre[0], SkyCoord):
+    if not isinstance(centre[0], numbers.Real):  # a SkyCoord
         centre = skycoord_to_lonlat(centre[0], frame)
     return float(centre[0]), float(centre[1]), float(radius)
 

@@ -10,12 +10,11 @@ from __future__ import annotations
 import functools
 import warnings
 from collections.abc import Iterable
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 import numpy as np
 import xarray as xr
 from astropy import units as u
-from astropy.coordinates import SkyCoord
 
 from gpcube.errors import GpcubeError, GpcubeWarning
 from gpcube.geom import EnergyAxis, SkyGeom
@@ -26,6 +25,9 @@ from gpcube.makers._cutout import observation_cube
 from gpcube.makers._lazy import DEFAULT_CHUNK, block_slices
 from gpcube.makers.background import background_block, load_background
 from gpcube.makers.edisp import edisp_kernels
+
+if TYPE_CHECKING:  # astropy.coordinates takes ~0.6 s to import
+    from astropy.coordinates import SkyCoord
 
 __all__ = [
     "METHODS",
@@ -232,6 +234,8 @@ def probe_pixel(geom: SkyGeom, pointing: tuple[float, float], options: SafeOptio
     if options.fixed_offset is None and options.position is None:
         x, y = (geom.npix[0] - 1) / 2, (geom.npix[1] - 1) / 2
     else:
+        from astropy.coordinates import SkyCoord  # ~0.6 s to import: only when asked for
+
         position = SkyCoord(*(options.position or (0.0, 0.0)), unit="deg", frame="icrs")
         if options.fixed_offset is not None:
             origin = SkyCoord(*pointing, unit="deg", frame="icrs")

@@ -10,10 +10,10 @@ from pathlib import Path
 import numpy as np
 import xarray as xr
 
+from gpcube.archive.consolidated import consolidate
 from gpcube.archive.store import MOSAIC, complete_observations, now, obs_path, replace_group, root_attrs
 from gpcube.archive.zarrv3 import (
     ArrayWriter,
-    consolidate,
     read_array_attrs,
     read_array_dims,
     read_group_attrs,

@@ -11,7 +11,7 @@ import pytest
 import xarray as xr
 import zarr
 
-from gpcube.archive import zarrv3
+from gpcube.archive import consolidated, zarrv3
 from gpcube.errors import GpcubeError
 
 
@@ -74,7 +74,7 @@ def test_consolidated_root_opens_groups_in_xarray_without_warnings(tmp_path):
         root / "obs" / "1" / "counts", np.ones((3, 4), np.int32), ("e", "lat"), {"coordinates": "e_lo"}
     )
     zarrv3.write_group(root / "_tmp-2-x", {})  # temporary groups are not listed
-    zarrv3.consolidate(root)
+    consolidated.consolidate(root)
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         ds = xr.open_zarr(root, group="obs/1")
@@ -99,21 +99,21 @@ def test_consolidate_reads_only_what_changed_and_matches_a_fresh_walk(tmp_path, 
     zarrv3.write_group(root / "obs", {})
     for i in (1, 2):
         _obs_group(root, i, float(i))
-    zarrv3.consolidate(root)
+    consolidated.consolidate(root)
     _obs_group(root, 3, 3.0)  # added
     shutil.rmtree(root / "obs" / "1")  # removed
     _obs_group(root, 2, 20.0)  # replaced: its zarr.json differs from the consolidated one
     zarrv3.write_group(root / "mosaic", {"n": 2})
 
     read = []
-    original = zarrv3.Path.read_text
+    original = consolidated.Path.read_text
 
     def spy(self, *args, **kwargs):
         read.append(self.relative_to(root).as_posix())
         return original(self, *args, **kwargs)
 
     monkeypatch.setattr(zarrv3.Path, "read_text", spy)
-    zarrv3.consolidate(root)
+    consolidated.consolidate(root)
     monkeypatch.undo()
     incremental = _listed(root)
     assert "obs/3/x/zarr.json" in read and "obs/2/x/zarr.json" in read
@@ -121,13 +121,13 @@ def test_consolidate_reads_only_what_changed_and_matches_a_fresh_walk(tmp_path, 
     top = json.loads((root / "zarr.json").read_text())
     del top["consolidated_metadata"]
     (root / "zarr.json").write_text(json.dumps(top))
-    zarrv3.consolidate(root)
+    consolidated.consolidate(root)
     assert incremental == _listed(root)
     assert "obs/1" not in incremental and incremental["obs/2"]["attributes"]["value"] == 20.0
 
     read.clear()
     monkeypatch.setattr(zarrv3.Path, "read_text", spy)
-    zarrv3.consolidate(root)  # nothing changed: the observations' arrays are not read again
+    consolidated.consolidate(root)  # nothing changed: the observations' arrays are not read again
     monkeypatch.undo()
     assert not [p for p in read if p.startswith("obs/") and p.count("/") > 2]
 
@@ -136,8 +136,26 @@ def test_group_attrs_of_a_large_consolidated_root_are_read_without_the_listing(t
     root = tmp_path / "a.zarr"
     zarrv3.write_group(root, {"format": "test", "nested": {"attributes": [1, 2]}})
     zarrv3.write_group(root / "g", {"k": 1})
-    zarrv3.consolidate(root)
+    consolidated.consolidate(root)
     assert zarrv3.read_group_attrs(root) == {"format": "test", "nested": {"attributes": [1, 2]}}
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert xr.open_zarr(root, group="g").attrs == {"k": 1}
     written_by_others = {"attributes": {"a": 1}, "zarr_format": 3, "node_type": "group"}
     (root / "zarr.json").write_text(json.dumps(written_by_others, indent=2))
     assert zarrv3.read_group_attrs(root) == {"a": 1}
+
+
+@pytest.mark.filterwarnings("ignore:Consolidated metadata is currently not part")
+def test_a_listing_written_by_another_tool_is_read_and_rewritten(tmp_path):
+    root = tmp_path / "a.zarr"
+    group = zarr.open_group(root, mode="w", zarr_format=3, attributes={"format": "test"})
+    group.create_group("obs").create_group("7", attributes={"obs_id": 7})
+    zarr.consolidate_metadata(root)
+    before = consolidated.listing(root)
+    assert "obs/7" in before
+    consolidated.consolidate(root)
+    after = consolidated.listing(root)  # the same nodes, without zarr-python's nested copies
+    nested = {key: {k: v for k, v in doc.items() if k != "consolidated_metadata"} for key, doc in before.items()}
+    assert after == nested and zarrv3.read_group_attrs(root) == {"format": "test"}
+    assert zarr.open_consolidated(root)["obs/7"].attrs["obs_id"] == 7

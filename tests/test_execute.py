@@ -1,0 +1,74 @@
+"""Running tasks: the embedded cluster starts only for batches large enough to pay for it."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+
+from gpcube.execute import EmbeddedCluster, run_tasks
+
+
+def _where(i: int) -> tuple[int, str, bool]:
+    try:
+        from distributed import get_worker
+
+        get_worker()
+        on_worker = True
+    except ValueError:
+        on_worker = False
+    if i < 0:
+        raise RuntimeError(f"bad {i}")
+    return i, threading.current_thread().name, on_worker
+
+
+def test_a_small_batch_runs_on_threads_here_without_starting_the_cluster():
+    with EmbeddedCluster(n_workers=2, min_tasks=5) as embedded:
+        results, failures = run_tasks(_where, [(str(i), (i,)) for i in (3, -1, 4)], embedded, progress=False)
+        assert not embedded.started
+    assert [r[0] for r in results if r] == [3, 4] and results[1] is None
+    assert all(name.startswith("gpcube") and not worker for _, name, worker in filter(None, results))
+    assert [(f.label, str(f.error)) for f in failures] == [("-1", "bad -1")]
+
+
+def test_a_large_batch_starts_the_cluster_and_later_batches_use_it():
+    with EmbeddedCluster(n_workers=1, processes=False, min_tasks=3) as embedded:
+        first, _ = run_tasks(_where, [(str(i), (i,)) for i in range(3)], embedded, progress=False)
+        assert embedded.started
+        later, _ = run_tasks(_where, [("9", (9,))], embedded, progress=False)
+    assert all(worker for *_, worker in first + later)
+    assert not embedded.started  # closed on exit
+
+
+@pytest.mark.parametrize("min_tasks", [0, 1])
+def test_min_tasks_zero_or_one_always_starts_it(min_tasks):
+    with EmbeddedCluster(n_workers=1, processes=False, min_tasks=min_tasks) as embedded:
+        results, _ = run_tasks(_where, [("0", (0,))], embedded, progress=False)
+    assert results[0][2]
+
+
+def _process() -> tuple[int, bool]:
+    import os
+    import sys
+
+    return os.getpid(), "gpcube.archive.reduce" in sys.modules
+
+
+def test_forked_workers_start_with_gpcube_imported():
+    import os
+
+    import gpcube.archive.reduce  # noqa: F401 - what the workers should inherit
+
+    with EmbeddedCluster(n_workers=1, processes=True, start_method="fork", memory_limit=None) as embedded:
+        results, failures = run_tasks(_process, [("0", ())], embedded, progress=False)
+    assert not failures
+    pid, imported = results[0]
+    assert pid != os.getpid() and imported
+
+
+def test_an_unknown_start_method_is_refused():
+    from gpcube.errors import GpcubeError
+
+    with pytest.raises(GpcubeError, match="start method 'vfork'"):
+        with EmbeddedCluster(start_method="vfork") as embedded:
+            embedded.client  # noqa: B018
