@@ -47,23 +47,29 @@ def test_min_tasks_zero_or_one_always_starts_it(min_tasks):
     assert results[0][2]
 
 
-def _process() -> tuple[int, bool]:
+def _process() -> tuple[int, bool, set[int]]:
     import os
     import sys
 
-    return os.getpid(), "gpcube.archive.reduce" in sys.modules
+    from threadpoolctl import threadpool_info
+
+    return os.getpid(), "gpcube.archive.reduce" in sys.modules, {p["num_threads"] for p in threadpool_info()}
 
 
-def test_forked_workers_start_with_gpcube_imported():
+def test_forked_workers_start_with_gpcube_imported_and_one_blas_thread():
     import os
+
+    import numpy  # noqa: F401 - its BLAS pool, sized for every core here
+    import scipy.fft  # noqa: F401
 
     import gpcube.archive.reduce  # noqa: F401 - what the workers should inherit
 
     with EmbeddedCluster(n_workers=1, processes=True, start_method="fork", memory_limit=None) as embedded:
         results, failures = run_tasks(_process, [("0", ())], embedded, progress=False)
     assert not failures
-    pid, imported = results[0]
+    pid, imported, threads = results[0]
     assert pid != os.getpid() and imported
+    assert threads <= {1}
 
 
 def test_an_unknown_start_method_is_refused():

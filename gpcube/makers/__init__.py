@@ -3,8 +3,9 @@
 from gpcube.makers.background import make_map_background
 from gpcube.makers.counts import make_map_counts
 from gpcube.makers.edisp import make_edisp_kernel_map
+from gpcube.makers.exclusion import exclusion_mask_from_circles
 from gpcube.makers.exposure import make_map_exposure_reco_energy, make_map_exposure_true_energy
-from gpcube.makers.fov_norm import exclusion_mask_from_circles, make_map_background_fov_norm
+from gpcube.makers.fov_norm import make_map_background_fov_norm
 from gpcube.makers.psf import make_psf_map, psf_kernel
 from gpcube.makers.ring import make_map_ring_background
 from gpcube.makers.ring_adaptive import make_map_adaptive_ring_background

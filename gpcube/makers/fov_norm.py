@@ -19,8 +19,7 @@ observation unusable); ``fov_norm_ok`` says which.
 
 from __future__ import annotations
 
-import numbers
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 
 import dask
 import dask.array as da
@@ -29,12 +28,11 @@ import xarray as xr
 
 from gpcube.errors import GpcubeError
 from gpcube.geom import SkyGeom
-from gpcube.geom._util import skycoord_to_lonlat
-from gpcube.geom.frames import convert_frame
 from gpcube.io import Observation
 from gpcube.makers._lazy import DEFAULT_CHUNK
 from gpcube.makers.background import make_map_background
 from gpcube.makers.counts import make_map_counts
+from gpcube.makers.exclusion import exclusion_mask_from_circles, exclusion_on
 
 __all__ = [
     "energy_groups",
@@ -95,55 +93,6 @@ def fov_norm_table(
     return np.stack([np.where(ok, norm, np.nan), groups, group_counts, group_background, ok])
 
 
-def exclusion_mask_from_circles(
-    geom: SkyGeom, circles: Sequence[tuple[float, float, float]], frame: str | None = None
-) -> xr.DataArray:
-    """``(lat, lon)`` mask of ``geom``: False inside any circle ``(lon, lat, radius)`` (deg), else True.
-
-    ``frame`` is the circles' frame (default: the geometry's). Pixels count as inside when their
-    centre is within the radius.
-    """
-    mask = np.ones(geom.shape, dtype=bool)
-    for lon, lat, radius in circles:
-        if frame is not None and frame != geom.frame:
-            lon, lat = (float(v) for v in convert_frame(lon, lat, frame, geom.frame))
-        mask &= geom.separation(lon, lat) > radius
-    coords = {k: v for k, v in geom.to_coords().items() if set(v.dims) <= {"lat", "lon"}}
-    return xr.DataArray(mask, dims=("lat", "lon"), coords=coords, name="exclusion_mask",
-                        attrs={"geom": geom.to_attrs()})  # fmt: skip
-
-
-def _mask_on(mask: xr.DataArray, cube: xr.DataArray) -> xr.DataArray:
-    """``mask`` (on the parent grid, indexed by parent pixel indices) on the pixels of ``cube``."""
-    try:
-        return mask.sel(lat=cube["lat"], lon=cube["lon"])
-    except KeyError as error:
-        raise GpcubeError(
-            "the exclusion mask does not cover the observation's cutout: make it on the mosaic geometry "
-            "(e.g. with exclusion_mask_from_circles)"
-        ) from error
-
-
-def _circle_in(frame: str, circle) -> tuple[float, float, float]:
-    """``(lon, lat, radius)`` in ``frame`` of a circle given so, or as ``(SkyCoord, radius)``."""
-    centre, radius = circle[:-1], circle[-1]
-    if not isinstance(centre[0], numbers.Real):  # a SkyCoord
-        centre = skycoord_to_lonlat(centre[0], frame)
-    return float(centre[0]), float(centre[1]), float(radius)
-
-
-def _exclusion(exclusion, cube: xr.DataArray) -> xr.DataArray:
-    """The ``(lat, lon)`` exclusion mask on the pixels of ``cube`` (an observation's cutout)."""
-    if exclusion is None:
-        return xr.ones_like(cube.isel(energy_reco=0, drop=True), dtype=bool)
-    if isinstance(exclusion, xr.DataArray):
-        if set(exclusion.dims) != {"lat", "lon"} or exclusion.dtype != bool:
-            raise GpcubeError("exclusion_mask must be a boolean (lat, lon) DataArray on the mosaic geometry")
-        return _mask_on(exclusion, cube)
-    cutout = SkyGeom.from_dataarray(cube)
-    return exclusion_mask_from_circles(cutout, [_circle_in(cutout.frame, c) for c in exclusion])
-
-
 def make_map_background_fov_norm(
     observation: Observation,
     geom: SkyGeom,
@@ -196,7 +145,7 @@ def make_map_background_fov_norm(
         counts = make_map_counts(observation, geom, max_offset=max_offset, chunk=chunk)
     if background is None:
         background = make_map_background(observation, geom, max_offset=max_offset, chunk=chunk)
-    mask = _exclusion(exclusion_mask, background)
+    mask = exclusion_on(exclusion_mask, background)
     if mask_safe is not None:
         mask = mask & mask_safe
     summed_counts = counts.where(mask, 0).sum(("lat", "lon")).data

@@ -46,8 +46,8 @@ import xarray as xr
 from dask.highlevelgraph import HighLevelGraph
 
 from gpcube.errors import GpcubeError
-from gpcube.geom import EnergyAxis, SkyGeom
-from gpcube.makers.fov_norm import _circle_in, _exclusion
+from gpcube.geom import EnergyAxis
+from gpcube.makers.exclusion import exclusion_plane
 
 try:  # dask >= 2024.12: explicit tasks, which dask does not have to parse
     from dask._task_spec import DataNode, Task, TaskRef
@@ -67,8 +67,6 @@ RING_VARIABLES = ("counts_off", "acceptance", "acceptance_off", "alpha", "mask_s
 #: Energy bands per dask task: a band is a few ms of FFTs, about what a task costs dask; a few bands
 #: per task keep that small, while the bands of a cube still spread over a few workers.
 BANDS_PER_TASK = 5
-#: Circles whose centre is this much (deg) farther than their radius from every pixel are skipped.
-_CIRCLE_MARGIN = 1e-6
 
 
 # --------------------------------------------------------------------------------- numpy functions
@@ -292,73 +290,6 @@ def _band_dtype(dtype, summed: bool, masked: bool, zero) -> np.dtype:
     """The dtype of :func:`_band_plane` for a cube of ``dtype`` (computed on a one-pixel cube)."""
     safe = np.ones((1, 1, 1), dtype=bool) if masked else None
     return _band_plane(np.zeros((1, 1, 1), dtype), safe, slice(0, 1), summed, zero).dtype
-
-
-@functools.lru_cache(maxsize=64)
-def _cutout_reach(geom: SkyGeom) -> tuple[tuple[float, float], float]:
-    """The cutout's central pixel ``(lon, lat)`` and the largest distance (deg) of a pixel from it
-    (NaN if some pixel is outside the projection's domain)."""
-    lon, lat = geom.pix_to_world((geom.npix[0] - 1) / 2, (geom.npix[1] - 1) / 2)
-    distance = geom.separation(float(lon), float(lat))
-    return (float(lon), float(lat)), float(distance.max())
-
-
-def _angular_distance(a: tuple[float, float], b: tuple[float, float]) -> float:
-    """Angle (deg) between two directions ``(lon, lat)`` given in deg (Vincenty's form)."""
-    lon1, lat1, lon2, lat2 = np.deg2rad([a[0], a[1], b[0], b[1]])
-    dlon = lon2 - lon1
-    y = np.hypot(
-        np.cos(lat2) * np.sin(dlon), np.cos(lat1) * np.sin(lat2) - np.sin(lat1) * np.cos(lat2) * np.cos(dlon)
-    )
-    x = np.sin(lat1) * np.sin(lat2) + np.cos(lat1) * np.cos(lat2) * np.cos(dlon)
-    return float(np.rad2deg(np.arctan2(y, x)))
-
-
-@functools.lru_cache(maxsize=64)
-def circles_mask(geom: SkyGeom, circles: tuple[tuple[float, float, float], ...]) -> np.ndarray:
-    """``(lat, lon)`` mask of ``geom``, False where a pixel centre is within a circle ``(lon, lat, r)``.
-
-    The mask of :func:`gpcube.makers.exclusion_mask_from_circles` (circles in ``geom.frame``, deg),
-    as a read-only array remembered per geometry; circles farther from the cutout's centre than its
-    reach plus their radius cannot hold a pixel and are skipped.
-    """
-    mask = np.ones(geom.shape, dtype=bool)
-    centre, reach = _cutout_reach(geom)
-    for lon, lat, radius in circles:
-        if np.isfinite(reach) and _angular_distance(centre, (lon, lat)) - reach > radius + _CIRCLE_MARGIN:
-            continue
-        mask &= geom.separation(lon, lat) > radius
-    mask.setflags(write=False)
-    return mask
-
-
-def _sub_slice(parent: xr.DataArray, child: xr.DataArray, dim: str) -> slice | None:
-    """The slice of ``parent`` along ``dim`` whose coordinate values are the child's (None: none)."""
-    if dim not in parent.coords or dim not in child.coords:
-        return None
-    outer, inner = parent[dim].values, child[dim].values
-    if inner.size == 0 or outer.size == 0 or not np.issubdtype(outer.dtype, np.integer):
-        return None
-    start = int(inner[0] - outer[0])
-    ok = 0 <= start <= outer.size - inner.size and np.array_equal(outer[start : start + inner.size], inner)
-    return slice(start, start + inner.size) if ok else None
-
-
-def exclusion_plane(exclusion, counts: xr.DataArray) -> np.ndarray | da.Array | None:
-    """The ``(lat, lon)`` exclusion mask on the cutout of ``counts`` as an array (None: no exclusion).
-
-    ``exclusion``: a boolean ``(lat, lon)`` DataArray on the mosaic geometry (or the cutout), or
-    circles ``(lon, lat, radius)`` in deg in the geometry's frame, or ``(SkyCoord, radius)``.
-    """
-    if exclusion is None:
-        return None
-    if isinstance(exclusion, xr.DataArray):
-        at = [_sub_slice(exclusion, counts, dim) for dim in ("lat", "lon")]
-        if exclusion.dtype == bool and set(exclusion.dims) == {"lat", "lon"} and None not in at:
-            return exclusion.transpose("lat", "lon").data[tuple(at)]
-        return _exclusion(exclusion, counts).transpose("lat", "lon").data
-    geom = SkyGeom.from_dataarray(counts)
-    return circles_mask(geom.with_axes(), tuple(_circle_in(geom.frame, c) for c in exclusion))
 
 
 def _ref(key):

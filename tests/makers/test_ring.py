@@ -209,7 +209,7 @@ def test_many_bands_are_grouped_in_a_few_tasks_with_the_same_results():
 
 
 def test_circles_far_from_the_cutout_are_skipped_and_the_mask_is_unchanged():
-    from gpcube.makers.ring import circles_mask
+    from gpcube.makers.exclusion import circles_mask
 
     geom = _geom().with_axes()
     near = (*geom.pix_to_world(3, 4), 0.8)
