@@ -25,7 +25,7 @@ from gpcube.archive.store import (
     mosaic_attrs,
     now,
     obs_path,
-    remove_incomplete,
+    observation_attrs,
     replace_group,
     root_attrs,
 )
@@ -49,12 +49,16 @@ def reduce(config: JobConfig, client=None, *, progress: bool = True, consolidate
     recomputed; groups left by a killed run are deleted and redone. A failing observation does not
     stop the others; the failures are raised together at the end.
     """
+    return _reduce(config, client, progress=progress, consolidated=consolidated)[0]
+
+
+def _reduce(config: JobConfig, client, *, progress: bool, consolidated: bool) -> tuple[dict, dict[int, dict]]:
+    """:func:`reduce`, and the attrs of the archive's complete observations afterwards."""
     geom = config.geom()
     obs_ids = list(config.data.open().obs_ids)
     archive = Path(config.output)
     check_or_create(archive, config.analysis_dict(), geom.to_attrs(), config.to_dict())
-    remove_incomplete(archive)
-    done = complete_observations(archive)
+    done = complete_observations(archive, clean=True)
     todo = [i for i in obs_ids if i not in done]
     config_json = json.dumps(config.to_dict())
     calls = [(str(i), (str(archive), config_json, i)) for i in todo]
@@ -63,12 +67,13 @@ def reduce(config: JobConfig, client=None, *, progress: bool = True, consolidate
         consolidate(archive)
     raise_failures(failures, "observations")
     written = [r for r in results if r and r["written"]]
-    return {
+    report = {
         "selected": len(obs_ids),
         "already_done": len(obs_ids) - len(todo),
         "written": len(written),
         "empty": sum(1 for r in written if r["empty"]),
     }
+    return report, dict(sorted({**done, **observation_attrs(archive, todo)}.items()))
 
 
 def mosaic(
@@ -116,12 +121,16 @@ def job_client(config: JobConfig | None = None, scheduler: str | None = None):
 
 def run(config: JobConfig, client=None, *, progress: bool = True) -> dict:
     """Reduce, then rebuild the mosaic if the set of observations changed (or it is missing)."""
-    report = reduce(config, client, progress=progress, consolidated=False)  # the mosaic consolidates
+    report, observations = _reduce(
+        config, client, progress=progress, consolidated=False
+    )  # consolidated below
     archive = Path(config.output)
     current = mosaic_attrs(archive)
-    wanted = [i for i, a in complete_observations(archive).items() if not a.get("empty")]
+    wanted = [i for i, a in observations.items() if not a.get("empty")]
     if current is None or current.get("obs_ids") != wanted or current.get("chunk") != config.chunks.mosaic:
-        current = build_mosaic(archive, client, chunk=config.chunks.mosaic, progress=progress)
+        current = build_mosaic(
+            archive, client, chunk=config.chunks.mosaic, progress=progress, observations=observations
+        )
     else:
         consolidate(archive)
     report["mosaic"] = {key: current[key] for key in ("n_obs", "livetime", "made_at")}

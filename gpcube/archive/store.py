@@ -30,6 +30,7 @@ __all__ = [
     "is_complete",
     "mosaic_attrs",
     "obs_path",
+    "observation_attrs",
     "remove_incomplete",
     "replace_group",
     "root_attrs",
@@ -176,16 +177,31 @@ def _complete_attrs(group: Path) -> dict | None:
     return attrs if attrs.get("complete") is True else None
 
 
-def complete_observations(path: str | Path) -> dict[int, dict]:
-    """``{obs_id: attrs}`` of the observations in the archive, in obs_id order."""
+def complete_observations(path: str | Path, *, clean: bool = False) -> dict[int, dict]:
+    """``{obs_id: attrs}`` of the observations in the archive, in obs_id order.
+
+    With ``clean``, temporary or unfinished groups left by a killed run are deleted on the way (one
+    pass over the groups, as :func:`remove_incomplete` then this).
+    """
     obs_dir = Path(path) / OBS
     found = {}
     for entry in obs_dir.iterdir() if obs_dir.is_dir() else []:
-        if entry.name.isdigit():
-            attrs = _complete_attrs(entry)
-            if attrs is not None:
-                found[int(entry.name)] = attrs
+        attrs = _complete_attrs(entry) if entry.name.isdigit() else None
+        if attrs is not None:
+            found[int(entry.name)] = attrs
+        elif clean and _stale(entry):
+            shutil.rmtree(entry)
     return dict(sorted(found.items()))
+
+
+def observation_attrs(path: str | Path, obs_ids) -> dict[int, dict]:
+    """``{obs_id: attrs}`` of those of ``obs_ids`` that are complete in the archive."""
+    found = {}
+    for obs_id in obs_ids:
+        attrs = _complete_attrs(obs_path(path, obs_id))
+        if attrs is not None:
+            found[int(obs_id)] = attrs
+    return found
 
 
 def mosaic_attrs(path: str | Path) -> dict | None:
@@ -197,15 +213,19 @@ def mosaic_attrs(path: str | Path) -> dict | None:
     return attrs if attrs.get("complete") else None
 
 
+def _stale(entry: Path) -> bool:
+    """Whether ``entry`` (under ``obs/``) is a temporary or unfinished observation group."""
+    if not entry.is_dir():
+        return False
+    return entry.name.startswith(_TMP_PREFIX) or (entry.name.isdigit() and _complete_attrs(entry) is None)
+
+
 def remove_incomplete(path: str | Path) -> list[str]:
     """Delete temporary or unfinished observation groups (left by a killed run); their names."""
     obs_dir = Path(path) / OBS
     removed = []
     for entry in obs_dir.iterdir() if obs_dir.is_dir() else []:
-        stale = entry.name.startswith(_TMP_PREFIX) or (
-            entry.name.isdigit() and _complete_attrs(entry) is None
-        )
-        if stale and entry.is_dir():
+        if _stale(entry):
             shutil.rmtree(entry)
             removed.append(entry.name)
     return removed

@@ -52,11 +52,17 @@ def _hdu_refs(table: Table, header: dict, index_path: Path) -> dict[int, dict[st
     base = Path(str(header.get("BASE_DIR", "")).strip() or ".")
     base = base if base.is_absolute() else index_path.parent / base
     refs: dict[int, dict[str, HduRef]] = {}
-    for row in table:
-        obs_id = int(row["OBS_ID"])
-        hdu_type = str(row["HDU_TYPE"]).lower()
-        path = base / str(row["FILE_DIR"]) / str(row["FILE_NAME"])
-        ref = HduRef(obs_id, hdu_type, str(row["HDU_CLASS"]).lower(), path, str(row["HDU_NAME"]))
+    paths: dict[tuple[str, str], Path] = {}  # an observation's HDUs share a few files
+    columns = [
+        table[c].tolist() for c in ("OBS_ID", "HDU_TYPE", "HDU_CLASS", "FILE_DIR", "FILE_NAME", "HDU_NAME")
+    ]
+    for obs_id, hdu_type, hdu_class, file_dir, file_name, hdu_name in zip(*columns, strict=True):
+        obs_id, hdu_type = int(obs_id), str(hdu_type).lower()
+        key = (str(file_dir), str(file_name))
+        path = paths.get(key)
+        if path is None:
+            path = paths[key] = base / key[0] / key[1]
+        ref = HduRef(obs_id, hdu_type, str(hdu_class).lower(), path, str(hdu_name))
         if hdu_type in refs.get(obs_id, {}):
             raise GpcubeError(
                 f"observation {obs_id} has two {hdu_type!r} rows in the HDU index", path=index_path

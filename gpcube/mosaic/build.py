@@ -249,6 +249,7 @@ def build_mosaic(
     progress: bool = True,
     consolidated: bool = True,
     full: bool = False,
+    observations: dict | None = None,
 ) -> dict:
     """Sum the archive's complete observations into ``mosaic/``; returns the mosaic's attrs.
 
@@ -260,11 +261,14 @@ def build_mosaic(
     The update marks the mosaic incomplete first (``complete: False``, ``pending_obs_ids``) and
     complete last, so an update cut short is finished by the next call. ``full=True``, or a mosaic
     that cannot be updated, rebuilds everything under a temporary name and swaps it in, so an
-    interrupted build leaves the previous mosaic (or none), never half of one.
+    interrupted build leaves the previous mosaic (or none), never half of one. ``observations``
+    (``{obs_id: attrs}`` of the archive's complete observations, as
+    :func:`gpcube.archive.store.complete_observations` gives) saves reading them again.
     """
     archive = Path(archive)
     geom = SkyGeom.from_attrs(root_attrs(archive)["geom"])
-    observations = complete_observations(archive)
+    if observations is None:  # ``{obs_id: attrs}`` of the complete observations, if the caller has it
+        observations = complete_observations(archive)
     pieces = _pieces(archive, observations, "slice")
     if not pieces:
         raise GpcubeError("no observation with data in the archive: nothing to mosaic", path=archive)
