@@ -24,10 +24,13 @@ def bin_events(
     Pixel ``i`` covers ``[i - 0.5, i + 0.5)`` in pixel coordinates; energy bin ``k`` covers
     ``[edges[k], edges[k + 1])``. Events outside are dropped.
     """
+    ie = np.searchsorted(energy_edges, energy, side="right") - 1
+    in_range = (ie >= 0) & (ie < len(energy_edges) - 1)
+    if not in_range.all():  # positions only for the events in the energy range (often half of them)
+        ra, dec, ie = ra[in_range], dec[in_range], ie[in_range]
     lon, lat = convert_frame(ra, dec, "icrs", geom.frame)
     ix, iy = geom.coord_to_idx(lon, lat)
-    ie = np.searchsorted(energy_edges, energy, side="right") - 1
-    keep = (ix >= 0) & (ie >= 0) & (ie < len(energy_edges) - 1)
+    keep = ix >= 0
     return ie[keep], iy[keep], ix[keep]
 
 
