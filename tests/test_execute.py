@@ -78,3 +78,17 @@ def test_an_unknown_start_method_is_refused():
     with pytest.raises(GpcubeError, match="start method 'vfork'"):
         with EmbeddedCluster(start_method="vfork") as embedded:
             embedded.client  # noqa: B018
+
+
+def test_the_heartbeat_error_of_a_closing_embedded_cluster_is_dropped():
+    import logging
+
+    from gpcube._worker import _QuietHeartbeat
+
+    quiet = _QuietHeartbeat()
+
+    def record(message):
+        return logging.LogRecord("distributed.worker", logging.ERROR, __file__, 1, message, None, None)
+
+    assert not quiet.filter(record("Failed to communicate with scheduler during heartbeat."))
+    assert quiet.filter(record("Worker stream died during communication"))
