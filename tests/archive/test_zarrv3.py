@@ -156,6 +156,6 @@ def test_a_listing_written_by_another_tool_is_read_and_rewritten(tmp_path):
     assert "obs/7" in before
     consolidated.consolidate(root)
     after = consolidated.listing(root)  # the same nodes, without zarr-python's nested copies
-    nested = {key: {k: v for k, v in doc.items() if k != "consolidated_metadata"} for key, doc in before.items()}
-    assert after == nested and zarrv3.read_group_attrs(root) == {"format": "test"}
+    plain = {key: {k: v for k, v in d.items() if k != "consolidated_metadata"} for key, d in before.items()}
+    assert after == plain and zarrv3.read_group_attrs(root) == {"format": "test"}
     assert zarr.open_consolidated(root)["obs/7"].attrs["obs_id"] == 7
