@@ -7,8 +7,6 @@ from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 
 import numpy as np
-from astropy.table import Table
-from astropy.time import Time
 
 from gpcube.errors import GpcubeError
 from gpcube.io.fitsfile import open_fits
@@ -32,20 +30,60 @@ def _find_index(directory: Path, kind: str) -> Path:
     )
 
 
-def _read_table(path: Path) -> tuple[Table, dict]:
+class IndexTable:
+    """The columns of an index table as numpy arrays, with a ``meta`` dict.
+
+    What the data store needs of a table (columns by name, rows by mask, the column names), without
+    astropy.table, which takes ~0.5 s to import: every gpcube command opens a data store.
+    :meth:`to_table` gives the astropy :class:`~astropy.table.Table`.
+    """
+
+    def __init__(self, columns: dict[str, np.ndarray], meta: dict | None = None):
+        self.columns = columns
+        self.meta = dict(meta or {})
+
+    @property
+    def colnames(self) -> list[str]:
+        return list(self.columns)
+
+    def __len__(self) -> int:
+        return len(next(iter(self.columns.values()))) if self.columns else 0
+
+    def __getitem__(self, key):
+        """A column by name, or the rows selected by a boolean mask or index array."""
+        if isinstance(key, str):
+            return self.columns[key]
+        return IndexTable({name: column[key] for name, column in self.columns.items()}, self.meta)
+
+    def row(self, index: int) -> dict:
+        """The scalar values of row ``index``, as Python values, by column name."""
+        return {name: column[index].item() for name, column in self.columns.items() if column.ndim == 1}
+
+    def to_table(self):
+        """An astropy :class:`~astropy.table.Table` of a copy of the columns, with ``meta``."""
+        from astropy.table import Table
+
+        table = Table({name: column.copy() for name, column in self.columns.items()})
+        table.meta.update(self.meta)
+        return table
+
+
+def _read_table(path: Path) -> tuple[IndexTable, dict]:
     """First binary table of an index file, strings stripped; and its header as a dict."""
     fitsfile = open_fits(path)
     if len(fitsfile.hdu_names) < 2:
         raise GpcubeError("no table in the index file", path=path)
     hdu = fitsfile.table(1)
-    table = Table(hdu.data)
-    for column in table.colnames:
-        if table[column].dtype.kind in "SU":
-            table[column] = np.char.strip(table[column].astype(str))
-    return table, hdu.header
+    columns = {}
+    for name, column in hdu.data.items():
+        column = np.asarray(column)
+        if column.dtype.kind in "SU":
+            column = np.char.strip(column.astype(str))
+        columns[name] = column
+    return IndexTable(columns), hdu.header
 
 
-def _hdu_refs(table: Table, header: dict, index_path: Path) -> dict[int, dict[str, HduRef]]:
+def _hdu_refs(table: IndexTable, header: dict, index_path: Path) -> dict[int, dict[str, HduRef]]:
     missing = [c for c in _HDU_COLUMNS if c not in table.colnames]
     if missing:
         raise GpcubeError(f"HDU index lacks column(s) {missing}", path=index_path)
@@ -75,6 +113,8 @@ def _to_met(value, mjdref: float) -> float:
     """A time (astropy Time, ISO string or MET seconds) as seconds since ``mjdref`` (TT)."""
     if isinstance(value, (int, float, np.integer, np.floating)):
         return float(value)
+    from astropy.time import Time  # ~0.4 s to import: only for a time selection
+
     time = value if isinstance(value, Time) else Time(value, scale="tt")
     return float((time.tt.mjd - mjdref) * 86400.0)
 
@@ -86,7 +126,9 @@ class DataStore:
     store); get an :class:`~gpcube.io.observation.Observation` with :meth:`observation`.
     """
 
-    def __init__(self, obs_table: Table, hdu_refs: dict[int, dict[str, HduRef]], *, path: Path | None = None):
+    def __init__(
+        self, obs_table: IndexTable, hdu_refs: dict[int, dict[str, HduRef]], *, path: Path | None = None
+    ):
         self._obs_table = obs_table
         self._hdu_refs = hdu_refs
         self.path = path
@@ -126,16 +168,16 @@ class DataStore:
         return [int(i) for i in self._obs_table["OBS_ID"]]
 
     @property
-    def obs_table(self) -> Table:
-        """The (selected) rows of the observation index, strings stripped."""
-        return self._obs_table.copy()
+    def obs_table(self):
+        """The (selected) rows of the observation index, strings stripped, as an astropy
+        :class:`~astropy.table.Table` (a copy)."""
+        return self._obs_table.to_table()
 
     def _obs_info(self, obs_id: int) -> dict:
-        rows = self._obs_table[self._obs_table["OBS_ID"] == obs_id]
+        rows = np.flatnonzero(self._obs_table["OBS_ID"] == obs_id)
         if len(rows) == 0:
             return {}
-        row = rows[0]
-        return {c.lower().replace("-", "_"): row[c].item() for c in rows.colnames if np.ndim(row[c]) == 0}
+        return {c.lower().replace("-", "_"): v for c, v in self._obs_table.row(int(rows[0])).items()}
 
     def observation(self, obs_id: int) -> Observation:
         """The observation ``obs_id`` (nothing is read until a part is accessed)."""

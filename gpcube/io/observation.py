@@ -5,14 +5,17 @@ from __future__ import annotations
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import xarray as xr
-from astropy.coordinates import SkyCoord
 
 from gpcube.errors import GpcubeError
 from gpcube.io.events import read_events, read_gti
 from gpcube.io.fitsfile import BinTable, FitsFile, open_fits
 from gpcube.io.gadf import IRF_SPECS, read_irf_table
+
+if TYPE_CHECKING:  # astropy.coordinates takes ~0.6 s to import
+    from astropy.coordinates import SkyCoord
 
 __all__ = ["HduRef", "Observation", "Pointing"]
 
@@ -50,6 +53,8 @@ class Pointing:
     @property
     def radec(self) -> SkyCoord:
         """The pointing as an ICRS :class:`~astropy.coordinates.SkyCoord`."""
+        from astropy.coordinates import SkyCoord  # ~0.6 s to import: only when asked for
+
         return SkyCoord(self.ra, self.dec, unit="deg", frame="icrs")
 
 
