@@ -15,7 +15,7 @@ import json
 import os
 from pathlib import Path
 
-from gpcube.archive.zarrv3 import read_group_attrs, to_json
+from gpcube.archive.zarrv3 import group_attrs_from_text, to_json
 from gpcube.errors import GpcubeError
 
 __all__ = ["consolidate", "listing"]
@@ -97,11 +97,11 @@ def consolidate(path: str | Path) -> None:
     """
     root = Path(path)
     meta = root / "zarr.json"
-    attrs = read_group_attrs(root)
     try:
-        previous = _previous_texts(meta.read_text())
+        text = meta.read_text()  # read once: it is megabytes for a large survey
     except OSError as exc:
         raise GpcubeError(f"cannot read zarr metadata: {exc}", path=meta) from exc
+    attrs, previous = group_attrs_from_text(text, meta), _previous_texts(text)
     nodes: dict[str, str] = {}
     _walk(root, "", nodes, _reusable(previous))
     head = to_json({"zarr_format": 3, "node_type": "group", "attributes": attrs})

@@ -31,7 +31,6 @@ __all__ = [
     "mosaic_attrs",
     "obs_path",
     "observation_attrs",
-    "remove_incomplete",
     "replace_group",
     "root_attrs",
     "versions",
@@ -180,8 +179,7 @@ def _complete_attrs(group: Path) -> dict | None:
 def complete_observations(path: str | Path, *, clean: bool = False) -> dict[int, dict]:
     """``{obs_id: attrs}`` of the observations in the archive, in obs_id order.
 
-    With ``clean``, temporary or unfinished groups left by a killed run are deleted on the way (one
-    pass over the groups, as :func:`remove_incomplete` then this).
+    With ``clean``, temporary or unfinished groups left by a killed run are deleted on the way.
     """
     obs_dir = Path(path) / OBS
     found = {}
@@ -189,8 +187,8 @@ def complete_observations(path: str | Path, *, clean: bool = False) -> dict[int,
         attrs = _complete_attrs(entry) if entry.name.isdigit() else None
         if attrs is not None:
             found[int(entry.name)] = attrs
-        elif clean and _stale(entry):
-            shutil.rmtree(entry)
+        elif clean and entry.is_dir() and (entry.name.isdigit() or entry.name.startswith(_TMP_PREFIX)):
+            shutil.rmtree(entry)  # unfinished (no complete attrs) or temporary
     return dict(sorted(found.items()))
 
 
@@ -211,24 +209,6 @@ def mosaic_attrs(path: str | Path) -> dict | None:
     except GpcubeError:
         return None
     return attrs if attrs.get("complete") else None
-
-
-def _stale(entry: Path) -> bool:
-    """Whether ``entry`` (under ``obs/``) is a temporary or unfinished observation group."""
-    if not entry.is_dir():
-        return False
-    return entry.name.startswith(_TMP_PREFIX) or (entry.name.isdigit() and _complete_attrs(entry) is None)
-
-
-def remove_incomplete(path: str | Path) -> list[str]:
-    """Delete temporary or unfinished observation groups (left by a killed run); their names."""
-    obs_dir = Path(path) / OBS
-    removed = []
-    for entry in obs_dir.iterdir() if obs_dir.is_dir() else []:
-        if _stale(entry):
-            shutil.rmtree(entry)
-            removed.append(entry.name)
-    return removed
 
 
 def file_checksums(paths) -> list[dict]:

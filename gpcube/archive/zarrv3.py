@@ -26,6 +26,7 @@ from gpcube.errors import GpcubeError
 
 __all__ = [
     "ArrayWriter",
+    "group_attrs_from_text",
     "read_array_attrs",
     "read_array_dims",
     "read_group_attrs",
@@ -90,18 +91,21 @@ def read_group_attrs(path: str | Path) -> dict:
         text = meta.read_text()
     except OSError as exc:
         raise GpcubeError(f"cannot read zarr metadata: {exc}", path=meta) from exc
-    head = _HEAD.match(text)
-    if head is not None:
-        try:
-            return json.JSONDecoder().raw_decode(text, head.end())[0]
-        except ValueError as exc:
-            raise GpcubeError(f"cannot read zarr metadata: {exc}", path=meta) from exc
+    return group_attrs_from_text(text, meta)
+
+
+def group_attrs_from_text(text: str, meta: Path) -> dict:
+    """The attributes of a group from the text of its ``zarr.json`` at ``meta`` (see
+    :func:`read_group_attrs`)."""
     try:
+        head = _HEAD.match(text)
+        if head is not None:
+            return json.JSONDecoder().raw_decode(text, head.end())[0]
         doc = json.loads(text)
     except ValueError as exc:
         raise GpcubeError(f"cannot read zarr metadata: {exc}", path=meta) from exc
     if doc.get("node_type") != "group":
-        raise GpcubeError("not a zarr group", path=path)
+        raise GpcubeError("not a zarr group", path=meta.parent)
     return doc.get("attributes", {})
 
 
