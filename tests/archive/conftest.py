@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import shutil
 
 import pytest
 
@@ -45,3 +46,36 @@ def job(output, obs_ids=CRAB_RUNS[:2], **overrides):
 @pytest.fixture
 def small_job():
     return job
+
+
+def chunk_files(group) -> dict:
+    """``{relative path: bytes}`` of the chunk files under ``group`` (not its metadata)."""
+    return {
+        p.relative_to(group).as_posix(): p.read_bytes()
+        for p in sorted(group.rglob("*"))
+        if p.is_file() and p.name != "zarr.json"
+    }
+
+
+def assert_mosaic_as_full_rebuild(archive, scratch, chunk: int, group: str = "mosaic") -> None:
+    """The chunk files of ``archive/group`` equal those of a full rebuild of a copy in ``scratch``."""
+    from gpcube.mosaic.build import build_mosaic
+
+    full = scratch / "full.zarr"
+    shutil.copytree(archive, full)
+    build_mosaic(full, chunk=chunk, progress=False, full=True)
+    assert chunk_files(archive / group) == chunk_files(full / group)
+
+
+def spy_sky_chunks(monkeypatch) -> list:
+    """Record ``(region, sorted obs_ids, resume)`` of every mosaic sky-chunk task from now on."""
+    import gpcube.mosaic.build as build_mod
+
+    calls, original = [], build_mod.sky_chunk
+
+    def spy(out, names, sizes, region, pieces, resume=False):
+        calls.append((region, sorted(p.obs_id for p in pieces), resume))
+        return original(out, names, sizes, region, pieces, resume)
+
+    monkeypatch.setattr(build_mod, "sky_chunk", spy)
+    return calls

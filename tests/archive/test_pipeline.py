@@ -16,7 +16,7 @@ from gpcube import pipeline
 from gpcube.archive.store import complete_observations
 from gpcube.config import ConfigError
 from gpcube.errors import GpcubeError
-from tests.archive.conftest import job, job_dict
+from tests.archive.conftest import assert_mosaic_as_full_rebuild, chunk_files, job, job_dict, spy_sky_chunks
 from tests.conftest import CRAB_RUNS, HESS_DIR
 
 
@@ -189,28 +189,11 @@ def test_empty_and_failing_observations(tmp_path):
     assert done[23526]["empty"] is False
 
 
-def _chunk_files(group) -> dict:
-    return {
-        p.relative_to(group).as_posix(): p.read_bytes()
-        for p in sorted(group.rglob("*"))
-        if p.is_file() and p.name != "zarr.json"
-    }
-
-
 def test_adding_observations_updates_only_the_chunks_they_touch(tmp_path, monkeypatch):
-    import gpcube.mosaic.build as build_mod
-
     wide = {"width": [10.0, 3.0]}
     out = tmp_path / "upd.zarr"
     pipeline.run(job(out, CRAB_RUNS[:3], geom=wide, chunks={"obs": 64, "mosaic": 16}), progress=False)
-    summed = []
-    original = build_mod.sky_chunk
-
-    def spy(out_, names, sizes, region, pieces, resume=False):
-        summed.append((region, sorted(p.obs_id for p in pieces), resume))
-        return original(out_, names, sizes, region, pieces, resume)
-
-    monkeypatch.setattr(build_mod, "sky_chunk", spy)
+    summed = spy_sky_chunks(monkeypatch)
     config = job(out, CRAB_RUNS, geom=wide, chunks={"obs": 64, "mosaic": 16})
     pipeline.run(config, progress=False)
     attrs = json.loads((out / "mosaic" / "zarr.json").read_text())["attributes"]
@@ -241,40 +224,25 @@ def test_adding_observations_updates_only_the_chunks_they_touch(tmp_path, monkey
     assert 0 < len(expected) < len([g for g in grid if hits(*g, CRAB_RUNS)])
 
     # the same bytes as a full rebuild
-    monkeypatch.setattr(build_mod, "sky_chunk", original)
-    full = tmp_path / "full.zarr"
-    shutil.copytree(out, full)
-    build_mod.build_mosaic(full, chunk=16, progress=False, full=True)
-    assert _chunk_files(out / "mosaic") == _chunk_files(full / "mosaic")
+    monkeypatch.undo()
+    assert_mosaic_as_full_rebuild(out, tmp_path, chunk=16)
 
 
 def test_adding_an_earlier_observation_sums_its_chunks_again(tmp_path, monkeypatch):
     """A run whose obs_id is lower than runs already summed cannot be added on top of them (the
     order of the additions, hence the float bytes, would differ): those chunks are summed again."""
-    import gpcube.mosaic.build as build_mod
-
     wide = {"width": [10.0, 3.0]}
     chunks = {"obs": 64, "mosaic": 16}
     out = tmp_path / "late.zarr"
     pipeline.run(job(out, CRAB_RUNS[1:], geom=wide, chunks=chunks), progress=False)
-    summed = []
-    original = build_mod.sky_chunk
-
-    def spy(out_, names, sizes, region, pieces, resume=False):
-        summed.append((sorted(p.obs_id for p in pieces), resume))
-        return original(out_, names, sizes, region, pieces, resume)
-
-    monkeypatch.setattr(build_mod, "sky_chunk", spy)
+    summed = spy_sky_chunks(monkeypatch)
     pipeline.run(job(out, CRAB_RUNS, geom=wide, chunks=chunks), progress=False)
-    assert summed and all(CRAB_RUNS[0] in ids for ids, _ in summed)
-    assert not any(resume for ids, resume in summed if len(ids) > 1)
-    assert any(len(ids) > 1 for ids, _ in summed)
+    assert summed and all(CRAB_RUNS[0] in ids for _, ids, _ in summed)
+    assert not any(resume for _, ids, resume in summed if len(ids) > 1)
+    assert any(len(ids) > 1 for _, ids, _ in summed)
 
-    monkeypatch.setattr(build_mod, "sky_chunk", original)
-    full = tmp_path / "full.zarr"
-    shutil.copytree(out, full)
-    build_mod.build_mosaic(full, chunk=16, progress=False, full=True)
-    assert _chunk_files(out / "mosaic") == _chunk_files(full / "mosaic")
+    monkeypatch.undo()
+    assert_mosaic_as_full_rebuild(out, tmp_path, chunk=16)
 
 
 def test_an_interrupted_mosaic_update_is_finished_by_the_next_run(tmp_path, monkeypatch):
@@ -299,4 +267,4 @@ def test_an_interrupted_mosaic_update_is_finished_by_the_next_run(tmp_path, monk
     pipeline.mosaic(out, progress=False)
     fresh = tmp_path / "fresh.zarr"
     pipeline.run(job(fresh, CRAB_RUNS[:3]), progress=False)
-    assert _chunk_files(out / "mosaic") == _chunk_files(fresh / "mosaic")
+    assert chunk_files(out / "mosaic") == chunk_files(fresh / "mosaic")

@@ -10,9 +10,7 @@ import gpcube
 from gpcube import pipeline
 from gpcube.archive.store import complete_observations
 from gpcube.makers import combine_ring_sums
-from gpcube.mosaic.build import build_mosaic
-from tests.archive.conftest import job
-from tests.archive.test_pipeline import _chunk_files
+from tests.archive.conftest import assert_mosaic_as_full_rebuild, job
 from tests.conftest import CRAB_RUNS
 
 RING = {"method": "ring", "exclusion": {"circles": [[83.633, 22.014, 0.3]]},
@@ -84,10 +82,7 @@ def test_adding_observations_updates_the_ring_sums_too(ring_archive, tmp_path):
     pipeline.run(job(grown, CRAB_RUNS, background=RING), progress=False)
     attrs = xr.open_zarr(grown, group="mosaic").attrs
     assert attrs["updated_with"] == [CRAB_RUNS[3]]
-    full = tmp_path / "full.zarr"
-    shutil.copytree(grown, full)
-    build_mosaic(full, chunk=64, progress=False, full=True)
-    assert _chunk_files(grown / "mosaic" / "ring") == _chunk_files(full / "mosaic" / "ring")
+    assert_mosaic_as_full_rebuild(grown, tmp_path, chunk=64, group="mosaic/ring")
 
 
 def test_adaptive_ring_job(tmp_path):
