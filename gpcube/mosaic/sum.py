@@ -138,28 +138,37 @@ def irf_chunk(
 ) -> int:
     """Exposure-weighted means of the IRF maps over ``region`` of the coarse grid.
 
-    ``shapes`` gives each map's leading shape (e.g. ``(n_true, n_rad)`` for ``psf``).
+    ``shapes`` gives each map's leading shape (e.g. ``(n_true, n_rad)`` for ``psf``). Sums and means
+    are float32, the type they are stored in (as a stacked Gammapy ``MapDataset`` weights its PSF and
+    energy-dispersion maps), and are formed in place one true-energy plane at a time: the PSF of a
+    survey's coarse grid is 20 x 66 planes, and float64 sums with whole-array temporaries made this
+    task the largest in memory of the job (~250 MB more than a sky chunk).
     """
     ny, nx = region[1] - region[0], region[3] - region[2]
-    weight = np.zeros((shapes["exposure_irf"][0], ny, nx))
-    sums = {name: np.zeros((*shapes[name], ny, nx)) for name in names if name != "exposure_irf"}
+    weight = np.zeros((shapes["exposure_irf"][0], ny, nx), dtype=np.float32)
+    sums = {
+        name: np.zeros((*shapes[name], ny, nx), dtype=np.float32) for name in names if name != "exposure_irf"
+    }
     used = 0
     for piece in sorted(pieces, key=lambda p: p.obs_id):
         hit = overlap(piece.box, region)
         if hit is None:
             continue
         target, source = hit
-        w = _read(piece.group, "exposure_irf", source).astype(np.float64)
+        w = _read(piece.group, "exposure_irf", source).astype(np.float32, copy=False)
         weight[(slice(None), *target)] += w
         for name, acc in sums.items():
             values = read_region(Path(piece.group) / name, (slice(None), slice(None), *source))
-            acc[(slice(None), slice(None), *target)] += values * w[:, None]
+            view = acc[(slice(None), slice(None), *target)]
+            for i, plane in enumerate(values):  # float32 product of one true-energy plane
+                plane *= w[i]
+                view[i] += plane
         used += 1
-    with np.errstate(invalid="ignore", divide="ignore"):
-        means = {
-            name: np.where(weight[:, None] > 0, acc / weight[:, None], 0.0) for name, acc in sums.items()
-        }
-    _write_region(out, {"exposure_irf": weight, **means}, region)
+    positive = weight > 0
+    for acc in sums.values():  # the means, in place: sum / weight where weighted, else 0
+        np.divide(acc, weight[:, None], out=acc, where=positive[:, None])
+        np.copyto(acc, 0.0, where=~positive[:, None])
+    _write_region(out, {"exposure_irf": weight, **sums}, region)
     return used
 
 

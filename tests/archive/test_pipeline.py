@@ -81,6 +81,27 @@ def test_mosaic_is_the_sum_of_the_masked_cutouts(crab_archive):
     assert mosaic["mask_safe"].values.any()
 
 
+def test_irf_mosaic_is_the_exposure_weighted_mean_of_the_observations(tmp_path):
+    config = job(tmp_path / "irf.zarr", products=["counts", "exposure", "psf", "edisp"])
+    pipeline.run(config, progress=False)
+    irf = xr.open_zarr(config.output, group="mosaic/irf").load()
+    weight = xr.zeros_like(irf["exposure_irf"], dtype=np.float64)
+    sums = {name: xr.zeros_like(irf[name], dtype=np.float64) for name in ("psf", "edisp")}
+    for obs_id in CRAB_RUNS[:2]:  # float64 sums of the stored per-observation maps, by plain xarray
+        obs = xr.open_zarr(config.output, group=f"obs/{obs_id}/irf").load()
+        region = {"lat": slice(*obs.attrs["slice"]["lat"]), "lon": slice(*obs.attrs["slice"]["lon"])}
+        w = obs["exposure_irf"].astype(np.float64)
+        weight[region] += w.values
+        for name, acc in sums.items():
+            acc[region] += (obs[name] * w).transpose(*acc.dims).values
+    assert (weight > 0).any() and (weight == 0).any()  # the grid reaches beyond the runs' cutouts
+    np.testing.assert_allclose(irf["exposure_irf"], weight, rtol=1e-6)
+    for name, acc in sums.items():
+        expected = (acc / weight).where(weight > 0, 0.0)
+        assert irf[name].dtype == np.float32
+        np.testing.assert_allclose(irf[name], expected, rtol=1e-5, atol=1e-6 * float(expected.max()))
+
+
 def test_observation_groups_hold_products_slice_and_provenance(crab_archive):
     config, _ = crab_archive
     ds = xr.open_zarr(config.output, group=f"obs/{CRAB_RUNS[0]}")
