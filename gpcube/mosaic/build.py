@@ -24,12 +24,23 @@ from gpcube.archive.zarrv3 import (
 from gpcube.errors import GpcubeError
 from gpcube.execute import raise_failures, run_tasks
 from gpcube.geom import EnergyAxis, SkyGeom
-from gpcube.mosaic.sum import RING_SUMS, Piece, irf_chunk, ring_chunk, sky_chunk
+from gpcube.mosaic.sum import RING_SUMS, Piece, irf_chunk, overlap, ring_chunk, sky_chunk
 
 __all__ = ["build_mosaic"]
 
 _SKY = ("counts", "exposure", "background", "mask_safe")
 _DTYPES = {"counts": np.int32, "mask_safe": bool}
+
+#: The coarse IRF grid is chunked ``chunk // IRF_CHUNK_DIVISOR`` px square: a PSF pixel holds
+#: n_true x n_rad values (1320 in the survey) against the sky's 2 n_reco + n_true, so a chunk of a
+#: quarter the side weighs about what a sky chunk does (~20 MB at the default 256) and a survey's
+#: coarse grid splits into several tasks instead of one long one.
+IRF_CHUNK_DIVISOR = 4
+
+
+def irf_chunk_size(chunk: int) -> int:
+    """The chunk (px) of the mosaic's coarse IRF grid for a sky chunk of ``chunk`` px."""
+    return max(16, chunk // IRF_CHUNK_DIVISOR)
 
 
 def _pieces(archive: Path, observations: dict, key: str, group: str = "") -> list[Piece]:
@@ -184,6 +195,19 @@ def _call(func, *args):
     return func(*args)
 
 
+def _cost(call) -> int:
+    """A task's work, for ordering: pixels of the pieces it adds times the values per pixel."""
+    _, (_, _, names, lead, region, hits) = call
+    per_pixel = sum(int(np.prod(lead[name])) for name in names)
+    area = 0
+    for piece in hits:
+        hit = overlap(piece.box, region)
+        if hit is not None:
+            (ys, xs), _ = hit
+            area += (ys.stop - ys.start) * (xs.stop - xs.start)
+    return area * per_pixel
+
+
 def _previous(archive: Path, geom: SkyGeom, chunk: int, pieces) -> dict | None:
     """The existing mosaic's attrs if it can be updated in place: same grid and chunking, and made
     from a subset of the current observations (a complete mosaic, or one whose update was cut short)."""
@@ -192,6 +216,8 @@ def _previous(archive: Path, geom: SkyGeom, chunk: int, pieces) -> dict | None:
     except GpcubeError:
         return None
     if attrs.get("chunk") != chunk or attrs.get("geom") != geom.to_attrs():
+        return None
+    if attrs.get("irf_chunk", chunk) != irf_chunk_size(chunk):  # a mosaic of an older gpcube
         return None
     if not set(attrs.get("obs_ids") or ()) <= {p.obs_id for p in pieces}:
         return None
@@ -207,6 +233,7 @@ def _mosaic_attrs(geom: SkyGeom, chunk: int, observations: dict, pieces) -> dict
         "livetime": float(sum(observations[i].get("livetime") or 0.0 for i in used)),
         "geom": geom.to_attrs(),
         "chunk": chunk,
+        "irf_chunk": irf_chunk_size(chunk),
         "made_at": now(),
     }
 
@@ -214,7 +241,8 @@ def _mosaic_attrs(geom: SkyGeom, chunk: int, observations: dict, pieces) -> dict
 def _plan(
     archive: Path, out: Path, geom: SkyGeom, pieces, irf_pieces, chunk: int, new=None, done=None
 ) -> list:
-    """All chunk tasks (sky, ring, then IRF) writing into ``out``; only those ``new`` pieces touch if
+    """All chunk tasks (sky, ring and IRF) writing into ``out``, largest first (so that the last to
+    finish are small ones, whatever the number of workers); only those ``new`` pieces touch if
     given, continuing chunks of the stored mosaic of ``done`` where the order allows (not the IRF
     maps: they are weighted means, and cheap to redo on their coarse grid)."""
     new_ids = None if new is None else {p.obs_id for p in new}
@@ -230,8 +258,8 @@ def _plan(
         coarse = geom.to_binsz(root_attrs(archive)["analysis"]["irf"]["binsz"])
         if new is None:
             write_group(out / "irf", {"grid": "irf", "geom": coarse.to_attrs()})
-        tasks += _plan_irf(out / "irf", coarse, irf_pieces, chunk, only(irf_pieces))
-    return tasks
+        tasks += _plan_irf(out / "irf", coarse, irf_pieces, irf_chunk_size(chunk), only(irf_pieces))
+    return sorted(tasks, key=_cost, reverse=True)
 
 
 def _run(tasks, client, progress: bool, on_failure) -> None:
