@@ -4,7 +4,7 @@ The archive's work is coarse: one task per observation, one per mosaic chunk. Ta
 to a :class:`distributed.Client` as they are and gathered as they finish, with a progress bar; with
 no client they run one after the other here (handy in tests and for debugging). The embedded
 cluster (:class:`EmbeddedCluster`) starts when a batch is large enough to pay for it; smaller
-batches run on threads of this process.
+batches run on processes forked from this one (Linux) or on its threads.
 """
 
 from __future__ import annotations
@@ -111,13 +111,17 @@ def run_tasks(
     """Run ``func(*args)`` for each ``(label, args)``; results in call order and the failures.
 
     ``client``: a :class:`distributed.Client`, an :class:`EmbeddedCluster` (started here if the
-    batch is large enough, else the batch runs on its number of threads in this process), or None
-    (one after the other in this process). A failing task does not stop the others: what they write
-    is kept, and the caller reports the failures together at the end.
+    batch is large enough; else the batch runs on as many processes forked from this one as the
+    cluster has worker threads, or with ``processes=False`` or where fork is not the start method,
+    on as many threads of this process), or None (one after the other in this process). A failing
+    task does not stop the others: what they write is kept, and the caller reports the failures
+    together at the end.
     """
     with _bar(len(calls), desc, progress) as bar:
         if isinstance(client, EmbeddedCluster):
             if not client.started and len(calls) < client.min_tasks:
+                if client.forks:
+                    return _run_forked(func, calls, client.threads, bar)
                 return _run_threads(func, calls, client.threads, bar)
             client = client.client
         if client is None:
@@ -155,6 +159,23 @@ def _run_threads(func: Callable, calls: Sequence[tuple[str, tuple]], threads: in
     from concurrent.futures import ThreadPoolExecutor, as_completed
 
     with ThreadPoolExecutor(max_workers=threads, thread_name_prefix="gpcube") as pool:
+        futures = {pool.submit(func, *args): i for i, (_, args) in enumerate(calls)}
+        return _gather(futures, calls, as_completed, bar)
+
+
+def _run_forked(func: Callable, calls: Sequence[tuple[str, tuple]], processes: int, bar) -> tuple[list, list]:
+    """The calls on ``processes`` processes forked from this one, each tuned as a worker.
+
+    A fork is ready in milliseconds with everything imported, where a cluster's start costs about
+    half a second; tasks and results travel pickled, as to a dask worker. A process that dies (out
+    of memory, killed) fails the tasks not finished; the others' results are kept.
+    """
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+
+    context = multiprocessing.get_context("fork")
+    workers = max(1, min(processes, len(calls)))
+    with ProcessPoolExecutor(workers, mp_context=context, initializer=tune_worker_process) as pool:
         futures = {pool.submit(func, *args): i for i, (_, args) in enumerate(calls)}
         return _gather(futures, calls, as_completed, bar)
 
@@ -212,11 +233,12 @@ def _worker_environ() -> Iterator[None]:
 class EmbeddedCluster:
     """A local dask.distributed cluster that starts when a batch of tasks first needs it.
 
-    :func:`run_tasks` runs a batch of fewer than ``min_tasks`` tasks on ``threads`` threads of this
-    process while the cluster has not started: starting one, spawning its worker processes and
-    importing gpcube in them costs seconds, more than a handful of observations take. A larger batch
-    starts it (or :attr:`client` does), and it then serves every later batch. Use as a context
-    manager, or call :meth:`close`.
+    :func:`run_tasks` runs a batch of fewer than ``min_tasks`` tasks while the cluster has not
+    started on ``threads`` (workers x threads per worker) processes forked from this one when its
+    workers would be forked processes too (:attr:`forks`), else on as many threads of this process:
+    starting a cluster costs about half a second with forked workers and seconds with spawned ones,
+    as much as a handful of observations take. A larger batch starts it (or :attr:`client` does),
+    and it then serves every later batch. Use as a context manager, or call :meth:`close`.
 
     Parameters
     ----------
@@ -249,6 +271,12 @@ class EmbeddedCluster:
         self.min_tasks = min_tasks
         self._stack: contextlib.ExitStack | None = None
         self._client = None
+
+    @property
+    def forks(self) -> bool:
+        """Whether small batches run on forked processes (worker processes started by fork)."""
+        method = self.options["start_method"] or default_start_method()
+        return bool(self.options["processes"]) and method == "fork"
 
     @property
     def started(self) -> bool:

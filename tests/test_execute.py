@@ -23,7 +23,7 @@ def _where(i: int) -> tuple[int, str, bool]:
 
 
 def test_a_small_batch_runs_on_threads_here_without_starting_the_cluster():
-    with EmbeddedCluster(n_workers=2, min_tasks=5) as embedded:
+    with EmbeddedCluster(n_workers=2, processes=False, min_tasks=5) as embedded:
         results, failures = run_tasks(_where, [(str(i), (i,)) for i in (3, -1, 4)], embedded, progress=False)
         assert not embedded.started
     assert [r[0] for r in results if r] == [3, 4] and results[1] is None
@@ -70,6 +70,53 @@ def test_forked_workers_start_with_gpcube_imported_and_one_blas_thread():
     pid, imported, threads = results[0]
     assert pid != os.getpid() and imported
     assert threads <= {1}
+
+
+def _fork_task(i: int) -> tuple[int, int, set[int]]:
+    import os
+
+    from threadpoolctl import threadpool_info
+
+    from gpcube.errors import GpcubeError
+
+    if i == -1:
+        raise GpcubeError("unreadable", path="obs.fits", hdu="EVENTS")
+    if i == -2:
+        os._exit(3)  # a worker killed (out of memory, say)
+    return i, os.getpid(), {p["num_threads"] for p in threadpool_info()}
+
+
+def test_a_small_batch_runs_on_forked_processes_with_one_blas_thread():
+    import os
+
+    import numpy  # noqa: F401 - its BLAS pool, sized for every core here
+
+    from gpcube.errors import GpcubeError
+
+    with EmbeddedCluster(n_workers=2, processes=True, start_method="fork", min_tasks=10) as embedded:
+        assert embedded.forks
+        calls = [(str(i), (i,)) for i in (5, -1, 6, 7)]
+        results, failures = run_tasks(_fork_task, calls, embedded, progress=False)
+        assert not embedded.started
+    assert [r[0] for r in results if r] == [5, 6, 7] and results[1] is None
+    pids = {pid for _, pid, _ in filter(None, results)}
+    assert os.getpid() not in pids and 1 <= len(pids) <= 2
+    assert all(threads <= {1} for *_, threads in filter(None, results))
+    [failure] = failures  # the error arrives whole, with where it happened
+    assert failure.label == "-1" and isinstance(failure.error, GpcubeError)
+    assert failure.error.path == "obs.fits" and "HDU 'EVENTS'" in str(failure.error)
+
+
+def test_a_forked_process_that_dies_fails_its_tasks_and_keeps_the_others():
+    with EmbeddedCluster(n_workers=1, processes=True, start_method="fork", min_tasks=10) as embedded:
+        results, failures = run_tasks(_fork_task, [("1", (1,)), ("dies", (-2,))], embedded, progress=False)
+    assert results[0][0] == 1 and results[1] is None
+    assert [f.label for f in failures] == ["dies"]
+
+
+def test_small_batches_run_on_threads_unless_workers_are_forked():
+    assert not EmbeddedCluster(processes=True, start_method="spawn").forks
+    assert not EmbeddedCluster(processes=False, start_method="fork").forks
 
 
 def test_an_unknown_start_method_is_refused():
