@@ -461,10 +461,10 @@ class SafeMaskConfig:
 
     def maker_kwargs(self) -> dict[str, Any]:
         """Keyword arguments of ``make_safe_mask`` (``position`` as a SkyCoord, or None)."""
-        from astropy.coordinates import SkyCoord
-
         kwargs = {name: getattr(self, name) for name in _yaml_keys(SafeMaskConfig)}
-        if self.position is not None:
+        if self.position is not None:  # astropy.coordinates (0.3 s to import) only when needed
+            from astropy.coordinates import SkyCoord
+
             kwargs["position"] = SkyCoord(*self.position, unit="deg", frame=self.frame)
         return kwargs
 

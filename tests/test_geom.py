@@ -473,3 +473,20 @@ def test_oblique_car_rows_are_not_parallels():
     dl = np.radians(lon - 333.974)
     np.testing.assert_allclose(lat, np.degrees(np.arctan(np.tan(np.radians(-1.965)) * np.cos(dl))), atol=1e-9)
     assert abs(lat[0] + 1.965) > 0.07
+
+
+@pytest.mark.parametrize(("src", "dst"), [("icrs", "galactic"), ("galactic", "icrs")])
+def test_frame_rotation_is_astropys_to_the_last_bit(src, dst):
+    from astropy.coordinates import CartesianRepresentation, SkyCoord
+
+    from gpcube.geom.frames import convert_frame, rotation_matrix
+
+    basis = SkyCoord(CartesianRepresentation(np.eye(3)), frame=src)
+    expected = np.asarray(basis.transform_to(dst).cartesian.xyz.value, dtype=float)
+    np.testing.assert_array_equal(rotation_matrix(src, dst), expected)
+    rng = np.random.default_rng(3)
+    lon, lat = rng.uniform(0, 360, 1000), np.rad2deg(np.arcsin(rng.uniform(-1, 1, 1000)))
+    out = SkyCoord(lon, lat, unit="deg", frame=src).transform_to(dst).spherical
+    got = convert_frame(lon, lat, src, dst)
+    separation = SkyCoord(*got, unit="deg", frame=dst).separation(SkyCoord(out.lon, out.lat, frame=dst))
+    assert separation.deg.max() < 1e-10
