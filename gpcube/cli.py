@@ -18,6 +18,7 @@ import argparse
 import contextlib
 import importlib.util
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -228,6 +229,9 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"gpcube {args.command}: interrupted; finished observations are kept", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # output piped into a reader that stopped (``gpcube info A | head``)
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no error at exit's flush
+        return 141
 
 
 if __name__ == "__main__":

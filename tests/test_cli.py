@@ -59,6 +59,13 @@ def test_example_run_info_export_on_the_shipped_crab_runs(tmp_path):
     again = gpcube("export", "crab.zarr", "crab.fits", cwd=tmp_path, check=False)
     assert again.returncode == 2 and "crab.fits" in again.stderr and "overwrite" in again.stderr
 
+    # output into a reader that has stopped reading (``gpcube info crab.zarr | head -1``): no traceback
+    piped = subprocess.Popen([*GPCUBE, "info", "crab.zarr"], cwd=tmp_path, stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True)  # fmt: skip
+    piped.stdout.close()  # before gpcube has written anything: its first write meets a broken pipe
+    assert piped.wait(timeout=120) == 141 and "Traceback" not in piped.stderr.read()
+    piped.stderr.close()
+
 
 def test_bad_config_names_the_key_and_writes_nothing(tmp_path):
     job = job_dict(tmp_path / "out.zarr")
