@@ -29,9 +29,11 @@ from gpcube.archive.store import (
     replace_group,
     root_attrs,
 )
+from gpcube.archive.zarrv3 import read_group_attrs
 from gpcube.config import JobConfig
 from gpcube.errors import GpcubeError
 from gpcube.execute import EmbeddedCluster, cluster_client, raise_failures, run_tasks
+from gpcube.geom.sky import remember_header
 from gpcube.mosaic import build_mosaic
 
 __all__ = ["job_client", "mosaic", "open_archive", "reduce", "run", "significance"]
@@ -57,7 +59,8 @@ def _reduce(config: JobConfig, client, *, progress: bool, consolidated: bool) ->
     geom = config.geom()
     obs_ids = list(config.data.open().obs_ids)
     archive = Path(config.output)
-    check_or_create(archive, config.analysis_dict(), geom.to_attrs(), config.to_dict())
+    root = check_or_create(archive, config.analysis_dict(), geom.to_attrs, config.to_dict())
+    _remember_headers(archive, root)
     done = complete_observations(archive, clean=True)
     todo = [i for i in obs_ids if i not in done]
     config_json = json.dumps(config.to_dict())
@@ -74,6 +77,15 @@ def _reduce(config: JobConfig, client, *, progress: bool, consolidated: bool) ->
         "empty": sum(1 for r in written if r["empty"]),
     }
     return report, dict(sorted({**done, **observation_attrs(archive, todo)}.items()))
+
+
+def _remember_headers(archive: Path, root: dict) -> None:
+    """The WCS headers stored in the archive serve this process and the workers it forks (see
+    :func:`gpcube.geom.sky.remember_header`): adding observations then never imports astropy.wcs."""
+    remember_header(root.get("geom") or {})
+    irf = archive / MOSAIC / _PARTS["irf"]
+    if (irf / "zarr.json").exists():  # the coarse IRF grid's
+        remember_header(read_group_attrs(irf).get("geom") or {})
 
 
 def mosaic(

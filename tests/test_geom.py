@@ -490,3 +490,38 @@ def test_frame_rotation_is_astropys_to_the_last_bit(src, dst):
     got = convert_frame(lon, lat, src, dst)
     separation = SkyCoord(*got, unit="deg", frame=dst).separation(SkyCoord(out.lon, out.lat, frame=dst))
     assert separation.deg.max() < 1e-10
+
+
+def test_a_stored_wcs_header_serves_its_grid_without_astropy_wcs():
+    import json
+    import subprocess
+    import sys
+
+    geom = SkyGeom.create((333.974, -1.965), 0.02, width=(32.85, 9.115), frame="galactic", projection="CAR")
+    attrs = geom.to_attrs()
+    cutout = geom.cutout((330.0, 0.1), 2.5)[0].to_attrs()
+    script = f"""
+import json, sys
+from gpcube.geom.sky import SkyGeom, remember_header
+attrs = json.loads({json.dumps(attrs)!r})
+cutout = json.loads({json.dumps(cutout)!r})
+remember_header(attrs)
+geom = SkyGeom.from_attrs(attrs)
+assert geom.to_attrs() == attrs
+assert SkyGeom.from_attrs(cutout).to_attrs() == cutout
+print("astropy.wcs" in sys.modules)
+"""
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "False"
+
+
+def test_a_stored_header_of_another_grid_is_ignored():
+    from gpcube.geom.sky import remember_header
+
+    geom = SkyGeom.create((10.0, 20.0), 0.05, width=(2.0, 2.0), frame="icrs", projection="TAN")
+    attrs = geom.to_attrs()
+    other = {**attrs, "crval": [10.5, 20.0], "wcs_header": {**attrs["wcs_header"], "LATPOLE": 1.0}}
+    remember_header(other)  # CRVAL1 of its header is not its crval's: not remembered
+    moved = SkyGeom.from_attrs(other)
+    assert moved.header["CRVAL1"] == 10.5 and moved.header["LATPOLE"] == 20.0
+    remember_header({"wcs_header": "nonsense"})  # ignored, no error

@@ -15,7 +15,7 @@ import json
 import os
 import shutil
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 from gpcube.archive.zarrv3 import read_group_attrs, write_group
@@ -99,12 +99,16 @@ def root_attrs(path: str | Path) -> dict:
     return attrs
 
 
-def check_or_create(path: str | Path, analysis: Mapping, geom_attrs: Mapping, config: Mapping) -> dict:
+def check_or_create(
+    path: str | Path, analysis: Mapping, geom_attrs: Mapping | Callable[[], Mapping], config: Mapping
+) -> dict:
     """Open the archive at ``path``, or create it; refuse it if it was made with another analysis.
+    Returns the root attributes.
 
     ``analysis`` is the part of the config that fixes the products (geometry, products, safe mask,
     background, IRF grid, cutout radius): adding observations made with another one would mix
-    products, so a difference is an error that lists the keys.
+    products, so a difference is an error that lists the keys. ``geom_attrs`` (or a function giving
+    them, called only if the archive is created) are the grid's :meth:`SkyGeom.to_attrs`.
     """
     path = Path(path)
     if path.exists() and not (path / "zarr.json").exists():
@@ -123,7 +127,7 @@ def check_or_create(path: str | Path, analysis: Mapping, geom_attrs: Mapping, co
     attrs = {
         "format": ARCHIVE_FORMAT,
         "format_version": ARCHIVE_VERSION,
-        "geom": dict(geom_attrs),
+        "geom": dict(geom_attrs() if callable(geom_attrs) else geom_attrs),
         "analysis": json.loads(_canonical(analysis)),
         "config": json.loads(_canonical(config)),
         "versions": versions(),

@@ -23,7 +23,7 @@ if TYPE_CHECKING:
     from astropy.coordinates import SkyCoord
     from astropy.wcs import WCS
 
-__all__ = ["FRAMES", "PROJECTIONS", "SkyGeom"]
+__all__ = ["FRAMES", "PROJECTIONS", "SkyGeom", "remember_header"]
 
 FRAMES = ("icrs", "galactic")
 PROJECTIONS = ("CAR", "TAN")
@@ -509,11 +509,45 @@ def _to_binsz(geom: SkyGeom, binsz: float) -> SkyGeom:
     )
 
 
-@functools.lru_cache(maxsize=64)
+#: WCS header templates by ``(frame, projection, crval, binsz)``: astropy's, or as stored with a grid.
+_TEMPLATES: dict[tuple, dict[str, Any]] = {}
+
+
 def _header_template(frame: str, projection: str, crval: tuple[float, float], binsz: float) -> dict[str, Any]:
     """astropy's WCS header of a grid with these parameters (CRPIX set per grid by the caller)."""
-    geom = SkyGeom(frame, projection, crval, binsz, (1, 1), (1.0, 1.0))
-    return {
-        key: value.item() if isinstance(value, np.generic) else value
-        for key, value in geom.wcs.to_header().items()
-    }
+    key = (frame, projection, tuple(crval), binsz)
+    if key not in _TEMPLATES:
+        geom = SkyGeom(frame, projection, crval, binsz, (1, 1), (1.0, 1.0))
+        _TEMPLATES[key] = {
+            k: value.item() if isinstance(value, np.generic) else value
+            for k, value in geom.wcs.to_header().items()
+        }
+    return _TEMPLATES[key]
+
+
+def remember_header(attrs: dict[str, Any]) -> None:
+    """Take the WCS header stored in geometry attrs (:meth:`SkyGeom.to_attrs`) as its grid's template.
+
+    The header comes from astropy, whose import costs ~0.3 s in every process that makes one: in a
+    run that adds observations to an archive, the archive's own copy of it serves the gpcube process
+    and the workers it forks instead. Attrs without a header, or whose header does not describe
+    their grid, are ignored.
+    """
+    header = attrs.get("wcs_header") if isinstance(attrs, dict) else None
+    if not isinstance(header, dict):
+        return
+    try:
+        geom = SkyGeom.from_attrs(attrs)
+        lon_type, lat_type = _CTYPES[geom.frame]
+        matches = (
+            header["CTYPE1"] == lon_type + geom.projection
+            and header["CTYPE2"] == lat_type + geom.projection
+            and math.isclose(header["CDELT2"], geom.binsz, rel_tol=1e-12)
+            and all(math.isclose(header[f"CRVAL{i + 1}"], v, abs_tol=1e-9) for i, v in enumerate(geom.crval))
+        )
+    except (GpcubeError, KeyError, TypeError, ValueError):
+        return
+    if matches:
+        key = (geom.frame, geom.projection, tuple(geom.crval), geom.binsz)
+        template = {k: v for k, v in header.items() if k not in ("NAXIS", "NAXIS1", "NAXIS2")}
+        _TEMPLATES.setdefault(key, {**template, "CRPIX1": 1.0, "CRPIX2": 1.0})

@@ -24,6 +24,7 @@ from gpcube.archive.zarrv3 import (
 from gpcube.errors import GpcubeError
 from gpcube.execute import raise_failures, run_tasks
 from gpcube.geom import EnergyAxis, SkyGeom
+from gpcube.geom.sky import remember_header
 from gpcube.mosaic.sum import RING_SUMS, Piece, irf_chunk, overlap, ring_chunk, sky_chunk
 
 __all__ = ["build_mosaic"]
@@ -294,7 +295,9 @@ def build_mosaic(
     :func:`gpcube.archive.store.complete_observations` gives) saves reading them again.
     """
     archive = Path(archive)
-    geom = SkyGeom.from_attrs(root_attrs(archive)["geom"])
+    stored = root_attrs(archive)["geom"]
+    remember_header(stored)  # the archive's WCS header: no astropy.wcs import to make it again
+    geom = SkyGeom.from_attrs(stored)
     if observations is None:  # ``{obs_id: attrs}`` of the complete observations, if the caller has it
         observations = complete_observations(archive)
     pieces = _pieces(archive, observations, "slice")
