@@ -23,6 +23,16 @@ __all__ = ["consolidate", "listing"]
 _OPEN = '"metadata":{\n'
 
 
+def _key_from_json(text: str) -> str:
+    """A listing key from its JSON string (most keys are plain names: no parsing for them)."""
+    return text[1:-1] if "\\" not in text else json.loads(text)
+
+
+def _key_to_json(key: str) -> str:
+    plain = key.isascii() and key.isprintable() and not set(key) & {'"', "\\"}
+    return f'"{key}"' if plain else json.dumps(key)
+
+
 def _immutable(key: str) -> bool:
     """Whether the group at ``key`` never changes once in place: an observation's (``obs/<id>``)."""
     parts = key.split("/")
@@ -43,7 +53,7 @@ def _previous_texts(text: str) -> dict[str, str]:
             if not line.startswith('"'):
                 break  # the closing braces
             end = line.index('":', 1) + 1
-            out[json.loads(line[:end])] = line[end + 1 :].rstrip(",")
+            out[_key_from_json(line[:end])] = line[end + 1 :].rstrip(",")
         return out
     try:
         metadata = (json.loads(text).get("consolidated_metadata") or {}).get("metadata") or {}
@@ -71,8 +81,13 @@ def _walk(directory: Path, prefix: str, nodes: dict[str, str], known: dict[str, 
         subdirs = sorted(e.name for e in entries if e.is_dir() and not e.name.startswith((".", "_")))
     for name in subdirs:
         key, meta = f"{prefix}{name}", directory / name / "zarr.json"
+        listed = known.get(key)
         try:
-            doc = json.loads(meta.read_text())
+            text = meta.read_text()
+            if listed is not None and listed.get(key) == text:  # as gpcube wrote and listed it
+                nodes.update(listed)
+                continue
+            doc = json.loads(text)
         except FileNotFoundError:
             continue
         except (OSError, ValueError) as exc:
@@ -81,7 +96,6 @@ def _walk(directory: Path, prefix: str, nodes: dict[str, str], known: dict[str, 
         if doc.get("node_type") != "group":
             nodes[key] = to_json(doc)
             continue
-        listed = known.get(key)
         if listed is not None and key in listed and json.loads(listed[key]) == doc:
             nodes.update(listed)
         else:
@@ -105,7 +119,7 @@ def consolidate(path: str | Path) -> None:
     nodes: dict[str, str] = {}
     _walk(root, "", nodes, _reusable(previous))
     head = to_json({"zarr_format": 3, "node_type": "group", "attributes": attrs})
-    lines = ",\n".join(f"{json.dumps(key)}:{nodes[key]}" for key in sorted(nodes))
+    lines = ",\n".join(f"{_key_to_json(key)}:{nodes[key]}" for key in sorted(nodes))
     listing_head = '"consolidated_metadata":{"kind":"inline","must_understand":false,' + _OPEN
     text = f"{head[:-1]},{listing_head}{lines}\n}}}}}}"
     tmp = root / "zarr.json.tmp"
