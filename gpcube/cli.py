@@ -85,10 +85,10 @@ def _cmd_info(args) -> int:
 
 
 def _cmd_significance(args) -> int:
-    from gpcube import pipeline
-    from gpcube.io.export import write_maps
+    # not through gpcube.pipeline: its imports (the makers, dask, astropy) take longer than the maps
+    from gpcube.archive.significance import significance
 
-    maps = pipeline.significance(
+    maps = significance(
         args.archive, args.radius, energy_edges=args.energy_edges, spectral_index=args.spectral_index,
         correlate_off=not args.no_correlate_off,
     )  # fmt: skip
@@ -98,6 +98,8 @@ def _cmd_significance(args) -> int:
     for lo, hi, top in bands:
         print(f"  {lo:g}-{hi:g} TeV: max sqrt(TS) {top:.2f}")
     if args.fits:
+        from gpcube.io.export import write_maps
+
         print(f"wrote {write_maps(args.fits, maps, overwrite=args.overwrite)}")
     return 0
 

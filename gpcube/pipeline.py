@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import shutil
-import uuid
 from pathlib import Path
 
 import xarray as xr
@@ -17,16 +15,15 @@ import xarray as xr
 from gpcube.archive.consolidated import consolidate
 from gpcube.archive.reduce import reduce_observation
 from gpcube.archive.ring import stacked_ring
+from gpcube.archive.significance import SIGNIFICANCE
 from gpcube.archive.store import (
     MOSAIC,
     check_or_create,
     complete_observations,
     is_complete,
     mosaic_attrs,
-    now,
     obs_path,
     observation_attrs,
-    replace_group,
     root_attrs,
 )
 from gpcube.archive.zarrv3 import read_group_attrs
@@ -40,7 +37,6 @@ __all__ = ["job_client", "mosaic", "open_archive", "reduce", "run", "significanc
 
 #: Groups of the archive next to the mosaic's sky products, by ``open_archive`` keyword.
 _PARTS = {"irf": "irf", "ring": "ring"}
-SIGNIFICANCE = "significance"
 
 
 def reduce(config: JobConfig, client=None, *, progress: bool = True, consolidated: bool = True) -> dict:
@@ -223,37 +219,21 @@ def significance(
     energy_edges=None,
     spectral_index: float = 2.0,
     correlate_off: bool = True,
+    in_memory: bool | None = None,
 ) -> xr.Dataset:
     """Excess, significance and flux maps of the mosaic, written to the archive's ``significance`` group.
 
     The statistic follows the archive's background: Li & Ma (ON/OFF) with the ring products for
     ``ring`` and ``adaptive_ring``, Cash against the background otherwise (see
     :func:`gpcube.estimators.estimate_excess_map` for the parameters and definitions). The group is
-    written under a temporary name and swapped in, replacing an earlier one. Returns the maps as
-    written (lazy, opened from the archive).
+    written under a temporary name and swapped in, replacing an earlier one. A mosaic of up to
+    :data:`gpcube.archive.significance.IN_MEMORY_BYTES` is computed in memory (or as ``in_memory``
+    says), a larger one lazily, chunk by chunk (:func:`gpcube.archive.significance.significance`).
+    Returns the maps as written (in memory, or lazy, opened from the archive).
     """
-    from gpcube.archive.groups import write_dataarrays
-    from gpcube.estimators import estimate_excess_map
+    from gpcube.archive.significance import significance as write_significance
 
-    path = Path(archive)
-    mosaic = open_archive(path)
-    method = (root_attrs(path).get("analysis") or {}).get("background", {}).get("method")
-    if method in ("ring", "adaptive_ring"):  # ON counts, OFF and acceptances on the ring's bands
-        ring = open_archive(path, ring=True).drop_vars("alpha_counts_off")
-        mosaic = ring.assign(exposure=mosaic["exposure"]) if "exposure" in mosaic else ring
-    maps = estimate_excess_map(
-        mosaic, radius, energy_edges=energy_edges, spectral_index=spectral_index, correlate_off=correlate_off
-    )
-    arrays = {name: var.astype("float32", keep_attrs=True) for name, var in maps.data_vars.items()}
-    attrs = {**maps.attrs, "background_method": method, "made_at": now()}
-    tmp = path / f"_tmp-{SIGNIFICANCE}-{uuid.uuid4().hex[:12]}"
-    chunk = int(mosaic_attrs(path).get("chunk", 256))
-    try:
-        write_dataarrays(tmp, arrays, attrs, chunk)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    final = path / SIGNIFICANCE
-    replace_group(tmp, final)
-    consolidate(path)
-    return open_archive(path, significance=True)
+    return write_significance(
+        archive, radius, energy_edges=energy_edges, spectral_index=spectral_index,
+        correlate_off=correlate_off, in_memory=in_memory,
+    )  # fmt: skip

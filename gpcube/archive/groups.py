@@ -4,15 +4,15 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
-import dask
-import dask.array as da
-import dask.local
 import numpy as np
 import xarray as xr
 
 from gpcube.archive.zarrv3 import ArrayWriter, write_array, write_group
+
+if TYPE_CHECKING:
+    import dask.array as da
 
 __all__ = ["Group", "write_dataarrays", "write_groups"]
 
@@ -48,10 +48,18 @@ def _energy_edges_in_attrs(coords: dict[str, xr.Variable]) -> dict[str, xr.Varia
     return out
 
 
-def _chunked(array: xr.DataArray, chunk: int) -> da.Array:
-    data = array.data if isinstance(array.data, da.Array) else da.from_array(array.data, name=False)
+def _is_dask(data) -> bool:
+    return hasattr(data, "__dask_graph__")
+
+
+def _chunked(array: xr.DataArray, chunk: int) -> tuple[np.ndarray | da.Array, tuple[int, ...]]:
+    """The array's data, dask arrays rechunked ``(whole leading dims, chunk, chunk)``; the chunks."""
     chunks = tuple(-1 if dim not in ("lat", "lon") else chunk for dim in array.dims)
-    return data.rechunk(chunks)
+    if not _is_dask(array.data):  # in memory: written as it is, chunk by chunk, without dask
+        whole = tuple(n if c == -1 else c for c, n in zip(chunks, array.shape, strict=True))
+        return np.asarray(array.data), whole
+    data = array.data.rechunk(chunks)
+    return data, tuple(c[0] if c else 1 for c in data.chunks)
 
 
 def write_dataarrays(
@@ -65,8 +73,9 @@ def write_dataarrays(
 ) -> None:
     """Write ``arrays`` (and their 1-D coordinates) as a zarr v3 group at ``path``.
 
-    Data variables are chunked ``(whole leading dims, chunk, chunk)`` and computed block by block
-    with the synchronous scheduler, so memory stays at a few blocks whatever the cutout's size.
+    Data variables are chunked ``(whole leading dims, chunk, chunk)``; dask-backed ones are computed
+    block by block with the synchronous scheduler, so memory stays at a few blocks whatever the
+    cutout's size, and numpy-backed ones are written as they are, without dask.
     Non-index coordinates are listed in each variable's ``coordinates`` attribute, as xarray expects.
 
     Parameters
@@ -101,8 +110,18 @@ def write_groups(groups: Sequence[Group], chunk: int) -> None:
     sources, targets = [], []
     for group in groups:
         group_sources, group_targets = _plan_group(group, chunk)
-        sources += group_sources
-        targets += group_targets
+        for source, target in zip(group_sources, group_targets, strict=True):
+            if _is_dask(source):
+                sources.append(source)
+                targets.append(target)
+            else:
+                target[tuple(slice(None) for _ in source.shape)] = source
+    if not sources:
+        return
+    import dask
+    import dask.array as da
+    import dask.local
+
     # the synchronous scheduler as a function: named "sync", dask imports distributed (~0.4 s in
     # a process that has not, such as a forked task process) to look for a client first
     with dask.config.set(scheduler=dask.local.get_sync):
@@ -123,7 +142,7 @@ def _plan_group(group: Group, chunk: int) -> tuple[list, list]:
     for name, coord in coords.items():
         if coord.dtype.kind in "UO":
             continue
-        if isinstance(coord.data, da.Array):  # e.g. FoV norms: computed with the data, not twice
+        if _is_dask(coord.data):  # e.g. FoV norms: computed with the data, not twice
             sources.append(coord.data.rechunk(-1))
             targets.append(
                 ArrayWriter(path / name, coord.shape, coord.dtype, coord.shape, coord.dims, coord.attrs)
@@ -135,8 +154,7 @@ def _plan_group(group: Group, chunk: int) -> tuple[list, list]:
         var_attrs = dict(array.attrs)
         if extra:
             var_attrs["coordinates"] = " ".join(sorted(extra))
-        data = _chunked(array, chunk)
-        chunks = tuple(c[0] if c else 1 for c in data.chunks)
+        data, chunks = _chunked(array, chunk)
         dtype = (dtypes or {}).get(name, data.dtype)
         targets.append(ArrayWriter(path / name, data.shape, dtype, chunks, array.dims, var_attrs))
         sources.append(data)

@@ -13,6 +13,7 @@ PSF and energy-dispersion means.
 
 from __future__ import annotations
 
+import importlib
 from typing import NamedTuple
 
 import numpy as np
@@ -24,6 +25,12 @@ from gpcube.config import JobConfig
 from gpcube.geom import SkyGeom
 from gpcube.io import Observation
 from gpcube.makers._lazy import blockwise_map
+
+# gpcube.makers imports each maker on first use; all here, so that the workers the embedded cluster
+# forks from this process start with them imported
+_MAKERS = ("background", "counts", "edisp", "exposure", "fov_norm", "psf", "ring", "ring_adaptive", "safe")
+for _module in _MAKERS:
+    importlib.import_module(f"gpcube.makers.{_module}")
 
 __all__ = ["IRF_PRODUCTS", "SKY_PRODUCTS", "STORED_DTYPES", "Products", "observation_products"]
 

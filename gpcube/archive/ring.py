@@ -13,15 +13,18 @@ alpha and OFF acceptance.
 
 from __future__ import annotations
 
-import dask.array as da
+from typing import TYPE_CHECKING
+
 import numpy as np
 import xarray as xr
 
-from gpcube.config import BackgroundConfig
-from gpcube.geom import SkyGeom
-from gpcube.makers.ring import fixed_ring_options, pixel_size, ring_products
-from gpcube.makers.ring_adaptive import adaptive_ring_options
 from gpcube.makers.ring_stack import combine_ring_sums
+
+if TYPE_CHECKING:
+    import dask.array as da
+
+    from gpcube.config import BackgroundConfig
+    from gpcube.geom import SkyGeom
 
 __all__ = ["RING_DTYPES", "observation_ring", "ring_energy_edges", "stacked_ring"]
 
@@ -58,6 +61,11 @@ def observation_ring(
 
     The zeroing outside ``mask_safe`` and the casts happen in the ring's own band tasks.
     """
+    # imported here: :func:`stacked_ring` on an in-memory mosaic (``gpcube significance``) needs
+    # neither dask nor the makers' FFTs
+    from gpcube.makers.ring import fixed_ring_options, pixel_size, ring_products
+    from gpcube.makers.ring_adaptive import adaptive_ring_options
+
     params = background_config.ring_params
     binsz = pixel_size(counts.attrs.get("geom", {}))
     if background_config.method == "ring":
@@ -78,6 +86,8 @@ def observation_ring(
 
 def _lazy_average_alpha(alpha_counts_off: da.Array, counts_off: da.Array) -> da.Array:
     """:func:`gpcube.makers.average_alpha` as a lazy dask reduction (NaN without OFF counts)."""
+    import dask.array as da
+
     total = counts_off.sum(dtype=np.float64)
     return da.where(total > 0, alpha_counts_off.sum(dtype=np.float64) / da.where(total > 0, total, 1), np.nan)
 
@@ -96,7 +106,9 @@ def stacked_ring(sums: xr.Dataset) -> xr.Dataset:
     computed once when the result is), as :func:`gpcube.makers.combine_ring_sums` describes.
     """
     off, aoff, acc = (sums[name].data for name in ("counts_off", "alpha_counts_off", "acceptance"))
-    if isinstance(off, da.Array):
+    if hasattr(off, "__dask_graph__"):  # a dask array (dask itself is imported only then)
+        import dask.array as da
+
         average = _lazy_average_alpha(aoff, off)
         chunks = ((2,), *off.chunks)
         both = da.map_blocks(

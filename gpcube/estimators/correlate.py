@@ -18,13 +18,15 @@ one (exactly for integers) and no task needs more than a block and its rim.
 from __future__ import annotations
 
 import math
+from typing import TYPE_CHECKING
 
-import dask.array as da
 import numpy as np
-import scipy.ndimage
 import xarray as xr
 
 from gpcube.errors import GpcubeError
+
+if TYPE_CHECKING:
+    import dask.array as da
 
 __all__ = ["correlate", "correlate_array", "radius_to_pixels", "tophat_kernel"]
 
@@ -94,6 +96,8 @@ def _correlate_block(block: np.ndarray, kernel: np.ndarray) -> np.ndarray:
     widths = _row_half_widths(kernel)
     if widths is not None:
         return _correlate_rows(block, widths)
+    import scipy.ndimage
+
     weights = kernel.reshape((1,) * (block.ndim - 2) + kernel.shape)
     return scipy.ndimage.correlate(block.astype(np.float64, copy=False), weights, mode="constant", cval=0.0)
 
@@ -119,7 +123,7 @@ def correlate_array(data: np.ndarray | da.Array, kernel: np.ndarray) -> np.ndarr
         raise GpcubeError(f"the kernel must be 2-D with odd sizes, got shape {kernel.shape}")
     if data.ndim < 2:
         raise GpcubeError(f"correlate needs (..., lat, lon) data, got {data.ndim} dims")
-    if not isinstance(data, da.Array):
+    if not hasattr(data, "__dask_graph__"):  # numpy (dask is imported only for dask inputs)
         return _correlate_block(np.asarray(data), kernel)
     depth = {axis: 0 for axis in range(data.ndim - 2)}
     depth.update({data.ndim - 2: kernel.shape[0] // 2, data.ndim - 1: kernel.shape[1] // 2})

@@ -35,7 +35,6 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
-import astropy.units as u
 import numpy as np
 import xarray as xr
 
@@ -141,6 +140,8 @@ def _bands(lo, hi, energy_edges, off: xr.Dataset | None) -> tuple[np.ndarray, np
     if energy_edges is not None:
         edges = energy_edges
         if hasattr(edges, "unit"):
+            import astropy.units as u
+
             edges = u.Quantity(edges).to_value("TeV")
         edges = np.asarray(edges, dtype=float)
         if edges.ndim != 1 or edges.size < 2:
@@ -217,17 +218,29 @@ def _weighted_sum(exposure: xr.DataArray, weights: np.ndarray) -> xr.DataArray:
     return out.transpose(DIM, ...)
 
 
+#: Exposure units of the makers (and the flux's own): their factors to cm2 s without importing astropy.
+_CM2S = {"m2 s": 1e4, "cm2 s": 1.0}
+
+
+def _to_cm2s(units: str) -> float:
+    """The factor from exposure ``units`` to cm2 s (astropy's, for other units than :data:`_CM2S`)."""
+    if units in _CM2S:
+        return _CM2S[units]
+    import astropy.units as u
+
+    try:
+        return u.Unit(units).to("cm2 s")
+    except (ValueError, TypeError) as exc:
+        raise GpcubeError(f"exposure units {units!r} are not an area times a time") from exc
+
+
 def _exposure_cm2s(mosaic: xr.Dataset) -> tuple[xr.DataArray, np.ndarray, float]:
     """The exposure without its energy coords, its energy_true edges, and the factor to cm2 s."""
     exposure = mosaic["exposure"]
     true_lo, true_hi = band_edges_of(exposure, "energy_true")
     if not np.allclose(true_hi[:-1], true_lo[1:], rtol=1e-9, atol=0.0):
         raise GpcubeError("the exposure's energy_true bins are not contiguous")
-    units = exposure.attrs.get("units", "m2 s")
-    try:
-        factor = u.Unit(units).to("cm2 s")
-    except (ValueError, TypeError) as exc:
-        raise GpcubeError(f"exposure units {units!r} are not an area times a time") from exc
+    factor = _to_cm2s(exposure.attrs.get("units", "m2 s"))
     exposure = exposure.drop_vars([c for c in exposure.coords if "energy_true" in exposure[c].dims])
     return exposure, np.append(true_lo, true_hi[-1]), factor
 
@@ -257,15 +270,28 @@ def _band_coords(band_lo: np.ndarray, band_hi: np.ndarray, geom: SkyGeom) -> tup
     return coords, geom.with_axes(*axes)
 
 
-def _finish(maps: dict, mask: xr.DataArray, coords: dict, geom: SkyGeom, attrs: dict) -> xr.Dataset:
+def _geom_attrs(geom: SkyGeom, stored) -> dict:
+    """``geom.to_attrs()``, taken from the input's ``stored`` geometry attrs when they hold its sky grid.
+
+    The bands change only the energy axes: the stored WCS header is the one astropy would make again
+    (at the cost of importing ``astropy.wcs``, ~0.5 s in a fresh process).
+    """
+    if not isinstance(stored, dict) or "wcs_header" not in stored:
+        return geom.to_attrs()
+    if SkyGeom.from_attrs(stored).with_axes(*geom.axes) != geom:
+        return geom.to_attrs()
+    return {**stored, "axes": [axis.to_dict() for axis in geom.axes]}
+
+
+def _finish(maps: dict, mask: xr.DataArray, coords: dict, geom_attrs: dict, attrs: dict) -> xr.Dataset:
     out = {}
     for name, array in maps.items():
         units, long_name = _DESCRIPTIONS[name]
         array = array.astype(np.float64).where(mask).transpose(DIM, "lat", "lon").assign_coords(coords)
         array.attrs = {**attrs, "units": units, "long_name": long_name, "energy_type": "reco",
-                       "geom": geom.to_attrs()}  # fmt: skip
+                       "geom": geom_attrs}  # fmt: skip
         out[name] = array.rename(name)
-    return xr.Dataset(out, attrs={**attrs, "geom": geom.to_attrs()})
+    return xr.Dataset(out, attrs={**attrs, "geom": geom_attrs})
 
 
 def estimate_excess_map(
@@ -345,4 +371,5 @@ def estimate_excess_map(
     order = ("counts", "background", "excess", "sqrt_ts", "counts_off", "alpha", "flux")
     coords, out_geom = _band_coords(band_lo, band_hi, geom)
     maps = {k: maps[k] for k in order if k in maps}
-    return _finish(maps, mask.assign_coords(coords), coords, out_geom, attrs)
+    geom_attrs = _geom_attrs(out_geom, mosaic.attrs.get("geom"))
+    return _finish(maps, mask.assign_coords(coords), coords, geom_attrs, attrs)

@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 
+import dask.array as da
 import numpy as np
 import pytest
+import xarray as xr
 from astropy import units as u
 from astropy.io import fits
 
 import gpcube
 from gpcube import pipeline
+from gpcube.archive import significance as significance_module
+from gpcube.archive.zarrv3 import read_region
 from gpcube.cli import main
 from gpcube.errors import GpcubeError
 from gpcube.estimators import estimate_excess_map
@@ -73,3 +78,59 @@ def test_significance_errors(tmp_path, fov_archive):
     assert not (out / "significance").exists()
     with pytest.raises(GpcubeError, match="one part at a time"):
         gpcube.open_archive(out, irf=True, significance=True)
+
+
+RING = {"method": "ring", "exclusion": {"circles": [[83.633, 22.014, 0.3]]},
+        "ring": {"r_in": 0.4, "width": 0.2, "energy_edges": [0.5, 5.0, 50.0]}}  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def ring_archive(tmp_path_factory):
+    out = tmp_path_factory.mktemp("sig-ring") / "ring.zarr"
+    pipeline.run(job(out, CRAB_RUNS[:2], background=RING), progress=False)
+    return out
+
+
+def _stored(group):
+    """Every array of a group (values and metadata) and the group's attrs without its time stamp."""
+    arrays = {
+        p.name: (read_region(p), json.loads((p / "zarr.json").read_text()))
+        for p in sorted(group.iterdir()) if p.is_dir()
+    }  # fmt: skip
+    attrs = json.loads((group / "zarr.json").read_text())["attributes"]
+    attrs.pop("made_at")
+    return arrays, attrs
+
+
+@pytest.mark.parametrize("name", ["fov_archive", "ring_archive"])
+@pytest.mark.parametrize("options", [{}, {"energy_edges": [0.5, 50.0], "correlate_off": False}])
+def test_in_memory_and_lazy_maps_are_the_same(name, options, request):
+    archive = request.getfixturevalue(name)
+    if name == "fov_archive" and "correlate_off" in options:
+        options = {"energy_edges": options["energy_edges"]}
+    lazy = pipeline.significance(archive, 0.12, in_memory=False, **options)
+    assert isinstance(lazy["sqrt_ts"].data, da.Array)
+    lazy_arrays, lazy_attrs = _stored(archive / "significance")
+    maps = pipeline.significance(archive, 0.12, in_memory=True, **options)
+    arrays, attrs = _stored(archive / "significance")
+    assert attrs == lazy_attrs and arrays.keys() == lazy_arrays.keys()
+    for key, (values, meta) in arrays.items():
+        np.testing.assert_array_equal(values, lazy_arrays[key][0], err_msg=key)
+        assert meta == lazy_arrays[key][1], key
+    # the returned maps: in memory, and what the archive holds
+    assert isinstance(maps["sqrt_ts"].data, np.ndarray)
+    xr.testing.assert_identical(maps, gpcube.open_archive(archive, significance=True).load())
+
+
+def test_in_memory_by_size(fov_archive, monkeypatch):
+    assert isinstance(pipeline.significance(fov_archive, 0.1)["flux"].data, np.ndarray)
+    monkeypatch.setattr(significance_module, "IN_MEMORY_BYTES", 1000)
+    assert isinstance(pipeline.significance(fov_archive, 0.1)["flux"].data, da.Array)
+
+
+def test_read_group_is_open_archive_loaded(ring_archive):
+    names = ["counts", "counts_off", "alpha_counts_off", "mask_safe"]
+    got = significance_module.read_group(ring_archive / "mosaic" / "ring", names)
+    want = gpcube.open_archive(ring_archive, ring=True)[names].load()
+    del want.attrs["archive"]
+    xr.testing.assert_identical(got, want)
