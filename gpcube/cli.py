@@ -52,12 +52,15 @@ def _cmd_run(args, reduce_only: bool = False) -> int:
         func = pipeline.reduce if reduce_only else pipeline.run
         report = func(config, client, progress=not args.quiet)
     mosaic = report.pop("mosaic", None)
+    maps = report.pop("significance", None)
     print(
         f"{config.output}: {report['selected']} observations selected, {report['already_done']} already "
         f"in the archive, {report['written']} added ({report['empty']} outside the geometry)"
     )
     if mosaic is not None:
         print(f"mosaic: {mosaic['n_obs']} observations, livetime {mosaic['livetime'] / 3600:.2f} h")
+    if maps is not None:
+        print(f"significance: {maps['statistic']} maps, radius {config.significance.radius} deg")
     return 0
 
 

@@ -304,6 +304,17 @@ def _energy_edges(s: _Section, name: str, default: Any) -> str | tuple[float, ..
     return tuple(float(v) for v in value)
 
 
+def _band_edges(s: _Section, name: str, default: Any) -> tuple[float, ...] | None:
+    what = "null or a list of at least 2 increasing energies in TeV (reco bin edges)"
+    value = s.m.get(name, default)
+    if value is None:
+        return None
+    ok = isinstance(value, list | tuple) and len(value) >= 2 and all(_is_num(v) and v > 0 for v in value)
+    if not ok or any(b <= a for a, b in zip(value[:-1], value[1:], strict=False)):
+        raise s.fail(name, what, value)
+    return tuple(float(v) for v in value)
+
+
 # ---------------------------------------------------------------------------------------- sections
 @dataclass(frozen=True)
 class ConeConfig:
@@ -612,6 +623,17 @@ class ClusterConfig:
 
 
 @dataclass(frozen=True)
+class SignificanceConfig:
+    """``significance``: excess, significance and flux maps made after the mosaic, as
+    ``gpcube significance`` makes them (:func:`gpcube.pipeline.significance`)."""
+
+    radius: float = _key(_num(_DEG, lambda x: x > 0))
+    energy_edges: tuple[float, ...] | None = _key(_band_edges, None)
+    spectral_index: float = _key(_num("a number"), 2.0)
+    correlate_off: bool = _key(_flag, True)
+
+
+@dataclass(frozen=True)
 class JobConfig:
     """A whole job. ``geom`` is a :class:`GeomConfig`, and ``config.geom()`` the :class:`SkyGeom`.
 
@@ -631,6 +653,7 @@ class JobConfig:
     irf: IrfConfig = _key(_nested(IrfConfig), IrfConfig())
     chunks: ChunksConfig = _key(_nested(ChunksConfig), ChunksConfig())
     cluster: ClusterConfig = _key(_nested(ClusterConfig), ClusterConfig())
+    significance: SignificanceConfig | None = _key(_nested(SignificanceConfig), None)
     source: str | None = field(default=None, compare=False, repr=False)
 
     def __post_init__(self) -> None:

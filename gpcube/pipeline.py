@@ -135,14 +135,46 @@ def run(config: JobConfig, client=None, *, progress: bool = True) -> dict:
     archive = Path(config.output)
     current = mosaic_attrs(archive)
     wanted = [i for i, a in observations.items() if not a.get("empty")]
-    if current is None or current.get("obs_ids") != wanted or current.get("chunk") != config.chunks.mosaic:
+    changed = (
+        current is None or current.get("obs_ids") != wanted or current.get("chunk") != config.chunks.mosaic
+    )
+    if changed:
         current = build_mosaic(
             archive, client, chunk=config.chunks.mosaic, progress=progress, observations=observations
         )
     else:
         consolidate(archive)
     report["mosaic"] = {key: current[key] for key in ("n_obs", "livetime", "made_at")}
+    settings = config.significance
+    if settings is not None and (changed or _significance_stale(archive, settings, current)):
+        maps = significance(
+            archive, settings.radius, energy_edges=settings.energy_edges,
+            spectral_index=settings.spectral_index, correlate_off=settings.correlate_off,
+        )  # fmt: skip
+        report["significance"] = {"statistic": maps.attrs["statistic"], "made_at": maps.attrs["made_at"]}
     return report
+
+
+def _significance_stale(archive: Path, settings, mosaic: dict) -> bool:
+    """Whether the archive's significance maps are missing, older than ``mosaic`` or made otherwise
+    than the job's ``significance`` section says."""
+    try:
+        attrs = read_group_attrs(archive / SIGNIFICANCE)
+    except GpcubeError:
+        return True
+    if (
+        attrs.get("made_at", "") < mosaic.get("made_at", "")
+        or attrs.get("correlation_radius") != settings.radius
+    ):
+        return True
+    if "spectral_index" in attrs and attrs["spectral_index"] != settings.spectral_index:
+        return True
+    if attrs.get("statistic") == "wstat" and attrs.get("correlate_off") != settings.correlate_off:
+        return True
+    if settings.energy_edges is not None:
+        axes = {a.get("name"): a.get("edges") for a in (attrs.get("geom") or {}).get("axes", [])}
+        return axes.get("energy_reco") != list(settings.energy_edges)
+    return False
 
 
 def open_archive(

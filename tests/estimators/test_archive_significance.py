@@ -134,3 +134,26 @@ def test_read_group_is_open_archive_loaded(ring_archive):
     want = gpcube.open_archive(ring_archive, ring=True)[names].load()
     del want.attrs["archive"]
     xr.testing.assert_identical(got, want)
+
+
+def test_run_with_a_significance_section_makes_the_maps_and_keeps_them_current(tmp_path, monkeypatch):
+    out = tmp_path / "run.zarr"
+    section = {"radius": 0.12, "energy_edges": [0.5, 5.0, 50.0]}
+    first = pipeline.run(job(out, CRAB_RUNS[:1], background=FOV, significance=section), progress=False)
+    assert first["significance"]["statistic"] == "cash"
+    written = gpcube.open_archive(out, significance=True)
+    expected = pipeline.significance(out, 0.12, energy_edges=[0.5, 5.0, 50.0], in_memory=True)
+    np.testing.assert_array_equal(written["sqrt_ts"].values, expected["sqrt_ts"].values)
+
+    made = []
+    original = pipeline.significance
+    monkeypatch.setattr(pipeline, "significance", lambda *a, **k: made.append(k) or original(*a, **k))
+    pipeline.run(job(out, CRAB_RUNS[:1], background=FOV, significance=section), progress=False)
+    assert made == []  # nothing changed: the maps are current
+    wider = {**section, "radius": 0.2}
+    pipeline.run(job(out, CRAB_RUNS[:1], background=FOV, significance=wider), progress=False)
+    assert len(made) == 1 and gpcube.open_archive(out, significance=True).attrs["correlation_radius"] == 0.2
+    pipeline.run(job(out, CRAB_RUNS[:2], background=FOV, significance=wider), progress=False)
+    assert len(made) == 2  # the mosaic changed: new maps
+    maps = gpcube.open_archive(out, significance=True)
+    assert maps.attrs["correlation_radius"] == 0.2 and list(maps["energy_reco_lo"].values) == [0.5, 5.0]
