@@ -34,7 +34,9 @@ the exclusion circles ``SURVEY_EXCLUSION`` of ``docs/generate_significance.py``;
   - gpcube: ``gpcube run ring.yaml -q`` (``background: {method: ring, ring: {r_in: 0.5, width: 0.3,
     energy_edges: all}, exclusion: ...}``, a fresh archive, embedded LocalCluster of 2 worker
     processes; it writes the archive and its mosaic), then ``gpcube significance ARCHIVE --radius
-    0.1`` (writes the maps into the archive): wall times added, peak the larger of the two.
+    0.1`` (writes the maps into the archive): wall times added, peak the larger of the two; and
+    ``gpcube run`` of the same job with ``significance: {radius: 0.1}``, which makes the maps at the
+    end of the run (one command, one process).
 
 Each repeat runs, in order, gammapy's stage, gpcube's stage, gammapy end to end and gpcube end to end,
 so that load noise hits both; medians are printed. As a check that the work is the same, each prints
@@ -100,8 +102,12 @@ SUM_TYPES = {
 }
 
 
-def write_ring_job(path: Path, data: Path, obs_ids: list[int], output: Path, method: str = "ring") -> None:
-    """The survey job of ``mosaic.py`` (counts, exposure, background) with a ring or model background."""
+def write_ring_job(
+    path: Path, data: Path, obs_ids: list[int], output: Path, method: str = "ring", significance: bool = False
+) -> None:
+    """The survey job of ``mosaic.py`` (counts, exposure, background) with a ring or model background,
+    and with ``significance`` the job's ``significance`` section (the maps of ``gpcube significance``
+    made by ``gpcube run``)."""
     import yaml
 
     write_job(path, data, obs_ids, "ceb", output, "processes")
@@ -112,6 +118,8 @@ def write_ring_job(path: Path, data: Path, obs_ids: list[int], output: Path, met
             ring={"r_in": R_IN, "width": WIDTH, "energy_edges": "all"},
             exclusion={"circles": SURVEY_EXCLUSION, "frame": "galactic"},
         )
+    if significance:
+        job["significance"] = {"radius": RADIUS}
     path.write_text(yaml.safe_dump(job, sort_keys=False))
 
 
@@ -399,6 +407,12 @@ def measure_once(args, work: Path, results: dict) -> None:
     row["peak_mib"] = max(run["peak_mib"], sig["peak_mib"])
     results["gpcube-e2e"].append({**row, **gpcube_archive_peak(archive)})
     shutil.rmtree(archive)
+    write_ring_job(work / "ring-one.yaml", args.data, args.obs_ids, archive, significance=True)
+    one = run_sampled([args.gpcube, "run", str(work / "ring-one.yaml"), "-q"], log)
+    results["gpcube-one"].append(
+        {"wall": one["wall"], "peak_mib": one["peak_mib"], **gpcube_archive_peak(archive)}
+    )
+    shutil.rmtree(archive)
 
 
 def prepare(args, work: Path) -> dict:
@@ -463,9 +477,17 @@ def print_e2e(results: dict, model_run: dict) -> list[tuple[str, float, float]]:
     ratios = f"{wall / ours_wall:.1f}x", f"{work / ours_wall:.1f}x"
     tool = "`gpcube run` + `gpcube significance`"
     _row(tool, f"{ours_wall:.2f}", phases, f"{_med(ours, 'peak_mib'):.0f}", *ratios, _peak(ours))
+    one = results["gpcube-one"]
+    one_wall = _med(one, "wall")
+    tool = "`gpcube run` with the job's `significance: {radius: 0.1}` (one command)"
+    ratios = f"{wall / one_wall:.1f}x", f"{work / one_wall:.1f}x"
+    _row(tool, f"{one_wall:.2f}", "", f"{_med(one, 'peak_mib'):.0f}", *ratios, _peak(one))
     tool = "for scale: `gpcube run` with `background: {method: model}` (no ring; once, before the repeats)"
     _row(tool, f"{model_run['wall']:.2f}", "", f"{model_run['peak_mib']:.0f}", "", "", "")
-    return [("end to end", _med(ref, "peak"), _med(ours, "peak"))]
+    return [
+        ("end to end", _med(ref, "peak"), _med(ours, "peak")),
+        ("one command", _med(ref, "peak"), _med(one, "peak")),
+    ]
 
 
 def print_checks(checks: list[tuple[str, float, float]]) -> bool:
@@ -513,7 +535,7 @@ def main() -> None:
         return
     args.obs_ids = survey_obs_ids(args.data)
     args.variants = ["image"] if args.no_per_bin else list(VARIANTS)
-    results = {k: [] for k in ("gammapy-stage", "gpcube-stage", "gammapy-e2e", "gpcube-e2e")}
+    results = {k: [] for k in ("gammapy-stage", "gpcube-stage", "gammapy-e2e", "gpcube-e2e", "gpcube-one")}
     with tempfile.TemporaryDirectory(prefix="gpcube-bench-ring-") as tmp:
         model_run = prepare(args, Path(tmp))
         for i in range(args.repeat):
