@@ -14,6 +14,7 @@ PSF and energy-dispersion means.
 from __future__ import annotations
 
 import importlib
+from collections.abc import Mapping
 from typing import NamedTuple
 
 import numpy as np
@@ -130,11 +131,11 @@ def _masked_exposure(exposure: np.ndarray, safe: np.ndarray) -> np.ndarray:
 
 
 class Products(NamedTuple):
-    """An observation's lazy products, one dict per archive group (a dict is empty if not asked for)."""
+    """An observation's lazy products, one mapping per archive group (empty if not asked for)."""
 
     sky: dict[str, xr.DataArray]
     irf: dict[str, xr.DataArray]
-    ring: dict[str, xr.DataArray]
+    ring: Mapping[str, xr.DataArray]  # the Dataset of observation_ring
 
 
 def observation_products(observation: Observation, geom: SkyGeom, config: JobConfig) -> Products:

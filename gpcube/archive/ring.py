@@ -56,10 +56,13 @@ def observation_ring(
     mask_safe: xr.DataArray,
     background_config: BackgroundConfig,
     geom: SkyGeom,
-) -> dict[str, xr.DataArray]:
+) -> xr.Dataset:
     """The lazy ring products of one observation (module docstring), cast to :data:`RING_DTYPES`.
 
-    The zeroing outside ``mask_safe`` and the casts happen in the ring's own band tasks.
+    The zeroing outside ``mask_safe`` and the casts happen in the ring's own band tasks. A Dataset
+    of the :data:`RING_DTYPES` variables, in that order (a mapping of name to DataArray, as the
+    groups' writer takes it): computed whole (``dask.compute``), it is one collection to tokenise,
+    where a dict of six DataArrays is six, each with the same geometry attrs and coordinates.
     """
     # imported here: :func:`stacked_ring` on an in-memory mosaic (``gpcube significance``) needs
     # neither dask nor the makers' FFTs
@@ -81,7 +84,7 @@ def observation_ring(
         energy_edges=ring_energy_edges(params.energy_edges, counts), zero_unsafe=ZEROED_OUTSIDE_SAFE,
         dtypes=RING_DTYPES, **options,
     )  # fmt: skip
-    return {name: ring[name] for name in RING_DTYPES}
+    return ring[list(RING_DTYPES)]
 
 
 def _lazy_average_alpha(alpha_counts_off: da.Array, counts_off: da.Array) -> da.Array:
