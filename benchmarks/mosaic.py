@@ -197,7 +197,13 @@ def run_sampled(command: list[str], log: Path, interval: float = 0.02) -> dict:
     text = log.read_text()
     if code != 0:
         raise RuntimeError(f"{' '.join(command)} failed ({code}):\n{text[-3000:]}")
-    last = text.strip().splitlines()[-1] if text.strip() else ""
+    lines = text.strip().splitlines()
+    # the child's result is its last JSON line; anything a library logged after it is shown, not parsed
+    results = [i for i, line in enumerate(lines) if line.startswith("{")]
+    last = lines[results[-1]] if results else (lines[-1] if lines else "")
+    if results and results[-1] < len(lines) - 1:
+        after = lines[results[-1] + 1 :]
+        print(f"note: {' '.join(command[:3])} printed after its result:", *after, sep="\n  ", file=sys.stderr)
     return {"wall": wall, "peak_mib": peak[0] / 2**20, "stdout": last}
 
 

@@ -128,7 +128,9 @@ def job_client(config: JobConfig | None = None, scheduler: str | None = None):
 
 
 def run(config: JobConfig, client=None, *, progress: bool = True) -> dict:
-    """Reduce, then rebuild the mosaic if the set of observations changed (or it is missing)."""
+    """Reduce, then rebuild the mosaic if the set of observations changed (or it is missing), then
+    with a ``significance`` section make the maps of :func:`significance` if they are not current
+    (in this process: an embedded cluster is closed first, its workers being idle by then)."""
     report, observations = _reduce(
         config, client, progress=progress, consolidated=False
     )  # consolidated below
@@ -147,6 +149,8 @@ def run(config: JobConfig, client=None, *, progress: bool = True) -> dict:
     report["mosaic"] = {key: current[key] for key in ("n_obs", "livetime", "made_at")}
     settings = config.significance
     if settings is not None and (changed or _significance_stale(archive, settings, current)):
+        if isinstance(client, EmbeddedCluster):  # the maps are made here: free the idle workers' memory
+            client.close()
         maps = significance(
             archive, settings.radius, energy_edges=settings.energy_edges,
             spectral_index=settings.spectral_index, correlate_off=settings.correlate_off,
