@@ -15,7 +15,7 @@ import xarray as xr
 from gpcube.archive.consolidated import consolidate
 from gpcube.archive.reduce import reduce_observation
 from gpcube.archive.ring import stacked_ring
-from gpcube.archive.significance import SIGNIFICANCE
+from gpcube.archive.significance import SIGNIFICANCE, significance
 from gpcube.archive.store import (
     MOSAIC,
     check_or_create,
@@ -246,30 +246,3 @@ def _edges_as_coords(ds: xr.Dataset) -> xr.Dataset:
             extra[f"{dim}_lo"] = ((dim,), list(edges[:-1]), {"units": coord.attrs.get("units", "TeV")})
             extra[f"{dim}_hi"] = ((dim,), list(edges[1:]), {"units": coord.attrs.get("units", "TeV")})
     return ds.assign_coords(extra) if extra else ds
-
-
-def significance(
-    archive: str | Path,
-    radius: float,
-    *,
-    energy_edges=None,
-    spectral_index: float = 2.0,
-    correlate_off: bool = True,
-    in_memory: bool | None = None,
-) -> xr.Dataset:
-    """Excess, significance and flux maps of the mosaic, written to the archive's ``significance`` group.
-
-    The statistic follows the archive's background: Li & Ma (ON/OFF) with the ring products for
-    ``ring`` and ``adaptive_ring``, Cash against the background otherwise (see
-    :func:`gpcube.estimators.estimate_excess_map` for the parameters and definitions). The group is
-    written under a temporary name and swapped in, replacing an earlier one. A mosaic of up to
-    :data:`gpcube.archive.significance.IN_MEMORY_BYTES` is computed in memory (or as ``in_memory``
-    says), a larger one lazily, chunk by chunk (:func:`gpcube.archive.significance.significance`).
-    Returns the maps as written (in memory, or lazy, opened from the archive).
-    """
-    from gpcube.archive.significance import significance as write_significance
-
-    return write_significance(
-        archive, radius, energy_edges=energy_edges, spectral_index=spectral_index,
-        correlate_off=correlate_off, in_memory=in_memory,
-    )  # fmt: skip

@@ -61,6 +61,8 @@ def significance(
     The statistic follows the archive's background: Li & Ma (ON/OFF) with the ring products for
     ``ring`` and ``adaptive_ring``, Cash against the background otherwise (see
     :func:`gpcube.estimators.estimate_excess_map` for the other parameters and the definitions).
+    The group is written under a temporary name and swapped in, replacing an earlier one. Also
+    ``gpcube.pipeline.significance``.
 
     Parameters
     ----------
