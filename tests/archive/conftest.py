@@ -10,6 +10,10 @@ import pytest
 from gpcube.config import parse_config
 from tests.conftest import CRAB_RUNS, HESS_DIR
 
+#: A fixed-ring background around the Crab (the test jobs' geometry), three energy bands.
+RING = {"method": "ring", "exclusion": {"circles": [[83.633, 22.014, 0.3]]},
+        "ring": {"r_in": 0.4, "width": 0.2, "energy_edges": [0.5, 5.0, 50.0]}}  # fmt: skip
+
 
 def job_dict(output, obs_ids=CRAB_RUNS[:2], **overrides) -> dict:
     """A job on a 4 x 3 deg icrs CAR grid around the Crab, 0.04 deg pixels, few energy bins."""

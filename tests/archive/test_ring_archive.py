@@ -10,11 +10,8 @@ import gpcube
 from gpcube import pipeline
 from gpcube.archive.store import complete_observations
 from gpcube.makers import combine_ring_sums
-from tests.archive.conftest import assert_mosaic_as_full_rebuild, job
+from tests.archive.conftest import RING, assert_mosaic_as_full_rebuild, job
 from tests.conftest import CRAB_RUNS
-
-RING = {"method": "ring", "exclusion": {"circles": [[83.633, 22.014, 0.3]]},
-        "ring": {"r_in": 0.4, "width": 0.2, "energy_edges": [0.5, 5.0, 50.0]}}  # fmt: skip
 
 
 @pytest.fixture(scope="module")

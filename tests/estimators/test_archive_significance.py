@@ -19,7 +19,7 @@ from gpcube.archive.zarrv3 import read_region
 from gpcube.cli import main
 from gpcube.errors import GpcubeError
 from gpcube.estimators import estimate_excess_map
-from tests.archive.conftest import job
+from tests.archive.conftest import RING, job
 from tests.conftest import CRAB_RUNS
 
 FOV = {"method": "fov", "exclusion": {"circles": [[83.633, 22.014, 0.3]]}}
@@ -78,10 +78,6 @@ def test_significance_errors(tmp_path, fov_archive):
     assert not (out / "significance").exists()
     with pytest.raises(GpcubeError, match="one part at a time"):
         gpcube.open_archive(out, irf=True, significance=True)
-
-
-RING = {"method": "ring", "exclusion": {"circles": [[83.633, 22.014, 0.3]]},
-        "ring": {"r_in": 0.4, "width": 0.2, "energy_edges": [0.5, 5.0, 50.0]}}  # fmt: skip
 
 
 @pytest.fixture(scope="module")
