@@ -77,7 +77,7 @@ def _reduce(config: JobConfig, client, *, progress: bool, consolidated: bool) ->
 
 def _remember_headers(archive: Path, root: dict) -> None:
     """The WCS headers stored in the archive serve this process and the workers it forks (see
-    :func:`gpcube.geom.sky.remember_header`): adding observations then never imports astropy.wcs."""
+    :func:`gpcube.geom.sky.remember_header`), whatever version of gpcube wrote them."""
     remember_header(root.get("geom") or {})
     irf = archive / MOSAIC / _PARTS["irf"]
     if (irf / "zarr.json").exists():  # the coarse IRF grid's

@@ -17,6 +17,7 @@ __all__ = [
     "angular_distance",
     "intermediate_to_native",
     "lonlat_to_vec",
+    "native_pole",
     "native_to_intermediate",
     "rotation_matrix",
     "solid_angle_car",
@@ -57,6 +58,23 @@ def _celestial_of_native(phi: float, theta: float, lon_p: float, lat_p: float, p
     return np.array([np.cos(lat) * np.cos(lon), np.cos(lat) * np.sin(lon), np.sin(lat)])
 
 
+def native_pole(projection: str, crval: tuple[float, float]) -> tuple[float, float, float]:
+    """Celestial longitude and latitude of the native pole and its native longitude (LONPOLE), deg.
+
+    LONPOLE defaults to 0 if ``crval[1] >= theta_0`` and 180 otherwise (``theta_0`` is 90 for TAN,
+    0 for CAR). For TAN the native pole is the reference point; for CAR it lies at celestial latitude
+    ``90 - |crval[1]|`` (the LATPOLE = +90 branch), which is the LATPOLE that wcslib writes.
+    """
+    lon0, lat0 = crval
+    if projection == "TAN":
+        return lon0, lat0, (0.0 if lat0 >= 90.0 else 180.0)
+    if lat0 >= 90.0:  # degenerate: wcslib's choice of the native pole's longitude
+        return lon0, 0.0, 0.0
+    if lat0 >= 0.0:
+        return lon0 + 180.0, 90.0 - lat0, 0.0
+    return lon0, 90.0 + lat0, 180.0
+
+
 def rotation_matrix(projection: str, crval: tuple[float, float]) -> np.ndarray:
     """3x3 matrix turning native unit vectors into celestial ones.
 
@@ -70,22 +88,10 @@ def rotation_matrix(projection: str, crval: tuple[float, float]) -> np.ndarray:
     Returns
     -------
     numpy.ndarray
-        Columns are the celestial unit vectors of the native x, y and z axes.
-
-    Notes
-    -----
-    LONPOLE defaults to 0 if ``crval[1] >= theta_0`` and 180 otherwise; for CAR (``theta_0 = 0``) the
-    native pole then lies at celestial latitude ``90 - |crval[1]|`` (the LATPOLE = +90 branch).
+        Columns are the celestial unit vectors of the native x, y and z axes (native pole as
+        :func:`native_pole`).
     """
-    lon0, lat0 = crval
-    if projection == "TAN":
-        lon_p, lat_p, phi_p = lon0, lat0, (0.0 if lat0 >= 90.0 else 180.0)
-    elif lat0 >= 90.0:  # degenerate: wcslib's choice of the native pole's longitude
-        lon_p, lat_p, phi_p = lon0, 0.0, 0.0
-    elif lat0 >= 0.0:
-        lon_p, lat_p, phi_p = lon0 + 180.0, 90.0 - lat0, 0.0
-    else:
-        lon_p, lat_p, phi_p = lon0, 90.0 + lat0, 180.0
+    lon_p, lat_p, phi_p = native_pole(projection, crval)
     axes = [(0.0, 0.0), (90.0, 0.0), (0.0, 90.0)]
     return np.stack([_celestial_of_native(phi, theta, lon_p, lat_p, phi_p) for phi, theta in axes], axis=1)
 

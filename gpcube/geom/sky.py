@@ -514,24 +514,51 @@ _TEMPLATES: dict[tuple, dict[str, Any]] = {}
 
 
 def _header_template(frame: str, projection: str, crval: tuple[float, float], binsz: float) -> dict[str, Any]:
-    """astropy's WCS header of a grid with these parameters (CRPIX set per grid by the caller)."""
+    """The WCS header of a grid with these parameters (CRPIX set per grid by the caller)."""
     key = (frame, projection, tuple(crval), binsz)
     if key not in _TEMPLATES:
-        geom = SkyGeom(frame, projection, crval, binsz, (1, 1), (1.0, 1.0))
-        _TEMPLATES[key] = {
-            k: value.item() if isinstance(value, np.generic) else value
-            for k, value in geom.wcs.to_header().items()
-        }
+        _TEMPLATES[key] = wcs_header(frame, projection, crval, binsz)
     return _TEMPLATES[key]
+
+
+def wcs_header(frame: str, projection: str, crval: tuple[float, float], binsz: float) -> dict[str, Any]:
+    """The keywords :meth:`astropy.wcs.WCS.to_header` writes for a grid, with CRPIX 1 and full precision.
+
+    Written here rather than asked of astropy, whose ``astropy.wcs`` import (~0.35 s, it loads
+    astropy.coordinates) was the largest cost of creating an archive. The values are wcslib's:
+    the tests compare them with astropy's header (which prints 14 significant digits).
+    """
+    _, lat_pole, lon_pole = proj.native_pole(projection, crval)
+    lon_type, lat_type = _CTYPES[frame]
+    header: dict[str, Any] = {
+        "WCSAXES": 2,
+        "CRPIX1": 1.0,
+        "CRPIX2": 1.0,
+        "CDELT1": -float(binsz),
+        "CDELT2": float(binsz),
+        "CUNIT1": "deg",
+        "CUNIT2": "deg",
+        "CTYPE1": lon_type + projection,
+        "CTYPE2": lat_type + projection,
+        "CRVAL1": float(crval[0]),
+        "CRVAL2": float(crval[1]),
+        "LONPOLE": float(lon_pole),
+        "LATPOLE": float(lat_pole),
+        "MJDREF": 0.0,
+    }
+    if frame == "icrs":
+        header["RADESYS"] = "ICRS"
+    return header
 
 
 def remember_header(attrs: dict[str, Any]) -> None:
     """Take the WCS header stored in geometry attrs (:meth:`SkyGeom.to_attrs`) as its grid's template.
 
-    The header comes from astropy, whose import costs ~0.3 s in every process that makes one: in a
-    run that adds observations to an archive, the archive's own copy of it serves the gpcube process
-    and the workers it forks instead. Attrs without a header, or whose header does not describe
-    their grid, are ignored.
+    An archive keeps the header it was created with (archives of gpcube 0.1.0.dev0 before
+    :func:`wcs_header` hold astropy's, rounded to 14 significant digits): taken as the template, it
+    makes the grid's :meth:`SkyGeom.to_attrs` equal to the stored geometry, so adding observations
+    neither refuses the archive nor rebuilds its whole mosaic. Attrs without a header, or whose
+    header does not describe their grid, are ignored.
     """
     header = attrs.get("wcs_header") if isinstance(attrs, dict) else None
     if not isinstance(header, dict):
@@ -550,4 +577,4 @@ def remember_header(attrs: dict[str, Any]) -> None:
     if matches:
         key = (geom.frame, geom.projection, tuple(geom.crval), geom.binsz)
         template = {k: v for k, v in header.items() if k not in ("NAXIS", "NAXIS1", "NAXIS2")}
-        _TEMPLATES.setdefault(key, {**template, "CRPIX1": 1.0, "CRPIX2": 1.0})
+        _TEMPLATES[key] = {**template, "CRPIX1": 1.0, "CRPIX2": 1.0}

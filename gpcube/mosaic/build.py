@@ -296,7 +296,7 @@ def build_mosaic(
     """
     archive = Path(archive)
     stored = root_attrs(archive)["geom"]
-    remember_header(stored)  # the archive's WCS header: no astropy.wcs import to make it again
+    remember_header(stored)  # the archive's own WCS header, whatever wrote it
     geom = SkyGeom.from_attrs(stored)
     if observations is None:  # ``{obs_id: attrs}`` of the complete observations, if the caller has it
         observations = complete_observations(archive)
