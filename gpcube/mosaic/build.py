@@ -39,9 +39,21 @@ _DTYPES = {"counts": np.int32, "mask_safe": bool}
 IRF_CHUNK_DIVISOR = 4
 
 
+#: A full build's sky and ring tasks each sum a square of whole chunks about this many pixels on a
+#: side. A task decodes each overlapping cutout array whole: with one 256 px chunk per task, a
+#: survey's 250 px cutouts were decoded ~3.8 times each, with 2 x 2 chunks ~1.9 times. The
+#: accumulators of such a region hold ~55 MB in the survey (10 reco, 20 true energy bins).
+TASK_PIXELS = 512
+
+
 def irf_chunk_size(chunk: int) -> int:
     """The chunk (px) of the mosaic's coarse IRF grid for a sky chunk of ``chunk`` px."""
     return max(16, chunk // IRF_CHUNK_DIVISOR)
+
+
+def task_size(chunk: int) -> int:
+    """The side (px) of a full build's sky and ring task regions: whole chunks, ~:data:`TASK_PIXELS`."""
+    return chunk * max(1, TASK_PIXELS // chunk)
 
 
 def _pieces(archive: Path, observations: dict, key: str, group: str = "") -> list[Piece]:
@@ -107,11 +119,12 @@ def _create_arrays(
 def _calls(
     func, out: Path, names, lead: dict, geom: SkyGeom, pieces, chunk: int, prefix: str, only, done=None
 ) -> list:
-    """One ``func(out, names, lead, region, pieces)`` task per mosaic chunk that a piece overlaps.
+    """One ``func(out, names, lead, region, pieces)`` task per ``chunk`` x ``chunk`` region that a
+    piece overlaps (``chunk`` a multiple of the arrays' chunks: a task may own several).
 
-    Chunks that no piece overlaps get no task (they stay fill values, 0, and no file). With ``only``
-    (a list of pieces), just the chunks those pieces overlap, each summing every piece over it; with
-    ``done`` too (the obs_ids summed into the stored, complete mosaic), a chunk whose new pieces all
+    Regions that no piece overlaps get no task (they stay fill values, 0, and no file). With ``only``
+    (a list of pieces), just the regions those pieces overlap, each summing every piece over it; with
+    ``done`` too (the obs_ids summed into the stored, complete mosaic), a region whose new pieces all
     come after its old ones in obs_id order is continued from its stored values with the new pieces
     only (``resume=True``): the same additions in the same order as summing them all again.
     """
@@ -141,7 +154,8 @@ def _plan_sky(tmp: Path, geom: SkyGeom, pieces, chunk: int, only=None, done=None
         coords = geom.to_coords()
         _write_coords(tmp, coords)
         _create_arrays(tmp, template, geom, coords, {n: (size,) for n, size in lead.items()}, chunk)
-    return _calls(sky_chunk, tmp, names, lead, geom, pieces, chunk, "", only, done)
+    size = chunk if only is not None else task_size(chunk)  # an update touches single chunks
+    return _calls(sky_chunk, tmp, names, lead, geom, pieces, size, "", only, done)
 
 
 def _plan_irf(tmp: Path, geom: SkyGeom, pieces, chunk: int, only=None) -> list:
@@ -189,7 +203,8 @@ def _plan_ring(tmp: Path, geom: SkyGeom, pieces, chunk: int, only=None, done=Non
             dtypes={n: types[1] for n, types in RING_SUMS.items()}, geom_attrs=band_geom,
             sources={"alpha_counts_off": "alpha"},
         )  # fmt: skip
-    return _calls(ring_chunk, tmp, names, lead, geom, pieces, chunk, "ring-", only, done)
+    size = chunk if only is not None else task_size(chunk)
+    return _calls(ring_chunk, tmp, names, lead, geom, pieces, size, "ring-", only, done)
 
 
 def _call(func, *args):

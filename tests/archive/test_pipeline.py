@@ -200,7 +200,9 @@ def test_bad_config_writes_nothing(tmp_path):
     assert not (tmp_path / "bad.zarr").exists()
 
 
-def test_mosaic_bytes_do_not_depend_on_chunks_or_workers(crab_archive, tmp_path):
+def test_mosaic_bytes_do_not_depend_on_chunks_or_workers(crab_archive, tmp_path, monkeypatch):
+    import gpcube.mosaic.build as build_mod
+
     config, _ = crab_archive
     copy = tmp_path / "copy.zarr"
     shutil.copytree(config.output, copy)
@@ -211,8 +213,11 @@ def test_mosaic_bytes_do_not_depend_on_chunks_or_workers(crab_archive, tmp_path)
 
     with LocalCluster(n_workers=2, threads_per_worker=1, processes=False, dashboard_address=":0") as cluster:
         with Client(cluster) as client:
-            for chunk in (16, 40, 200):
-                pipeline.mosaic(copy, client, chunk=chunk, progress=False)
+            # a task sums a region of several chunks (TASK_PIXELS), or one chunk each (0)
+            for chunk, task_pixels in ((16, 512), (16, 0), (40, 512), (200, 0)):
+                monkeypatch.setattr(build_mod, "TASK_PIXELS", task_pixels)
+                assert (build_mod.task_size(chunk) > chunk) == (task_pixels >= 2 * chunk)
+                pipeline.mosaic(copy, client, chunk=chunk, progress=False, full=True)
                 got = xr.open_zarr(copy, group="mosaic")
                 assert got["counts"].encoding["chunks"][1:] == (min(chunk, 75), min(chunk, 100))
                 for name, data in reference.items():
