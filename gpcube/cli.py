@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import gc
 import importlib.util
 import json
 import os
@@ -224,7 +225,20 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point of the ``gpcube`` command; returns the exit status (2 for a gpcube error)."""
+    """Entry point of the ``gpcube`` command; returns the exit status (2 for a gpcube error).
+
+    Called without ``argv`` (the command line), it freezes the garbage collector's objects on the
+    way out: the interpreter's shutdown then frees them without collecting them again and again,
+    ~0.4 s after a ``gpcube run`` (the objects of numpy, pandas, xarray, dask, distributed, astropy).
+    """
+    try:
+        return _main(argv)
+    finally:
+        if argv is None:  # the process ends next
+            gc.freeze()
+
+
+def _main(argv: list[str] | None) -> int:
     args = _parser().parse_args(argv)
     try:
         return args.func(args)
