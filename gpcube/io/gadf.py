@@ -10,6 +10,8 @@ GADF quirks accepted (and nothing else is guessed):
   such as ``1/s/MeV/sr``, is read as ``s-1 MeV-1 sr-1``. Values are converted to gpcube's units
   (TeV, deg, m2, sr-1, s-1 TeV-1 sr-1). A column that needs a unit and has none, or has a unit of the
   wrong kind, is an error. ``MIGRA`` and the PSF amplitudes are dimensionless and may have no unit.
+  The units that DL3 files commonly write have their factors in :data:`KNOWN_FACTORS` (astropy's,
+  checked in the tests), so that reading such files does not import astropy.units.
 * **Axis order** comes from the header: the ``CREFn`` keyword of the data column where present, else the
   order of the ``*_LO`` columns in the table. Both list the FITS axes fastest first (the ``TDIMn``
   order), so numpy's order is the reverse. A data column whose shape disagrees is an error.
@@ -28,15 +30,58 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
-import astropy.units as u
 import numpy as np
 import xarray as xr
 
 from gpcube.errors import GpcubeError
 from gpcube.io.fitsfile import BinTable, native
 
-__all__ = ["IrfSpec", "IRF_SPECS", "column_factor", "parse_unit", "read_irf_table", "axis_from_lo_hi"]
+if TYPE_CHECKING:  # astropy.units takes ~0.35 s to import: only for units outside KNOWN_FACTORS
+    import astropy.units as u
+
+__all__ = [
+    "IrfSpec",
+    "IRF_SPECS",
+    "KNOWN_FACTORS",
+    "column_factor",
+    "parse_unit",
+    "read_irf_table",
+    "axis_from_lo_hi",
+]
+
+_TO_BKG_RATE = {  # to s-1 TeV-1 sr-1
+    **dict.fromkeys(("s-1 TeV-1 sr-1", "TeV-1 s-1 sr-1", "1/s/TeV/sr", "1 / (TeV s sr)"), 1.0),
+    **dict.fromkeys(
+        ("s-1 MeV-1 sr-1", "MeV-1 s-1 sr-1", "1/s/MeV/sr", "s^-1 MeV^-1 sr^-1", "1 / (MeV s sr)"), 1e6
+    ),
+}
+
+#: ``{gpcube unit: {unit as a file writes it: factor}}`` for the units met in DL3 files (H.E.S.S.,
+#: gammapy, gpcube's simulations): the factors astropy gives (every entry is compared with astropy's
+#: in the tests). Columns in other units are converted by astropy.
+KNOWN_FACTORS: dict[str, dict[str, float]] = {
+    "": {"": 1.0},
+    "TeV": {"TeV": 1.0, "GeV": 0.001, "MeV": 1e-06, "keV": 1e-09, "eV": 1e-12},
+    "deg": {
+        "deg": 1.0,
+        "rad": 57.29577951308232,
+        "arcmin": 0.016666666666666666,
+        "arcsec": 0.0002777777777777778,
+    },
+    "m2": {"m2": 1.0, "m^2": 1.0, "m**2": 1.0, "cm2": 0.0001, "cm^2": 0.0001, "cm**2": 0.0001},
+    "s": {"s": 1.0},
+    "sr-1": {
+        "sr-1": 1.0,
+        "sr^-1": 1.0,
+        "sr**-1": 1.0,
+        "1/sr": 1.0,
+        "1 / sr": 1.0,
+        "deg-2": 3282.8063500117437,
+    },
+    "s-1 TeV-1 sr-1": _TO_BKG_RATE,
+}
 
 #: Axis column prefix -> gpcube dim. ``ENERG``/``ETRUE`` resolve to the IRF's energy dim.
 AXIS_PREFIXES = {
@@ -121,6 +166,8 @@ _DIVISION_CHAIN = re.compile(r"^\s*([^/]+)((?:/[^/]+)+)\s*$")
 
 def parse_unit(text: str | None, *, path=None, hdu=None, column: str = "") -> u.UnitBase:
     """Parse a FITS unit string, accepting the variants listed in this module's docstring."""
+    import astropy.units as u
+
     text = (text or "").strip()
     if not text:
         return u.dimensionless_unscaled
@@ -146,6 +193,11 @@ def column_factor(table: BinTable, column: str, target: str, path, hdu) -> float
     A column without a unit is an error unless ``target`` is dimensionless; so is a unit of another kind.
     """
     raw = table.units.get(column, "")
+    known = KNOWN_FACTORS.get(target, {}).get((raw or "").strip())
+    if known is not None:
+        return known
+    import astropy.units as u
+
     unit = parse_unit(raw, path=path, hdu=hdu, column=column)
     target_unit = u.Unit(target) if target else u.dimensionless_unscaled
     if not (raw or "").strip() and target_unit != u.dimensionless_unscaled:

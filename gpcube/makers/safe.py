@@ -14,7 +14,6 @@ from typing import TYPE_CHECKING, NamedTuple
 
 import numpy as np
 import xarray as xr
-from astropy import units as u
 
 from gpcube.errors import GpcubeError, GpcubeWarning
 from gpcube.geom import EnergyAxis, SkyGeom
@@ -234,6 +233,7 @@ def probe_pixel(geom: SkyGeom, pointing: tuple[float, float], options: SafeOptio
     if options.fixed_offset is None and options.position is None:
         x, y = (geom.npix[0] - 1) / 2, (geom.npix[1] - 1) / 2
     else:
+        from astropy import units as u
         from astropy.coordinates import SkyCoord  # ~0.6 s to import: only when asked for
 
         position = SkyCoord(*(options.position or (0.0, 0.0)), unit="deg", frame="icrs")

@@ -138,3 +138,29 @@ def test_evaluate_with_dataarrays(hess_store):
         evaluate(aeff, energy_true=1.0)
     with pytest.raises(gpcube.GpcubeError):
         evaluate(xr.Dataset(), offset=1.0)
+
+
+def test_known_unit_factors_are_astropys():
+    import astropy.units as u
+
+    from gpcube.io.gadf import KNOWN_FACTORS, parse_unit
+
+    for target, factors in KNOWN_FACTORS.items():
+        target_unit = u.Unit(target) if target else u.dimensionless_unscaled
+        for raw, factor in factors.items():
+            assert factor == float(parse_unit(raw).to(target_unit)), (raw, target)
+
+
+def test_reading_the_hess_files_does_not_import_astropy_units(hess_dir):
+    import subprocess
+    import sys
+
+    script = f"""
+import sys
+import gpcube
+obs = gpcube.DataStore.from_dir({str(hess_dir)!r}).observation({CRAB_RUNS[0]})
+obs.events, obs.aeff, obs.edisp, obs.psf, obs.bkg, obs.gti
+print("astropy.units" in sys.modules)
+"""
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "False"
