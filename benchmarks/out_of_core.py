@@ -70,17 +70,21 @@ def disk_usage(path: Path) -> tuple[int, int]:
 
 
 def task_counts(archive: Path) -> dict:
-    """Tasks the job built: one per observation to reduce, one per mosaic chunk with data."""
+    """Tasks a full build of the archive makes: one per observation to reduce, one per mosaic task
+    region with data (``grid``: the mosaic's chunks)."""
     from gpcube.archive.store import complete_observations, root_attrs
     from gpcube.geom import SkyGeom
-    from gpcube.mosaic.build import _chunk_index, _pieces
+    from gpcube.mosaic.build import _chunk_index, _pieces, task_size
 
-    geom = SkyGeom.from_attrs(root_attrs(archive)["geom"])
+    root = root_attrs(archive)
+    geom = SkyGeom.from_attrs(root["geom"])
+    chunk = int(root["config"]["chunks"]["mosaic"])
     observations = complete_observations(archive)
     pieces = _pieces(archive, observations, "slice")
     ny, nx = geom.shape
-    grid = (-(-ny // 256)) * (-(-nx // 256))
-    return {"reduce": len(observations), "mosaic": len(_chunk_index(pieces, (ny, nx), 256)), "grid": grid}
+    grid = (-(-ny // chunk)) * (-(-nx // chunk))
+    regions = _chunk_index(pieces, (ny, nx), task_size(chunk))
+    return {"reduce": len(observations), "mosaic": len(regions), "grid": grid}
 
 
 def main() -> None:
@@ -111,7 +115,7 @@ def main() -> None:
         "peak RSS, whole process tree (MiB)": f"{result['peak_mib']:.0f}",
         "archive on disk (GB, files)": f"{size / 1e9:.2f} ({n_files})",
         "mosaic on disk (GB)": f"{mosaic_size / 1e9:.2f}",
-        "tasks: reduce / mosaic (of grid chunks)": (
+        "tasks: reduce / mosaic (mosaic chunks in the grid)": (
             f"{tasks['reduce']} / {tasks['mosaic']} (of {tasks['grid']})"
         ),
     }
