@@ -236,27 +236,35 @@ def _array_layout(path: Path) -> tuple[tuple[int, ...], np.dtype, tuple[int, ...
 
 
 def read_region(path: str | Path, region: Sequence[slice] | None = None) -> np.ndarray:
-    """Read ``array[region]`` of an archive array (basic slices with step 1) into numpy."""
+    """Read ``array[region]`` of an archive array (basic slices with step 1) into numpy.
+
+    A region that is exactly one chunk (an observation's cutout array, read whole by the mosaic) is
+    decompressed straight into the result.
+    """
     path = Path(path)
     shape, dtype, chunks, fill = _array_layout(path)
     region = tuple(region or ()) + (slice(None),) * (len(shape) - len(region or ()))
     bounds = [sl.indices(n)[:2] for sl, n in zip(region, shape, strict=True)]
-    out = np.full([max(b - a, 0) for a, b in bounds], fill, dtype=dtype)
+    out = np.empty([max(b - a, 0) for a, b in bounds], dtype=dtype)  # every element is set below
     if out.size == 0:
         return out
     ranges = [range(a // c, -(-b // c)) for (a, b), c in zip(bounds, chunks, strict=True)]
     codec = Blosc()
+    little = dtype.newbyteorder("<") == dtype
     for index in itertools.product(*ranges):
-        try:
-            encoded = (path / _chunk_key(index)).read_bytes()
-        except FileNotFoundError:  # a chunk of fill values only
-            continue
-        chunk = np.frombuffer(codec.decode(encoded), dtype=dtype.newbyteorder("<"))
-        chunk = chunk.reshape(chunks)
         src, dst = [], []
         for i, c, (a, b) in zip(index, chunks, bounds, strict=True):
             lo, hi = max(a, i * c), min(b, (i + 1) * c)
             src.append(slice(lo - i * c, hi - i * c))
             dst.append(slice(lo - a, hi - a))
+        try:
+            encoded = (path / _chunk_key(index)).read_bytes()
+        except FileNotFoundError:  # a chunk of fill values only
+            out[tuple(dst)] = fill
+            continue
+        if little and out.shape == chunks:  # the region is this chunk: decode in place
+            codec.decode(encoded, out=out)
+            continue
+        chunk = np.frombuffer(codec.decode(encoded), dtype=dtype.newbyteorder("<")).reshape(chunks)
         out[tuple(dst)] = chunk[tuple(src)]
     return out

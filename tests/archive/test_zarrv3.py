@@ -42,9 +42,18 @@ def test_zarr_python_reads_what_we_write(tmp_path, dtype, shape, chunks):
 
 
 def test_read_region_matches_numpy_slicing(tmp_path):
-    data = np.arange(2 * 50 * 40, dtype=np.float32).reshape(2, 50, 40)
+    data = np.arange(2 * 50 * 40, dtype=np.float32).reshape(2, 50, 40) + 1
+    data[:, 16:32, 0:16] = 0  # a chunk of fill values: no file
     zarrv3.write_array(tmp_path / "a", data, ("e", "lat", "lon"), chunks=(2, 16, 16))
-    for region in [(slice(None), slice(3, 47), slice(15, 17)), (slice(1, 2), slice(0, 50), slice(39, 40))]:
+    assert not (tmp_path / "a" / "c.0.1.0").exists()
+    regions = [
+        (slice(None), slice(3, 47), slice(15, 17)),
+        (slice(1, 2), slice(0, 50), slice(39, 40)),
+        (slice(None), slice(16, 32), slice(16, 32)),  # exactly one chunk: decoded in place
+        (slice(None), slice(16, 32), slice(0, 16)),  # exactly the missing chunk
+        (slice(None), slice(10, 40), slice(5, 30)),  # across the missing chunk
+    ]
+    for region in regions:
         np.testing.assert_array_equal(zarrv3.read_region(tmp_path / "a", region), data[region])
     assert zarrv3.read_region(tmp_path / "a", (slice(None), slice(5, 5), slice(None))).shape == (2, 0, 40)
 
