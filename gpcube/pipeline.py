@@ -13,6 +13,7 @@ from pathlib import Path
 import xarray as xr
 
 from gpcube.archive.consolidated import consolidate
+from gpcube.archive.products import import_makers
 from gpcube.archive.reduce import reduce_observation
 from gpcube.archive.ring import stacked_ring
 from gpcube.archive.significance import SIGNIFICANCE, significance
@@ -61,6 +62,8 @@ def _reduce(config: JobConfig, client, *, progress: bool, consolidated: bool) ->
     todo = [i for i in obs_ids if i not in done]
     config_json = json.dumps(config.to_dict())
     calls = [(str(i), (str(archive), config_json, i)) for i in todo]
+    if todo:
+        import_makers(config)
     results, failures = run_tasks(reduce_observation, calls, client, desc="reduce", progress=progress)
     if consolidated or failures:
         consolidate(archive)

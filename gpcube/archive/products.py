@@ -27,13 +27,15 @@ from gpcube.geom import SkyGeom
 from gpcube.io import Observation
 from gpcube.makers._lazy import blockwise_map
 
-# gpcube.makers imports each maker on first use; all here, so that the workers the embedded cluster
-# forks from this process start with them imported
-_MAKERS = ("background", "counts", "edisp", "exposure", "fov_norm", "psf", "ring", "ring_adaptive", "safe")
-for _module in _MAKERS:
-    importlib.import_module(f"gpcube.makers.{_module}")
-
-__all__ = ["IRF_PRODUCTS", "SKY_PRODUCTS", "STORED_DTYPES", "Products", "observation_products"]
+__all__ = [
+    "IRF_PRODUCTS",
+    "SKY_PRODUCTS",
+    "STORED_DTYPES",
+    "Products",
+    "at_once",
+    "import_makers",
+    "observation_products",
+]
 
 #: Sky products on the mosaic grid, in the order they are written.
 SKY_PRODUCTS = ("counts", "exposure", "background", "mask_safe")
@@ -51,6 +53,27 @@ STORED_DTYPES = {
     "edisp": np.float32,
     "exposure_irf": np.float32,
 }
+
+
+#: The makers every job uses (gpcube.makers imports each on first use), and those of the background
+#: methods that add some.
+_MAKERS = ("background", "counts", "edisp", "exposure", "psf", "safe")
+_METHOD_MAKERS = {"fov": ("fov_norm",), "ring": ("ring",), "adaptive_ring": ("ring", "ring_adaptive")}
+
+
+def at_once(config: JobConfig) -> bool:
+    """Whether the reduce task makes the products with :func:`gpcube.makers._lazy.computed_at_once`:
+    with the model background (the FoV and ring methods combine products as graphs)."""
+    return config.background.method == "model"
+
+
+def import_makers(config: JobConfig) -> None:
+    """Import what making ``config``'s products needs, so that the workers the embedded cluster forks
+    from this process start with it: the makers, and dask.array (xarray imports it when it makes its
+    first Variable, to recognise dask arrays, even where every product is computed at once)."""
+    for name in (*_MAKERS, *_METHOD_MAKERS.get(config.background.method, ())):
+        importlib.import_module(f"gpcube.makers.{name}")
+    importlib.import_module("dask.array")
 
 
 def _safe_mask(observation: Observation, geom: SkyGeom, config: JobConfig, chunk: int) -> xr.DataArray:

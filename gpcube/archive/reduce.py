@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import os
@@ -10,7 +11,7 @@ import time
 from pathlib import Path
 
 from gpcube.archive.groups import Group, write_groups
-from gpcube.archive.products import STORED_DTYPES, observation_products
+from gpcube.archive.products import STORED_DTYPES, at_once, observation_products
 from gpcube.archive.store import (
     commit_observation,
     file_checksums,
@@ -23,6 +24,7 @@ from gpcube.archive.zarrv3 import write_group
 from gpcube.config import JobConfig, parse_config
 from gpcube.geom import SkyGeom
 from gpcube.io import DataStore, Observation
+from gpcube.makers._lazy import computed_at_once
 
 __all__ = ["reduce_observation", "write_observation"]
 
@@ -69,7 +71,8 @@ def write_observation(
     (``attrs["empty"] = True``), so that later runs know it was done.
     """
     start = time.perf_counter()
-    sky, irf, ring = observation_products(observation, geom, config)
+    with computed_at_once() if at_once(config) else contextlib.nullcontext():
+        sky, irf, ring = observation_products(observation, geom, config)
     empty = sky["mask_safe"].size == 0
     attrs = {
         "obs_id": observation.obs_id,

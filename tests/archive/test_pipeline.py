@@ -320,3 +320,26 @@ def test_an_interrupted_mosaic_update_is_finished_by_the_next_run(tmp_path, monk
     fresh = tmp_path / "fresh.zarr"
     pipeline.run(job(fresh, CRAB_RUNS[:3]), progress=False)
     assert chunk_files(out / "mosaic") == chunk_files(fresh / "mosaic")
+
+
+def test_products_computed_at_once_are_the_graphs_bytes(tmp_path, monkeypatch):
+    import gpcube.archive.reduce as reduce_mod
+    from gpcube.archive.products import observation_products
+    from gpcube.makers._lazy import computed_at_once
+
+    products = ["counts", "exposure", "background", "psf", "edisp"]
+    config = job(tmp_path / "at_once.zarr", products=products, chunks={"obs": 128})  # one block a cutout
+    observation = gpcube.DataStore.from_dir(HESS_DIR).observation(CRAB_RUNS[0])
+    with computed_at_once():
+        sky, irf, _ = observation_products(observation, config.geom(), config)
+    assert all(isinstance(a.data, np.ndarray) for a in [*sky.values(), *irf.values()])
+    small = job(tmp_path / "x.zarr", products=products, chunks={"obs": 32})
+    with computed_at_once():  # several blocks: still a graph
+        assert hasattr(observation_products(observation, small.geom(), small).sky["counts"].data, "dask")
+    pipeline.reduce(config, progress=False)
+    monkeypatch.setattr(reduce_mod, "at_once", lambda config: False)
+    graphs = job(tmp_path / "graphs.zarr", products=products, chunks={"obs": 128})
+    pipeline.reduce(graphs, progress=False)
+    for obs_id in CRAB_RUNS[:2]:
+        got = chunk_files(tmp_path / "at_once.zarr" / "obs" / str(obs_id))
+        assert got and got == chunk_files(tmp_path / "graphs.zarr" / "obs" / str(obs_id))
