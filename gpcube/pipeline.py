@@ -14,7 +14,7 @@ import xarray as xr
 
 from gpcube.archive.consolidated import consolidate
 from gpcube.archive.products import import_makers
-from gpcube.archive.reduce import reduce_observation
+from gpcube.archive.reduce import reduce_observation, remember_job
 from gpcube.archive.ring import stacked_ring
 from gpcube.archive.significance import SIGNIFICANCE, significance
 from gpcube.archive.store import (
@@ -54,7 +54,8 @@ def reduce(config: JobConfig, client=None, *, progress: bool = True, consolidate
 def _reduce(config: JobConfig, client, *, progress: bool, consolidated: bool) -> tuple[dict, dict[int, dict]]:
     """:func:`reduce`, and the attrs of the archive's complete observations afterwards."""
     geom = config.geom()
-    obs_ids = list(config.data.open().obs_ids)
+    store = config.data.open()
+    obs_ids = list(store.obs_ids)
     archive = Path(config.output)
     root = check_or_create(archive, config.analysis_dict(), geom.to_attrs, config.to_dict())
     _remember_headers(archive, root)
@@ -64,6 +65,7 @@ def _reduce(config: JobConfig, client, *, progress: bool, consolidated: bool) ->
     calls = [(str(i), (str(archive), config_json, i)) for i in todo]
     if todo:
         import_makers(config)
+        remember_job(config_json, config, geom, store)
     results, failures = run_tasks(reduce_observation, calls, client, desc="reduce", progress=progress)
     if consolidated or failures:
         consolidate(archive)

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+import collections
 import contextlib
-import functools
 import json
 import os
 import socket
@@ -26,18 +26,30 @@ from gpcube.geom import SkyGeom
 from gpcube.io import DataStore, Observation
 from gpcube.makers._lazy import computed_at_once
 
-__all__ = ["reduce_observation", "write_observation"]
+__all__ = ["reduce_observation", "remember_job", "write_observation"]
 
 
-@functools.lru_cache(maxsize=4)
-def _config(text: str) -> tuple[JobConfig, SkyGeom]:
-    config = parse_config(json.loads(text))
-    return config, config.geom()
+#: ``{config JSON: (config, geometry, selected data store)}`` of the last few jobs of this process.
+_JOBS: collections.OrderedDict[str, tuple[JobConfig, SkyGeom, DataStore]] = collections.OrderedDict()
 
 
-@functools.lru_cache(maxsize=4)
-def _store(path: str) -> DataStore:
-    return DataStore.from_dir(path)
+def _job(text: str) -> tuple[JobConfig, SkyGeom, DataStore]:
+    job = _JOBS.get(text)
+    if job is None:
+        config = parse_config(json.loads(text))
+        job = (config, config.geom(), config.data.open())
+        remember_job(text, *job)
+    return job
+
+
+def remember_job(text: str, config: JobConfig, geom: SkyGeom, store: DataStore) -> None:
+    """Serve the tasks of the job ``text`` (its config as JSON) in this process, and in the worker
+    processes it forks, with what the caller has made already: a forked worker then reads neither
+    the config nor the data store's index again (~0.1 s for 1000 observations)."""
+    _JOBS[text] = (config, geom, store)
+    _JOBS.move_to_end(text)
+    while len(_JOBS) > 4:
+        _JOBS.popitem(last=False)
 
 
 def _slice_attrs(array) -> dict:
@@ -114,8 +126,8 @@ def reduce_observation(archive: str, config_json: str, obs_id: int) -> dict:
     """
     if is_complete(obs_path(archive, obs_id)):
         return {"obs_id": obs_id, "written": False, "empty": False, "seconds": 0.0}
-    config, geom = _config(config_json)
-    observation = _store(str(config.data.store)).observation(obs_id)
+    config, geom, store = _job(config_json)
+    observation = store.observation(obs_id)
     try:
         return write_observation(archive, observation, geom, config)
     finally:
