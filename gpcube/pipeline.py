@@ -10,6 +10,7 @@ import contextlib
 import json
 from pathlib import Path
 
+import dask.array  # noqa: F401 - every run needs it (xarray imports it at its first Variable): load it with the rest
 import xarray as xr
 
 from gpcube.archive.consolidated import consolidate
