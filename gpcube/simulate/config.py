@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from gpcube.config import (
+from gpcube._schema import (
     _DEG,
     _MISSING,
     ConfigError,
