@@ -43,48 +43,53 @@ def _group_of(key: str) -> str:
     return "/".join(key.split("/")[:2])
 
 
-def _previous_texts(text: str) -> dict[str, str]:
-    """``{key: JSON text}`` of the root's listing: split by line when written by :func:`consolidate`,
-    else parsed (and re-encoded) in full."""
+def _previous_lines(text: str) -> dict[str, str]:
+    """``{key: listing line}`` (``"key":{...}`` without the comma) of the root's listing: split by
+    line when written by :func:`consolidate`, else parsed (and re-encoded) in full."""
     start = text.find(_OPEN)
     if start >= 0:
         out = {}
         for line in text[start + len(_OPEN) :].split("\n"):
             if not line.startswith('"'):
                 break  # the closing braces
-            end = line.index('":', 1) + 1
-            out[_key_from_json(line[:end])] = line[end + 1 :].rstrip(",")
+            out[_key_from_json(line[: line.index('":', 1) + 1])] = line.rstrip(",")
         return out
     try:
         metadata = (json.loads(text).get("consolidated_metadata") or {}).get("metadata") or {}
     except ValueError:
         return {}
-    return {key: to_json(doc) for key, doc in metadata.items()}
+    return {key: f"{_key_to_json(key)}:{to_json(doc)}" for key, doc in metadata.items()}
 
 
-def _reusable(texts: dict[str, str]) -> dict[str, dict[str, str]]:
-    """The listed entries of immutable groups, by group: ``{group: {key: text}}``."""
+def _reusable(lines: dict[str, str]) -> dict[str, dict[str, str]]:
+    """The listed lines of immutable groups, by group: ``{group: {key: line}}``. In a sorted listing
+    a group's keys follow its own, so the group is worked out once per group, not once per key."""
     out: dict[str, dict[str, str]] = {}
-    for key, text in texts.items():
-        group = _group_of(key)
-        if _immutable(group):
-            out.setdefault(group, {})[key] = text
+    group, prefix, entries = None, None, None
+    for key, line in lines.items():
+        if entries is None or not (key == group or key.startswith(prefix)):
+            group = _group_of(key)
+            prefix = group + "/"
+            entries = out.setdefault(group, {}) if _immutable(group) else None
+        if entries is not None:
+            entries[key] = line
     return out
 
 
 def _walk(directory: Path, prefix: str, nodes: dict[str, str], known: dict[str, dict[str, str]]) -> None:
-    """Add ``{key: JSON text}`` of every node below ``directory`` to ``nodes``, without listing the
-    chunk files of arrays. Directories without ``zarr.json`` and names starting with ``.`` or ``_``
-    (temporary groups) are skipped; an immutable group whose ``zarr.json`` equals its listed entry is
-    taken from ``known`` without reading its arrays."""
+    """Add ``{key: listing line}`` of every node below ``directory`` to ``nodes``, without listing
+    the chunk files of arrays. Directories without ``zarr.json`` and names starting with ``.`` or
+    ``_`` (temporary groups) are skipped; an immutable group whose ``zarr.json`` equals its listed
+    entry is taken from ``known`` without reading its arrays."""
     with os.scandir(directory) as entries:
         subdirs = sorted(e.name for e in entries if e.is_dir() and not e.name.startswith((".", "_")))
     for name in subdirs:
         key, meta = f"{prefix}{name}", directory / name / "zarr.json"
         listed = known.get(key)
+        head = f"{_key_to_json(key)}:"
         try:
             text = meta.read_text()
-            if listed is not None and listed.get(key) == text:  # as gpcube wrote and listed it
+            if listed is not None and listed.get(key) == head + text:  # as gpcube wrote and listed it
                 nodes.update(listed)
                 continue
             doc = json.loads(text)
@@ -94,12 +99,12 @@ def _walk(directory: Path, prefix: str, nodes: dict[str, str], known: dict[str, 
             raise GpcubeError(f"cannot read zarr metadata: {exc}", path=meta) from exc
         doc.pop("consolidated_metadata", None)
         if doc.get("node_type") != "group":
-            nodes[key] = to_json(doc)
+            nodes[key] = head + to_json(doc)
             continue
-        if listed is not None and key in listed and json.loads(listed[key]) == doc:
+        if listed is not None and key in listed and json.loads(listed[key][len(head) :]) == doc:
             nodes.update(listed)
         else:
-            nodes[key] = to_json(doc)
+            nodes[key] = head + to_json(doc)
             _walk(directory / name, key + "/", nodes, known)
 
 
@@ -115,11 +120,11 @@ def consolidate(path: str | Path) -> None:
         text = meta.read_text()  # read once: it is megabytes for a large survey
     except OSError as exc:
         raise GpcubeError(f"cannot read zarr metadata: {exc}", path=meta) from exc
-    attrs, previous = group_attrs_from_text(text, meta), _previous_texts(text)
+    attrs, previous = group_attrs_from_text(text, meta), _previous_lines(text)
     nodes: dict[str, str] = {}
     _walk(root, "", nodes, _reusable(previous))
     head = to_json({"zarr_format": 3, "node_type": "group", "attributes": attrs})
-    lines = ",\n".join(f"{_key_to_json(key)}:{nodes[key]}" for key in sorted(nodes))
+    lines = ",\n".join(nodes[key] for key in sorted(nodes))
     listing_head = '"consolidated_metadata":{"kind":"inline","must_understand":false,' + _OPEN
     text = f"{head[:-1]},{listing_head}{lines}\n}}}}}}"
     tmp = root / "zarr.json.tmp"
