@@ -68,12 +68,11 @@ def at_once(config: JobConfig) -> bool:
 
 
 def import_makers(config: JobConfig) -> None:
-    """Import what making ``config``'s products needs, so that the workers the embedded cluster forks
-    from this process start with it: the makers, and dask.array (xarray imports it when it makes its
-    first Variable, to recognise dask arrays, even where every product is computed at once)."""
+    """Import the makers of ``config``'s products, so that the workers the embedded cluster forks
+    from this process start with them (dask.array, which every reduce task needs, comes with
+    :mod:`gpcube.pipeline`)."""
     for name in (*_MAKERS, *_METHOD_MAKERS.get(config.background.method, ())):
         importlib.import_module(f"gpcube.makers.{name}")
-    importlib.import_module("dask.array")
 
 
 def _safe_mask(observation: Observation, geom: SkyGeom, config: JobConfig, chunk: int) -> xr.DataArray:
