@@ -47,6 +47,15 @@ def job(output, obs_ids=CRAB_RUNS[:2], **overrides):
     return parse_config(job_dict(output, obs_ids, **overrides))
 
 
+def built_archive(tmp_path_factory, name: str, obs_ids, **overrides):
+    """The path of a new archive of :func:`job` (``obs_ids``, ``overrides``), reduced and mosaicked."""
+    from gpcube import pipeline
+
+    out = tmp_path_factory.mktemp(name) / f"{name}.zarr"
+    pipeline.run(job(out, obs_ids, **overrides), progress=False)
+    return out
+
+
 @pytest.fixture
 def small_job():
     return job

@@ -10,15 +10,13 @@ import gpcube
 from gpcube import pipeline
 from gpcube.archive.store import complete_observations
 from gpcube.makers import combine_ring_sums
-from tests.archive.conftest import RING, assert_mosaic_as_full_rebuild, job
+from tests.archive.conftest import RING, assert_mosaic_as_full_rebuild, built_archive, job
 from tests.conftest import CRAB_RUNS
 
 
 @pytest.fixture(scope="module")
 def ring_archive(tmp_path_factory):
-    out = tmp_path_factory.mktemp("ring") / "ring.zarr"
-    pipeline.run(job(out, CRAB_RUNS[:3], background=RING), progress=False)
-    return out
+    return built_archive(tmp_path_factory, "ring", CRAB_RUNS[:3], background=RING)
 
 
 def test_observations_hold_their_ring_products(ring_archive):

@@ -19,7 +19,7 @@ from gpcube.archive.zarrv3 import read_region
 from gpcube.cli import main
 from gpcube.errors import GpcubeError
 from gpcube.estimators import estimate_excess_map
-from tests.archive.conftest import RING, job
+from tests.archive.conftest import RING, built_archive, job
 from tests.conftest import CRAB_RUNS
 
 FOV = {"method": "fov", "exclusion": {"circles": [[83.633, 22.014, 0.3]]}}
@@ -27,9 +27,7 @@ FOV = {"method": "fov", "exclusion": {"circles": [[83.633, 22.014, 0.3]]}}
 
 @pytest.fixture(scope="module")
 def fov_archive(tmp_path_factory):
-    out = tmp_path_factory.mktemp("sig") / "crab.zarr"
-    pipeline.run(job(out, CRAB_RUNS[:2], background=FOV), progress=False)
-    return out
+    return built_archive(tmp_path_factory, "sig", CRAB_RUNS[:2], background=FOV)
 
 
 def test_significance_group_holds_the_estimator_maps(fov_archive):
@@ -82,9 +80,7 @@ def test_significance_errors(tmp_path, fov_archive):
 
 @pytest.fixture(scope="module")
 def ring_archive(tmp_path_factory):
-    out = tmp_path_factory.mktemp("sig-ring") / "ring.zarr"
-    pipeline.run(job(out, CRAB_RUNS[:2], background=RING), progress=False)
-    return out
+    return built_archive(tmp_path_factory, "sig-ring", CRAB_RUNS[:2], background=RING)
 
 
 def _stored(group):
