@@ -72,6 +72,24 @@ def test_forked_workers_start_with_gpcube_imported_and_one_blas_thread():
     assert threads <= {1}
 
 
+def _worker_settings(dask_worker) -> tuple[bool, float]:
+    return "profile" in dask_worker.periodic_callbacks, dask_worker._tick_interval
+
+
+def test_the_embedded_cluster_without_a_dashboard_neither_profiles_nor_ticks_every_20_ms():
+    import dask
+
+    from gpcube.execute import cluster_client
+
+    with cluster_client(None, n_workers=1, processes=True, start_method="fork", memory_limit=None) as client:
+        [(profiles, tick)] = client.run(_worker_settings).values()
+        scheduler_tick = client.run_on_scheduler(lambda dask_scheduler: dask_scheduler._tick_interval)
+    assert not profiles and tick == scheduler_tick == 1.0
+    # the settings were the cluster's alone: this process keeps dask's (a later cluster here, a user's)
+    assert dask.config.get("distributed.worker.profile.enabled") is True
+    assert dask.config.get("distributed.admin.tick.interval") == "20ms"
+
+
 def _fork_task(i: int) -> tuple[int, int, set[int]]:
     import os
 
