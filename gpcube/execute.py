@@ -197,11 +197,17 @@ def _run_forked(func: Callable, calls: Sequence[tuple[str, tuple]], processes: i
         return _gather(futures, calls, as_completed, bar)
 
 
+def _apply(args: tuple, function: Callable) -> Any:
+    return function(*args)
+
+
 def _run_distributed(func: Callable, calls, client, desc: str, bar) -> tuple[list, list]:
     from distributed import as_completed
 
-    futures = {client.submit(func, *args, key=f"{desc or 'task'}-{label}", pure=False): i
-               for i, (label, args) in enumerate(calls)}  # fmt: skip
+    # one map, not a submit per call: one graph update for the scheduler instead of one per task
+    keys = [f"{desc or 'task'}-{label}" for label, _ in calls]
+    mapped = client.map(_apply, [args for _, args in calls], key=keys, pure=False, function=func)
+    futures = {future: i for i, future in enumerate(mapped)}
     return _gather(futures, calls, as_completed, bar)
 
 

@@ -40,6 +40,15 @@ def test_a_large_batch_starts_the_cluster_and_later_batches_use_it():
     assert not embedded.started  # closed on exit
 
 
+def test_on_the_cluster_results_come_in_call_order_and_failures_by_label():
+    with EmbeddedCluster(n_workers=2, processes=False, min_tasks=0) as embedded:
+        calls = [(f"obs{i}", (i,)) for i in (7, -1, 2, 5, -3, 0)]
+        results, failures = run_tasks(_where, calls, embedded, desc="reduce", progress=False)
+    assert [r and r[0] for r in results] == [7, None, 2, 5, None, 0]
+    assert all(worker for *_, worker in filter(None, results))
+    assert sorted((f.label, str(f.error)) for f in failures) == [("obs-1", "bad -1"), ("obs-3", "bad -3")]
+
+
 @pytest.mark.parametrize("min_tasks", [0, 1])
 def test_min_tasks_zero_or_one_always_starts_it(min_tasks):
     with EmbeddedCluster(n_workers=1, processes=False, min_tasks=min_tasks) as embedded:
