@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from mosaic import DEFAULT_DATA, _gpcube_command, run_sampled  # noqa: E402
+from mosaic import DEFAULT_DATA, _gpcube_command, compile_gpcube, run_sampled  # noqa: E402
 
 WIDTH, HEIGHT, BINSZ = 120.0, 6.0, 0.002
 RECO, TRUE = {"min": 0.5, "max": 50, "nbins": 10}, {"min": 0.3, "max": 100, "nbins": 20}
@@ -95,6 +95,7 @@ def main() -> None:
     parser.add_argument("--keep", action="store_true", help="keep the archive")
     args = parser.parse_args()
 
+    compile_gpcube()
     obs_ids = plane_obs_ids(args.data, args.max_obs)
     work = Path(tempfile.mkdtemp(prefix="gpcube-ooc-", dir=args.work))
     archive = work / "plane.zarr"

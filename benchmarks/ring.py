@@ -78,6 +78,7 @@ from mosaic import (  # noqa: E402
     _maxrss_mib,
     _med,
     _since_launch,
+    compile_gpcube,
     run_sampled,
     survey_obs_ids,
     warm_cache,
@@ -534,6 +535,7 @@ def main() -> None:
         _run_child(args)
         return
     args.obs_ids = survey_obs_ids(args.data)
+    compile_gpcube()
     args.variants = ["image"] if args.no_per_bin else list(VARIANTS)
     results = {k: [] for k in ("gammapy-stage", "gpcube-stage", "gammapy-e2e", "gpcube-e2e", "gpcube-one")}
     with tempfile.TemporaryDirectory(prefix="gpcube-bench-ring-") as tmp:

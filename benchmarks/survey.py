@@ -37,7 +37,7 @@ from pathlib import Path
 import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from mosaic import DEFAULT_DATA, _gpcube_command, run_sampled  # noqa: E402
+from mosaic import DEFAULT_DATA, _gpcube_command, compile_gpcube, run_sampled  # noqa: E402
 from out_of_core import task_counts  # noqa: E402
 
 SPACING, ROWS = 0.5, [-1.0, -0.5, 0.0, 0.5, 1.0]
@@ -185,6 +185,7 @@ def main() -> None:
     if args.in_session:
         _in_session(args.in_session)
         return
+    compile_gpcube()
     work = Path(tempfile.mkdtemp(prefix="gpcube-survey-", dir=args.work))
     rows = []
     try:
