@@ -141,6 +141,29 @@ def test_a_forked_process_that_dies_fails_its_tasks_and_keeps_the_others():
     assert [f.label for f in failures] == ["dies"]
 
 
+def test_small_batches_share_the_forked_processes_and_a_dead_one_is_replaced():
+    with EmbeddedCluster(n_workers=2, processes=True, start_method="fork", min_tasks=10) as embedded:
+        first, _ = run_tasks(_fork_task, [(str(i), (i,)) for i in range(4)], embedded, progress=False)
+        forked = set(embedded._pool._processes)
+        later, _ = run_tasks(_fork_task, [(str(i), (i,)) for i in range(4)], embedded, progress=False)
+        assert {pid for _, pid, _ in first + later} <= forked and len(forked) == 2  # the same processes
+        _, failures = run_tasks(_fork_task, [("dies", (-2,))], embedded, progress=False)
+        assert [f.label for f in failures] == ["dies"]
+        after, failures = run_tasks(_fork_task, [(str(i), (i,)) for i in range(3)], embedded, progress=False)
+        assert not failures and [r[0] for r in after] == [0, 1, 2]
+        assert not {pid for _, pid, _ in after} & forked  # new ones
+        assert not embedded.started
+    assert embedded._pool is None  # shut down with the cluster
+
+
+def test_a_first_batch_of_one_forks_one_process_and_a_larger_batch_gets_more():
+    with EmbeddedCluster(n_workers=2, processes=True, start_method="fork", min_tasks=10) as embedded:
+        one, _ = run_tasks(_fork_task, [("0", (0,))], embedded, progress=False)
+        assert embedded._pool_size == 1
+        more, _ = run_tasks(_fork_task, [(str(i), (i,)) for i in range(2)], embedded, progress=False)
+        assert embedded._pool_size == 2 and [r[0] for r in more] == [0, 1]
+
+
 def test_small_batches_run_on_threads_unless_workers_are_forked():
     assert not EmbeddedCluster(processes=True, start_method="spawn").forks
     assert not EmbeddedCluster(processes=False, start_method="fork").forks
