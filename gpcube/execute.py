@@ -46,10 +46,10 @@ WORKER_ENV = {"MALLOC_MMAP_THRESHOLD_": str(32 << 20), "MALLOC_TRIM_THRESHOLD_":
 #: what these feed (the dashboard's profile, system and event-loop plots), yet each worker samples
 #: its task thread's stack every 10 ms for the profile and every server of the cluster (scheduler,
 #: nannies and workers) wakes every 20 ms to time its event loop, each time taking the GIL from the
-#: task. With them, 60 observations of the survey benchmark reduced ~7 % faster on two workers and the
-#: gpcube process (scheduler, nannies, client) spent ~25 % less CPU beside them (alternating runs,
-#: ``benchmarks/survey.py``). A job with ``cluster.dashboard`` keeps dask's settings; a cluster given
-#: by address keeps its own.
+#: task. With them, batches of 60 observations of the survey benchmark's store reduced 1-7 % faster
+#: on two workers (medians of two series of alternating runs) and the gpcube process (scheduler,
+#: nannies, client) spent ~25 % less CPU beside them. A job with ``cluster.dashboard`` keeps dask's
+#: settings; a cluster given by address keeps its own.
 QUIET_CLUSTER = {
     "distributed.worker.profile.enabled": False,
     "distributed.admin.tick.interval": "1s",
@@ -315,8 +315,10 @@ class EmbeddedCluster:
 
     @property
     def client(self):
-        """The :class:`distributed.Client` of the cluster, started on first use."""
+        """The :class:`distributed.Client` of the cluster, started on first use (every later batch
+        runs on it: forked processes of earlier small batches are shut down)."""
         if self._client is None:
+            self.drop_pool()
             stack = contextlib.ExitStack()
             self._client = stack.enter_context(cluster_client(None, **self.options))
             self._stack = stack
@@ -349,7 +351,7 @@ class EmbeddedCluster:
         """Shut the forked processes down (a later small batch forks new ones)."""
         if self._pool is not None:
             self._pool.shutdown(wait=True, cancel_futures=True)
-        self._pool = None
+        self._pool, self._pool_size = None, 0
 
     def close(self) -> None:
         """Stop the cluster if it was started."""

@@ -156,6 +156,14 @@ def test_small_batches_share_the_forked_processes_and_a_dead_one_is_replaced():
     assert embedded._pool is None  # shut down with the cluster
 
 
+def test_the_forked_processes_are_shut_down_when_the_cluster_starts():
+    with EmbeddedCluster(n_workers=1, processes=True, start_method="fork", min_tasks=2) as embedded:
+        run_tasks(_fork_task, [("0", (0,))], embedded, progress=False)
+        assert embedded._pool is not None
+        results, _ = run_tasks(_fork_task, [(str(i), (i,)) for i in range(2)], embedded, progress=False)
+        assert embedded.started and embedded._pool is None and [r[0] for r in results] == [0, 1]
+
+
 def test_a_first_batch_of_one_forks_one_process_and_a_larger_batch_gets_more():
     with EmbeddedCluster(n_workers=2, processes=True, start_method="fork", min_tasks=10) as embedded:
         one, _ = run_tasks(_fork_task, [("0", (0,))], embedded, progress=False)
