@@ -204,7 +204,8 @@ def open_archive(
     obs_id : int, optional
         Open this observation's cutout products instead of the mosaic.
     irf : bool
-        Open the IRF maps (``psf``, ``edisp``, ``exposure_irf``, on the coarse grid) instead.
+        Open the IRF maps (``psf``, ``edisp`` and their weights ``exposure_irf``, ``exposure_psf``,
+        on the coarse grid) instead.
     ring : bool
         Open the ring-background products (``background.method`` ``ring`` or ``adaptive_ring``)
         instead: ``counts``, ``counts_off``, ``acceptance``, ``acceptance_off``, ``alpha`` and

@@ -1,14 +1,21 @@
 """The lazy products of one observation that a job asks for, as they go into the archive.
 
 Two grids: the sky products (``counts``, ``exposure``, ``background``, ``mask_safe``) on the
-observation's cutout of the mosaic geometry, and the IRF maps (``psf``, ``edisp`` and their weight
-``exposure_irf``) on its cutout of the coarse grid ``geom.to_binsz(irf.binsz)``.
+observation's cutout of the mosaic geometry, and the IRF maps (``psf``, ``edisp`` and their weights
+``exposure_irf`` and ``exposure_psf``) on its cutout of the coarse grid ``geom.to_binsz(irf.binsz)``.
 
 ``mask_safe`` is what the mosaic applies: the safe-mask methods of the config, and, for the FoV
 background, the energy groups whose normalisation failed (their norm is NaN) are masked too, so
-such bins drop out of the mosaic instead of spoiling it. ``exposure_irf`` is the true-energy
-exposure on the coarse grid where any reco bin is safe there: the weight of the exposure-weighted
-PSF and energy-dispersion means.
+such bins drop out of the mosaic instead of spoiling it.
+
+The IRF maps are stored as they enter the stack (docs: "What the stacked products mean"):
+
+* ``exposure_irf``: the true-energy exposure on the coarse grid where any reco bin is safe there
+  (what the mosaic's ``exposure`` sums on the fine grid); the weight of the energy dispersion;
+* ``edisp``: the kernels with the reco bins that are not safe at the pixel set to 0, so that
+  ``exposure_irf * edisp`` is exactly what the observation predicts in each safe reco bin;
+* ``exposure_psf``: ``exposure_irf`` times the kernel summed over reco bins, the exposure that
+  ends in safe reco bins; the weight of the PSF (``exposure_irf`` when there is no ``edisp``).
 """
 
 from __future__ import annotations
@@ -40,7 +47,7 @@ __all__ = [
 #: Sky products on the mosaic grid, in the order they are written.
 SKY_PRODUCTS = ("counts", "exposure", "background", "mask_safe")
 #: IRF maps on the coarse grid.
-IRF_PRODUCTS = ("psf", "edisp", "exposure_irf")
+IRF_PRODUCTS = ("psf", "edisp", "exposure_irf", "exposure_psf")
 #: Storage types: counts stay integers; float products as float32 (the makers' float64 results
 #: agree with the reference far better than float32 resolves, and the mosaic sums in float64).
 #: The cast happens as the blocks are written.
@@ -52,6 +59,7 @@ STORED_DTYPES = {
     "psf": np.float32,
     "edisp": np.float32,
     "exposure_irf": np.float32,
+    "exposure_psf": np.float32,
 }
 
 
@@ -94,13 +102,14 @@ def _background(observation, geom, config: JobConfig, mask_safe, counts, chunk) 
 
 def _sky_products(
     observation: Observation, geom: SkyGeom, config: JobConfig
-) -> tuple[dict[str, xr.DataArray], dict[str, xr.DataArray]]:
-    """The sky products, and the ring products for the ring methods (else an empty dict)."""
+) -> tuple[dict[str, xr.DataArray], dict[str, xr.DataArray], xr.DataArray | None]:
+    """The sky products, the ring products for the ring methods (else an empty dict) and the FoV
+    background's ``fov_norm_ok`` (None for the other methods)."""
     chunk = config.chunks.obs
     wanted = set(config.products)
     mask = _safe_mask(observation, geom, config, chunk)
     out: dict[str, xr.DataArray] = {}
-    counts = None
+    counts = fov_norm_ok = None
     ring_method = config.background.method in ("ring", "adaptive_ring")
     if "counts" in wanted or config.background.method == "fov" or ring_method:
         counts = makers.make_map_counts(observation, geom, max_offset=config.max_offset, chunk=chunk)
@@ -116,40 +125,71 @@ def _sky_products(
         if "background" in wanted:
             out["background"] = background
         if "fov_norm_ok" in background.coords:
+            fov_norm_ok = background.coords["fov_norm_ok"].reset_coords(drop=True)
             mask = (mask & background.coords["fov_norm_ok"]).assign_attrs(mask.attrs)
             mask.attrs["fov_norm_ok_applied"] = True
         if ring_method and counts.size:
             ring = observation_ring(counts, background, mask, config.background, geom)
     out["mask_safe"] = mask
-    return out, ring
+    return out, ring, fov_norm_ok
 
 
-def _irf_products(observation: Observation, geom: SkyGeom, config: JobConfig) -> dict[str, xr.DataArray]:
+def _irf_products(
+    observation: Observation, geom: SkyGeom, config: JobConfig, fov_norm_ok=None
+) -> dict[str, xr.DataArray]:
+    """The IRF maps on the coarse grid, as they enter the stack (see the module docstring).
+
+    ``fov_norm_ok`` (per reco bin, from the FoV background) masks the reco bins whose normalisation
+    failed, as the sky products' ``mask_safe`` does.
+    """
     wanted = set(config.products) & {"psf", "edisp"}
     if not wanted:
         return {}
-    binsz, offset = config.irf.binsz, config.max_offset
+    binsz, offset, chunk = config.irf.binsz, config.max_offset, config.chunks.obs
+    coarse = geom.to_binsz(binsz)
+    exposure = makers.make_map_exposure_true_energy(observation, coarse, max_offset=offset, chunk=chunk)
+    safe = _safe_mask(observation, coarse, config, chunk)
+    if fov_norm_ok is not None:
+        safe = (safe & fov_norm_ok).assign_attrs(safe.attrs)
+    dtype = STORED_DTYPES["exposure_irf"]
+    data = blockwise_map(_masked_exposure, exposure.data, safe.data, dtype=dtype, name="exposure_irf")
+    weight = exposure.copy(deep=False, data=data).rename("exposure_irf")
+    weight.attrs = {**exposure.attrs, "product": "exposure_irf", "masked_by": "mask_safe (any reco bin)"}
     out: dict[str, xr.DataArray] = {}
     if "psf" in wanted:
         rad = config.irf.rad.edges()
         out["psf"] = makers.make_psf_map(observation, geom, binsz_irf=binsz, rad=rad, max_offset=offset)
     if "edisp" in wanted:
-        out["edisp"] = makers.make_edisp_kernel_map(observation, geom, binsz_irf=binsz, max_offset=offset)
-    coarse = geom.to_binsz(binsz)
-    chunk = config.chunks.obs
-    exposure = makers.make_map_exposure_true_energy(observation, coarse, max_offset=offset, chunk=chunk)
-    safe = _safe_mask(observation, coarse, config, chunk)
-    dtype = STORED_DTYPES["exposure_irf"]
-    data = blockwise_map(_masked_exposure, exposure.data, safe.data, dtype=dtype, name="exposure_irf")
-    weight = exposure.copy(deep=False, data=data).rename("exposure_irf")
-    weight.attrs = {**exposure.attrs, "product": "exposure_irf", "masked_by": "mask_safe (any reco bin)"}
+        kernels = makers.make_edisp_kernel_map(
+            observation, geom, binsz_irf=binsz, max_offset=offset, chunk=chunk
+        )
+        data = blockwise_map(_masked_kernels, kernels.data, safe.data, dtype=kernels.dtype, name="edisp")
+        out["edisp"] = kernels.copy(deep=False, data=data)
+        out["edisp"].attrs["masked_by"] = "mask_safe (per reco bin)"
     out["exposure_irf"] = weight
+    if "psf" in wanted and "edisp" in wanted:
+        data = blockwise_map(_psf_weight, weight.data, out["edisp"].data, dtype=dtype, name="exposure_psf")
+        out["exposure_psf"] = weight.copy(deep=False, data=data).rename("exposure_psf")
+        out["exposure_psf"].attrs.update(
+            product="exposure_psf", masked_by="exposure_irf times the safe fraction of the edisp kernel"
+        )
     return out
 
 
 def _masked_exposure(exposure: np.ndarray, safe: np.ndarray) -> np.ndarray:
     """The exposure where any reco bin is safe, 0 elsewhere, as stored."""
     return (exposure * safe.any(axis=0)).astype(STORED_DTYPES["exposure_irf"])
+
+
+def _masked_kernels(kernels: np.ndarray, safe: np.ndarray) -> np.ndarray:
+    """Kernels ``(true, reco, lat, lon)`` set to 0 in the reco bins that are not safe at the pixel."""
+    return kernels * safe[None]
+
+
+def _psf_weight(exposure: np.ndarray, kernels: np.ndarray) -> np.ndarray:
+    """The true-energy exposure that ends up in safe reco bins: ``exposure_irf`` times the summed
+    (masked) kernel, the weight that makes the stacked PSF exact for counts summed over reco energy."""
+    return (exposure * kernels.sum(axis=1)).astype(STORED_DTYPES["exposure_psf"])
 
 
 class Products(NamedTuple):
@@ -172,6 +212,6 @@ def observation_products(observation: Observation, geom: SkyGeom, config: JobCon
         ``irf`` is empty when neither ``psf`` nor ``edisp`` is asked for, ``ring`` unless
         ``background.method`` is ``ring`` or ``adaptive_ring``.
     """
-    sky, ring = _sky_products(observation, geom, config)
-    irf = _irf_products(observation, geom, config)
+    sky, ring, fov_norm_ok = _sky_products(observation, geom, config)
+    irf = _irf_products(observation, geom, config, fov_norm_ok)
     return Products(sky, irf, ring)

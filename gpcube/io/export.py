@@ -50,7 +50,9 @@ _IRF_MAPS = {
     "edisp": ("EDISP", ("energy_true", "energy_reco", "lat", "lon"), "", "energy_reco"),
     "psf": ("PSF", ("energy_true", "rad", "lat", "lon"), "sr-1", "rad"),
 }
-_IRF_EXPOSURE = "exposure_irf"
+#: The weight each IRF map is written with (its ``<EXTNAME>_EXPOSURE`` HDU, which gammapy uses to stack
+#: it further); ``exposure_irf`` for a map whose own weight is missing.
+_IRF_EXPOSURE = {"edisp": "exposure_irf", "psf": "exposure_psf"}
 #: Non-spatial axes: dim -> (FITS column names: centre, min, max), interpolation, unit.
 _AXES = {
     "energy_reco": (("ENERGY", "E_MIN", "E_MAX"), "log", "TeV"),
@@ -114,8 +116,9 @@ def write_map_dataset(
     irf : xarray.Dataset, optional
         IRF maps on the coarse grid: ``psf(energy_true, rad, lat, lon)`` (``rad_lo`` / ``rad_hi`` in
         deg), ``edisp(energy_true, energy_reco, lat, lon)`` (kernel: probability per reco bin) and
-        ``exposure_irf(energy_true, lat, lon)`` (the weight of the IRF maps, written as both
-        ``PSF_EXPOSURE`` and ``EDISP_EXPOSURE``); the geometry as for ``mosaic``.
+        ``exposure_irf(energy_true, lat, lon)`` (the weight of the energy dispersion, written as
+        ``EDISP_EXPOSURE``) and ``exposure_psf(energy_true, lat, lon)`` (the weight of the PSF,
+        written as ``PSF_EXPOSURE``; ``exposure_irf`` if missing); the geometry as for ``mosaic``.
     name : str
         Dataset name (``NAME`` in the primary header; gammapy uses it as the dataset's name).
     overwrite : bool
@@ -211,21 +214,20 @@ def _map_spec(
 
 def _irf_specs(irf: xr.Dataset) -> list[_MapSpec]:
     """EDISP, EDISP_EXPOSURE, PSF, PSF_EXPOSURE (those present; exposures only with an IRF map)."""
-    names = [n for n in (*_IRF_MAPS, _IRF_EXPOSURE) if n in irf.data_vars]
-    if not any(n in _IRF_MAPS for n in names):
+    maps = [n for n in _IRF_MAPS if n in irf.data_vars]
+    if not maps:
         return []
+    weights = {n: _IRF_EXPOSURE[n] if _IRF_EXPOSURE[n] in irf.data_vars else "exposure_irf" for n in maps}
+    names = [*maps, *{w for w in weights.values() if w in irf.data_vars}]
     geom = _dataset_geom(irf, names, "irf")
-    exposure = None
-    if _IRF_EXPOSURE in names:
-        label = f"irf[{_IRF_EXPOSURE!r}]"
-        exposure = _map_spec(irf[_IRF_EXPOSURE], "", _ENERGY_TRUE, "m2 s", "squashed", geom, label)
     specs = []
-    for var, (extname, dims, unit, squashed_dim) in _IRF_MAPS.items():
-        if var not in names:
-            continue
+    for var in maps:
+        extname, dims, unit, squashed_dim = _IRF_MAPS[var]
         spec = _map_spec(irf[var], extname, dims, unit, "float", geom, f"irf[{var!r}]")
         specs.append(spec)
-        if exposure is not None:
+        if weights[var] in irf.data_vars:
+            label = f"irf[{weights[var]!r}]"
+            exposure = _map_spec(irf[weights[var]], "", _ENERGY_TRUE, "m2 s", "squashed", geom, label)
             squashed = next(ax for ax in spec.axes if ax.dim == squashed_dim).squash()
             specs.append(exposure._replace(extname=f"{extname}_EXPOSURE", axes=(squashed, *exposure.axes)))
     return specs

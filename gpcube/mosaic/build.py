@@ -30,6 +30,7 @@ from gpcube.mosaic.sum import RING_SUMS, Piece, irf_chunk, overlap, ring_chunk, 
 __all__ = ["build_mosaic"]
 
 _SKY = ("counts", "exposure", "background", "mask_safe")
+_IRF = ("psf", "edisp", "exposure_irf", "exposure_psf")
 _DTYPES = {"counts": np.int32, "mask_safe": bool}
 
 #: The coarse IRF grid is chunked ``chunk // IRF_CHUNK_DIVISOR`` px square: a PSF pixel holds
@@ -161,7 +162,7 @@ def _plan_sky(tmp: Path, geom: SkyGeom, pieces, chunk: int, only=None, done=None
 def _plan_irf(tmp: Path, geom: SkyGeom, pieces, chunk: int, only=None) -> list:
     """Tasks for the IRF maps on the coarse grid; as :func:`_plan_sky`."""
     template = Path(pieces[0].group)
-    names = [n for n in ("psf", "edisp", "exposure_irf") if (template / n / "zarr.json").exists()]
+    names = [n for n in _IRF if (template / n / "zarr.json").exists()]
     coords = geom.to_coords()
     if "psf" in names:
         for name in ("rad", "rad_lo", "rad_hi"):

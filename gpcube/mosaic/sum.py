@@ -11,8 +11,11 @@ What is summed (as in a stacked Gammapy ``MapDataset``):
 * ``counts`` and ``background``: where the observation's ``mask_safe`` is True;
 * ``exposure``: where any reco bin of the observation is safe at that pixel;
 * ``mask_safe``: the OR of the observations' masks;
-* ``psf`` and ``edisp`` (coarse grid): means weighted by ``exposure_irf``, the true-energy exposure
-  where the observation is safe, which is summed too;
+* ``edisp`` (coarse grid): the mean kernel weighted by ``exposure_irf``, the true-energy exposure
+  where the observation is safe in any reco bin, which is summed too; the observations' kernels are
+  zero in their unsafe reco bins, so each reco bin's kernel comes from the observations safe in it;
+* ``psf`` (coarse grid): the mean weighted by ``exposure_psf``, the exposure that ends in safe reco
+  bins (``exposure_irf`` for archives without it), which is summed too;
 * ring products (``ring/``, on the ring's energy bands): ``counts``, ``counts_off``,
   ``alpha * counts_off`` (as ``alpha_counts_off``) and ``acceptance`` where the observation's ring
   ``mask_safe`` is True, and the OR of those masks; the stacked alpha and OFF acceptance follow
@@ -29,7 +32,7 @@ import numpy as np
 
 from gpcube.archive.zarrv3 import ArrayWriter, read_region
 
-__all__ = ["Piece", "irf_chunk", "overlap", "ring_chunk", "sky_chunk"]
+__all__ = ["IRF_WEIGHTS", "Piece", "irf_chunk", "overlap", "ring_chunk", "sky_chunk"]
 
 #: Accumulator types. Integers stay integers (summed in int64, stored as int32). Floats are summed in
 #: float32, the type they are stored in (as a stacked Gammapy ``MapDataset`` sums them): a stored chunk
@@ -133,42 +136,59 @@ def sky_chunk(
     return _sum_chunk(out, sizes, region, pieces, ACCUMULATE, _add_sky, resume)
 
 
+#: The weight of each IRF map's mean: the PSF's is ``exposure_psf`` where the observations have one
+#: (with an ``edisp`` map), else ``exposure_irf`` as for the energy dispersion.
+IRF_WEIGHTS = {"psf": "exposure_psf", "edisp": "exposure_irf"}
+
+
 def irf_chunk(
     out: str, names: Sequence[str], shapes: dict, region: Sequence[int], pieces: Sequence[Piece]
 ) -> int:
     """Exposure-weighted means of the IRF maps over ``region`` of the coarse grid.
 
+    ``names`` are the maps and their weights (``exposure_irf``, and ``exposure_psf`` if stored): each
+    map is weighted by its weight of :data:`IRF_WEIGHTS`, and the weights are summed too. The
+    observations' ``edisp`` kernels are zero in their unsafe reco bins (see
+    :mod:`gpcube.archive.products`), so the mean kernel of a reco bin is taken over the observations
+    that are safe in it, while dividing by all the exposure: ``exposure * edisp`` of the stack is the
+    sum of the observations' ``exposure * edisp`` in every reco bin.
+
     ``shapes`` gives each map's leading shape (e.g. ``(n_true, n_rad)`` for ``psf``). Sums and means
-    are float32, the type they are stored in (as a stacked Gammapy ``MapDataset`` weights its PSF and
-    energy-dispersion maps), and are formed in place one true-energy plane at a time: the PSF of a
-    survey's coarse grid is 20 x 66 planes, and float64 sums with whole-array temporaries made this
-    task the largest in memory of the job (~250 MB more than a sky chunk).
+    are float32, the type they are stored in, and are formed in place one true-energy plane at a
+    time: the PSF of a survey's coarse grid is 20 x 66 planes, and float64 sums with whole-array
+    temporaries made this task the largest in memory of the job (~250 MB more than a sky chunk).
     """
     ny, nx = region[1] - region[0], region[3] - region[2]
-    weight = np.zeros((shapes["exposure_irf"][0], ny, nx), dtype=np.float32)
-    sums = {
-        name: np.zeros((*shapes[name], ny, nx), dtype=np.float32) for name in names if name != "exposure_irf"
+    weights = {
+        name: np.zeros((shapes[name][0], ny, nx), dtype=np.float32)
+        for name in names
+        if name.startswith("exposure_")
     }
+    sums = {
+        name: np.zeros((*shapes[name], ny, nx), dtype=np.float32) for name in names if name not in weights
+    }
+    weight_of = {name: IRF_WEIGHTS[name] if IRF_WEIGHTS[name] in weights else "exposure_irf" for name in sums}
     used = 0
     for piece in sorted(pieces, key=lambda p: p.obs_id):
         hit = overlap(piece.box, region)
         if hit is None:
             continue
         target, source = hit
-        w = _read(piece.group, "exposure_irf", source).astype(np.float32, copy=False)
-        weight[(slice(None), *target)] += w
+        w = {name: _read(piece.group, name, source).astype(np.float32, copy=False) for name in weights}
+        for name, acc in weights.items():
+            acc[(slice(None), *target)] += w[name]
         for name, acc in sums.items():
             values = read_region(Path(piece.group) / name, (slice(None), slice(None), *source))
             view = acc[(slice(None), slice(None), *target)]
             for i, plane in enumerate(values):  # float32 product of one true-energy plane
-                plane *= w[i]
+                plane *= w[weight_of[name]][i]
                 view[i] += plane
         used += 1
-    positive = weight > 0
-    for acc in sums.values():  # the means, in place: sum / weight where weighted, else 0
-        np.divide(acc, weight[:, None], out=acc, where=positive[:, None])
-        np.copyto(acc, 0.0, where=~positive[:, None])
-    _write_region(out, {"exposure_irf": weight, **sums}, region)
+    for name, acc in sums.items():  # the means, in place: sum / weight where weighted, else 0
+        weight = weights[weight_of[name]][:, None]
+        np.divide(acc, weight, out=acc, where=weight > 0)
+        np.copyto(acc, 0.0, where=~(weight > 0))
+    _write_region(out, {**weights, **sums}, region)
     return used
 
 

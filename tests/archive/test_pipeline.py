@@ -82,21 +82,25 @@ def test_mosaic_is_the_sum_of_the_masked_cutouts(crab_archive):
 
 
 def test_irf_mosaic_is_the_exposure_weighted_mean_of_the_observations(tmp_path):
+    """edisp weighted by exposure_irf, psf by exposure_psf, both weights summed (float64 by xarray)."""
     config = job(tmp_path / "irf.zarr", products=["counts", "exposure", "psf", "edisp"])
     pipeline.run(config, progress=False)
     irf = xr.open_zarr(config.output, group="mosaic/irf").load()
-    weight = xr.zeros_like(irf["exposure_irf"], dtype=np.float64)
+    weights = {name: xr.zeros_like(irf[name], dtype=np.float64) for name in ("exposure_irf", "exposure_psf")}
     sums = {name: xr.zeros_like(irf[name], dtype=np.float64) for name in ("psf", "edisp")}
+    weight_of = {"psf": "exposure_psf", "edisp": "exposure_irf"}
     for obs_id in CRAB_RUNS[:2]:  # float64 sums of the stored per-observation maps, by plain xarray
         obs = xr.open_zarr(config.output, group=f"obs/{obs_id}/irf").load()
         region = {"lat": slice(*obs.attrs["slice"]["lat"]), "lon": slice(*obs.attrs["slice"]["lon"])}
-        w = obs["exposure_irf"].astype(np.float64)
-        weight[region] += w.values
+        for name, acc in weights.items():
+            acc[region] += obs[name].astype(np.float64).values
         for name, acc in sums.items():
-            acc[region] += (obs[name] * w).transpose(*acc.dims).values
-    assert (weight > 0).any() and (weight == 0).any()  # the grid reaches beyond the runs' cutouts
-    np.testing.assert_allclose(irf["exposure_irf"], weight, rtol=1e-6)
+            acc[region] += (obs[name] * obs[weight_of[name]].astype(np.float64)).transpose(*acc.dims).values
+    for name, weight in weights.items():
+        assert (weight > 0).any() and (weight == 0).any()  # the grid reaches beyond the runs' cutouts
+        np.testing.assert_allclose(irf[name], weight, rtol=1e-6)
     for name, acc in sums.items():
+        weight = weights[weight_of[name]]
         expected = (acc / weight).where(weight > 0, 0.0)
         assert irf[name].dtype == np.float32
         np.testing.assert_allclose(irf[name], expected, rtol=1e-5, atol=1e-6 * float(expected.max()))
