@@ -37,7 +37,13 @@ __all__ = [
 ]
 
 ARCHIVE_FORMAT = "gpcube-archive"
-ARCHIVE_VERSION = 1
+#: 2: the observations' ``edisp`` kernels are masked per reco bin and ``exposure_psf`` weighs the PSF.
+ARCHIVE_VERSION = 2
+#: Why an archive of an older format version cannot be used; it has to be made again.
+_OLD_VERSIONS = {
+    1: "its energy-dispersion kernels are not masked per reco bin, so its stacked edisp predicts reco bins "
+    "with the exposure of observations that are not safe there; run the job again into a new output"
+}
 OBS = "obs"
 MOSAIC = "mosaic"
 _TMP_PREFIX = "_tmp-"
@@ -87,8 +93,10 @@ def root_attrs(path: str | Path) -> dict:
     attrs = read_group_attrs(path)
     if attrs.get("format") != ARCHIVE_FORMAT:
         raise GpcubeError(f"not a gpcube archive (format {attrs.get('format')!r})", path=path)
-    if attrs.get("format_version") != ARCHIVE_VERSION:
-        raise GpcubeError(f"archive format version {attrs.get('format_version')} is not supported", path=path)
+    version = attrs.get("format_version")
+    if version != ARCHIVE_VERSION:
+        why = _OLD_VERSIONS.get(version, f"this gpcube reads version {ARCHIVE_VERSION}")
+        raise GpcubeError(f"archive format version {version} is not supported: {why}", path=path)
     return attrs
 
 

@@ -116,3 +116,21 @@ def test_the_kernel_of_a_bin_is_averaged_over_the_observations_safe_in_it(stacke
     if order == (1, 0):  # 23526 (threshold 0.71 TeV) is safe in 0.79-1.26 TeV, 23523 (0.87) is not
         assert only_first.any()
         assert (np.broadcast_to(share[:, None], only_first.shape)[only_first] < 0.75).any()  # diluted
+
+
+def test_an_archive_of_format_version_1_is_refused_with_the_reason(stacked):
+    """Version 1 archives hold unmasked kernels: adding to one would mix both meanings."""
+    from gpcube.archive.store import root_attrs
+    from gpcube.archive.zarrv3 import read_group_attrs, write_group
+    from gpcube.errors import GpcubeError
+
+    config, _, _ = stacked
+    attrs = read_group_attrs(config.output)
+    write_group(config.output, {**attrs, "format_version": 1})
+    try:
+        with pytest.raises(GpcubeError, match="version 1 is not supported: its energy-dispersion kernels"):
+            root_attrs(config.output)
+        with pytest.raises(GpcubeError, match="version 1 is not supported"):
+            pipeline.run(config, progress=False)
+    finally:
+        write_group(config.output, attrs)
