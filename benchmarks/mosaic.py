@@ -141,9 +141,9 @@ def gpcube_child(job: Path, mode: str) -> dict:
     """Run the job like ``gpcube run``, timing its phases; in-process if ``mode`` is "none"."""
     startup = _since_launch()
     t = [time.perf_counter()]
-    from gpcube import pipeline
-    from gpcube.archive.info import archive_info
-    from gpcube.config import load_config
+    from gpcube.storage.info import archive_info
+    from gpcube.workflow import pipeline
+    from gpcube.workflow.config import load_config
 
     config = load_config(job)
     t.append(time.perf_counter())

@@ -72,9 +72,9 @@ def disk_usage(path: Path) -> tuple[int, int]:
 def task_counts(archive: Path) -> dict:
     """Tasks a full build of the archive makes: one per observation to reduce, one per mosaic task
     region with data (``grid``: the mosaic's chunks)."""
-    from gpcube.archive.store import complete_observations, root_attrs
     from gpcube.geom import SkyGeom
-    from gpcube.mosaic.build import _chunk_index, _pieces, task_size
+    from gpcube.storage.layout import complete_observations, root_attrs
+    from gpcube.workflow.mosaic.build import _chunk_index, _pieces, task_size
 
     root = root_attrs(archive)
     geom = SkyGeom.from_attrs(root["geom"])

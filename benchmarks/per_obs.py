@@ -6,7 +6,7 @@ no cluster: each observation is reduced twice into temporary archives,
 * **phases**: read (``Observation.load``: decompress and parse its files), graph (build the lazy
   products), compute (every product with the synchronous scheduler) and write (the computed products
   through the archive writer, provenance and commit);
-* **total**: the real task, :func:`gpcube.archive.reduce.write_observation` on a fresh observation
+* **total**: the real task, :func:`gpcube.workflow.reduce.write_observation` on a fresh observation
   (reading, making and writing interleaved, as a worker runs it).
 
 CPU time (``time.process_time``) is what counts on a shared machine; wall time is printed beside it.
@@ -65,8 +65,8 @@ def rerun_in_env(kind: str) -> None:
 
 
 def survey_config(data: Path, obs_ids: list[int], products: str, output: Path):
-    """The survey job of ``benchmarks/mosaic.py`` as a :class:`gpcube.config.JobConfig`."""
-    from gpcube.config import parse_config
+    """The survey job of ``benchmarks/mosaic.py`` as a :class:`gpcube.workflow.config.JobConfig`."""
+    from gpcube.workflow.config import parse_config
 
     return parse_config(survey_job(data, obs_ids, products, output))
 
@@ -88,11 +88,11 @@ def phases_of_one(store, obs_id: int, geom, config, archive: Path) -> dict[str, 
     """Reduce one observation phase by phase; ``{phase: (cpu s, wall s)}``."""
     import dask
 
-    from gpcube.archive import reduce as red
-    from gpcube.archive.groups import write_dataarrays
-    from gpcube.archive.products import STORED_DTYPES, observation_products
-    from gpcube.archive.store import commit_observation, obs_path, temporary_obs_path
-    from gpcube.archive.zarrv3 import write_group
+    from gpcube.storage.groups import write_dataarrays
+    from gpcube.storage.layout import commit_observation, obs_path, temporary_obs_path
+    from gpcube.storage.zarrv3 import write_group
+    from gpcube.workflow import reduce as red
+    from gpcube.workflow.recipe import STORED_DTYPES, observation_products
 
     out = {}
     clock = Clock()
@@ -123,7 +123,7 @@ def phases_of_one(store, obs_id: int, geom, config, archive: Path) -> dict[str, 
 
 def total_of_one(store, obs_id: int, geom, config, archive: Path) -> tuple[float, float]:
     """The worker's task on a fresh observation; ``(cpu s, wall s)``."""
-    from gpcube.archive.reduce import write_observation
+    from gpcube.workflow.reduce import write_observation
 
     clock = Clock()
     observation = store.observation(obs_id)
@@ -138,8 +138,8 @@ def count_nodes(archive: Path, obs_id: int) -> int:
 
 
 def measure(args, products: str, work: Path, profiler: cProfile.Profile | None) -> dict:
-    from gpcube.archive.store import check_or_create
     from gpcube.io import DataStore
+    from gpcube.storage.layout import check_or_create
 
     results = {phase: [] for phase in (*PHASES, "total")}
     nodes = 0
@@ -211,7 +211,7 @@ def main() -> None:
     args.obs_ids = survey_obs_ids(args.data)[: args.obs]
     import numcodecs
 
-    import gpcube.archive.reduce  # noqa: F401 - imports outside the timings
+    import gpcube.workflow.reduce  # noqa: F401 - imports outside the timings
 
     # Blosc compresses with threads only when called from the main thread, which the tasks of a
     # worker never are (and its threads would count in the CPU time here)

@@ -20,9 +20,9 @@ the exclusion circles ``SURVEY_EXCLUSION`` of ``docs/generate_significance.py``;
     exclusion mask is made on the mosaic, NOT timed (as gammapy's). Then timed: each run's ring
     products, made one of two ways, ``makers``: ``make_map_ring_background`` (the mosaic's exclusion
     mask, computed) and the band's ON counts summed with numpy; or ``pipeline``:
-    ``gpcube.archive.ring.observation_ring``, what ``gpcube run`` makes per run (the circles drawn on
+    ``gpcube.workflow.ring.observation_ring``, what ``gpcube run`` makes per run (the circles drawn on
     each cutout, the ON counts through xarray), computed; then numpy sums into mosaic-sized arrays
-    at the run's slice, as the mosaic sums them (``gpcube.mosaic.sum.ring_chunk``: counts,
+    at the run's slice, as the mosaic sums them (``gpcube.workflow.mosaic.sum.ring_chunk``: counts,
     counts_off, alpha * counts_off and acceptance where the run's ring ``mask_safe``; exposure where
     the run is safe), ``combine_ring_sums``, and ``estimate_excess_map(0.1 deg)`` (with the flux),
     computed. dask's default scheduler (threads).
@@ -93,7 +93,7 @@ PATHS = {
     "pipeline": "gpcube per-run path of `gpcube run` (observation_ring)",
 }
 RING_TERMS = ("counts_off", "alpha", "acceptance", "mask_safe")
-#: Accumulators of the stacked ring sums, of the mosaic's types (``gpcube.mosaic.sum.RING_SUMS``).
+#: Accumulators of the stacked ring sums, of the mosaic's types (``gpcube.workflow.mosaic.sum.RING_SUMS``).
 SUM_TYPES = {
     "counts": np.int64,
     "counts_off": np.int64,
@@ -245,7 +245,7 @@ def _gpcube_inputs(archive: Path) -> tuple[list, object]:
 
 
 def _zeros(ring: dict, mosaic) -> dict:
-    """Mosaic-sized accumulators, of the mosaic's types (``gpcube.mosaic.sum``)."""
+    """Mosaic-sized accumulators, of the mosaic's types (``gpcube.workflow.mosaic.sum``)."""
     shape = (ring["counts"].shape[0], *mosaic["counts"].shape[1:])
     sums = {name: np.zeros(shape, dtype) for name, dtype in SUM_TYPES.items()}
     sums["exposure"] = np.zeros(mosaic["exposure"].shape, np.float64)
@@ -320,7 +320,7 @@ def _ring_pipeline(run, mosaic, config) -> dict:
     """What ``gpcube run`` makes per run (``observation_ring``: circles drawn on the cutout), computed."""
     import dask
 
-    from gpcube.archive.ring import observation_ring
+    from gpcube.workflow.ring import observation_ring
 
     ring = observation_ring(run["counts"], run["background"], run["mask_safe"], config, mosaic.sky.geom)
     (ring,) = dask.compute(ring)
@@ -343,7 +343,7 @@ def _background_config(job: Path, variant: str):
     """The ring job's background section with the variant's energy_edges."""
     import dataclasses
 
-    from gpcube.config import load_config
+    from gpcube.workflow.config import load_config
 
     background = load_config(job).background
     ring = dataclasses.replace(background.ring, energy_edges=VARIANTS[variant])
@@ -352,7 +352,6 @@ def _background_config(job: Path, variant: str):
 
 def gpcube_stage_child(archive: Path, ring_job: Path, variants: list[str]) -> dict:
     """The runs read and the exclusion mask made untimed, then the timed stage per variant and path."""
-    import gpcube.archive.ring
     import gpcube.estimators  # noqa: F401  (imported before the timing)
     from gpcube.makers import exclusion_mask_from_circles
 

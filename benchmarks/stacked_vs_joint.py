@@ -62,7 +62,7 @@ def unmasked_kernels(folder: Path, exported: Path) -> Path:
 
     import gpcube
     from gpcube import makers
-    from gpcube.config import load_config
+    from gpcube.workflow.config import load_config
 
     config = load_config(folder / "crab.yaml")
     geom, binsz = config.geom(), config.irf.binsz

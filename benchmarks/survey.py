@@ -11,7 +11,7 @@ from launch to exit, peak of the summed RSS of the whole process tree sampled ev
 * ``+10``: the 2-worker archive's job again with all N + 10 observations: only the 10 are reduced and
   only the mosaic chunks they overlap are recomputed. The incremental cost is its wall time over the
   2-worker build's. It is measured twice on copies of the same archive: as a fresh ``gpcube run``
-  process (interpreter start and imports included), and in session: ``gpcube.pipeline.run`` timed in
+  process (interpreter start and imports included), and in session: ``gpcube.workflow.pipeline.run`` timed in
   a process that has imported gpcube already (what a notebook, a service or a script adding
   observations to several archives pays).
 
@@ -110,8 +110,8 @@ def run_job(work: Path, name: str, store: Path, obs_ids, output: Path, n_workers
 
 def _in_session(job: Path) -> None:
     """Child: time ``pipeline.run`` of ``job`` after the imports; print the seconds as JSON."""
-    from gpcube import pipeline
-    from gpcube.config import load_config
+    from gpcube.workflow import pipeline
+    from gpcube.workflow.config import load_config
 
     config = load_config(job)
     start = time.perf_counter()

@@ -33,7 +33,7 @@ SURVEY_EXCLUSION = [
 
 
 def _job(store: Path, output: Path, obs_ids, geom: dict, background: dict):
-    from gpcube.config import parse_config
+    from gpcube.workflow.config import parse_config
 
     return parse_config({
         "data": {"store": str(store), "obs_ids": [int(i) for i in obs_ids]},
@@ -48,7 +48,7 @@ def _job(store: Path, output: Path, obs_ids, geom: dict, background: dict):
 
 
 def _significance(config, radius: float):
-    from gpcube import pipeline
+    from gpcube.workflow import pipeline
 
     pipeline.run(config, progress=False)
     return pipeline.significance(config.output, radius).compute()

@@ -27,7 +27,7 @@ _LAZY = {
     "DataStore": "gpcube.io",
     "Observation": "gpcube.io",
     "Pointing": "gpcube.io",
-    "open_archive": "gpcube.pipeline",
+    "open_archive": "gpcube.workflow.open",
 }
 
 

@@ -1,4 +1,4 @@
-"""The machinery of gpcube's YAML configurations (the job's, :mod:`gpcube.config`, and the
+"""The machinery of gpcube's YAML configurations (the job's, :mod:`gpcube.workflow.config`, and the
 simulation's, :mod:`gpcube.simulate.config`): reading a file, and sections read generically from
 dataclasses whose fields carry their checks, with errors that name the dotted key.
 

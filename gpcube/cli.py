@@ -31,7 +31,7 @@ __all__ = ["main"]
 @contextlib.contextmanager
 def _client(args, config=None):
     """The job's dask client; prints the dashboard's address when there is one to look at."""
-    from gpcube.pipeline import job_client
+    from gpcube.workflow.pipeline import job_client
 
     with job_client(config, scheduler=args.scheduler) as client:
         cluster = config.cluster if config is not None else None
@@ -45,8 +45,8 @@ def _client(args, config=None):
 
 
 def _cmd_run(args, reduce_only: bool = False) -> int:
-    from gpcube import pipeline
-    from gpcube.config import load_config
+    from gpcube.workflow import pipeline
+    from gpcube.workflow.config import load_config
 
     config = load_config(args.config)
     with _client(args, config) as client:
@@ -66,9 +66,9 @@ def _cmd_run(args, reduce_only: bool = False) -> int:
 
 
 def _cmd_mosaic(args) -> int:
-    from gpcube import pipeline
-    from gpcube.archive.store import root_attrs
-    from gpcube.config import parse_config
+    from gpcube.storage.layout import root_attrs
+    from gpcube.workflow import pipeline
+    from gpcube.workflow.config import parse_config
 
     attrs = root_attrs(args.archive)
     config = parse_config(attrs["config"]) if "config" in attrs else None
@@ -81,7 +81,7 @@ def _cmd_mosaic(args) -> int:
 
 
 def _cmd_info(args) -> int:
-    from gpcube.archive.info import archive_info, format_info
+    from gpcube.storage.info import archive_info, format_info
 
     info = archive_info(args.archive)
     print(json.dumps(info, indent=1) if args.json else format_info(info, files=args.files))
@@ -89,8 +89,8 @@ def _cmd_info(args) -> int:
 
 
 def _cmd_significance(args) -> int:
-    # not through gpcube.pipeline: its imports (the makers, dask, astropy) take longer than the maps
-    from gpcube.archive.significance import significance
+    # not through gpcube.workflow.pipeline: its imports (the makers, dask, astropy) take longer than the maps
+    from gpcube.workflow.significance import significance
 
     maps = significance(
         args.archive, args.radius, energy_edges=args.energy_edges, spectral_index=args.spectral_index,
@@ -110,7 +110,7 @@ def _cmd_significance(args) -> int:
 
 def _cmd_export(args) -> int:
     from gpcube.io.export import write_map_dataset, write_maps
-    from gpcube.pipeline import open_archive
+    from gpcube.workflow.pipeline import open_archive
 
     if args.significance:
         path = write_maps(

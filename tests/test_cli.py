@@ -17,7 +17,7 @@ import xarray as xr
 import yaml
 from astropy.io import fits
 
-from gpcube.archive.store import complete_observations
+from gpcube.storage.layout import complete_observations
 from tests.archive.conftest import job_dict
 from tests.conftest import CRAB_RUNS, MSH_RUNS
 

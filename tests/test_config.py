@@ -1,4 +1,4 @@
-"""Tests for gpcube.config: the YAML job configuration, its validation and canonical form."""
+"""Tests for gpcube.workflow.config: the YAML job configuration, its validation and canonical form."""
 
 from __future__ import annotations
 
@@ -15,11 +15,11 @@ import numpy as np
 import pytest
 from astropy.coordinates import SkyCoord
 
-import gpcube.config
-from gpcube.config import ConfigError, JobConfig, TimeConfig, load_config, parse_config
+import gpcube.workflow.config
 from gpcube.errors import GpcubeError
 from gpcube.makers import make_map_background, make_map_background_fov_norm, make_safe_mask
 from gpcube.makers.psf import RAD_EDGES_DEFAULT
+from gpcube.workflow.config import ConfigError, JobConfig, TimeConfig, load_config, parse_config
 from tests.conftest import CRAB_RUNS, HESS_DIR, MSH_RUNS, REPO
 
 CRAB = (83.633, 22.014)
@@ -483,7 +483,7 @@ def test_docs_example_is_valid(tmp_path):
 
 def test_docs_describe_every_key():
     text = DOC.read_text()
-    classes = [getattr(gpcube.config, name) for name in gpcube.config.__all__]
+    classes = [getattr(gpcube.workflow.config, name) for name in gpcube.workflow.config.__all__]
     for cls in [c for c in classes if dataclasses.is_dataclass(c)]:
         for f in dataclasses.fields(cls):
             if "check" in f.metadata:

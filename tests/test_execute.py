@@ -62,7 +62,7 @@ def _process() -> tuple[int, bool, set[int]]:
 
     from threadpoolctl import threadpool_info
 
-    return os.getpid(), "gpcube.archive.reduce" in sys.modules, {p["num_threads"] for p in threadpool_info()}
+    return os.getpid(), "gpcube.workflow.reduce" in sys.modules, {p["num_threads"] for p in threadpool_info()}
 
 
 def test_forked_workers_start_with_gpcube_imported_and_one_blas_thread():
@@ -71,7 +71,7 @@ def test_forked_workers_start_with_gpcube_imported_and_one_blas_thread():
     import numpy  # noqa: F401 - its BLAS pool, sized for every core here
     import scipy.fft  # noqa: F401
 
-    import gpcube.archive.reduce  # noqa: F401 - what the workers should inherit
+    import gpcube.workflow.reduce  # noqa: F401 - what the workers should inherit
 
     with EmbeddedCluster(n_workers=1, processes=True, start_method="fork", memory_limit=None) as embedded:
         results, failures = run_tasks(_process, [("0", ())], embedded, progress=False)

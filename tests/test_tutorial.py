@@ -9,9 +9,9 @@ import pytest
 from nbclient import NotebookClient
 
 import gpcube
-from gpcube.config import load_config
 from gpcube.data import write_example_config
-from gpcube.pipeline import run
+from gpcube.workflow.config import load_config
+from gpcube.workflow.pipeline import run
 from tests.conftest import REPO
 
 NOTEBOOK = REPO / "docs" / "tutorial.ipynb"

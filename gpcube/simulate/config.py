@@ -1,7 +1,7 @@
-"""The simulation config: a YAML file validated like the job config (:mod:`gpcube.config`).
+"""The simulation config: a YAML file validated like the job config (:mod:`gpcube.workflow.config`).
 
 :func:`load_sim_config` reads a file and :func:`parse_sim_config` a mapping; both check every key
-before returning and raise :class:`~gpcube.config.ConfigError` naming the dotted key
+before returning and raise :class:`~gpcube.workflow.config.ConfigError` naming the dotted key
 (``sources[1].amplitude``) and what was expected. Every key is described in ``docs/simulate.rst``.
 The checks are the job config's own (its ``_key``/``_build`` machinery), so both files behave alike.
 """

@@ -12,7 +12,7 @@ from functools import lru_cache
 
 import xarray as xr
 
-from gpcube.config import ConfigError
+from gpcube._schema import ConfigError
 from gpcube.simulate.background import BackgroundSampler, background_sampler
 from gpcube.simulate.config import SimConfig, parse_sim_config
 from gpcube.simulate.irfs import (

@@ -13,7 +13,7 @@ import numpy as np
 import xarray as xr
 from astropy.io import fits
 
-from gpcube.config import ConfigError
+from gpcube._schema import ConfigError
 from gpcube.errors import GpcubeError
 from gpcube.io import DataStore
 from gpcube.io.fitsfile import BinTable, native

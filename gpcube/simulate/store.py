@@ -12,7 +12,7 @@ import yaml
 from astropy.table import Table
 
 import gpcube
-from gpcube.config import ConfigError
+from gpcube._schema import ConfigError
 from gpcube.errors import GpcubeError
 from gpcube.execute import raise_failures, run_tasks
 from gpcube.simulate.config import SimConfig, load_sim_config, parse_sim_config

@@ -7,7 +7,7 @@ import shutil
 
 import pytest
 
-from gpcube.config import parse_config
+from gpcube.workflow.config import parse_config
 from tests.conftest import CRAB_RUNS, HESS_DIR
 
 #: A fixed-ring background around the Crab (the test jobs' geometry), three energy bands.
@@ -49,7 +49,7 @@ def job(output, obs_ids=CRAB_RUNS[:2], **overrides):
 
 def built_archive(tmp_path_factory, name: str, obs_ids, **overrides):
     """The path of a new archive of :func:`job` (``obs_ids``, ``overrides``), reduced and mosaicked."""
-    from gpcube import pipeline
+    from gpcube.workflow import pipeline
 
     out = tmp_path_factory.mktemp(name) / f"{name}.zarr"
     pipeline.run(job(out, obs_ids, **overrides), progress=False)
@@ -72,7 +72,7 @@ def chunk_files(group) -> dict:
 
 def assert_mosaic_as_full_rebuild(archive, scratch, chunk: int, group: str = "mosaic") -> None:
     """The chunk files of ``archive/group`` equal those of a full rebuild of a copy in ``scratch``."""
-    from gpcube.mosaic.build import build_mosaic
+    from gpcube.workflow.mosaic.build import build_mosaic
 
     full = scratch / "full.zarr"
     shutil.copytree(archive, full)
@@ -82,7 +82,7 @@ def assert_mosaic_as_full_rebuild(archive, scratch, chunk: int, group: str = "mo
 
 def spy_sky_chunks(monkeypatch) -> list:
     """Record ``(region, sorted obs_ids, resume)`` of every mosaic sky-chunk task from now on."""
-    import gpcube.mosaic.build as build_mod
+    import gpcube.workflow.mosaic.build as build_mod
 
     calls, original = [], build_mod.sky_chunk
 

@@ -12,10 +12,10 @@ from astropy.coordinates import SkyCoord
 
 import gpcube
 import gpcube.data
-from gpcube import pipeline
-from gpcube.archive.store import complete_observations
-from gpcube.config import ConfigError
 from gpcube.errors import GpcubeError
+from gpcube.storage.layout import complete_observations
+from gpcube.workflow import pipeline
+from gpcube.workflow.config import ConfigError
 from tests.archive.conftest import assert_mosaic_as_full_rebuild, chunk_files, job, job_dict, spy_sky_chunks
 from tests.conftest import CRAB_RUNS, HESS_DIR
 
@@ -108,7 +108,7 @@ def test_irf_mosaic_is_the_exposure_weighted_mean_of_the_observations(tmp_path):
 
 def test_mosaic_tasks_run_largest_first_and_the_irf_grid_is_split(tmp_path, monkeypatch):
     import gpcube.execute
-    import gpcube.mosaic.build as build_mod
+    import gpcube.workflow.mosaic.build as build_mod
 
     submitted = []
 
@@ -156,7 +156,7 @@ def test_adding_observations_reduces_only_the_new_ones(tmp_path, monkeypatch):
     pipeline.run(job(out, CRAB_RUNS[:1]), progress=False)
     first = (out / "obs" / str(CRAB_RUNS[0]) / "zarr.json").read_bytes()
 
-    import gpcube.archive.reduce as reduce_mod
+    import gpcube.workflow.reduce as reduce_mod
 
     made = []
     original = reduce_mod.write_observation
@@ -197,7 +197,7 @@ def test_changed_analysis_is_refused_and_nothing_changes(tmp_path):
 def test_bad_config_writes_nothing(tmp_path):
     bad = job_dict(tmp_path / "bad.zarr", geom={"binsz": -1})
     with pytest.raises(ConfigError, match="geom.binsz"):
-        pipeline.run(gpcube.config.parse_config(bad), progress=False)
+        pipeline.run(gpcube.workflow.config.parse_config(bad), progress=False)
     missing = job(tmp_path / "bad.zarr", data={"store": str(HESS_DIR), "obs_ids": [1]})
     with pytest.raises(ConfigError, match=r"data.obs_ids.*\[1\]"):
         pipeline.run(missing, progress=False)
@@ -205,7 +205,7 @@ def test_bad_config_writes_nothing(tmp_path):
 
 
 def test_mosaic_bytes_do_not_depend_on_chunks_or_workers(crab_archive, tmp_path, monkeypatch):
-    import gpcube.mosaic.build as build_mod
+    import gpcube.workflow.mosaic.build as build_mod
 
     config, _ = crab_archive
     copy = tmp_path / "copy.zarr"
@@ -302,7 +302,7 @@ def test_adding_an_earlier_observation_sums_its_chunks_again(tmp_path, monkeypat
 
 
 def test_an_interrupted_mosaic_update_is_finished_by_the_next_run(tmp_path, monkeypatch):
-    import gpcube.mosaic.build as build_mod
+    import gpcube.workflow.mosaic.build as build_mod
 
     out = tmp_path / "cut.zarr"
     pipeline.run(job(out, CRAB_RUNS[:2]), progress=False)
@@ -327,9 +327,9 @@ def test_an_interrupted_mosaic_update_is_finished_by_the_next_run(tmp_path, monk
 
 
 def test_products_computed_at_once_are_the_graphs_bytes(tmp_path, monkeypatch):
-    import gpcube.archive.reduce as reduce_mod
-    from gpcube.archive.products import observation_products
+    import gpcube.workflow.reduce as reduce_mod
     from gpcube.makers._lazy import computed_at_once
+    from gpcube.workflow.recipe import observation_products
 
     products = ["counts", "exposure", "background", "psf", "edisp"]
     config = job(tmp_path / "at_once.zarr", products=products, chunks={"obs": 128})  # one block a cutout

@@ -7,9 +7,9 @@ import pytest
 import xarray as xr
 
 import gpcube
-from gpcube import pipeline
-from gpcube.archive.store import complete_observations
 from gpcube.makers import combine_ring_sums
+from gpcube.storage.layout import complete_observations
+from gpcube.workflow import pipeline
 from tests.archive.conftest import RING, assert_mosaic_as_full_rebuild, built_archive, job
 from tests.conftest import CRAB_RUNS
 

@@ -15,7 +15,8 @@ import numpy as np
 import pytest
 import xarray as xr
 
-from gpcube import makers, pipeline
+from gpcube import makers
+from gpcube.workflow import pipeline
 from tests.archive.conftest import job
 from tests.conftest import CRAB_RUNS
 
@@ -120,9 +121,9 @@ def test_the_kernel_of_a_bin_is_averaged_over_the_observations_safe_in_it(stacke
 
 def test_an_archive_of_format_version_1_is_refused_with_the_reason(stacked):
     """Version 1 archives hold unmasked kernels: adding to one would mix both meanings."""
-    from gpcube.archive.store import root_attrs
-    from gpcube.archive.zarrv3 import read_group_attrs, write_group
     from gpcube.errors import GpcubeError
+    from gpcube.storage.layout import root_attrs
+    from gpcube.storage.zarrv3 import read_group_attrs, write_group
 
     config, _, _ = stacked
     attrs = read_group_attrs(config.output)

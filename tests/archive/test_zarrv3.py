@@ -11,8 +11,8 @@ import pytest
 import xarray as xr
 import zarr
 
-from gpcube.archive import consolidated, zarrv3
 from gpcube.errors import GpcubeError
+from gpcube.storage import consolidated, zarrv3
 
 
 @pytest.mark.parametrize(

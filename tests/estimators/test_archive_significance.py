@@ -13,12 +13,12 @@ from astropy import units as u
 from astropy.io import fits
 
 import gpcube
-from gpcube import pipeline
-from gpcube.archive import significance as significance_module
-from gpcube.archive.zarrv3 import read_region
 from gpcube.cli import main
 from gpcube.errors import GpcubeError
 from gpcube.estimators import estimate_excess_map
+from gpcube.storage.zarrv3 import read_region
+from gpcube.workflow import pipeline
+from gpcube.workflow import significance as significance_module
 from tests.archive.conftest import RING, built_archive, job
 from tests.conftest import CRAB_RUNS
 

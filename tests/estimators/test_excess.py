@@ -273,7 +273,7 @@ def test_missing_variables_and_bad_radius():
 
 def test_on_an_archive_lazily(tmp_path):
     """Two Crab runs through the pipeline; the estimator on open_archive computes nothing until asked."""
-    from gpcube import pipeline
+    from gpcube.workflow import pipeline
     from tests.archive.conftest import job
 
     config = job(tmp_path / "crab.zarr")

@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 import yaml
 
-from gpcube.config import ConfigError
 from gpcube.geom.frames import convert_frame
 from gpcube.simulate import load_sim_config, parse_sim_config, plan_observations, simulate_store
+from gpcube.workflow.config import ConfigError
 
 MINIMAL = {"pointings": {"list": [[0.0, 0.0]]}}
 

@@ -210,8 +210,8 @@ def test_onoff_maps_without_correlating_off(reference, mosaic, ring_off):
 
 def _job(tmp_path, background: dict):
     """gpcube's own job on the reference's grid and runs, run into ``tmp_path``."""
-    from gpcube import pipeline
-    from gpcube.config import parse_config
+    from gpcube.workflow import pipeline
+    from gpcube.workflow.config import parse_config
     from tests.conftest import HESS_DIR
 
     axis = {"energy_reco": dict(zip(("min", "max", "nbins"), RECO, strict=True)),
@@ -232,7 +232,7 @@ def _job(tmp_path, background: dict):
 
 def test_end_to_end_ring_pipeline(reference, tmp_path):
     """gpcube's ring job (one band), its stacked OFF counts and alpha, and ``gpcube significance``."""
-    from gpcube import pipeline
+    from gpcube.workflow import pipeline
 
     config = _job(tmp_path, {"method": "ring", "ring": {"r_in": 0.5, "width": 0.3, "energy_edges": "all"}})
     ring = gpcube.open_archive(config.output, ring=True).compute()

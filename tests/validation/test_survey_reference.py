@@ -108,8 +108,8 @@ def reference(reference_store, obs_ids):
 @pytest.fixture(scope="module")
 def survey(hess_dir, obs_ids, tmp_path_factory):
     """gpcube's mosaic of the survey (``pipeline.run`` on a 2-process local cluster), loaded."""
-    from gpcube import pipeline
-    from gpcube.config import parse_config
+    from gpcube.workflow import pipeline
+    from gpcube.workflow.config import parse_config
 
     config = parse_config({
         "data": {"store": str(hess_dir), "obs_ids": obs_ids},

@@ -451,7 +451,7 @@ class ClusterConfig:
 @dataclass(frozen=True)
 class SignificanceConfig:
     """``significance``: excess, significance and flux maps made after the mosaic, as
-    ``gpcube significance`` makes them (:func:`gpcube.pipeline.significance`)."""
+    ``gpcube significance`` makes them (:func:`gpcube.workflow.pipeline.significance`)."""
 
     radius: float = _key(_num(_DEG, lambda x: x > 0))
     energy_edges: tuple[float, ...] | None = _key(_band_edges, None)

@@ -11,34 +11,30 @@ import json
 from pathlib import Path
 
 import dask.array  # noqa: F401 - every run needs it (xarray imports it at its first Variable): load it with the rest
-import xarray as xr
 
-from gpcube.archive.consolidated import consolidate
-from gpcube.archive.products import import_makers
-from gpcube.archive.reduce import reduce_observation, remember_job
-from gpcube.archive.ring import stacked_ring
-from gpcube.archive.significance import SIGNIFICANCE, significance
-from gpcube.archive.store import (
-    MOSAIC,
-    check_or_create,
-    complete_observations,
-    is_complete,
-    mosaic_attrs,
-    obs_path,
-    observation_attrs,
-    root_attrs,
-)
-from gpcube.archive.zarrv3 import read_group_attrs
-from gpcube.config import JobConfig
 from gpcube.errors import GpcubeError
 from gpcube.execute import EmbeddedCluster, cluster_client, raise_failures, run_tasks
 from gpcube.geom.sky import remember_header
-from gpcube.mosaic import build_mosaic
+from gpcube.storage.consolidated import consolidate
+from gpcube.storage.layout import (
+    IRF,
+    MOSAIC,
+    SIGNIFICANCE,
+    check_or_create,
+    complete_observations,
+    mosaic_attrs,
+    observation_attrs,
+    root_attrs,
+)
+from gpcube.storage.zarrv3 import read_group_attrs
+from gpcube.workflow.config import JobConfig
+from gpcube.workflow.mosaic import build_mosaic
+from gpcube.workflow.open import open_archive
+from gpcube.workflow.recipe import import_makers
+from gpcube.workflow.reduce import reduce_observation, remember_job
+from gpcube.workflow.significance import significance
 
 __all__ = ["job_client", "mosaic", "open_archive", "reduce", "run", "significance"]
-
-#: Groups of the archive next to the mosaic's sky products, by ``open_archive`` keyword.
-_PARTS = {"irf": "irf", "ring": "ring"}
 
 
 def reduce(config: JobConfig, client=None, *, progress: bool = True, consolidated: bool = True) -> dict:
@@ -85,7 +81,7 @@ def _remember_headers(archive: Path, root: dict) -> None:
     """The WCS headers stored in the archive serve this process and the workers it forks (see
     :func:`gpcube.geom.sky.remember_header`), whatever version of gpcube wrote them."""
     remember_header(root.get("geom") or {})
-    irf = archive / MOSAIC / _PARTS["irf"]
+    irf = archive / MOSAIC / IRF
     if (irf / "zarr.json").exists():  # the coarse IRF grid's
         remember_header(read_group_attrs(irf).get("geom") or {})
 
@@ -97,7 +93,7 @@ def mosaic(
 
     ``chunk`` (pixels along lon and lat) defaults to the config's ``chunks.mosaic``. Only the chunks
     that observations added since the last mosaic overlap are recomputed, unless ``full`` (see
-    :func:`gpcube.mosaic.build_mosaic`).
+    :func:`gpcube.workflow.mosaic.build_mosaic`).
     """
     attrs = root_attrs(archive)
     if chunk is None:
@@ -185,71 +181,3 @@ def _significance_stale(archive: Path, settings, mosaic: dict) -> bool:
         axes = {a.get("name"): a.get("edges") for a in (attrs.get("geom") or {}).get("axes", [])}
         return axes.get("energy_reco") != list(settings.energy_edges)
     return False
-
-
-def open_archive(
-    path: str | Path,
-    *,
-    obs_id: int | None = None,
-    irf: bool = False,
-    ring: bool = False,
-    significance: bool = False,
-) -> xr.Dataset:
-    """The archive's mosaic as a lazy (dask-backed) :class:`xarray.Dataset`.
-
-    Parameters
-    ----------
-    path : str or Path
-        The archive (``output`` of the job).
-    obs_id : int, optional
-        Open this observation's cutout products instead of the mosaic.
-    irf : bool
-        Open the IRF maps (``psf``, ``edisp`` and their weights ``exposure_irf``, ``exposure_psf``,
-        on the coarse grid) instead.
-    ring : bool
-        Open the ring-background products (``background.method`` ``ring`` or ``adaptive_ring``)
-        instead: ``counts``, ``counts_off``, ``acceptance``, ``acceptance_off``, ``alpha`` and
-        ``mask_safe`` on the ring's energy bands.
-    significance : bool
-        Open the maps that ``gpcube significance`` wrote (excess, ``sqrt_ts``, flux, ...).
-    """
-    path = Path(path)
-    attrs = root_attrs(path)
-    chosen = [name for name, flag in (("irf", irf), ("ring", ring), ("significance", significance)) if flag]
-    if len(chosen) > 1:
-        raise GpcubeError(f"open one part at a time, not {' and '.join(chosen)}", path=path)
-    if significance:
-        if obs_id is not None:
-            raise GpcubeError("significance maps are made of the mosaic, not of an observation", path=path)
-        group = SIGNIFICANCE
-    else:
-        group = MOSAIC if obs_id is None else obs_path(path, obs_id).relative_to(path).as_posix()
-        if obs_id is None and mosaic_attrs(path) is None:
-            raise GpcubeError("the archive has no complete mosaic yet: run `gpcube mosaic`", path=path)
-        if obs_id is not None and not is_complete(obs_path(path, obs_id)):
-            raise GpcubeError(f"observation {obs_id} is not in the archive", path=path)
-        if chosen:
-            group += "/" + _PARTS[chosen[0]]
-    if not (path / group / "zarr.json").exists():
-        hint = ": run `gpcube significance`" if significance else ""
-        raise GpcubeError(f"the archive has no group {group!r}{hint}", path=path)
-    ds = xr.open_zarr(path, group=group, consolidated=False)
-    # small 1-D coordinates (bin edges) in memory: no dask in their repr, no re-reading on each use
-    ds = ds.assign_coords({name: c.load() for name, c in ds.coords.items() if c.ndim == 1})
-    ds = _edges_as_coords(ds)
-    if ring and obs_id is None:
-        ds = stacked_ring(ds)
-    ds.attrs.setdefault("archive", {"path": str(path), "analysis": attrs.get("analysis")})
-    return ds
-
-
-def _edges_as_coords(ds: xr.Dataset) -> xr.Dataset:
-    """``<dim>_lo``/``<dim>_hi`` coords from ``attrs["edges"]`` of an energy coordinate (observation
-    groups store their bin edges there, to save two files per axis)."""
-    extra = {}
-    for dim, coord in ds.coords.items():
-        edges = coord.attrs.get("edges")
-        if edges is not None and coord.dims == (dim,) and f"{dim}_lo" not in ds.coords:
-            extra[f"{dim}_lo"] = ((dim,), list(edges[:-1]), {"units": coord.attrs.get("units", "TeV")})
-            extra[f"{dim}_hi"] = ((dim,), list(edges[1:]), {"units": coord.attrs.get("units", "TeV")})
-    return ds.assign_coords(extra) if extra else ds

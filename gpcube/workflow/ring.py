@@ -7,7 +7,7 @@ as acceptance and the config's exclusion circles, plus ``counts``: the ON counts
 band's safe bins. Every variable is zero outside the ring product's ``mask_safe`` except ``alpha``
 and ``acceptance_off``, which are kept as made. The mosaic sums ``counts``, ``counts_off``,
 ``alpha * counts_off`` and ``acceptance`` where ``mask_safe`` is True (see
-:func:`gpcube.mosaic.sum.ring_chunk`), and :func:`stacked_ring` turns the sums into the stacked
+:func:`gpcube.workflow.mosaic.sum.ring_chunk`), and :func:`stacked_ring` turns the sums into the stacked
 alpha and OFF acceptance.
 """
 
@@ -23,8 +23,8 @@ from gpcube.makers.ring_stack import combine_ring_sums
 if TYPE_CHECKING:
     import dask.array as da
 
-    from gpcube.config import BackgroundConfig
     from gpcube.geom import SkyGeom
+    from gpcube.workflow.config import BackgroundConfig
 
 __all__ = ["RING_DTYPES", "observation_ring", "ring_energy_edges", "stacked_ring"]
 

@@ -2,7 +2,7 @@
 
 :func:`gpcube.estimators.estimate_excess_map` runs on the mosaic: with a ring background
 (``background.method`` ``ring`` or ``adaptive_ring``) on the stacked ring products of
-``mosaic/ring`` (:func:`gpcube.archive.ring.stacked_ring`), otherwise on the mosaic's counts and
+``mosaic/ring`` (:func:`gpcube.workflow.ring.stacked_ring`), otherwise on the mosaic's counts and
 background; the mosaic's exposure gives the flux. The maps are stored as float32 in a group written
 under a temporary name and swapped in, replacing an earlier one.
 
@@ -25,17 +25,16 @@ from pathlib import Path
 import numpy as np
 import xarray as xr
 
-from gpcube.archive.consolidated import consolidate
-from gpcube.archive.groups import write_dataarrays
-from gpcube.archive.store import MOSAIC, mosaic_attrs, now, replace_group, root_attrs
-from gpcube.archive.zarrv3 import read_group_attrs, read_region
 from gpcube.errors import GpcubeError
 from gpcube.estimators import estimate_excess_map
+from gpcube.storage.consolidated import consolidate
+from gpcube.storage.groups import write_dataarrays
+from gpcube.storage.layout import MOSAIC, SIGNIFICANCE, mosaic_attrs, now, replace_group, root_attrs
+from gpcube.storage.zarrv3 import read_group_attrs, read_region
 
 __all__ = ["IN_MEMORY_BYTES", "SIGNIFICANCE", "significance"]
 
 #: The archive's group of the significance maps.
-SIGNIFICANCE = "significance"
 #: Mosaics whose inputs take at most this many bytes (as stored) are computed in memory.
 IN_MEMORY_BYTES = 256 << 20
 #: Background methods whose mosaic has ring products (``mosaic/ring``).
@@ -62,7 +61,7 @@ def significance(
     ``ring`` and ``adaptive_ring``, Cash against the background otherwise (see
     :func:`gpcube.estimators.estimate_excess_map` for the other parameters and the definitions).
     The group is written under a temporary name and swapped in, replacing an earlier one. Also
-    ``gpcube.pipeline.significance``.
+    ``gpcube.workflow.pipeline.significance``.
 
     Parameters
     ----------
@@ -93,7 +92,7 @@ def significance(
     maps_attrs = {**maps.attrs, "background_method": method, "made_at": now()}
     _write(path, arrays, maps_attrs, int(mosaic.get("chunk", 256)))
     if not in_memory:
-        from gpcube.pipeline import open_archive
+        from gpcube.workflow.open import open_archive
 
         return open_archive(path, significance=True)
     written = read_group(path / SIGNIFICANCE, arrays)
@@ -157,7 +156,7 @@ def _read_inputs(sources: list[tuple[Path, tuple[str, ...]]], method: str | None
     """The estimator's inputs in memory (the ring's sums stacked for a ring background)."""
     first, *others = (read_group(group, names) for group, names in sources)
     if method in RING_METHODS:
-        from gpcube.archive.ring import stacked_ring
+        from gpcube.workflow.ring import stacked_ring
 
         first = stacked_ring(first).drop_vars("alpha_counts_off")
     for other in others:
@@ -167,7 +166,7 @@ def _read_inputs(sources: list[tuple[Path, tuple[str, ...]]], method: str | None
 
 def _open_inputs(path: Path, method: str | None) -> xr.Dataset:
     """The estimator's inputs, lazy (dask), as :func:`gpcube.open_archive` opens them."""
-    from gpcube.pipeline import open_archive
+    from gpcube.workflow.open import open_archive
 
     mosaic = open_archive(path)
     if method in RING_METHODS:  # ON counts, OFF and acceptances on the ring's bands

@@ -18,12 +18,17 @@ import uuid
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
-from gpcube.archive.zarrv3 import read_group_attrs, write_group
 from gpcube.errors import GpcubeError
+from gpcube.storage.zarrv3 import read_group_attrs, write_group
 
 __all__ = [
     "ARCHIVE_FORMAT",
     "ARCHIVE_VERSION",
+    "IRF",
+    "MOSAIC",
+    "OBS",
+    "RING",
+    "SIGNIFICANCE",
     "check_or_create",
     "complete_observations",
     "file_checksums",
@@ -46,6 +51,10 @@ _OLD_VERSIONS = {
 }
 OBS = "obs"
 MOSAIC = "mosaic"
+#: The significance maps' group, and the mosaic's subgroups of IRF maps and ring products.
+SIGNIFICANCE = "significance"
+IRF = "irf"
+RING = "ring"
 _TMP_PREFIX = "_tmp-"
 
 

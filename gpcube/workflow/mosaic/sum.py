@@ -19,7 +19,7 @@ What is summed (as in a stacked Gammapy ``MapDataset``):
 * ring products (``ring/``, on the ring's energy bands): ``counts``, ``counts_off``,
   ``alpha * counts_off`` (as ``alpha_counts_off``) and ``acceptance`` where the observation's ring
   ``mask_safe`` is True, and the OR of those masks; the stacked alpha and OFF acceptance follow
-  from these sums (:func:`gpcube.archive.ring.stacked_ring`).
+  from these sums (:func:`gpcube.workflow.ring.stacked_ring`).
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from gpcube.archive.zarrv3 import ArrayWriter, read_region
+from gpcube.storage.zarrv3 import ArrayWriter, read_region
 
 __all__ = ["IRF_WEIGHTS", "Piece", "irf_chunk", "overlap", "ring_chunk", "sky_chunk"]
 
@@ -149,7 +149,7 @@ def irf_chunk(
     ``names`` are the maps and their weights (``exposure_irf``, and ``exposure_psf`` if stored): each
     map is weighted by its weight of :data:`IRF_WEIGHTS`, and the weights are summed too. The
     observations' ``edisp`` kernels are zero in their unsafe reco bins (see
-    :mod:`gpcube.archive.products`), so the mean kernel of a reco bin is taken over the observations
+    :mod:`gpcube.workflow.recipe`), so the mean kernel of a reco bin is taken over the observations
     that are safe in it, while dividing by all the exposure: ``exposure * edisp`` of the stack is the
     sum of the observations' ``exposure * edisp`` in every reco bin.
 

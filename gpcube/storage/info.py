@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from gpcube.archive.store import complete_observations, mosaic_attrs, root_attrs
 from gpcube.geom import SkyGeom
+from gpcube.storage.layout import complete_observations, mosaic_attrs, root_attrs
 
 __all__ = ["archive_info", "format_info"]
 

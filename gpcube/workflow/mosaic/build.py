@@ -10,9 +10,13 @@ from pathlib import Path
 import numpy as np
 import xarray as xr
 
-from gpcube.archive.consolidated import consolidate
-from gpcube.archive.store import MOSAIC, complete_observations, now, obs_path, replace_group, root_attrs
-from gpcube.archive.zarrv3 import (
+from gpcube.errors import GpcubeError
+from gpcube.execute import raise_failures, run_tasks
+from gpcube.geom import EnergyAxis, SkyGeom
+from gpcube.geom.sky import remember_header
+from gpcube.storage.consolidated import consolidate
+from gpcube.storage.layout import MOSAIC, complete_observations, now, obs_path, replace_group, root_attrs
+from gpcube.storage.zarrv3 import (
     ArrayWriter,
     read_array_attrs,
     read_array_dims,
@@ -21,11 +25,7 @@ from gpcube.archive.zarrv3 import (
     write_array,
     write_group,
 )
-from gpcube.errors import GpcubeError
-from gpcube.execute import raise_failures, run_tasks
-from gpcube.geom import EnergyAxis, SkyGeom
-from gpcube.geom.sky import remember_header
-from gpcube.mosaic.sum import RING_SUMS, Piece, irf_chunk, overlap, ring_chunk, sky_chunk
+from gpcube.workflow.mosaic.sum import RING_SUMS, Piece, irf_chunk, overlap, ring_chunk, sky_chunk
 
 __all__ = ["build_mosaic"]
 
@@ -308,7 +308,7 @@ def build_mosaic(
     that cannot be updated, rebuilds everything under a temporary name and swaps it in, so an
     interrupted build leaves the previous mosaic (or none), never half of one. ``observations``
     (``{obs_id: attrs}`` of the archive's complete observations, as
-    :func:`gpcube.archive.store.complete_observations` gives) saves reading them again.
+    :func:`gpcube.storage.layout.complete_observations` gives) saves reading them again.
     """
     archive = Path(archive)
     stored = root_attrs(archive)["geom"]

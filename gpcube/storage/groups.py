@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 import numpy as np
 import xarray as xr
 
-from gpcube.archive.zarrv3 import ArrayWriter, write_array, write_group
+from gpcube.storage.zarrv3 import ArrayWriter, write_array, write_group
 
 if TYPE_CHECKING:
     import dask.array as da

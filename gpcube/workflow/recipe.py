@@ -28,11 +28,11 @@ import numpy as np
 import xarray as xr
 
 from gpcube import makers
-from gpcube.archive.ring import observation_ring
-from gpcube.config import JobConfig
 from gpcube.geom import SkyGeom
 from gpcube.io import Observation
 from gpcube.makers._lazy import blockwise_map
+from gpcube.workflow.config import JobConfig
+from gpcube.workflow.ring import observation_ring
 
 __all__ = [
     "IRF_PRODUCTS",
@@ -78,7 +78,7 @@ def at_once(config: JobConfig) -> bool:
 def import_makers(config: JobConfig) -> None:
     """Import the makers of ``config``'s products, so that the workers the embedded cluster forks
     from this process start with them (dask.array, which every reduce task needs, comes with
-    :mod:`gpcube.pipeline`)."""
+    :mod:`gpcube.workflow.pipeline`)."""
     for name in (*_MAKERS, *_METHOD_MAKERS.get(config.background.method, ())):
         importlib.import_module(f"gpcube.makers.{name}")
 
@@ -207,8 +207,8 @@ def observation_products(observation: Observation, geom: SkyGeom, config: JobCon
     -------
     Products
         ``sky`` and ``irf`` as the makers make them (they are stored as :data:`STORED_DTYPES`: pass
-        ``dtypes=STORED_DTYPES`` to :func:`gpcube.archive.groups.write_dataarrays`, which casts
-        block by block as it writes), ``ring`` cast to :data:`gpcube.archive.ring.RING_DTYPES`;
+        ``dtypes=STORED_DTYPES`` to :func:`gpcube.storage.groups.write_dataarrays`, which casts
+        block by block as it writes), ``ring`` cast to :data:`gpcube.workflow.ring.RING_DTYPES`;
         ``irf`` is empty when neither ``psf`` nor ``edisp`` is asked for, ``ring`` unless
         ``background.method`` is ``ring`` or ``adaptive_ring``.
     """

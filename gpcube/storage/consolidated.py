@@ -15,8 +15,8 @@ import json
 import os
 from pathlib import Path
 
-from gpcube.archive.zarrv3 import group_attrs_from_text, to_json
 from gpcube.errors import GpcubeError
+from gpcube.storage.zarrv3 import group_attrs_from_text, to_json
 
 __all__ = ["consolidate", "listing"]
 

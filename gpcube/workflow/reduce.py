@@ -10,9 +10,11 @@ import socket
 import time
 from pathlib import Path
 
-from gpcube.archive.groups import Group, write_groups
-from gpcube.archive.products import STORED_DTYPES, at_once, observation_products
-from gpcube.archive.store import (
+from gpcube.geom import SkyGeom
+from gpcube.io import DataStore, Observation
+from gpcube.makers._lazy import computed_at_once
+from gpcube.storage.groups import Group, write_groups
+from gpcube.storage.layout import (
     commit_observation,
     file_checksums,
     is_complete,
@@ -20,11 +22,9 @@ from gpcube.archive.store import (
     obs_path,
     temporary_obs_path,
 )
-from gpcube.archive.zarrv3 import write_group
-from gpcube.config import JobConfig, parse_config
-from gpcube.geom import SkyGeom
-from gpcube.io import DataStore, Observation
-from gpcube.makers._lazy import computed_at_once
+from gpcube.storage.zarrv3 import write_group
+from gpcube.workflow.config import JobConfig, parse_config
+from gpcube.workflow.recipe import STORED_DTYPES, at_once, observation_products
 
 __all__ = ["reduce_observation", "remember_job", "write_observation"]
 
@@ -79,7 +79,7 @@ def write_observation(
     """Make one observation's products and write them to ``obs/<obs_id>``; returns its summary.
 
     The group is written under a temporary name and renamed into place when whole (see
-    :mod:`gpcube.archive.store`). An observation whose cutout misses the geometry gets an empty group
+    :mod:`gpcube.storage.layout`). An observation whose cutout misses the geometry gets an empty group
     (``attrs["empty"] = True``), so that later runs know it was done.
     """
     start = time.perf_counter()

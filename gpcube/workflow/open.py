@@ -1,0 +1,93 @@
+"""Open an archive's mosaic, IRF maps, ring products, significance maps or one observation as xarray."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import xarray as xr
+
+from gpcube.errors import GpcubeError
+from gpcube.storage.layout import (
+    IRF,
+    MOSAIC,
+    RING,
+    SIGNIFICANCE,
+    is_complete,
+    mosaic_attrs,
+    obs_path,
+    root_attrs,
+)
+from gpcube.workflow.ring import stacked_ring
+
+__all__ = ["open_archive"]
+
+#: Groups of the archive next to the mosaic's sky products, by ``open_archive`` keyword.
+_PARTS = {"irf": IRF, "ring": RING}
+
+
+def open_archive(
+    path: str | Path,
+    *,
+    obs_id: int | None = None,
+    irf: bool = False,
+    ring: bool = False,
+    significance: bool = False,
+) -> xr.Dataset:
+    """The archive's mosaic as a lazy (dask-backed) :class:`xarray.Dataset`.
+
+    Parameters
+    ----------
+    path : str or Path
+        The archive (``output`` of the job).
+    obs_id : int, optional
+        Open this observation's cutout products instead of the mosaic.
+    irf : bool
+        Open the IRF maps (``psf``, ``edisp`` and their weights ``exposure_irf``, ``exposure_psf``,
+        on the coarse grid) instead.
+    ring : bool
+        Open the ring-background products (``background.method`` ``ring`` or ``adaptive_ring``)
+        instead: ``counts``, ``counts_off``, ``acceptance``, ``acceptance_off``, ``alpha`` and
+        ``mask_safe`` on the ring's energy bands.
+    significance : bool
+        Open the maps that ``gpcube significance`` wrote (excess, ``sqrt_ts``, flux, ...).
+    """
+    path = Path(path)
+    attrs = root_attrs(path)
+    chosen = [name for name, flag in (("irf", irf), ("ring", ring), ("significance", significance)) if flag]
+    if len(chosen) > 1:
+        raise GpcubeError(f"open one part at a time, not {' and '.join(chosen)}", path=path)
+    if significance:
+        if obs_id is not None:
+            raise GpcubeError("significance maps are made of the mosaic, not of an observation", path=path)
+        group = SIGNIFICANCE
+    else:
+        group = MOSAIC if obs_id is None else obs_path(path, obs_id).relative_to(path).as_posix()
+        if obs_id is None and mosaic_attrs(path) is None:
+            raise GpcubeError("the archive has no complete mosaic yet: run `gpcube mosaic`", path=path)
+        if obs_id is not None and not is_complete(obs_path(path, obs_id)):
+            raise GpcubeError(f"observation {obs_id} is not in the archive", path=path)
+        if chosen:
+            group += "/" + _PARTS[chosen[0]]
+    if not (path / group / "zarr.json").exists():
+        hint = ": run `gpcube significance`" if significance else ""
+        raise GpcubeError(f"the archive has no group {group!r}{hint}", path=path)
+    ds = xr.open_zarr(path, group=group, consolidated=False)
+    # small 1-D coordinates (bin edges) in memory: no dask in their repr, no re-reading on each use
+    ds = ds.assign_coords({name: c.load() for name, c in ds.coords.items() if c.ndim == 1})
+    ds = _edges_as_coords(ds)
+    if ring and obs_id is None:
+        ds = stacked_ring(ds)
+    ds.attrs.setdefault("archive", {"path": str(path), "analysis": attrs.get("analysis")})
+    return ds
+
+
+def _edges_as_coords(ds: xr.Dataset) -> xr.Dataset:
+    """``<dim>_lo``/``<dim>_hi`` coords from ``attrs["edges"]`` of an energy coordinate (observation
+    groups store their bin edges there, to save two files per axis)."""
+    extra = {}
+    for dim, coord in ds.coords.items():
+        edges = coord.attrs.get("edges")
+        if edges is not None and coord.dims == (dim,) and f"{dim}_lo" not in ds.coords:
+            extra[f"{dim}_lo"] = ((dim,), list(edges[:-1]), {"units": coord.attrs.get("units", "TeV")})
+            extra[f"{dim}_hi"] = ((dim,), list(edges[1:]), {"units": coord.attrs.get("units", "TeV")})
+    return ds.assign_coords(extra) if extra else ds
