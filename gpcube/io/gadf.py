@@ -10,6 +10,9 @@ GADF quirks accepted (and nothing else is guessed):
   such as ``1/s/MeV/sr``, is read as ``s-1 MeV-1 sr-1``. Values are converted to gpcube's units
   (TeV, deg, m2, sr-1, s-1 TeV-1 sr-1). A column that needs a unit and has none, or has a unit of the
   wrong kind, is an error. ``MIGRA`` and the PSF amplitudes are dimensionless and may have no unit.
+  The triple-Gauss ``SCALE`` may have no unit, as GADF lists it and as Gammapy's writer and the CTA 1DC
+  IRFs write it (else its unit must convert to sr-1); it is read but not used, since the profile is
+  normalised from its widths and amplitudes (see :func:`gpcube.irf.psf_3gauss_profile`).
   The units that DL3 files commonly write have their factors in :data:`KNOWN_FACTORS` (astropy's,
   checked in the tests), so that reading such files does not import astropy.units.
 * **Axis order** comes from the header: the ``CREFn`` keyword of the data column where present, else the
@@ -119,6 +122,8 @@ class IrfSpec:
     dims: tuple[str, ...]
     #: output variable -> (accepted column names, gpcube unit)
     variables: dict[str, tuple[tuple[str, ...], str]] = field(default_factory=dict)
+    #: variables a file may write without a unit (read as they are, with ``units`` "")
+    unit_optional: tuple[str, ...] = ()
 
 
 IRF_SPECS: dict[str, IrfSpec] = {
@@ -141,6 +146,7 @@ IRF_SPECS: dict[str, IrfSpec] = {
                 "ampl_3": (("AMPL_3",), ""),
                 "sigma_3": (("SIGMA_3",), "deg"),
             },
+            unit_optional=("scale",),
         ),
         IrfSpec(
             "psf_king",
@@ -313,9 +319,12 @@ def read_irf_table(table: BinTable, irf_class: str, *, path=None, hdu=None) -> x
                 path=path,
                 hdu=hdu,
             )
-        factor = column_factor(table, column, spec.variables[var][1], path, hdu)
+        unit = spec.variables[var][1]
+        if var in spec.unit_optional and not table.units.get(column, "").strip():
+            unit = ""
+        factor = column_factor(table, column, unit, path, hdu)
         array = xr.DataArray(values * factor, dims=numpy_dims).transpose(*spec.dims)
-        array.attrs["units"] = spec.variables[var][1]
+        array.attrs["units"] = unit
         # smallest normal number of the stored type, in gpcube's unit: the floor for log interpolation
         floor_dtype = stored.dtype if np.issubdtype(stored.dtype, np.floating) else np.float32
         array.attrs["log_floor"] = float(np.finfo(floor_dtype).tiny * factor)
