@@ -27,6 +27,11 @@ GADF quirks accepted (and nothing else is guessed):
   stripped and compared in lower case. ``BASE_DIR`` in the HDU-index header is the root of
   ``FILE_DIR``; a relative ``BASE_DIR`` or ``FILE_DIR`` is taken relative to the index file.
 * **IRF tables** hold one row; the axes and data are array cells of that row.
+* **Point-like IRFs** (``HDUCLAS3 = POINT-LIKE``, with a ``RAD_MAX`` HDU or keyword) are read like the
+  others, but the makers of full-enclosure sky products (exposure, energy-dispersion and PSF maps) refuse
+  them (:func:`require_full_enclosure`): such an effective area holds only the events within the
+  direction cut around a source, so it gives no response per sky pixel. Counts and the background
+  (a rate per solid angle) are still made.
 """
 
 from __future__ import annotations
@@ -52,6 +57,8 @@ __all__ = [
     "parse_unit",
     "read_irf_table",
     "axis_from_lo_hi",
+    "is_point_like",
+    "require_full_enclosure",
 ]
 
 _TO_BKG_RATE = {  # to s-1 TeV-1 sr-1
@@ -338,3 +345,27 @@ def read_irf_table(table: BinTable, irf_class: str, *, path=None, hdu=None) -> x
         attrs["fov_alignment"] = align
     attrs.pop("fovalign", None)
     return xr.Dataset(data_vars, coords=coords, attrs=attrs).transpose(*spec.dims)
+
+
+def is_point_like(irf: xr.Dataset) -> bool:
+    """Whether an IRF read by :func:`read_irf_table` is point-like (header ``HDUCLAS3 = POINT-LIKE``)."""
+    return str(irf.attrs.get("hduclas3", "")).strip().upper() == "POINT-LIKE"
+
+
+def require_full_enclosure(irf: xr.Dataset, product: str) -> xr.Dataset:
+    """``irf``, unless it is point-like: then a :class:`~gpcube.errors.GpcubeError` naming its file and HDU.
+
+    A point-like effective area (or energy dispersion) describes only the events reconstructed within
+    the direction cut ``RAD_MAX`` of a source at a known position; per sky pixel it has no meaning, and
+    a cube made from it would hold the cut's efficiency instead of the exposure, without a PSF to fold.
+    """
+    if is_point_like(irf):
+        raise GpcubeError(
+            f"the {product} needs a full-enclosure IRF, but this {irf.attrs.get('irf_class')} is point-like "
+            "(HDUCLAS3 = POINT-LIKE): it counts only the events within the direction cut (RAD_MAX) around "
+            "a source, so it has no response per sky pixel. Sky cubes need full-enclosure IRFs; point-like "
+            "IRFs are for an on-region (1D) analysis",
+            path=irf.attrs.get("file"),
+            hdu=irf.attrs.get("hdu"),
+        )
+    return irf
