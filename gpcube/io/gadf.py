@@ -10,6 +10,9 @@ GADF quirks accepted (and nothing else is guessed):
   such as ``1/s/MeV/sr``, is read as ``s-1 MeV-1 sr-1``. Values are converted to gpcube's units
   (TeV, deg, m2, sr-1, s-1 TeV-1 sr-1). A column that needs a unit and has none, or has a unit of the
   wrong kind, is an error. ``MIGRA`` and the PSF amplitudes are dimensionless and may have no unit.
+  The triple-Gauss ``SCALE`` may have no unit, as GADF lists it and as Gammapy's writer and the CTA 1DC
+  IRFs write it (else its unit must convert to sr-1); it is read but not used, since the profile is
+  normalised from its widths and amplitudes (see :func:`gpcube.irf.psf_3gauss_profile`).
   The units that DL3 files commonly write have their factors in :data:`KNOWN_FACTORS` (astropy's,
   checked in the tests), so that reading such files does not import astropy.units.
 * **Axis order** comes from the header: the ``CREFn`` keyword of the data column where present, else the
@@ -24,6 +27,11 @@ GADF quirks accepted (and nothing else is guessed):
   stripped and compared in lower case. ``BASE_DIR`` in the HDU-index header is the root of
   ``FILE_DIR``; a relative ``BASE_DIR`` or ``FILE_DIR`` is taken relative to the index file.
 * **IRF tables** hold one row; the axes and data are array cells of that row.
+* **Point-like IRFs** (``HDUCLAS3 = POINT-LIKE``, with a ``RAD_MAX`` HDU or keyword) are read like the
+  others, but the makers of full-enclosure sky products (exposure, energy-dispersion and PSF maps) refuse
+  them (:func:`require_full_enclosure`): such an effective area holds only the events within the
+  direction cut around a source, so it gives no response per sky pixel. Counts and the background
+  (a rate per solid angle) are still made.
 """
 
 from __future__ import annotations
@@ -49,6 +57,8 @@ __all__ = [
     "parse_unit",
     "read_irf_table",
     "axis_from_lo_hi",
+    "is_point_like",
+    "require_full_enclosure",
 ]
 
 _TO_BKG_RATE = {  # to s-1 TeV-1 sr-1
@@ -119,6 +129,8 @@ class IrfSpec:
     dims: tuple[str, ...]
     #: output variable -> (accepted column names, gpcube unit)
     variables: dict[str, tuple[tuple[str, ...], str]] = field(default_factory=dict)
+    #: variables a file may write without a unit (read as they are, with ``units`` "")
+    unit_optional: tuple[str, ...] = ()
 
 
 IRF_SPECS: dict[str, IrfSpec] = {
@@ -141,6 +153,7 @@ IRF_SPECS: dict[str, IrfSpec] = {
                 "ampl_3": (("AMPL_3",), ""),
                 "sigma_3": (("SIGMA_3",), "deg"),
             },
+            unit_optional=("scale",),
         ),
         IrfSpec(
             "psf_king",
@@ -313,9 +326,12 @@ def read_irf_table(table: BinTable, irf_class: str, *, path=None, hdu=None) -> x
                 path=path,
                 hdu=hdu,
             )
-        factor = column_factor(table, column, spec.variables[var][1], path, hdu)
+        unit = spec.variables[var][1]
+        if var in spec.unit_optional and not table.units.get(column, "").strip():
+            unit = ""
+        factor = column_factor(table, column, unit, path, hdu)
         array = xr.DataArray(values * factor, dims=numpy_dims).transpose(*spec.dims)
-        array.attrs["units"] = spec.variables[var][1]
+        array.attrs["units"] = unit
         # smallest normal number of the stored type, in gpcube's unit: the floor for log interpolation
         floor_dtype = stored.dtype if np.issubdtype(stored.dtype, np.floating) else np.float32
         array.attrs["log_floor"] = float(np.finfo(floor_dtype).tiny * factor)
@@ -329,3 +345,27 @@ def read_irf_table(table: BinTable, irf_class: str, *, path=None, hdu=None) -> x
         attrs["fov_alignment"] = align
     attrs.pop("fovalign", None)
     return xr.Dataset(data_vars, coords=coords, attrs=attrs).transpose(*spec.dims)
+
+
+def is_point_like(irf: xr.Dataset) -> bool:
+    """Whether an IRF read by :func:`read_irf_table` is point-like (header ``HDUCLAS3 = POINT-LIKE``)."""
+    return str(irf.attrs.get("hduclas3", "")).strip().upper() == "POINT-LIKE"
+
+
+def require_full_enclosure(irf: xr.Dataset, product: str) -> xr.Dataset:
+    """``irf``, unless it is point-like: then a :class:`~gpcube.errors.GpcubeError` naming its file and HDU.
+
+    A point-like effective area (or energy dispersion) describes only the events reconstructed within
+    the direction cut ``RAD_MAX`` of a source at a known position; per sky pixel it has no meaning, and
+    a cube made from it would hold the cut's efficiency instead of the exposure, without a PSF to fold.
+    """
+    if is_point_like(irf):
+        raise GpcubeError(
+            f"the {product} needs a full-enclosure IRF, but this {irf.attrs.get('irf_class')} is point-like "
+            "(HDUCLAS3 = POINT-LIKE): it counts only the events within the direction cut (RAD_MAX) around "
+            "a source, so it has no response per sky pixel. Sky cubes need full-enclosure IRFs; point-like "
+            "IRFs are for an on-region (1D) analysis",
+            path=irf.attrs.get("file"),
+            hdu=irf.attrs.get("hdu"),
+        )
+    return irf

@@ -16,10 +16,16 @@ from gpcube.errors import GpcubeError
 from gpcube.io.gadf import IRF_SPECS
 from gpcube.irf.interp import LOG_FLOOR, interp_nodes
 
-__all__ = ["evaluate", "psf_3gauss_profile", "psf_king_profile"]
+__all__ = ["PROFILE_PARAMETERS", "evaluate", "psf_3gauss_profile", "psf_king_profile"]
 
 #: IRF classes whose values are interpolated in log.
 LOG_VALUES = {"bkg_2d", "bkg_3d"}
+#: The variables of each parametric PSF that its profile function takes (the triple Gauss's ``scale``
+#: is read but not used: see :func:`psf_3gauss_profile`).
+PROFILE_PARAMETERS = {
+    "psf_3gauss": ("sigma_1", "ampl_2", "sigma_2", "ampl_3", "sigma_3"),
+    "psf_king": ("gamma", "sigma"),
+}
 
 
 def _interp_variable(irf: xr.Dataset, var: str, dims: tuple[str, ...], points: dict) -> np.ndarray:
@@ -37,17 +43,27 @@ def _interp_variable(irf: xr.Dataset, var: str, dims: tuple[str, ...], points: d
     )
 
 
-def psf_3gauss_profile(rad, scale, sigma_1, ampl_2, sigma_2, ampl_3, sigma_3) -> np.ndarray:
-    """GADF triple-Gaussian PSF in sr-1: ``scale * (g(s1) + a2 g(s2) + a3 g(s3))``, ``g = exp(-r2/2s2)``.
+def psf_3gauss_profile(rad, sigma_1, ampl_2, sigma_2, ampl_3, sigma_3) -> np.ndarray:
+    """GADF triple-Gaussian PSF in sr-1, normalised to 1 over the (flat) sky; ``rad`` and sigmas in deg.
 
-    ``rad`` and the sigmas share one angular unit; ``scale`` is in sr-1.
+    ``(g(s1) + a2 g(s2) + a3 g(s3)) / (2 pi (s1^2 + a2 s2^2 + a3 s3^2))`` with ``g(s) = exp(-r^2 / 2 s^2)``
+    and the sigmas in radians in the denominator. The file's ``SCALE`` is not used: GADF gives it no unit,
+    and the files written without one (Gammapy's writer, CTA 1DC) do not hold the normalisation in it;
+    Gammapy and ctools normalise the profile in the same way. Where the denominator is not positive
+    (all widths or amplitudes 0, as outside the IRF's axes) the profile is 0.
     """
     r2 = np.square(rad)
+    terms = tuple(zip((1.0, ampl_2, ampl_3), (sigma_1, sigma_2, sigma_3), strict=True))
+    total = sum(a * _gauss_shape(r2, s) for a, s in terms)
+    norm = 2 * np.pi * sum(a * np.square(np.deg2rad(s)) for a, s in terms)
     with np.errstate(divide="ignore", invalid="ignore"):
-        total = np.exp(-r2 / (2 * np.square(sigma_1)))
-        total = total + ampl_2 * np.exp(-r2 / (2 * np.square(sigma_2)))
-        total = total + ampl_3 * np.exp(-r2 / (2 * np.square(sigma_3)))
-    return np.nan_to_num(scale * total)
+        return np.where(norm > 0, total / norm, 0.0)
+
+
+def _gauss_shape(r2, sigma) -> np.ndarray:
+    """``exp(-r2 / 2 sigma^2)``; 0 for a width that is not positive (that component holds nothing)."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(sigma > 0, np.exp(-r2 / (2 * np.square(sigma))), 0.0)
 
 
 def psf_king_profile(rad, gamma, sigma) -> np.ndarray:
@@ -76,7 +92,7 @@ def _evaluate_numpy(irf: xr.Dataset, points: dict) -> np.ndarray:
     if irf_class not in ("psf_3gauss", "psf_king"):
         (var,) = spec.variables
         return _interp_variable(irf, var, spec.dims, points)
-    params = {var: _interp_variable(irf, var, spec.dims, points) for var in spec.variables}
+    params = {var: _interp_variable(irf, var, spec.dims, points) for var in PROFILE_PARAMETERS[irf_class]}
     profile = psf_3gauss_profile if irf_class == "psf_3gauss" else psf_king_profile
     return profile(np.asarray(points["rad"], dtype=float), **params)
 

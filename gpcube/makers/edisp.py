@@ -27,6 +27,7 @@ from gpcube.errors import GpcubeError
 from gpcube.geom import EnergyAxis, SkyGeom
 from gpcube.geom.frames import convert_frame
 from gpcube.io import Observation
+from gpcube.io.gadf import require_full_enclosure
 from gpcube.irf import evaluate
 from gpcube.irf.interp import axis_weights
 from gpcube.makers._cutout import observation_cube
@@ -332,7 +333,8 @@ def fold_kernels(table: KernelTable, offset: np.ndarray, weights: np.ndarray) ->
 def _load_kernels(
     observation: Observation, geom: SkyGeom, true_axis: EnergyAxis, reco_axis: EnergyAxis, *, normalize: bool
 ):
-    table = kernel_table(observation.edisp, true_axis, reco_axis, normalize=normalize)
+    edisp = require_full_enclosure(observation.edisp, "energy-dispersion kernel map")
+    table = kernel_table(edisp, true_axis, reco_axis, normalize=normalize)
     pointing = convert_frame(observation.pointing.ra, observation.pointing.dec, "icrs", geom.frame)
     return table, (float(pointing[0]), float(pointing[1]))
 

@@ -10,6 +10,7 @@ import xarray as xr
 from gpcube.geom import EnergyAxis, SkyGeom
 from gpcube.geom.frames import convert_frame
 from gpcube.io import Observation
+from gpcube.io.gadf import require_full_enclosure
 from gpcube.irf import evaluate
 from gpcube.irf.interp import linear_weight_matrix
 from gpcube.makers._cutout import observation_cube
@@ -38,7 +39,7 @@ def radial_profile_on_offset_map(
 
 
 def _load_exposure(observation: Observation, geom: SkyGeom, axis: EnergyAxis):
-    aeff = observation.aeff
+    aeff = require_full_enclosure(observation.aeff, "exposure")
     energy = axis.centers
     nodes = aeff["offset"].values
     table = evaluate(aeff, energy_true=energy[:, None], offset=nodes[None, :]) * observation.livetime
@@ -125,7 +126,7 @@ def _load_exposure_reco(observation: Observation, geom: SkyGeom, axis: EnergyAxi
 
     true_axis = geom.axis("energy_true")
     exposure = _load_exposure(observation, geom, true_axis)
-    table = kernel_table(observation.edisp, true_axis, axis)
+    table = kernel_table(require_full_enclosure(observation.edisp, "reco-energy exposure"), true_axis, axis)
     flux = tuple(power_law_integrals(a.edges, spectral_index) for a in (true_axis, axis))
     return exposure, table, flux
 

@@ -21,8 +21,8 @@ from gpcube.geom import EnergyAxis, SkyGeom
 from gpcube.geom._util import skycoord_to_lonlat
 from gpcube.geom.frames import convert_frame
 from gpcube.io import Observation
-from gpcube.io.gadf import IRF_SPECS
-from gpcube.irf.evaluate import psf_3gauss_profile, psf_king_profile
+from gpcube.io.gadf import IRF_SPECS, require_full_enclosure
+from gpcube.irf.evaluate import PROFILE_PARAMETERS, psf_3gauss_profile, psf_king_profile
 from gpcube.irf.interp import axis_weights, linear_weight_matrix, multilinear
 from gpcube.makers._cutout import observation_cube
 
@@ -142,7 +142,7 @@ def psf_offset_tables(psf: xr.Dataset, energy: np.ndarray, rad: np.ndarray) -> P
         raise GpcubeError(f"not a PSF IRF: irf_class {irf_class!r}")
     energy, rad = np.asarray(energy, dtype=float), np.asarray(rad, dtype=float)
     tables = {}
-    for var in IRF_SPECS[irf_class].variables:
+    for var in PROFILE_PARAMETERS.get(irf_class, IRF_SPECS[irf_class].variables):
         array = psf.variables[var]
         values = array.transpose("energy_true", *(("rad",) if "rad" in array.dims else ()), "offset").values
         values = _interp_axis(values, 0, psf.variables["energy_true"].values, energy, log=True)
@@ -182,7 +182,7 @@ class _Loaded(NamedTuple):
 
 def _load_psf(observation: Observation, geom: SkyGeom, axis: EnergyAxis, rad_edges, normalize) -> _Loaded:
     rad = 0.5 * (rad_edges[:-1] + rad_edges[1:])
-    tables = psf_offset_tables(observation.psf, axis.centers, rad)
+    tables = psf_offset_tables(require_full_enclosure(observation.psf, "PSF map"), axis.centers, rad)
     pointing = convert_frame(observation.pointing.ra, observation.pointing.dec, "icrs", geom.frame)
     return _Loaded(tables, (float(pointing[0]), float(pointing[1])), rad_edges, normalize)
 

@@ -147,6 +147,7 @@ def test_no_such_hdu_type(tmp_path):
         (gf.aeff_2d(units={"EFFAREA": "furlong2 per fortnight"}), "EFFECTIVE AREA", "cannot parse unit"),
         (gf.bkg_3d(units={"BKG": "s-1 sr-1"}), "BACKGROUND", "BKG has unit 's-1 sr-1'"),
         (gf.psf_king(units={"SIGMA": "TeV"}), "PSF", "SIGMA has unit 'TeV'"),
+        (gf.psf_3gauss(units={"SCALE": "m2"}), "PSF", "SCALE has unit 'm2'"),
         (gf.edisp_2d(units={"migra": "deg"}), "ENERGY DISPERSION", "MIGRA_LO has unit 'deg'"),
         (gf.bkg_2d(energy_column="ETRUE"), "BACKGROUND", "ETRUE"),
         (gf.rad_max_2d(energy_column="ETRUE"), "RAD_MAX", "ETRUE"),

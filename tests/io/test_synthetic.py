@@ -370,6 +370,29 @@ def test_psf_3gauss_normalised_and_formula(tmp_path):
     assert_allclose(evaluate(ds, energy_true=energy[1], offset=offset[2], rad=rad), expected, rtol=1e-12)
 
 
+@pytest.mark.parametrize("scale_unit", ["", "deg-2"])
+def test_psf_3gauss_is_normalised_whatever_its_scale(tmp_path, scale_unit):
+    """GADF lists SCALE without a unit, and Gammapy's writer and CTA 1DC write none; such files are read.
+
+    The SCALE of those files is not the normalisation (Gammapy and ctools normalise the profile from
+    the widths and amplitudes, ignoring it): the profile integrates to 1 whatever SCALE holds.
+    """
+    sigmas, ampl = (0.05, 0.1, 0.2), (1.0, 0.5, 0.25)
+    values = {"SCALE": 37.0, "SIGMA_1": sigmas[0], "AMPL_2": ampl[1], "SIGMA_2": sigmas[1],
+              "AMPL_3": ampl[2], "SIGMA_3": sigmas[2]}  # fmt: skip
+    irf = gf.psf_3gauss(values, units={"SCALE": scale_unit})
+    ds = read_back(tmp_path, irf)
+    assert ds["scale"].attrs["units"] == ("sr-1" if scale_unit else "")
+    assert_allclose(ds["scale"].values, 37.0, rtol=1e-12)  # the factory writes 37 sr-1 in deg-2
+    energy, offset = irf.axes["energy_true"].centres, irf.axes["offset"].centres
+    integral = _integral_over_plane(lambda r: evaluate(ds, energy_true=energy[1], offset=offset[2], rad=r))
+    assert integral == pytest.approx(1.0, abs=1e-4)
+    rad = np.linspace(0, 0.5, 11)
+    shape = sum(a * np.exp(-(rad**2) / (2 * s**2)) for a, s in zip(ampl, sigmas, strict=True))
+    norm = 2 * np.pi * sum(a * np.deg2rad(s) ** 2 for a, s in zip(ampl, sigmas, strict=True))
+    assert_allclose(evaluate(ds, energy_true=energy[1], offset=offset[2], rad=rad), shape / norm, rtol=1e-12)
+
+
 def test_edisp_gaussian_integrates_to_one(tmp_path):
     migra = gf.linear_axis("migra", 0.0, 3.0, 300)
     irf = gf.edisp_2d(migra=migra)
