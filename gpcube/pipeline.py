@@ -35,7 +35,9 @@ from gpcube.execute import EmbeddedCluster, cluster_client, raise_failures, run_
 from gpcube.geom.sky import remember_header
 from gpcube.mosaic import build_mosaic
 
-__all__ = ["job_client", "mosaic", "open_archive", "reduce", "run", "significance"]
+__all__ = ["export", "job_client", "mosaic", "open_archive", "reduce", "run", "significance"]
+#: What ``export`` writes, by its ``dataset`` argument.
+EXPORT_DATASETS = ("auto", "map", "onoff")
 
 #: Groups of the archive next to the mosaic's sky products, by ``open_archive`` keyword.
 _PARTS = {"irf": "irf", "ring": "ring"}
@@ -241,6 +243,83 @@ def open_archive(
         ds = stacked_ring(ds)
     ds.attrs.setdefault("archive", {"path": str(path), "analysis": attrs.get("analysis")})
     return ds
+
+
+def export(
+    path: str | Path,
+    output: str | Path,
+    *,
+    obs_id: int | None = None,
+    dataset: str = "auto",
+    name: str | None = None,
+    overwrite: bool = False,
+) -> Path:
+    """Write the archive's mosaic, or one observation's products, as a FITS dataset that gammapy reads.
+
+    Parameters
+    ----------
+    path : str or Path
+        The archive.
+    output : str or Path
+        The FITS file to write.
+    obs_id : int, optional
+        Export this observation's cutout products (its own safe mask, exposure, background and IRF
+        maps from ``obs/<obs_id>``) instead of the mosaic: one dataset per observation, for a joint
+        fit or a light curve of the observations.
+    dataset : {"auto", "map", "onoff"}
+        ``map``: a ``MapDataset`` (counts, exposure, background, IRF maps, masks).
+        ``onoff``: a ``MapDatasetOnOff`` of the ring background (ON and OFF counts, acceptances and the
+        safe mask on the ring's energy bands, with the exposure and IRF maps, the edisp kernel summed
+        into the bands). ``auto`` (default): ``onoff`` if the archive has ring products, else ``map``.
+    name : str, optional
+        The dataset's name; default ``"gpcube"``, or ``"gpcube-<obs_id>"`` for an observation.
+    overwrite : bool
+        Replace an existing file.
+
+    Returns
+    -------
+    pathlib.Path
+        The file written, with the ``GTI``, ``META_TABLE`` and live time of the observations it holds
+        (:doc:`export`).
+
+    Raises
+    ------
+    GpcubeError
+        If the archive has no mosaic (or not that observation, or it lies outside the geometry), if
+        ``onoff`` is asked of an archive without ring products, or as
+        :func:`gpcube.io.export.write_map_dataset`.
+    """
+    from gpcube.archive.export import observations_meta
+    from gpcube.io.export import write_map_dataset, write_map_dataset_onoff
+
+    if dataset not in EXPORT_DATASETS:
+        raise GpcubeError(f"dataset must be one of {EXPORT_DATASETS}, got {dataset!r}")
+    path = Path(path)
+    sky = open_archive(path, obs_id=obs_id)
+    if obs_id is not None and sky.attrs.get("empty"):
+        raise GpcubeError(f"observation {obs_id} lies outside the geometry: it has no products", path=path)
+    group = path / (MOSAIC if obs_id is None else obs_path(path, obs_id).relative_to(path))
+    has_ring = (group / _PARTS["ring"] / "zarr.json").exists()
+    if dataset == "onoff" and not has_ring:
+        raise GpcubeError("no ring background products (background.method ring or adaptive_ring)", path=path)
+    irf = (
+        open_archive(path, obs_id=obs_id, irf=True)
+        if (group / _PARTS["irf"] / "zarr.json").exists()
+        else None
+    )
+    obs_ids = [obs_id] if obs_id is not None else sky.attrs.get("obs_ids", [])
+    options = {
+        "name": name or ("gpcube" if obs_id is None else f"gpcube-{obs_id}"),
+        "observations": observations_meta(path, obs_ids),
+        "overwrite": overwrite,
+    }
+    if dataset == "map" or not has_ring:
+        return write_map_dataset(output, sky, irf, **options)
+    ring = open_archive(path, obs_id=obs_id, ring=True)
+    onoff = ring[["counts", "counts_off", "acceptance", "acceptance_off", "mask_safe"]]
+    if "exposure" in sky.data_vars:
+        onoff = onoff.assign(exposure=sky["exposure"])
+    return write_map_dataset_onoff(output, onoff, irf, **options)
 
 
 def _edges_as_coords(ds: xr.Dataset) -> xr.Dataset:

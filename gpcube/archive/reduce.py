@@ -24,6 +24,7 @@ from gpcube.archive.zarrv3 import write_group
 from gpcube.config import JobConfig, parse_config
 from gpcube.geom import SkyGeom
 from gpcube.io import DataStore, Observation
+from gpcube.io.dataset_meta import gti_record, observation_telescope
 from gpcube.makers._lazy import computed_at_once
 
 __all__ = ["reduce_observation", "remember_job", "write_observation"]
@@ -96,6 +97,8 @@ def write_observation(
         "livetime": observation.livetime,
         "ontime": observation.ontime,
         "pointing_radec": [observation.pointing.ra, observation.pointing.dec],
+        "gti": gti_record(observation),
+        "telescope": observation_telescope(observation),
     }
     tmp = temporary_obs_path(archive, observation.obs_id)
     chunk = config.chunks.obs
