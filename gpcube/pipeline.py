@@ -280,7 +280,7 @@ def export(
     -------
     pathlib.Path
         The file written, with the ``GTI``, ``META_TABLE`` and live time of the observations it holds
-        (:doc:`export`).
+        (:doc:`/export`).
 
     Raises
     ------
