@@ -219,7 +219,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--name", help="the dataset's name (default: gpcube, or gpcube-OBS_ID with --obs)")
     p.add_argument("--significance", action="store_true",
                    help="write the significance maps (of `gpcube significance`) instead")  # fmt: skip
-    p.add_argument("--overwrite", action="store_true")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing output file")
     p = add("example", "write an example config on the Crab runs shipped with gpcube", _cmd_example)
     p.add_argument("path", nargs="?", default="crab.yaml")
     p.add_argument("--overwrite", action="store_true")
