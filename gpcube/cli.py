@@ -8,6 +8,7 @@
     gpcube mosaic crab.zarr           # (re)build the mosaic of an archive
     gpcube info crab.zarr             # observations, products, geometry, provenance
     gpcube export crab.zarr crab.fits # the mosaic as a FITS file that Gammapy's MapDataset.read loads
+    gpcube export crab.zarr run.fits --obs 23523   # one observation's products, for a joint fit
     gpcube significance crab.zarr --radius 0.1   # excess and significance maps, into the archive
     gpcube simulate sim.yaml          # write a simulated GADF data store (events sampled from IRFs)
 """
@@ -21,7 +22,6 @@ import importlib.util
 import json
 import os
 import sys
-from pathlib import Path
 
 from gpcube.errors import GpcubeError
 
@@ -109,20 +109,24 @@ def _cmd_significance(args) -> int:
 
 
 def _cmd_export(args) -> int:
-    from gpcube.io.export import write_map_dataset, write_maps
-    from gpcube.workflow.pipeline import open_archive
+    from gpcube.io.export import write_maps
+    from gpcube.workflow.export import export
+    from gpcube.workflow.open import open_archive
 
     if args.significance:
+        if args.obs is not None or args.dataset != "auto":
+            raise GpcubeError(
+                "--significance writes the significance maps of the mosaic: no --obs or --dataset"
+            )
         path = write_maps(
             args.output, open_archive(args.archive, significance=True), overwrite=args.overwrite
         )
         print(f"wrote {path}")
         return 0
-    mosaic = open_archive(args.archive)
-    irf = None
-    if (Path(args.archive) / "mosaic" / "irf" / "zarr.json").exists():
-        irf = open_archive(args.archive, irf=True)
-    path = write_map_dataset(args.output, mosaic, irf, overwrite=args.overwrite)
+    path = export(
+        args.archive, args.output, obs_id=args.obs, dataset=args.dataset, name=args.name,
+        overwrite=args.overwrite,
+    )  # fmt: skip
     print(f"wrote {path}")
     return 0
 
@@ -203,12 +207,20 @@ def _parser() -> argparse.ArgumentParser:
                    help="ring background: do not correlate the OFF counts (ring sums) again")  # fmt: skip
     p.add_argument("--fits", metavar="OUT.fits", help="also write the maps to this FITS file")
     p.add_argument("--overwrite", action="store_true", help="replace an existing --fits file")
-    p = add("export", "write the mosaic to a FITS file that gammapy's MapDataset.read loads", _cmd_export)
+    p = add("export", "write the mosaic (or one observation) to a FITS file that gammapy's MapDataset.read "
+            "(MapDatasetOnOff.read for a ring background) loads", _cmd_export)  # fmt: skip
     p.add_argument("archive")
     p.add_argument("output", help="the FITS file to write")
+    p.add_argument("--obs", type=int, metavar="OBS_ID", help="export this observation's own products (its "
+                   "cutout, safe mask and IRF maps) instead of the mosaic")  # fmt: skip
+    p.add_argument("--dataset", choices=["auto", "map", "onoff"], default="auto",
+                   help="map: a MapDataset (model background); onoff: a MapDatasetOnOff of the ring "
+                   "background (OFF counts, acceptances on the ring's energy bands); auto (default): onoff "
+                   "if the archive has ring products, else map")  # fmt: skip
+    p.add_argument("--name", help="the dataset's name (default: gpcube, or gpcube-OBS_ID with --obs)")
     p.add_argument("--significance", action="store_true",
                    help="write the significance maps (of `gpcube significance`) instead")  # fmt: skip
-    p.add_argument("--overwrite", action="store_true")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing output file")
     p = add("example", "write an example config on the Crab runs shipped with gpcube", _cmd_example)
     p.add_argument("path", nargs="?", default="crab.yaml")
     p.add_argument("--overwrite", action="store_true")

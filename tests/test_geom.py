@@ -368,6 +368,26 @@ def test_slice():
         g.slice(slice(0, 10))
 
 
+# ------------------------------------------------------------------------------------ coarse grids
+@pytest.mark.parametrize("frame", FRAMES)
+@pytest.mark.parametrize("projection", PROJECTIONS)
+def test_to_binsz_rounds_half_to_even(frame, projection):
+    """Widths of 20.5, 21.5 and 21 coarse pixels (exact in binary): 20, 22 and 21 pixels, centred."""
+    fine = SkyGeom.create((120.0, 35.0), 0.25, npix=(41, 43), frame=frame, projection=projection)
+    coarse = fine.to_binsz(0.5)
+    assert coarse.npix == (20, 22)
+    assert SkyGeom.create((120.0, 35.0), 0.25, npix=(42, 42), frame=frame).to_binsz(0.5).npix == (21, 21)
+    assert coarse.crpix == (10.5, 11.5) and coarse.origin == (0, 0) and coarse.binsz == 0.5
+    assert coarse.crval == pytest.approx(fine.center, abs=1e-12)
+    # the grid is symmetric about the fine grid's centre: first and last pixel centres mirror each other
+    lon, lat = coarse.pix_to_world(np.array([0, 19]), np.array([0, 21]))
+    x, y = fine.world_to_pix(lon, lat)
+    np.testing.assert_allclose(x, [20 - 19 * 1.0, 20 + 19 * 1.0], atol=1e-9)
+    np.testing.assert_allclose(y, [21 - 21 * 1.0, 21 + 21 * 1.0], atol=1e-9)
+    assert fine.to_binsz(0.5) is coarse  # remembered: every observation gets the same grid
+    assert SkyGeom.create((0.0, 0.0), 0.25, npix=(1, 1)).to_binsz(1.0).npix == (1, 1)
+
+
 # ------------------------------------------------------------------------------------------- cutouts
 @pytest.mark.parametrize("frame", FRAMES)
 @pytest.mark.parametrize("projection", PROJECTIONS)

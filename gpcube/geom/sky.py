@@ -188,10 +188,28 @@ class SkyGeom:
         return dataclasses.replace(self, axes=tuple(axes))
 
     def to_binsz(self, binsz: float) -> SkyGeom:
-        """A grid of pixel size ``binsz`` with the same centre, width, frame, projection and axes.
+        """A parent grid of pixel size ``binsz`` with the same centre, frame, projection and axes.
 
         Used for the coarse IRF grids (PSF and edisp kernel maps): every observation derives the same
         coarse parent grid from the mosaic geometry, so their coarse cutouts sum like the fine ones.
+
+        Parameters
+        ----------
+        binsz : float
+            Pixel size of the new grid in deg.
+
+        Returns
+        -------
+        SkyGeom
+            Centred on this grid's :attr:`center`, with ``crpix = ((nx + 1) / 2, (ny + 1) / 2)`` and
+            ``npix = rint(self.npix * self.binsz / binsz)`` per axis (at least 1): the width divided by
+            the new pixel size, rounded half to even (:func:`numpy.rint`), the grid Gammapy's
+            ``WcsGeom.to_binsz`` makes of the same grid, so that exported IRF maps line up with the
+            reference's. A width of 102.5 coarse pixels gives 102 of them, 103.5 gives 104.
+
+        See Also
+        --------
+        create : rounds a width half up instead (a grid that a config describes).
         """
         return _to_binsz(self, float(binsz))
 
@@ -502,10 +520,14 @@ class SkyGeom:
 
 @functools.lru_cache(maxsize=16)
 def _to_binsz(geom: SkyGeom, binsz: float) -> SkyGeom:
-    """:meth:`SkyGeom.to_binsz`, remembered: every observation derives the same coarse grid."""
-    width = (geom.npix[0] * geom.binsz, geom.npix[1] * geom.binsz)
+    """:meth:`SkyGeom.to_binsz`, remembered: every observation derives the same coarse grid.
+
+    The width is ``binsz * npix`` and its ratio to the new pixel size goes through :func:`numpy.rint`,
+    the same float operations as the reference's, so ties (and near-ties from float noise) round alike.
+    """
+    npix = tuple(max(1, int(np.rint(geom.binsz * n / binsz))) for n in geom.npix)
     return SkyGeom.create(
-        geom.center, binsz, width=width, frame=geom.frame, projection=geom.projection, axes=geom.axes
+        geom.center, binsz, npix=npix, frame=geom.frame, projection=geom.projection, axes=geom.axes
     )
 
 

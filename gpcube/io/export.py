@@ -10,14 +10,20 @@ non-spatial axes) follows what gammapy 2.1's ``MapDataset.write`` produces:
   axis, the bin centre and edges: ``ENERGY``/``E_MIN``/``E_MAX`` (reconstructed energy, TeV),
   ``ENERGY_TRUE``/``ENERGY_TRUE_MIN``/``ENERGY_TRUE_MAX`` (TeV), ``RAD``/``RAD_MIN``/``RAD_MAX`` (deg).
 
-Only the maps gammapy's ``MapDataset`` knows are written; other variables are skipped.
+Only the maps gammapy's ``MapDataset`` knows are written; other variables are skipped. Given the
+observations (:class:`ObservationMeta`), the file also gets gammapy's ``GTI`` table (the union of their
+good time intervals), its ``META_TABLE`` (obs_id, telescope and pointing of each) and the live time in
+the exposure's ``META``. :func:`write_map_dataset_onoff` writes a ``MapDatasetOnOff`` (the ring
+background's ON and OFF counts and acceptances) in the same way.
 """
 
 from __future__ import annotations
 
 import contextlib
+import itertools
 import os
 import secrets
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
@@ -27,11 +33,12 @@ import xarray as xr
 
 from gpcube.errors import GpcubeError
 from gpcube.geom import SkyGeom
+from gpcube.io.dataset_meta import ObservationMeta, gti_hdu, livetime_meta, meta_table_hdu
 
 if TYPE_CHECKING:
     from astropy.io import fits
 
-__all__ = ["write_map_dataset", "write_maps"]
+__all__ = ["ObservationMeta", "write_map_dataset", "write_map_dataset_onoff", "write_maps"]
 
 _ENERGY_RECO = ("energy_reco", "lat", "lon")
 _ENERGY_TRUE = ("energy_true", "lat", "lon")
@@ -44,6 +51,12 @@ _SKY_MAPS = {
 _MASKS = {
     "mask_safe": ("MASK_SAFE", _ENERGY_RECO, "", "mask"),
     "mask_fit": ("MASK_FIT", _ENERGY_RECO, "", "mask"),
+}
+#: The OFF maps of a ``MapDatasetOnOff``, written after its GTI and META_TABLE.
+_OFF_MAPS = {
+    "counts_off": ("COUNTS_OFF", _ENERGY_RECO, "", "counts"),
+    "acceptance": ("ACCEPTANCE", _ENERGY_RECO, "", "float"),
+    "acceptance_off": ("ACCEPTANCE_OFF", _ENERGY_RECO, "", "float"),
 }
 #: IRF variables written: name -> (EXTNAME, dims, default unit, axis squashed in its exposure HDU).
 _IRF_MAPS = {
@@ -88,6 +101,7 @@ class _MapSpec(NamedTuple):
     axes: tuple[_Axis, ...]
     unit: str
     kind: str  # "counts", "float", "mask" or "squashed" (an IRF exposure with a length-1 axis)
+    meta: str = "{}"  # the header's META (JSON): the exposure's live time
 
 
 # ------------------------------------------------------------------------------------------- public
@@ -97,6 +111,7 @@ def write_map_dataset(
     irf: xr.Dataset | None = None,
     *,
     name: str = "gpcube",
+    observations: Sequence[ObservationMeta] | None = None,
     overwrite: bool = False,
 ) -> Path:
     """Write a mosaic (and its IRF maps) as a FITS file that ``gammapy.datasets.MapDataset.read`` loads.
@@ -121,6 +136,10 @@ def write_map_dataset(
         written as ``PSF_EXPOSURE``; ``exposure_irf`` if missing); the geometry as for ``mosaic``.
     name : str
         Dataset name (``NAME`` in the primary header; gammapy uses it as the dataset's name).
+    observations : sequence of ObservationMeta, optional
+        The observations the maps hold: they give the ``GTI`` table (the union of their good time
+        intervals; left out if one has none), the ``META_TABLE`` and the live time in the ``META`` of
+        ``EXPOSURE`` (:mod:`gpcube.io.dataset_meta`). Without them, none of these is written.
     overwrite : bool
         Replace an existing file.
 
@@ -140,12 +159,66 @@ def write_map_dataset(
     -----
     Maps are stored as float32 (counts as float32 too, as gammapy does, or float64 where a count
     exceeds ``2**24``), masks as uint8. Units go to ``BUNIT`` from each variable's ``attrs["units"]``.
-    No GTI HDU is written (gammapy does not need one).
     """
     path = Path(path)
     _check_target(path, overwrite)
-    specs = _plan(mosaic, irf)
-    return _write_atomically(path, specs, name, overwrite)
+    hdus = _plan(mosaic, irf, observations, {**_SKY_MAPS, **_MASKS}, {}, "mosaic")
+    return _write_atomically(path, hdus, name, overwrite)
+
+
+def write_map_dataset_onoff(
+    path: str | os.PathLike,
+    onoff: xr.Dataset,
+    irf: xr.Dataset | None = None,
+    *,
+    name: str = "gpcube",
+    observations: Sequence[ObservationMeta] | None = None,
+    overwrite: bool = False,
+) -> Path:
+    """Write ON/OFF maps as a FITS file that ``gammapy.datasets.MapDatasetOnOff.read`` loads.
+
+    The layout of :func:`write_map_dataset` without ``BACKGROUND``, and after ``GTI`` and
+    ``META_TABLE`` the OFF maps ``COUNTS_OFF``, ``ACCEPTANCE`` and ``ACCEPTANCE_OFF``, as gammapy 2.1
+    writes a ``MapDatasetOnOff`` (it derives alpha as ``acceptance / acceptance_off``).
+
+    Parameters
+    ----------
+    onoff : xarray.Dataset
+        ``counts``, ``counts_off`` (integers), ``acceptance`` and ``acceptance_off``, all
+        ``(energy_reco, lat, lon)`` on the same energy bins (e.g. the ring background's bands), and
+        optionally ``exposure(energy_true, lat, lon)``, ``mask_safe`` and ``mask_fit``; the geometry
+        and energy edges as for :func:`write_map_dataset`.
+    irf : xarray.Dataset, optional
+        As for :func:`write_map_dataset`. An ``edisp`` kernel whose reco bins are finer than the ON
+        maps' bins is summed into them (each of their edges must be a kernel edge): the probability
+        to land in a band is the sum over its bins.
+    name, observations, overwrite
+        As for :func:`write_map_dataset`.
+
+    Returns
+    -------
+    pathlib.Path
+        The file written.
+
+    Raises
+    ------
+    GpcubeError
+        As :func:`write_map_dataset`, and if one of the four ON/OFF maps is missing.
+    """
+    path = Path(path)
+    _check_target(path, overwrite)
+    if not isinstance(onoff, xr.Dataset):
+        raise GpcubeError("onoff must be an xarray Dataset")
+    missing = [n for n in ("counts", *_OFF_MAPS) if n not in onoff.data_vars]
+    if missing:
+        raise GpcubeError(f"onoff: a MapDatasetOnOff needs {missing} as well")
+    if irf is not None and "edisp" in irf.data_vars:
+        edisp = _kernel_on_bins(irf["edisp"], onoff["counts"])
+        if edisp is not irf["edisp"]:  # the reco axis is the ON maps' one now
+            irf = irf.drop_dims("energy_reco").assign(edisp=edisp)
+    on = {name: _SKY_MAPS[name] for name in ("counts", "exposure")}
+    hdus = _plan(onoff, irf, observations, {**on, **_MASKS}, _OFF_MAPS, "onoff")
+    return _write_atomically(path, hdus, name, overwrite)
 
 
 def write_maps(
@@ -182,17 +255,56 @@ def _check_target(path: Path, overwrite: bool) -> None:
         raise GpcubeError("file exists (pass overwrite=True to replace it)", path=str(path))
 
 
-def _plan(mosaic: xr.Dataset, irf: xr.Dataset | None) -> list[_MapSpec]:
-    """Validate the inputs and list the map HDUs to write, in gammapy's order."""
-    if not isinstance(mosaic, xr.Dataset) or not (irf is None or isinstance(irf, xr.Dataset)):
-        raise GpcubeError("mosaic and irf must be xarray Datasets")
-    maps = _map_specs(mosaic, {**_SKY_MAPS, **_MASKS}, "mosaic")
+def _plan(
+    maps: xr.Dataset,
+    irf: xr.Dataset | None,
+    observations: Sequence[ObservationMeta] | None,
+    table: dict,
+    off_table: dict,
+    label: str,
+) -> list[_MapSpec | fits.BinTableHDU]:
+    """Validate the inputs and list the HDUs to write, in gammapy's order: the maps of ``table``
+    (masks last), the IRF maps before the masks, then GTI, META_TABLE and the maps of ``off_table``."""
+    if not isinstance(maps, xr.Dataset) or not (irf is None or isinstance(irf, xr.Dataset)):
+        raise GpcubeError(f"{label} and irf must be xarray Datasets")
+    specs = _map_specs(maps, {**table, **off_table}, label)
     irfs = [] if irf is None else _irf_specs(irf)
-    specs = [s for s in maps if s.kind != "mask"] + irfs + [s for s in maps if s.kind == "mask"]
-    if not specs:
-        raise GpcubeError(f"nothing to export: no variable among {[*_SKY_MAPS, *_MASKS, *_IRF_MAPS]}")
-    _check_axes_agree(specs)
-    return specs
+    if not specs and not irfs:
+        raise GpcubeError(f"nothing to export: no variable among {[*table, *off_table, *_IRF_MAPS]}")
+    _check_axes_agree(specs + irfs)
+    observations = list(observations or ())
+    if observations:
+        livetime = livetime_meta(observations)
+        specs = [s._replace(meta=livetime) if s.extname == "EXPOSURE" else s for s in specs]
+    tables = [hdu for hdu in (gti_hdu(observations), meta_table_hdu(observations)) if hdu is not None]
+    off = {spec[0] for spec in off_table.values()}
+    masks = [s for s in specs if s.kind == "mask"]
+    on = [s for s in specs if s.kind != "mask" and s.extname not in off]
+    return [*on, *irfs, *masks, *tables, *(s for s in specs if s.extname in off)]
+
+
+def _kernel_on_bins(edisp: xr.DataArray, counts: xr.DataArray) -> xr.DataArray:
+    """The edisp kernel summed over its reco bins within each reco bin of ``counts`` (lazily)."""
+    if "energy_reco" not in edisp.dims or "energy_reco" not in counts.dims:
+        return edisp  # the checks that follow say what is wrong
+    geom = SkyGeom.from_attrs(counts.attrs["geom"]) if "geom" in counts.attrs else None
+    bins = _axis(counts, "energy_reco", geom, "onoff['counts']").edges
+    fine = _axis(edisp, "energy_reco", geom, "irf['edisp']").edges
+    index = np.minimum(np.searchsorted(fine, bins * (1 - 1e-9)), fine.size - 1)
+    if not np.allclose(fine[index], bins, rtol=1e-9, atol=0):
+        raise GpcubeError(
+            f"irf['edisp']: the ON maps' energy_reco edges {bins.tolist()} are not edges of the "
+            f"kernel's {fine.tolist()}"
+        )
+    if index.size == fine.size:
+        return edisp
+    parts = [edisp.isel(energy_reco=slice(i, j)).sum("energy_reco") for i, j in itertools.pairwise(index)]
+    unit = {"units": _AXES["energy_reco"][2]}
+    edges = {
+        "energy_reco_lo": ("energy_reco", bins[:-1], unit),
+        "energy_reco_hi": ("energy_reco", bins[1:], unit),
+    }
+    return xr.concat(parts, dim="energy_reco").assign_coords(edges).assign_attrs(edisp.attrs)
 
 
 def _map_specs(ds: xr.Dataset, table: dict, label: str) -> list[_MapSpec]:
@@ -319,7 +431,7 @@ def _check_axes_agree(specs: list[_MapSpec]) -> None:
 
 
 # ----------------------------------------------------------------------------------------- writing
-def _write_atomically(path: Path, specs: list[_MapSpec], name: str, overwrite: bool) -> Path:
+def _write_atomically(path: Path, specs: list, name: str, overwrite: bool) -> Path:
     """Write the file next to ``path`` and rename it into place: no partial file on any failure."""
     path.parent.mkdir(parents=True, exist_ok=True)
     # Not tempfile.mkstemp: its 0600 mode would stay on the renamed file.
@@ -335,8 +447,9 @@ def _write_atomically(path: Path, specs: list[_MapSpec], name: str, overwrite: b
     return path
 
 
-def _write_file(path: Path, specs: list[_MapSpec], name: str) -> None:
-    """Write the primary HDU, then each map with its bands table (one map in memory at a time)."""
+def _write_file(path: Path, items: list[_MapSpec | fits.BinTableHDU], name: str) -> None:
+    """Write the primary HDU, then each map with its bands table (one map in memory at a time) and
+    each table."""
     from astropy.io import fits
 
     stamp = _creator_cards()
@@ -344,8 +457,8 @@ def _write_file(path: Path, specs: list[_MapSpec], name: str) -> None:
     primary.header["NAME"] = name
     primary.header.update(stamp)
     primary.writeto(path)
-    for spec in specs:
-        hdus = _map_hdus(spec)
+    for item in items:
+        hdus = _map_hdus(item) if isinstance(item, _MapSpec) else [item]
         for hdu in hdus:
             hdu.header.update(stamp)
         with fits.open(path, mode="append") as hdulist:
@@ -371,7 +484,7 @@ def _map_hdus(spec: _MapSpec) -> list[fits.ImageHDU | fits.BinTableHDU]:
     header["WCSSHAPE"] = "(" + ",".join(str(n) for n in shape) + ")"
     header["BANDSHDU"] = bands
     image = fits.ImageHDU(_data(spec), header=header, name=spec.extname)
-    image.header["META"] = "{}"
+    image.header["META"] = spec.meta
     image.header["BUNIT"] = spec.unit
     return [image, _bands_hdu(bands, spec.axes)]
 

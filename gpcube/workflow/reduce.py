@@ -12,6 +12,7 @@ from pathlib import Path
 
 from gpcube.geom import SkyGeom
 from gpcube.io import DataStore, Observation
+from gpcube.io.dataset_meta import gti_record, observation_telescope
 from gpcube.makers._lazy import computed_at_once
 from gpcube.storage.groups import Group, write_groups
 from gpcube.storage.layout import (
@@ -96,6 +97,8 @@ def write_observation(
         "livetime": observation.livetime,
         "ontime": observation.ontime,
         "pointing_radec": [observation.pointing.ra, observation.pointing.dec],
+        "gti": gti_record(observation),
+        "telescope": observation_telescope(observation),
     }
     tmp = temporary_obs_path(archive, observation.obs_id)
     chunk = config.chunks.obs

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -104,6 +105,21 @@ def test_irf_mosaic_is_the_exposure_weighted_mean_of_the_observations(tmp_path):
         expected = (acc / weight).where(weight > 0, 0.0)
         assert irf[name].dtype == np.float32
         np.testing.assert_allclose(irf[name], expected, rtol=1e-5, atol=1e-6 * float(expected.max()))
+
+
+def test_irf_maps_on_another_coarse_grid_are_refused(tmp_path):
+    """An observation whose IRF maps an older gpcube put on a coarse grid one pixel wider (rounded half
+    up: its reference pixel half a pixel further) is not summed half a pixel off: the mosaic refuses it."""
+    from gpcube.workflow.mosaic import build_mosaic
+
+    config = job(tmp_path / "grid.zarr", products=["counts", "psf"])
+    pipeline.run(config, progress=False)
+    meta = Path(config.output) / "obs" / str(CRAB_RUNS[1]) / "irf" / "exposure_irf" / "zarr.json"
+    stored = json.loads(meta.read_text())
+    stored["attributes"]["geom"]["crpix"][0] += 0.5
+    meta.write_text(json.dumps(stored))
+    with pytest.raises(GpcubeError, match=f"observation {CRAB_RUNS[1]}: its IRF maps are on a coarse grid"):
+        build_mosaic(config.output, chunk=64, progress=False, full=True)
 
 
 def test_mosaic_tasks_run_largest_first_and_the_irf_grid_is_split(tmp_path, monkeypatch):

@@ -110,7 +110,8 @@ def test_the_kernel_of_a_bin_is_averaged_over_the_observations_safe_in_it(stacke
     exposure_first = _placed(e1, irf).transpose("energy_true", "lat", "lon").values
     exposure_second = _placed(e2, irf).transpose("energy_true", "lat", "lon").values
     only_first = first[None] & ~second[None] & (exposure_second[:, None] > 0)  # (true, reco, lat, lon)
-    share = exposure_first / irf["exposure_irf"].values.astype(np.float64)
+    total = irf["exposure_irf"].values.astype(np.float64)
+    share = np.divide(exposure_first, total, out=np.zeros_like(total), where=total > 0)
     kernel_first = _placed(k1, irf).transpose(*dims).values
     expected = (kernel_first * share[:, None])[only_first]
     np.testing.assert_allclose(irf["edisp"].values[only_first], expected, rtol=1e-5, atol=1e-7)

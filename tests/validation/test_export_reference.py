@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import warnings
 
 import astropy.units as u
@@ -11,6 +12,7 @@ import xarray as xr
 from astropy.coordinates import SkyCoord
 from astropy.io import fits
 
+from gpcube.io.dataset_meta import ObservationMeta
 from gpcube.io.export import write_map_dataset
 from gpcube.makers import (
     make_edisp_kernel_map,
@@ -75,7 +77,9 @@ def exported(hess_store, crab_geoms, tmp_path_factory):
     from gammapy.datasets import MapDataset
 
     mosaic, irf = _mosaic_and_irf(hess_store, crab_geoms[0])
-    path = write_map_dataset(tmp_path_factory.mktemp("export") / "crab.fits", mosaic, irf, name="crab")
+    observations = [ObservationMeta.from_observation(hess_store.observation(obs_id)) for obs_id in RUNS]
+    path = tmp_path_factory.mktemp("export") / "crab.fits"
+    path = write_map_dataset(path, mosaic, irf, name="crab", observations=observations)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         dataset = MapDataset.read(path)
@@ -172,14 +176,16 @@ def gammapy_stacked(reference_store, crab_geoms, tmp_path_factory):
 
 
 def test_the_layout_is_gammapys_own(exported, gammapy_stacked):
-    """Same HDUs, header keywords and values, and bands columns as gammapy's file of a stacked dataset.
+    """Same HDUs, header keywords and values, bands columns, GTI and META_TABLE as gammapy's file of a
+    stacked dataset.
 
-    Known differences: gammapy also writes the observations' GTI and META_TABLE (obs_id, pointing) tables
-    and the live time in the exposure's META header; it stores masks as int64 where we use uint8.
+    Known differences: masks are uint8 where gammapy writes int64, and the live time in the exposure's
+    META is the sum of the runs' LIVETIME keywords (float32 in the files), where gammapy multiplies the
+    GTI duration by DEADC: 2e-8 apart.
     """
     _, _, path, _ = exported
     with fits.open(gammapy_stacked) as theirs, fits.open(path) as ours:
-        assert [h.name for h in theirs if h.name not in ("GTI", "META_TABLE")] == [h.name for h in ours]
+        assert [h.name for h in theirs] == [h.name for h in ours]
         for hdu in ours:
             other = theirs[hdu.name]
             assert list(hdu.header) == list(other.header), hdu.name
@@ -190,5 +196,53 @@ def test_the_layout_is_gammapys_own(exported, gammapy_stacked):
             assert different <= expected, (hdu.name, different)
             if isinstance(hdu, fits.BinTableHDU):
                 for column in hdu.columns.names:
-                    np.testing.assert_allclose(hdu.data[column], other.data[column], rtol=1e-12)
+                    if hdu.data[column].dtype.kind in "SU":
+                        np.testing.assert_array_equal(hdu.data[column], other.data[column], err_msg=column)
+                    else:
+                        np.testing.assert_allclose(hdu.data[column], other.data[column], rtol=1e-12)
         np.testing.assert_array_equal(ours["COUNTS"].data, theirs["COUNTS"].data)
+        livetime = (json.loads(h["EXPOSURE"].header["META"])["livetime"] for h in (ours, theirs))
+        ours_s, theirs_s = (u.Quantity(value).to_value("s") for value in livetime)
+        assert ours_s == pytest.approx(theirs_s, rel=1e-7)
+
+
+def test_livetime_and_gti_of_the_runs(exported, hess_store, reference_store):
+    """gammapy's info_dict gives the summed live time of the runs; the GTI rows are the runs' GTIs."""
+    _, _, _, dataset = exported
+    livetime = sum(hess_store.observation(obs_id).livetime for obs_id in RUNS)
+    assert dataset.info_dict()["livetime"].to_value("s") == pytest.approx(livetime, rel=1e-12)
+    assert dataset.gti.time_sum.to_value("s") == pytest.approx(
+        sum(hess_store.observation(obs_id).ontime for obs_id in RUNS), rel=1e-12
+    )
+    runs = [reference_store.obs(obs_id).gti for obs_id in RUNS]
+    assert len(dataset.gti.table) == len(RUNS)
+    for row, run in enumerate(runs):
+        assert abs((dataset.gti.time_start[row] - run.time_start[0]).to_value("s")) < 1e-6
+        assert abs((dataset.gti.time_stop[row] - run.time_stop[0]).to_value("s")) < 1e-6
+    assert list(dataset.meta_table["OBS_ID"][0]) == list(RUNS)
+
+
+def test_gammapy_light_curve_runs_on_the_export(exported):
+    """LightCurveEstimator needs the GTI: one time bin over the two runs, a Crab flux of the right size."""
+    from gammapy.estimators import LightCurveEstimator
+    from gammapy.modeling.models import FoVBackgroundModel, PointSpatialModel, PowerLawSpectralModel, SkyModel
+
+    _, _, _, dataset = exported
+    dataset = dataset.copy(name="lc")
+    crab = SkyCoord(*CRAB_CENTER, unit="deg")
+    spatial = PointSpatialModel(lon_0=crab.ra, lat_0=crab.dec, frame="icrs")
+    spatial.lon_0.frozen = spatial.lat_0.frozen = True
+    spectral = PowerLawSpectralModel(index=2.6, amplitude="3.5e-11 cm-2 s-1 TeV-1", reference="1 TeV")
+    dataset.models = [SkyModel(spectral, spatial, name="crab"), FoVBackgroundModel(dataset_name="lc")]
+    estimator = LightCurveEstimator(energy_edges=[1, 10] * u.TeV, source="crab", selection_optional=[])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        curve = estimator.run([dataset])
+    table = curve.to_table(format="lightcurve", sed_type="flux")
+    assert len(table) == 1
+    start, stop = dataset.gti.time_start[0], dataset.gti.time_stop[-1]
+    # the light curve's times are MJD in TT
+    assert abs(table["time_min"][0] - start.tt.mjd) < 1e-9 and abs(table["time_max"][0] - stop.tt.mjd) < 1e-9
+    flux = float(np.ravel(table["flux"][0])[0])
+    expected = spectral.integral(1 * u.TeV, 10 * u.TeV).to_value("cm-2 s-1")
+    assert 0.5 < flux / expected < 2, flux

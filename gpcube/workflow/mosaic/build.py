@@ -159,8 +159,29 @@ def _plan_sky(tmp: Path, geom: SkyGeom, pieces, chunk: int, only=None, done=None
     return _calls(sky_chunk, tmp, names, lead, geom, pieces, size, "", only, done)
 
 
+def _check_irf_grid(geom: SkyGeom, pieces) -> None:
+    """Refuse observations whose IRF maps lie on another coarse grid than ``geom``.
+
+    gpcube before the coarse grid's size was rounded half to even (as Gammapy's) made, for a mosaic
+    width of an odd number of half coarse pixels, a grid one pixel wider: its cutouts, summed on this
+    grid, would be shifted by half a pixel.
+    """
+    for piece in pieces:
+        stored = SkyGeom.from_attrs(read_array_attrs(Path(piece.group) / "exposure_irf")["geom"])
+        parent_crpix = tuple(c + o for c, o in zip(stored.crpix, stored.origin, strict=True))
+        if stored.binsz != geom.binsz or parent_crpix != geom.crpix:
+            raise GpcubeError(
+                f"observation {piece.obs_id}: its IRF maps are on a coarse grid of reference pixel "
+                f"{parent_crpix}, not on {geom!r} (reference pixel {geom.crpix}) that this gpcube derives "
+                "from the archive's geometry; an earlier gpcube reduced it: run the job again into a new "
+                "output",
+                path=piece.group,
+            )
+
+
 def _plan_irf(tmp: Path, geom: SkyGeom, pieces, chunk: int, only=None) -> list:
     """Tasks for the IRF maps on the coarse grid; as :func:`_plan_sky`."""
+    _check_irf_grid(geom, pieces)
     template = Path(pieces[0].group)
     names = [n for n in _IRF if (template / n / "zarr.json").exists()]
     coords = geom.to_coords()

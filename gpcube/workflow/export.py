@@ -1,0 +1,129 @@
+"""Export an archive (its mosaic, or one observation) as a FITS dataset that Gammapy reads, with what the
+archive says of its observations (GTI, META_TABLE, live time)."""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Iterable
+from pathlib import Path
+
+from gpcube.errors import GpcubeError, GpcubeWarning
+from gpcube.io.dataset_meta import ObservationMeta
+from gpcube.storage.layout import IRF, MOSAIC, RING, obs_path, observation_attrs
+from gpcube.workflow.open import open_archive
+
+__all__ = ["EXPORT_DATASETS", "export", "observation_meta", "observations_meta"]
+
+#: What ``export`` writes, by its ``dataset`` argument.
+EXPORT_DATASETS = ("auto", "map", "onoff")
+
+
+def observation_meta(obs_id: int, attrs: dict) -> ObservationMeta:
+    """The :class:`~gpcube.io.dataset_meta.ObservationMeta` of an observation group's attributes.
+
+    ``gti`` (stored at reduce time since archive format version 2, see
+    :func:`gpcube.workflow.reduce.write_observation`) is None for an observation reduced before.
+    """
+    pointing = attrs.get("pointing_radec") or (float("nan"), float("nan"))
+    livetime = attrs.get("livetime") or 0.0
+    return ObservationMeta.from_record(obs_id, livetime, pointing, attrs.get("telescope"), attrs.get("gti"))
+
+
+def observations_meta(archive: str | Path, obs_ids: Iterable[int]) -> list[ObservationMeta]:
+    """The :class:`~gpcube.io.dataset_meta.ObservationMeta` of the archive's observations ``obs_ids``.
+
+    Warns (:class:`~gpcube.GpcubeWarning`) when some have no stored GTI: the export then writes no GTI
+    table.
+
+    Raises
+    ------
+    GpcubeError
+        If one of them is not a complete observation of the archive.
+    """
+    obs_ids = [int(i) for i in obs_ids]
+    found = observation_attrs(archive, obs_ids)
+    missing = [i for i in obs_ids if i not in found]
+    if missing:
+        raise GpcubeError(f"observations {missing} are not complete in the archive", path=archive)
+    out = [observation_meta(i, found[i]) for i in obs_ids]
+    without = [obs.obs_id for obs in out if obs.gti is None]
+    if without:
+        warnings.warn(
+            f"{archive}: observations {without} have no stored good time intervals (reduced by an earlier "
+            "gpcube): the export has no GTI table",
+            GpcubeWarning,
+            stacklevel=2,
+        )
+    return out
+
+
+def export(
+    path: str | Path,
+    output: str | Path,
+    *,
+    obs_id: int | None = None,
+    dataset: str = "auto",
+    name: str | None = None,
+    overwrite: bool = False,
+) -> Path:
+    """Write the archive's mosaic, or one observation's products, as a FITS dataset that gammapy reads.
+
+    Parameters
+    ----------
+    path : str or Path
+        The archive.
+    output : str or Path
+        The FITS file to write.
+    obs_id : int, optional
+        Export this observation's cutout products (its own safe mask, exposure, background and IRF
+        maps from ``obs/<obs_id>``) instead of the mosaic: one dataset per observation, for a joint
+        fit or a light curve of the observations.
+    dataset : {"auto", "map", "onoff"}
+        ``map``: a ``MapDataset`` (counts, exposure, background, IRF maps, masks).
+        ``onoff``: a ``MapDatasetOnOff`` of the ring background (ON and OFF counts, acceptances and the
+        safe mask on the ring's energy bands, with the exposure and IRF maps, the edisp kernel summed
+        into the bands). ``auto`` (default): ``onoff`` if the archive has ring products, else ``map``.
+    name : str, optional
+        The dataset's name; default ``"gpcube"``, or ``"gpcube-<obs_id>"`` for an observation.
+    overwrite : bool
+        Replace an existing file.
+
+    Returns
+    -------
+    pathlib.Path
+        The file written, with the ``GTI``, ``META_TABLE`` and live time of the observations it holds
+        (:doc:`/export`).
+
+    Raises
+    ------
+    GpcubeError
+        If the archive has no mosaic (or not that observation, or it lies outside the geometry), if
+        ``onoff`` is asked of an archive without ring products, or as
+        :func:`gpcube.io.export.write_map_dataset`.
+    """
+    from gpcube.io.export import write_map_dataset, write_map_dataset_onoff
+
+    if dataset not in EXPORT_DATASETS:
+        raise GpcubeError(f"dataset must be one of {EXPORT_DATASETS}, got {dataset!r}")
+    path = Path(path)
+    sky = open_archive(path, obs_id=obs_id)
+    if obs_id is not None and sky.attrs.get("empty"):
+        raise GpcubeError(f"observation {obs_id} lies outside the geometry: it has no products", path=path)
+    group = path / (MOSAIC if obs_id is None else obs_path(path, obs_id).relative_to(path))
+    has_ring = (group / RING / "zarr.json").exists()
+    if dataset == "onoff" and not has_ring:
+        raise GpcubeError("no ring background products (background.method ring or adaptive_ring)", path=path)
+    irf = open_archive(path, obs_id=obs_id, irf=True) if (group / IRF / "zarr.json").exists() else None
+    obs_ids = [obs_id] if obs_id is not None else sky.attrs.get("obs_ids", [])
+    options = {
+        "name": name or ("gpcube" if obs_id is None else f"gpcube-{obs_id}"),
+        "observations": observations_meta(path, obs_ids),
+        "overwrite": overwrite,
+    }
+    if dataset == "map" or not has_ring:
+        return write_map_dataset(output, sky, irf, **options)
+    ring = open_archive(path, obs_id=obs_id, ring=True)
+    onoff = ring[["counts", "counts_off", "acceptance", "acceptance_off", "mask_safe"]]
+    if "exposure" in sky.data_vars:
+        onoff = onoff.assign(exposure=sky["exposure"])
+    return write_map_dataset_onoff(output, onoff, irf, **options)
