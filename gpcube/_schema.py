@@ -58,6 +58,8 @@ def _key(check: Check, default: Any = _MISSING) -> Any:
     """A dataclass field that is a YAML key read with ``check``; required if no ``default``."""
     if default is _MISSING:
         return field(metadata={"check": check})
+    if isinstance(default, dict):  # a mutable default: each instance gets its own copy
+        return field(default_factory=lambda: dict(default), metadata={"check": check})
     return field(default=default, metadata={"check": check})
 
 
@@ -162,6 +164,30 @@ def _path(what: str) -> Check:
     return check
 
 
+def _location(what: str) -> Check:
+    """A local path (made absolute against the config's folder) or a URL (``scheme://...``, kept)."""
+
+    def check(s: _Section, name: str, default: Any) -> str:
+        value = s.get(name, what, lambda v: isinstance(v, str | os.PathLike) and str(v).strip(), default)
+        text = os.fspath(value).strip()
+        if re.match(r"^[a-zA-Z][a-zA-Z0-9+.-]*://", text):
+            return text
+        return os.path.normpath(os.path.join(s.base_dir, os.path.expanduser(text)))
+
+    return check
+
+
+def _options(s: _Section, name: str, default: Any) -> dict:
+    """A mapping of option names to plain values (text, numbers, booleans, null)."""
+    what = "a mapping of option names to text, numbers, booleans or null"
+    plain = (str, int, float, bool, type(None))
+    value = s.get(
+        name, what, lambda v: isinstance(v, dict) and all(isinstance(k, str) and isinstance(x, plain)
+                                                          for k, x in v.items()), default,
+    )  # fmt: skip
+    return dict(value)
+
+
 def _scalar_or_pair(what: str, ok: Callable[[Any], bool], cast: type) -> Check:
     def check(s: _Section, name: str, default: Any) -> tuple | None:
         value = s.m.get(name, default)
@@ -205,13 +231,21 @@ def _yaml_keys(cls: type) -> list[str]:
     return [f.name for f in dataclasses.fields(cls) if "check" in f.metadata]
 
 
+def _default(f: dataclasses.Field) -> Any:
+    if f.default is not dataclasses.MISSING:
+        return f.default
+    if f.default_factory is not dataclasses.MISSING:
+        return f.default_factory()
+    return _MISSING
+
+
 def _build(cls: type, s: _Section) -> Any:
     """A ``cls`` from a section: each field's check in field order, then the cross-key checks."""
     kwargs = {}
     for f in dataclasses.fields(cls):
         if "check" in f.metadata:
             kwargs[f.name] = f.metadata["check"](
-                s, f.name, _MISSING if f.default is dataclasses.MISSING else f.default
+                s, f.name, _default(f)
             )
     obj = cls(**kwargs)
     return obj._checked(s) if hasattr(obj, "_checked") else obj
@@ -220,6 +254,8 @@ def _build(cls: type, s: _Section) -> Any:
 def _plain(obj: Any) -> Any:
     if dataclasses.is_dataclass(obj):
         return {name: _plain(getattr(obj, name)) for name in _yaml_keys(type(obj))}
+    if isinstance(obj, dict):
+        return {key: _plain(value) for key, value in obj.items()}
     return [_plain(v) for v in obj] if isinstance(obj, tuple | list) else obj
 
 

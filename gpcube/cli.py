@@ -10,6 +10,7 @@
     gpcube export crab.zarr crab.fits # the mosaic as a FITS file that Gammapy's MapDataset.read loads
     gpcube export crab.zarr run.fits --obs 23523   # one observation's products, for a joint fit
     gpcube significance crab.zarr --radius 0.1   # excess and significance maps, into the archive
+    gpcube gc crab.zarr               # delete what killed runs left and replaced versions held
     gpcube simulate sim.yaml          # write a simulated GADF data store (events sampled from IRFs)
 """
 
@@ -65,17 +66,29 @@ def _cmd_run(args, reduce_only: bool = False) -> int:
     return 0
 
 
+def _archive(args):
+    """The command's archive, with its ``--storage-option`` settings."""
+    from gpcube.storage.repository import Archive
+
+    options = {}
+    for item in args.storage_option or ():
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise GpcubeError(f"--storage-option wants KEY=VALUE, not {item!r}")
+        options[key] = {"true": True, "false": False}.get(value.lower(), value)
+    return Archive(args.archive, options)
+
+
 def _cmd_mosaic(args) -> int:
-    from gpcube.storage.layout import root_attrs
+    from gpcube.storage.layout import open_readonly, root_attrs
     from gpcube.workflow import pipeline
     from gpcube.workflow.config import parse_config
 
-    attrs = root_attrs(args.archive)
+    archive = _archive(args)
+    attrs = root_attrs(open_readonly(archive).store)
     config = parse_config(attrs["config"]) if "config" in attrs else None
     with _client(args, config) as client:
-        mosaic = pipeline.mosaic(
-            args.archive, client, chunk=args.chunk, progress=not args.quiet, full=args.full
-        )
+        mosaic = pipeline.mosaic(archive, client, chunk=args.chunk, progress=not args.quiet, full=args.full)
     print(f"mosaic: {mosaic['n_obs']} observations, livetime {mosaic['livetime'] / 3600:.2f} h")
     return 0
 
@@ -83,7 +96,7 @@ def _cmd_mosaic(args) -> int:
 def _cmd_info(args) -> int:
     from gpcube.storage.info import archive_info, format_info
 
-    info = archive_info(args.archive)
+    info = archive_info(_archive(args))
     print(json.dumps(info, indent=1) if args.json else format_info(info, files=args.files))
     return 0
 
@@ -93,7 +106,7 @@ def _cmd_significance(args) -> int:
     from gpcube.workflow.significance import significance
 
     maps = significance(
-        args.archive, args.radius, energy_edges=args.energy_edges, spectral_index=args.spectral_index,
+        _archive(args), args.radius, energy_edges=args.energy_edges, spectral_index=args.spectral_index,
         correlate_off=not args.no_correlate_off,
     )  # fmt: skip
     peak = maps["sqrt_ts"].max(["lat", "lon"]).values
@@ -119,15 +132,24 @@ def _cmd_export(args) -> int:
                 "--significance writes the significance maps of the mosaic: no --obs or --dataset"
             )
         path = write_maps(
-            args.output, open_archive(args.archive, significance=True), overwrite=args.overwrite
+            args.output, open_archive(_archive(args), significance=True), overwrite=args.overwrite
         )
         print(f"wrote {path}")
         return 0
     path = export(
-        args.archive, args.output, obs_id=args.obs, dataset=args.dataset, name=args.name,
+        _archive(args), args.output, obs_id=args.obs, dataset=args.dataset, name=args.name,
         overwrite=args.overwrite,
     )  # fmt: skip
     print(f"wrote {path}")
+    return 0
+
+
+def _cmd_gc(args) -> int:
+    from gpcube.storage.maintenance import collect_garbage
+
+    report = collect_garbage(_archive(args), older_than_hours=args.older_than, history=args.history)
+    deleted = f"{report['objects_deleted']} unreferenced objects deleted ({report['bytes_deleted']} bytes)"
+    print(f"{args.archive}: {report['expired_snapshots']} old snapshots expired, {deleted}")
     return 0
 
 
@@ -173,6 +195,11 @@ def _parser() -> argparse.ArgumentParser:
         p.set_defaults(func=func)
         return p
 
+    def archive_argument(p):
+        p.add_argument("archive", help="the archive: a local path, or s3://, gs:// URL")
+        p.add_argument("--storage-option", action="append", metavar="KEY=VALUE",
+                       help="a storage option, e.g. endpoint_url=http://host:9000")  # fmt: skip
+
     def cluster_options(p):
         p.add_argument("--scheduler", metavar="ADDRESS", help="run on the dask scheduler at ADDRESS "
                        "(overrides cluster.address)")  # fmt: skip
@@ -186,18 +213,18 @@ def _parser() -> argparse.ArgumentParser:
         p.add_argument("config", help="the job's YAML config")
         cluster_options(p)
     p = add("mosaic", "bring the mosaic of an archive up to date with its observations", _cmd_mosaic)
-    p.add_argument("archive")
+    archive_argument(p)
     p.add_argument("--chunk", type=int, default=None, help="mosaic chunk in pixels (default: the config's)")
     p.add_argument("--full", action="store_true", help="recompute every chunk, not only those that "
                    "observations added since the last mosaic overlap")  # fmt: skip
     cluster_options(p)
     p = add("info", "describe an archive: geometry, products, observations, provenance", _cmd_info)
-    p.add_argument("archive")
+    archive_argument(p)
     p.add_argument("--json", action="store_true", help="print the description as JSON")
     p.add_argument("--files", action="store_true", help="list the input files and their checksums")
     p = add("significance", "excess, significance and flux maps of the mosaic, into the archive",
             _cmd_significance)  # fmt: skip
-    p.add_argument("archive")
+    archive_argument(p)
     p.add_argument("--radius", type=float, required=True, help="correlation radius in deg (top-hat)")
     p.add_argument("--energy-edges", type=float, nargs="+", metavar="E", default=None,
                    help="energy band edges in TeV, each a reco bin edge (default: one band over all "
@@ -209,7 +236,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--overwrite", action="store_true", help="replace an existing --fits file")
     p = add("export", "write the mosaic (or one observation) to a FITS file that gammapy's MapDataset.read "
             "(MapDatasetOnOff.read for a ring background) loads", _cmd_export)  # fmt: skip
-    p.add_argument("archive")
+    archive_argument(p)
     p.add_argument("output", help="the FITS file to write")
     p.add_argument("--obs", type=int, metavar="OBS_ID", help="export this observation's own products (its "
                    "cutout, safe mask and IRF maps) instead of the mosaic")  # fmt: skip
@@ -221,6 +248,14 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--significance", action="store_true",
                    help="write the significance maps (of `gpcube significance`) instead")  # fmt: skip
     p.add_argument("--overwrite", action="store_true", help="replace an existing output file")
+    p = add("gc", "delete what no snapshot of an archive refers to any more (killed runs' leftovers, "
+            "replaced mosaics)", _cmd_gc)  # fmt: skip
+    archive_argument(p)
+    p.add_argument("--older-than", type=float, default=24.0, metavar="HOURS",
+                   help="only objects written at least this long ago (default 24): a run still writing "
+                   "keeps its own")  # fmt: skip
+    p.add_argument("--history", action="store_true", help="keep every snapshot of the main branch "
+                   "(default: only the latest is kept, older ones expire)")  # fmt: skip
     p = add("example", "write an example config on the Crab runs shipped with gpcube", _cmd_example)
     p.add_argument("path", nargs="?", default="crab.yaml")
     p.add_argument("--overwrite", action="store_true")

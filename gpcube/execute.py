@@ -10,11 +10,14 @@ batches run on processes forked from this one (Linux) or on its threads.
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import sys
+import uuid
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any, NamedTuple
 
+from gpcube._forksafe import fork_safe
 from gpcube.errors import GpcubeError
 
 __all__ = [
@@ -96,8 +99,9 @@ def _set_malloc_thresholds(mmap_threshold: int, trim_threshold: int) -> None:
 
 
 def default_start_method() -> str:
-    """``fork`` on Linux, ``spawn`` elsewhere (see :data:`START_METHODS`)."""
-    return "fork" if sys.platform.startswith("linux") else "spawn"
+    """``fork`` on Linux while this process may fork (:mod:`gpcube._forksafe`), ``spawn`` otherwise
+    (see :data:`START_METHODS`)."""
+    return "fork" if sys.platform.startswith("linux") and fork_safe() else "spawn"
 
 
 class TaskFailure(NamedTuple):
@@ -124,8 +128,14 @@ def run_tasks(
     *,
     desc: str = "",
     progress: bool = True,
+    token: str | None = None,
+    on_result: Callable[[int, Any], None] | None = None,
 ) -> tuple[list[Any], list[TaskFailure]]:
     """Run ``func(*args)`` for each ``(label, args)``; results in call order and the failures.
+
+    ``on_result(index, result)`` is called in this process as each task succeeds (an error it raises
+    stops the batch). On a dask cluster the tasks are keyed ``<desc>-<token>-<label>``: give each job
+    its own ``token`` so that jobs sharing a scheduler never share a task (default: a new one).
 
     ``client``: a :class:`distributed.Client`, an :class:`EmbeddedCluster` (started here if the
     batch is large enough; else the batch runs on as many processes forked from this one as the
@@ -135,18 +145,26 @@ def run_tasks(
     together at the end.
     """
     with _bar(len(calls), desc, progress) as bar:
+        done = functools.partial(_done, bar, on_result)
         if isinstance(client, EmbeddedCluster):
             if not client.started and len(calls) < client.min_tasks:
-                if client.forks:
-                    return _run_forked(func, calls, client.fork_pool(len(calls)), bar, client.drop_pool)
-                return _run_threads(func, calls, client.threads, bar)
+                return _run_threads(func, calls, client.threads, done)
             client = client.client
         if client is None:
-            return _run_here(func, calls, bar)
-        return _run_distributed(func, calls, client, desc, bar)
+            return _run_here(func, calls, done)
+        return _run_distributed(
+            func, calls, client, f"{desc or 'task'}-{token or uuid.uuid4().hex[:12]}", done
+        )
 
 
-def _run_here(func: Callable, calls: Sequence[tuple[str, tuple]], bar) -> tuple[list, list]:
+def _done(bar, on_result, index: int | None = None, result: Any = None) -> None:
+    """A task finished: ``on_result`` for a success (``index`` given), the progress bar for all."""
+    if index is not None and on_result is not None:
+        on_result(index, result)
+    bar.update()
+
+
+def _run_here(func: Callable, calls: Sequence[tuple[str, tuple]], done) -> tuple[list, list]:
     results: list[Any] = [None] * len(calls)
     failures: list[TaskFailure] = []
     for i, (label, args) in enumerate(calls):
@@ -154,11 +172,13 @@ def _run_here(func: Callable, calls: Sequence[tuple[str, tuple]], bar) -> tuple[
             results[i] = func(*args)
         except Exception as exc:  # noqa: BLE001 - reported with its label by the caller
             failures.append(TaskFailure(label, exc))
-        bar.update()
+            done()
+            continue
+        done(i, results[i])
     return results, failures
 
 
-def _gather(futures: dict, calls: Sequence[tuple[str, tuple]], finished, bar) -> tuple[list, list]:
+def _gather(futures: dict, calls: Sequence[tuple[str, tuple]], finished, done) -> tuple[list, list]:
     """Results in call order and failures of ``{future: index}``, as ``finished`` yields them."""
     results: list[Any] = [None] * len(calls)
     failures: list[TaskFailure] = []
@@ -168,53 +188,35 @@ def _gather(futures: dict, calls: Sequence[tuple[str, tuple]], finished, bar) ->
             results[i] = future.result()
         except Exception as exc:  # noqa: BLE001
             failures.append(TaskFailure(calls[i][0], exc))
-        bar.update()
+            done()
+            continue
+        done(i, results[i])
     return results, failures
 
 
-def _run_threads(func: Callable, calls: Sequence[tuple[str, tuple]], threads: int, bar) -> tuple[list, list]:
+def _run_threads(func: Callable, calls: Sequence[tuple[str, tuple]], threads: int, done) -> tuple[list, list]:
     from concurrent.futures import ThreadPoolExecutor, as_completed
 
     with ThreadPoolExecutor(max_workers=threads, thread_name_prefix="gpcube") as pool:
         futures = {pool.submit(func, *args): i for i, (_, args) in enumerate(calls)}
-        return _gather(futures, calls, as_completed, bar)
-
-
-def _run_forked(
-    func: Callable, calls: Sequence[tuple[str, tuple]], pool, bar, on_broken=None
-) -> tuple[list, list]:
-    """The calls on ``pool``, a :class:`~concurrent.futures.ProcessPoolExecutor` of processes forked
-    from this one, each tuned as a worker (see :meth:`EmbeddedCluster.fork_pool`).
-
-    A fork is ready in milliseconds with everything imported, where a cluster's start costs about
-    half a second; tasks and results travel pickled, as to a dask worker. A process that dies (out
-    of memory, killed) fails the tasks not finished, and the pool with it (``on_broken`` is then
-    called); the others' results are kept.
-    """
-    from concurrent.futures import as_completed
-    from concurrent.futures.process import BrokenProcessPool
-
-    futures = {pool.submit(func, *args): i for i, (_, args) in enumerate(calls)}
-    try:
-        return _gather(futures, calls, as_completed, bar)
-    finally:
-        done = [f for f in futures if f.done() and not f.cancelled()]
-        if on_broken is not None and any(isinstance(f.exception(), BrokenProcessPool) for f in done):
-            on_broken()
+        return _gather(futures, calls, as_completed, done)
 
 
 def _apply(args: tuple, function: Callable) -> Any:
     return function(*args)
 
 
-def _run_distributed(func: Callable, calls, client, desc: str, bar) -> tuple[list, list]:
+def _run_distributed(func: Callable, calls, client, prefix: str, done) -> tuple[list, list]:
     from distributed import as_completed
 
     # one map, not a submit per call: one graph update for the scheduler instead of one per task
-    keys = [f"{desc or 'task'}-{label}" for label, _ in calls]
+    keys = [f"{prefix}-{label}" for label, _ in calls]
     mapped = client.map(_apply, [args for _, args in calls], key=keys, pure=False, function=func)
     futures = {future: i for i, future in enumerate(mapped)}
-    return _gather(futures, calls, as_completed, bar)
+    try:
+        return _gather(futures, calls, as_completed, done)
+    finally:
+        client.cancel([f for f in mapped if not f.done()])
 
 
 def raise_failures(failures: Sequence[TaskFailure], what: str) -> None:
@@ -263,11 +265,12 @@ class EmbeddedCluster:
     """A local dask.distributed cluster that starts when a batch of tasks first needs it.
 
     :func:`run_tasks` runs a batch of fewer than ``min_tasks`` tasks while the cluster has not
-    started on ``threads`` (workers x threads per worker) processes forked from this one when its
-    workers would be forked processes too (:attr:`forks`), else on as many threads of this process:
-    starting a cluster costs about half a second with forked workers and seconds with spawned ones,
-    as much as a handful of observations take. A larger batch starts it (or :attr:`client` does),
-    and it then serves every later batch. Use as a context manager, or call :meth:`close`.
+    started on ``threads`` (workers x threads per worker) threads of this process: starting a cluster
+    of spawned workers costs seconds, as much as a handful of observations take. A larger batch starts
+    it (or :attr:`client` does), and it then serves every later batch. A cluster whose workers fork
+    (:attr:`forks`) is started by :func:`gpcube.workflow.pipeline.job_client` at once, before the job
+    opens its archive (see :mod:`gpcube._forksafe`); it takes about 0.1-0.5 s. Use as a context
+    manager, or call :meth:`close`.
 
     Parameters
     ----------
@@ -300,11 +303,10 @@ class EmbeddedCluster:
         self.min_tasks = min_tasks
         self._stack: contextlib.ExitStack | None = None
         self._client = None
-        self._pool, self._pool_size = None, 0
 
     @property
     def forks(self) -> bool:
-        """Whether small batches run on forked processes (worker processes started by fork)."""
+        """Whether the cluster's worker processes would start by fork (now)."""
         method = self.options["start_method"] or default_start_method()
         return bool(self.options["processes"]) and method == "fork"
 
@@ -316,9 +318,8 @@ class EmbeddedCluster:
     @property
     def client(self):
         """The :class:`distributed.Client` of the cluster, started on first use (every later batch
-        runs on it: forked processes of earlier small batches are shut down)."""
+        runs on it)."""
         if self._client is None:
-            self.drop_pool()
             stack = contextlib.ExitStack()
             self._client = stack.enter_context(cluster_client(None, **self.options))
             self._stack = stack
@@ -329,33 +330,8 @@ class EmbeddedCluster:
         """The dashboard's address (starts the cluster)."""
         return self.client.dashboard_link
 
-    def fork_pool(self, tasks: int):
-        """The processes forked from this one that run small batches, started by the first and kept
-        for the later ones (the mosaic's after the reduce's): a process's first task pays for
-        faulting in fresh memory, ~0.05 s, once per job instead of once per batch. ``tasks``: the
-        batch's size (no more processes than it can use are forked; a larger later batch gets a new
-        pool of more)."""
-        workers = max(1, min(self.threads, tasks))
-        if self._pool is not None and self._pool_size < workers:
-            self.drop_pool()
-        if self._pool is None:
-            import multiprocessing
-            from concurrent.futures import ProcessPoolExecutor
-
-            context = multiprocessing.get_context("fork")
-            self._pool = ProcessPoolExecutor(workers, mp_context=context, initializer=tune_worker_process)
-            self._pool_size = workers
-        return self._pool
-
-    def drop_pool(self) -> None:
-        """Shut the forked processes down (a later small batch forks new ones)."""
-        if self._pool is not None:
-            self._pool.shutdown(wait=True, cancel_futures=True)
-        self._pool, self._pool_size = None, 0
-
     def close(self) -> None:
         """Stop the cluster if it was started."""
-        self.drop_pool()
         if self._stack is not None:
             self._stack.close()
         self._stack, self._client = None, None

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
 import xarray as xr
 
-from gpcube.storage.zarrv3 import ArrayWriter, write_array, write_group
+from gpcube.storage.nodes import ArrayWriter, write_array, write_group
 
 if TYPE_CHECKING:
     import dask.array as da
@@ -63,7 +62,8 @@ def _chunked(array: xr.DataArray, chunk: int) -> tuple[np.ndarray | da.Array, tu
 
 
 def write_dataarrays(
-    path: str | Path,
+    store,
+    path: str,
     arrays: Mapping[str, xr.DataArray],
     attrs: Mapping | None,
     chunk: int,
@@ -71,7 +71,7 @@ def write_dataarrays(
     edges_in_attrs: bool = False,
     dtypes: Mapping[str, Any] | None = None,
 ) -> None:
-    """Write ``arrays`` (and their 1-D coordinates) as a zarr v3 group at ``path``.
+    """Write ``arrays`` (and their 1-D coordinates) as a zarr v3 group at ``path`` of ``store``.
 
     Data variables are chunked ``(whole leading dims, chunk, chunk)``; dask-backed ones are computed
     block by block with the synchronous scheduler, so memory stays at a few blocks whatever the
@@ -90,26 +90,26 @@ def write_dataarrays(
         ``{name: dtype}`` to store data variables as (cast block by block as they are written);
         others keep their own.
     """
-    write_groups([Group(Path(path), arrays, attrs, edges_in_attrs, dtypes)], chunk)
+    write_groups(store, [Group(path, arrays, attrs, edges_in_attrs, dtypes)], chunk)
 
 
 class Group(NamedTuple):
-    """A zarr group to write: its path, arrays and attrs, as the arguments of :func:`write_dataarrays`."""
+    """A zarr group to write: its path (a key), arrays and attrs, as :func:`write_dataarrays` takes them."""
 
-    path: Path
+    path: str
     arrays: Mapping[str, xr.DataArray]
     attrs: Mapping | None
     edges_in_attrs: bool = False
     dtypes: Mapping[str, Any] | None = None
 
 
-def write_groups(groups: Sequence[Group], chunk: int) -> None:
+def write_groups(store, groups: Sequence[Group], chunk: int) -> None:
     """Write several groups (as :func:`write_dataarrays`) in one computation, so that what their
     arrays share (an observation's counts and background, under its sky and ring products) is
     computed once."""
     sources, targets = [], []
     for group in groups:
-        group_sources, group_targets = _plan_group(group, chunk)
+        group_sources, group_targets = _plan_group(store, group, chunk)
         for source, target in zip(group_sources, group_targets, strict=True):
             if _is_dask(source):
                 sources.append(source)
@@ -130,11 +130,13 @@ def write_groups(groups: Sequence[Group], chunk: int) -> None:
         da.store(sources, targets, lock=False, optimize_graph=False)
 
 
-def _plan_group(group: Group, chunk: int) -> tuple[list, list]:
-    """Write the group's metadata and in-memory coordinates; the dask sources and their targets."""
+def _plan_group(store, group: Group, chunk: int) -> tuple[list, list]:
+    """Write the group's metadata and in-memory coordinates; the dask sources and their targets.
+
+    A group whose ``attrs`` are None gets empty attrs for now (the caller writes them later): its
+    arrays need it to exist."""
     path, arrays, attrs, edges_in_attrs, dtypes = group
-    if attrs is not None:
-        write_group(path, attrs)
+    write_group(store, path, attrs or {})
     coords = _coords(arrays)
     if edges_in_attrs:
         coords = _energy_edges_in_attrs(coords)
@@ -145,10 +147,12 @@ def _plan_group(group: Group, chunk: int) -> tuple[list, list]:
         if _is_dask(coord.data):  # e.g. FoV norms: computed with the data, not twice
             sources.append(coord.data.rechunk(-1))
             targets.append(
-                ArrayWriter(path / name, coord.shape, coord.dtype, coord.shape, coord.dims, coord.attrs)
+                ArrayWriter(
+                    store, f"{path}/{name}", coord.shape, coord.dtype, coord.shape, coord.dims, coord.attrs
+                )
             )
         else:
-            write_array(path / name, coord.values, coord.dims, coord.attrs)
+            write_array(store, f"{path}/{name}", coord.values, coord.dims, coord.attrs)
     for name, array in arrays.items():
         extra = [c for c in array.coords if c not in array.dims and c in coords]
         var_attrs = dict(array.attrs)
@@ -156,6 +160,6 @@ def _plan_group(group: Group, chunk: int) -> tuple[list, list]:
             var_attrs["coordinates"] = " ".join(sorted(extra))
         data, chunks = _chunked(array, chunk)
         dtype = (dtypes or {}).get(name, data.dtype)
-        targets.append(ArrayWriter(path / name, data.shape, dtype, chunks, array.dims, var_attrs))
+        targets.append(ArrayWriter(store, f"{path}/{name}", data.shape, dtype, chunks, array.dims, var_attrs))
         sources.append(data)
     return sources, targets

@@ -2,25 +2,42 @@
 
 from __future__ import annotations
 
-from pathlib import Path
+import os
+from collections.abc import Mapping
 
 from gpcube.geom import SkyGeom
-from gpcube.storage.layout import complete_observations, mosaic_attrs, root_attrs
+from gpcube.storage.layout import complete_observations, mosaic_attrs, open_readonly, root_attrs
+from gpcube.storage.repository import Archive, as_archive
 
 __all__ = ["archive_info", "format_info"]
 
 
-def _mosaic_summary(path: Path) -> dict | None:
-    attrs = mosaic_attrs(path)
+#: How many of the latest commits ``gpcube info`` lists.
+HISTORY = 5
+
+
+def _mosaic_summary(store) -> dict | None:
+    attrs = mosaic_attrs(store)
     keys = ("complete", "n_obs", "obs_ids", "livetime", "chunk", "made_at")
     return None if attrs is None else {k: attrs.get(k) for k in keys}
 
 
-def archive_info(path: str | Path) -> dict:
-    """A JSON-able description of the archive at ``path``."""
-    path = Path(path)
-    attrs = root_attrs(path)
-    observations = complete_observations(path)
+def _history(archive: Archive, n: int) -> list[dict]:
+    out = []
+    for snapshot in archive.repo.ancestry(branch="main"):
+        out.append({"snapshot": snapshot.id, "message": snapshot.message,
+                    "written_at": snapshot.written_at.isoformat(timespec="seconds")})  # fmt: skip
+        if len(out) == n:
+            break
+    return out
+
+
+def archive_info(location: Archive | str | os.PathLike, storage_options: Mapping | None = None) -> dict:
+    """A JSON-able description of the archive at ``location`` (its latest snapshot)."""
+    archive = as_archive(location, storage_options)
+    store = open_readonly(archive).store
+    attrs = root_attrs(store)
+    observations = complete_observations(store)
     obs = []
     for obs_id, a in observations.items():
         prov = a.get("provenance", {})
@@ -35,7 +52,7 @@ def archive_info(path: str | Path) -> dict:
             "files": prov.get("files", []),
         })  # fmt: skip
     return {
-        "path": str(path.resolve()),
+        "path": archive.location,
         "format": f"{attrs['format']} v{attrs['format_version']}",
         "created": attrs.get("created"),
         "versions": attrs.get("versions", {}),
@@ -43,7 +60,8 @@ def archive_info(path: str | Path) -> dict:
         "analysis": attrs.get("analysis", {}),
         "config": attrs.get("config", {}),
         "observations": obs,
-        "mosaic": _mosaic_summary(path),
+        "mosaic": _mosaic_summary(store),
+        "history": _history(archive, HISTORY),
     }
 
 
@@ -93,4 +111,6 @@ def format_info(info: dict, files: bool = False) -> str:
     else:
         lines.append("mosaic: none yet (gpcube mosaic ARCHIVE)")
     lines.append("versions: " + ", ".join(f"{k} {v}" for k, v in info["versions"].items()))
+    lines.append("latest commits:")
+    lines += [f"  {h['snapshot']}  {h['written_at']}  {h['message']}" for h in info.get("history", [])]
     return "\n".join(lines)

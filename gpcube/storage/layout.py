@@ -1,25 +1,26 @@
-"""The archive on disk: a zarr v3 store with the geometry and config at the root, one group per
-observation under ``obs/`` and the mosaic under ``mosaic/``.
+"""The archive's layout: a zarr hierarchy in an icechunk repository (:mod:`gpcube.storage.repository`)
+with the geometry and config in the root group's attributes, one group per observation under ``obs/``,
+the mosaic under ``mosaic/`` (its IRF maps under ``mosaic/irf``, its ring sums under ``mosaic/ring``)
+and the significance maps under ``significance/``.
 
-An observation's group is written under a temporary name (``obs/_tmp-<obs_id>-<token>``), marked
-complete in its attributes, then renamed to ``obs/<obs_id>`` in one step: a reader sees an
-observation whole or not at all, and a run killed halfway leaves only temporary groups, which the
-next run deletes. A local filesystem is assumed (rename of a directory is atomic there).
+The functions that read take a session's ``store`` (one snapshot): what they return is consistent
+whatever is committed meanwhile. Observation groups are committed whole, so a group that exists is
+complete.
 """
 
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
 import hashlib
 import json
 import os
-import shutil
-import uuid
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
 from gpcube.errors import GpcubeError
-from gpcube.storage.zarrv3 import read_group_attrs, write_group
+from gpcube.storage.nodes import list_children, read_group_attrs, read_many_group_attrs, write_group
+from gpcube.storage.repository import Archive, ArchiveConflict
 
 __all__ = [
     "ARCHIVE_FORMAT",
@@ -32,22 +33,25 @@ __all__ = [
     "check_or_create",
     "complete_observations",
     "file_checksums",
-    "is_complete",
     "mosaic_attrs",
+    "now",
     "obs_path",
     "observation_attrs",
-    "replace_group",
+    "open_readonly",
     "root_attrs",
     "versions",
 ]
 
 ARCHIVE_FORMAT = "gpcube-archive"
-#: 2: the observations' ``edisp`` kernels are masked per reco bin and ``exposure_psf`` weighs the PSF.
-ARCHIVE_VERSION = 2
+#: 3: an icechunk repository (transactions, snapshots, any store). 2: the observations' ``edisp``
+#: kernels are masked per reco bin and ``exposure_psf`` weighs the PSF.
+ARCHIVE_VERSION = 3
 #: Why an archive of an older format version cannot be used; it has to be made again.
 _OLD_VERSIONS = {
     1: "its energy-dispersion kernels are not masked per reco bin, so its stacked edisp predicts reco bins "
-    "with the exposure of observations that are not safe there; run the job again into a new output"
+    "with the exposure of observations that are not safe there; run the job again into a new output",
+    2: "it is a plain zarr directory, written before archives became transactional (icechunk); run the "
+    "job again into a new output",
 }
 OBS = "obs"
 MOSAIC = "mosaic"
@@ -94,132 +98,119 @@ def _differences(old: Mapping, new: Mapping, prefix: str = "") -> list[str]:
     return out
 
 
-def root_attrs(path: str | Path) -> dict:
-    """The root attributes of an archive; a clear error if ``path`` is not one."""
-    path = Path(path)
-    if not (path / "zarr.json").exists():
-        raise GpcubeError("no gpcube archive here (no zarr.json)", path=path)
-    attrs = read_group_attrs(path)
+def _old_layout(archive: Archive) -> bool:
+    """Whether the location holds an archive of format version 2 or older: a plain zarr directory."""
+    path = archive.local_path
+    return path is not None and (path / "zarr.json").is_file() and not (path / "refs").exists()
+
+
+def root_attrs(store) -> dict:
+    """The root attributes of an archive (``store`` a session's store); a clear error if it is not one."""
+    try:
+        attrs = read_group_attrs(store, "")
+    except GpcubeError:
+        raise GpcubeError("no gpcube archive here (the repository has no root group)") from None
+    return _checked(attrs)
+
+
+def _checked(attrs: dict) -> dict:
     if attrs.get("format") != ARCHIVE_FORMAT:
-        raise GpcubeError(f"not a gpcube archive (format {attrs.get('format')!r})", path=path)
+        raise GpcubeError(f"not a gpcube archive (format {attrs.get('format')!r})")
     version = attrs.get("format_version")
     if version != ARCHIVE_VERSION:
         why = _OLD_VERSIONS.get(version, f"this gpcube reads version {ARCHIVE_VERSION}")
-        raise GpcubeError(f"archive format version {version} is not supported: {why}", path=path)
+        raise GpcubeError(f"archive format version {version} is not supported: {why}")
     return attrs
 
 
-def check_or_create(
-    path: str | Path, analysis: Mapping, geom_attrs: Mapping | Callable[[], Mapping], config: Mapping
-) -> dict:
-    """Open the archive at ``path``, or create it; refuse it if it was made with another analysis.
+def open_readonly(archive: Archive, snapshot: str | None = None):
+    """A read-only session of the archive (its latest snapshot, or ``snapshot``), checked to be one."""
+    if _old_layout(archive):
+        raise GpcubeError(
+            f"archive format version 2 is not supported: {_OLD_VERSIONS[2]}", path=archive.location
+        )
+    if not archive.exists():
+        raise GpcubeError("no gpcube archive here", path=archive.location)
+    session = archive.readonly(snapshot)
+    try:
+        root_attrs(session.store)
+    except GpcubeError as exc:
+        raise GpcubeError(str(exc), path=archive.location) from None
+    return session
+
+
+def check_or_create(archive: Archive, analysis: Mapping, geom_attrs: Mapping | Callable[[], Mapping],
+                    config: Mapping) -> dict:  # fmt: skip
+    """Open the archive, or create it (one commit); refuse it if it was made with another analysis.
     Returns the root attributes.
 
     ``analysis`` is the part of the config that fixes the products (geometry, products, safe mask,
     background, IRF grid, cutout radius): adding observations made with another one would mix
     products, so a difference is an error that lists the keys. ``geom_attrs`` (or a function giving
-    them, called only if the archive is created) are the grid's :meth:`SkyGeom.to_attrs`.
+    them, called only if the archive is created) are the grid's :meth:`SkyGeom.to_attrs`. Two runs
+    creating the same archive at once: one creates it, the other then checks it.
     """
-    path = Path(path)
-    if path.exists() and not (path / "zarr.json").exists():
-        if any(path.iterdir()):
-            raise GpcubeError("output exists and is not a gpcube archive", path=path)
-    if (path / "zarr.json").exists():
-        attrs = root_attrs(path)
-        diffs = _differences(attrs.get("analysis", {}), json.loads(_canonical(analysis)))
-        if diffs:
-            raise GpcubeError(
-                "the archive was made with another analysis config; use a new output or the same config "
-                "(only data.*, chunks, cluster and output may change). Differences: " + "; ".join(diffs),
-                path=path,
-            )
-        return attrs
-    attrs = {
-        "format": ARCHIVE_FORMAT,
-        "format_version": ARCHIVE_VERSION,
-        "geom": dict(geom_attrs() if callable(geom_attrs) else geom_attrs),
-        "analysis": json.loads(_canonical(analysis)),
-        "config": json.loads(_canonical(config)),
-        "versions": versions(),
-        "created": now(),
-    }
-    write_group(path, attrs)
-    write_group(path / OBS, {})
+    if _old_layout(archive):
+        raise GpcubeError(
+            f"archive format version 2 is not supported: {_OLD_VERSIONS[2]}", path=archive.location
+        )
+    if not archive.exists():
+        attrs = {
+            "format": ARCHIVE_FORMAT,
+            "format_version": ARCHIVE_VERSION,
+            "geom": dict(geom_attrs() if callable(geom_attrs) else geom_attrs),
+            "analysis": json.loads(_canonical(analysis)),
+            "config": json.loads(_canonical(config)),
+            "versions": versions(),
+            "created": now(),
+        }
+        try:
+            archive.create()
+        except GpcubeError:
+            if not archive.exists():
+                raise
+        else:
+            session = archive.writable()
+            write_group(session.store, "", attrs)
+            write_group(session.store, OBS, {})
+            with contextlib.suppress(ArchiveConflict):  # another run created it first: check theirs
+                archive.commit(session, "create the archive", rebase=False)
+    attrs = open_readonly(archive).store
+    attrs = root_attrs(attrs)
+    diffs = _differences(attrs.get("analysis", {}), json.loads(_canonical(analysis)))
+    if diffs:
+        raise GpcubeError(
+            "the archive was made with another analysis config; use a new output or the same config "
+            "(only data.*, chunks, cluster and output may change). Differences: " + "; ".join(diffs),
+            path=archive.location,
+        )
     return attrs
 
 
-def obs_path(path: str | Path, obs_id: int) -> Path:
-    """Where observation ``obs_id``'s group lives."""
-    return Path(path) / OBS / str(int(obs_id))
+def obs_path(obs_id: int) -> str:
+    """Where observation ``obs_id``'s group lives (a key of the archive)."""
+    return f"{OBS}/{int(obs_id)}"
 
 
-def temporary_obs_path(path: str | Path, obs_id: int) -> Path:
-    """A fresh temporary group path for writing observation ``obs_id``."""
-    return Path(path) / OBS / f"{_TMP_PREFIX}{int(obs_id)}-{uuid.uuid4().hex[:12]}"
+def complete_observations(store) -> dict[int, dict]:
+    """``{obs_id: attrs}`` of the observations in the archive's snapshot ``store``, in obs_id order."""
+    ids = sorted(int(name) for name in list_children(store, OBS) if name.isdigit())
+    return observation_attrs(store, ids)
 
 
-def commit_observation(tmp: Path, final: Path) -> bool:
-    """Rename a written group into place; False if another writer got there first (ours is dropped)."""
-    try:
-        os.rename(tmp, final)
-        return True
-    except OSError:
-        if final.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
-            return False
-        raise
+def observation_attrs(store, obs_ids) -> dict[int, dict]:
+    """``{obs_id: attrs}`` of those of ``obs_ids`` that are in the archive's snapshot ``store``."""
+    obs_ids = [int(i) for i in obs_ids]
+    found = read_many_group_attrs(store, [obs_path(i) for i in obs_ids])
+    return {
+        i: attrs for i, attrs in zip(obs_ids, found, strict=True) if attrs and attrs.get("complete") is True
+    }
 
 
-def replace_group(tmp: Path, final: Path) -> None:
-    """Swap a group written under a temporary name in for ``final`` (the mosaic, the significance maps)."""
-    if final.exists():
-        shutil.rmtree(final)
-    tmp.rename(final)
-
-
-def is_complete(group: Path) -> bool:
-    """Whether the observation group at ``group`` exists and is complete."""
-    return group.is_dir() and _complete_attrs(group) is not None
-
-
-def _complete_attrs(group: Path) -> dict | None:
-    try:
-        attrs = read_group_attrs(group)
-    except GpcubeError:
-        return None
-    return attrs if attrs.get("complete") is True else None
-
-
-def complete_observations(path: str | Path, *, clean: bool = False) -> dict[int, dict]:
-    """``{obs_id: attrs}`` of the observations in the archive, in obs_id order.
-
-    With ``clean``, temporary or unfinished groups left by a killed run are deleted on the way.
-    """
-    obs_dir = Path(path) / OBS
-    found = {}
-    for entry in obs_dir.iterdir() if obs_dir.is_dir() else []:
-        attrs = _complete_attrs(entry) if entry.name.isdigit() else None
-        if attrs is not None:
-            found[int(entry.name)] = attrs
-        elif clean and entry.is_dir() and (entry.name.isdigit() or entry.name.startswith(_TMP_PREFIX)):
-            shutil.rmtree(entry)  # unfinished (no complete attrs) or temporary
-    return dict(sorted(found.items()))
-
-
-def observation_attrs(path: str | Path, obs_ids) -> dict[int, dict]:
-    """``{obs_id: attrs}`` of those of ``obs_ids`` that are complete in the archive."""
-    found = {}
-    for obs_id in obs_ids:
-        attrs = _complete_attrs(obs_path(path, obs_id))
-        if attrs is not None:
-            found[int(obs_id)] = attrs
-    return found
-
-
-def mosaic_attrs(path: str | Path) -> dict | None:
+def mosaic_attrs(store) -> dict | None:
     """The attributes of the archive's mosaic, or None if it has no complete mosaic."""
     try:
-        attrs = read_group_attrs(Path(path) / MOSAIC)
+        attrs = read_group_attrs(store, MOSAIC)
     except GpcubeError:
         return None
     return attrs if attrs.get("complete") else None

@@ -34,10 +34,12 @@ from gpcube._schema import (
     _is_num,
     _is_posint,
     _key,
+    _location,
     _lonlat,
     _names,
     _nested,
     _num,
+    _options,
     _path,
     _plain,
     _posint,
@@ -469,7 +471,8 @@ class JobConfig:
 
     data: DataConfig = _key(_nested(DataConfig))
     geom: GeomConfig = _key(_nested(GeomConfig))
-    output: str = _key(_path("the path of the output zarr store"))
+    output: str = _key(_location("the archive's location: a local path, or s3://, gs://, memory:// URL"))
+    output_options: dict = _key(_options, {})
     products: tuple[str, ...] = _key(
         _names(PRODUCTS, allow_empty=False), ("counts", "exposure", "background")
     )
@@ -511,6 +514,12 @@ class JobConfig:
         """The part of :meth:`to_dict` that fixes the per-observation products (not data, output, ...)."""
         out = self.to_dict()
         return {key: out[key] for key in ("geom", "products", "max_offset", "safe_mask", "background", "irf")}
+
+    def archive(self):
+        """The output :class:`~gpcube.storage.repository.Archive` (``output`` with ``output_options``)."""
+        from gpcube.storage.repository import Archive
+
+        return Archive(self.output, self.output_options)
 
     def safe_mask_kwargs(self) -> dict[str, Any]:
         """:meth:`SafeMaskConfig.maker_kwargs` plus this job's ``binsz_irf`` and ``max_offset``."""

@@ -4,12 +4,14 @@ archive says of its observations (GTI, META_TABLE, live time)."""
 from __future__ import annotations
 
 import warnings
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 
 from gpcube.errors import GpcubeError, GpcubeWarning
 from gpcube.io.dataset_meta import ObservationMeta
-from gpcube.storage.layout import IRF, MOSAIC, RING, obs_path, observation_attrs
+from gpcube.storage.layout import IRF, MOSAIC, RING, obs_path, observation_attrs, open_readonly
+from gpcube.storage.nodes import exists
+from gpcube.storage.repository import Archive, as_archive
 from gpcube.workflow.open import open_archive
 
 __all__ = ["EXPORT_DATASETS", "export", "observation_meta", "observations_meta"]
@@ -29,8 +31,9 @@ def observation_meta(obs_id: int, attrs: dict) -> ObservationMeta:
     return ObservationMeta.from_record(obs_id, livetime, pointing, attrs.get("telescope"), attrs.get("gti"))
 
 
-def observations_meta(archive: str | Path, obs_ids: Iterable[int]) -> list[ObservationMeta]:
-    """The :class:`~gpcube.io.dataset_meta.ObservationMeta` of the archive's observations ``obs_ids``.
+def observations_meta(store, obs_ids: Iterable[int], label: str = "") -> list[ObservationMeta]:
+    """The :class:`~gpcube.io.dataset_meta.ObservationMeta` of observations ``obs_ids`` of the archive's
+    snapshot ``store`` (``label`` names the archive in messages).
 
     Warns (:class:`~gpcube.GpcubeWarning`) when some have no stored GTI: the export then writes no GTI
     table.
@@ -41,15 +44,15 @@ def observations_meta(archive: str | Path, obs_ids: Iterable[int]) -> list[Obser
         If one of them is not a complete observation of the archive.
     """
     obs_ids = [int(i) for i in obs_ids]
-    found = observation_attrs(archive, obs_ids)
+    found = observation_attrs(store, obs_ids)
     missing = [i for i in obs_ids if i not in found]
     if missing:
-        raise GpcubeError(f"observations {missing} are not complete in the archive", path=archive)
+        raise GpcubeError(f"observations {missing} are not complete in the archive", path=label or None)
     out = [observation_meta(i, found[i]) for i in obs_ids]
     without = [obs.obs_id for obs in out if obs.gti is None]
     if without:
         warnings.warn(
-            f"{archive}: observations {without} have no stored good time intervals (reduced by an earlier "
+            f"{label}: observations {without} have no stored good time intervals (reduced by an earlier "
             "gpcube): the export has no GTI table",
             GpcubeWarning,
             stacklevel=2,
@@ -58,13 +61,14 @@ def observations_meta(archive: str | Path, obs_ids: Iterable[int]) -> list[Obser
 
 
 def export(
-    path: str | Path,
+    path: Archive | str | Path,
     output: str | Path,
     *,
     obs_id: int | None = None,
     dataset: str = "auto",
     name: str | None = None,
     overwrite: bool = False,
+    storage_options: Mapping | None = None,
 ) -> Path:
     """Write the archive's mosaic, or one observation's products, as a FITS dataset that gammapy reads.
 
@@ -105,24 +109,30 @@ def export(
 
     if dataset not in EXPORT_DATASETS:
         raise GpcubeError(f"dataset must be one of {EXPORT_DATASETS}, got {dataset!r}")
-    path = Path(path)
-    sky = open_archive(path, obs_id=obs_id)
+    archive = as_archive(path, storage_options)
+    session = open_readonly(archive)  # every part from this one snapshot
+    snapshot, store, label = session.snapshot_id, session.store, archive.location
+    sky = open_archive(archive, obs_id=obs_id, snapshot=snapshot)
     if obs_id is not None and sky.attrs.get("empty"):
-        raise GpcubeError(f"observation {obs_id} lies outside the geometry: it has no products", path=path)
-    group = path / (MOSAIC if obs_id is None else obs_path(path, obs_id).relative_to(path))
-    has_ring = (group / RING / "zarr.json").exists()
+        raise GpcubeError(f"observation {obs_id} lies outside the geometry: it has no products", path=label)
+    group = MOSAIC if obs_id is None else obs_path(obs_id)
+    has_ring = exists(store, f"{group}/{RING}")
     if dataset == "onoff" and not has_ring:
-        raise GpcubeError("no ring background products (background.method ring or adaptive_ring)", path=path)
-    irf = open_archive(path, obs_id=obs_id, irf=True) if (group / IRF / "zarr.json").exists() else None
+        raise GpcubeError("no ring background products (background.method ring or adaptive_ring)", path=label)
+    irf = (
+        open_archive(archive, obs_id=obs_id, irf=True, snapshot=snapshot)
+        if exists(store, f"{group}/{IRF}")
+        else None
+    )
     obs_ids = [obs_id] if obs_id is not None else sky.attrs.get("obs_ids", [])
     options = {
         "name": name or ("gpcube" if obs_id is None else f"gpcube-{obs_id}"),
-        "observations": observations_meta(path, obs_ids),
+        "observations": observations_meta(store, obs_ids, label),
         "overwrite": overwrite,
     }
     if dataset == "map" or not has_ring:
         return write_map_dataset(output, sky, irf, **options)
-    ring = open_archive(path, obs_id=obs_id, ring=True)
+    ring = open_archive(archive, obs_id=obs_id, ring=True, snapshot=snapshot)
     onoff = ring[["counts", "counts_off", "acceptance", "acceptance_off", "mask_safe"]]
     if "exposure" in sky.data_vars:
         onoff = onoff.assign(exposure=sky["exposure"])

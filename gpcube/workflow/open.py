@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from pathlib import Path
+import os
+from collections.abc import Mapping
 
 import xarray as xr
 
@@ -12,11 +13,14 @@ from gpcube.storage.layout import (
     MOSAIC,
     RING,
     SIGNIFICANCE,
-    is_complete,
     mosaic_attrs,
     obs_path,
+    observation_attrs,
+    open_readonly,
     root_attrs,
 )
+from gpcube.storage.nodes import exists
+from gpcube.storage.repository import Archive, as_archive
 from gpcube.workflow.ring import stacked_ring
 
 __all__ = ["open_archive"]
@@ -26,19 +30,24 @@ _PARTS = {"irf": IRF, "ring": RING}
 
 
 def open_archive(
-    path: str | Path,
+    path: Archive | str | os.PathLike,
     *,
     obs_id: int | None = None,
     irf: bool = False,
     ring: bool = False,
     significance: bool = False,
+    snapshot: str | None = None,
+    storage_options: Mapping | None = None,
 ) -> xr.Dataset:
-    """The archive's mosaic as a lazy (dask-backed) :class:`xarray.Dataset`.
+    """The archive's mosaic as a lazy (dask-backed) :class:`xarray.Dataset`, from one snapshot.
+
+    What is committed to the archive after it is opened does not change the Dataset: it reads the
+    archive's latest snapshot at the time of the call (or ``snapshot``), whole.
 
     Parameters
     ----------
-    path : str or Path
-        The archive (``output`` of the job).
+    path : str, Path or Archive
+        The archive (``output`` of the job): a local path or a URL (``s3://...``).
     obs_id : int, optional
         Open this observation's cutout products instead of the mosaic.
     irf : bool
@@ -50,9 +59,16 @@ def open_archive(
         ``mask_safe`` on the ring's energy bands.
     significance : bool
         Open the maps that ``gpcube significance`` wrote (excess, ``sqrt_ts``, flux, ...).
+    snapshot : str, optional
+        The id of an earlier snapshot to open (``gpcube info`` lists the latest commits).
+    storage_options : mapping, optional
+        Options of the archive's storage (see :class:`gpcube.storage.repository.Archive`).
     """
-    path = Path(path)
-    attrs = root_attrs(path)
+    archive = as_archive(path, storage_options)
+    path = archive.location
+    session = open_readonly(archive, snapshot)
+    store = session.store
+    attrs = root_attrs(store)
     chosen = [name for name, flag in (("irf", irf), ("ring", ring), ("significance", significance)) if flag]
     if len(chosen) > 1:
         raise GpcubeError(f"open one part at a time, not {' and '.join(chosen)}", path=path)
@@ -61,23 +77,25 @@ def open_archive(
             raise GpcubeError("significance maps are made of the mosaic, not of an observation", path=path)
         group = SIGNIFICANCE
     else:
-        group = MOSAIC if obs_id is None else obs_path(path, obs_id).relative_to(path).as_posix()
-        if obs_id is None and mosaic_attrs(path) is None:
+        group = MOSAIC if obs_id is None else obs_path(obs_id)
+        if obs_id is None and mosaic_attrs(store) is None:
             raise GpcubeError("the archive has no complete mosaic yet: run `gpcube mosaic`", path=path)
-        if obs_id is not None and not is_complete(obs_path(path, obs_id)):
+        if obs_id is not None and not observation_attrs(store, [obs_id]):
             raise GpcubeError(f"observation {obs_id} is not in the archive", path=path)
         if chosen:
             group += "/" + _PARTS[chosen[0]]
-    if not (path / group / "zarr.json").exists():
+    if not exists(store, group):
         hint = ": run `gpcube significance`" if significance else ""
         raise GpcubeError(f"the archive has no group {group!r}{hint}", path=path)
-    ds = xr.open_zarr(path, group=group, consolidated=False)
+    ds = xr.open_zarr(store, group=group, consolidated=False)
     # small 1-D coordinates (bin edges) in memory: no dask in their repr, no re-reading on each use
     ds = ds.assign_coords({name: c.load() for name, c in ds.coords.items() if c.ndim == 1})
     ds = _edges_as_coords(ds)
     if ring and obs_id is None:
         ds = stacked_ring(ds)
-    ds.attrs.setdefault("archive", {"path": str(path), "analysis": attrs.get("analysis")})
+    ds.attrs.setdefault(
+        "archive", {"path": path, "snapshot": session.snapshot_id, "analysis": attrs.get("analysis")}
+    )
     return ds
 
 

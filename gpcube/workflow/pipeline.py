@@ -8,6 +8,9 @@ from __future__ import annotations
 
 import contextlib
 import json
+import re
+import time
+import uuid
 from pathlib import Path
 
 import dask.array  # noqa: F401 - every run needs it (xarray imports it at its first Variable): load it with the rest
@@ -15,7 +18,6 @@ import dask.array  # noqa: F401 - every run needs it (xarray imports it at its f
 from gpcube.errors import GpcubeError
 from gpcube.execute import EmbeddedCluster, cluster_client, raise_failures, run_tasks
 from gpcube.geom.sky import remember_header
-from gpcube.storage.consolidated import consolidate
 from gpcube.storage.layout import (
     IRF,
     MOSAIC,
@@ -24,9 +26,11 @@ from gpcube.storage.layout import (
     complete_observations,
     mosaic_attrs,
     observation_attrs,
+    open_readonly,
     root_attrs,
 )
-from gpcube.storage.zarrv3 import read_group_attrs
+from gpcube.storage.nodes import read_group_attrs
+from gpcube.storage.repository import Archive, ArchiveConflict, as_archive
 from gpcube.workflow.config import JobConfig
 from gpcube.workflow.mosaic import build_mosaic
 from gpcube.workflow.open import open_archive
@@ -34,78 +38,142 @@ from gpcube.workflow.recipe import import_makers
 from gpcube.workflow.reduce import reduce_observation, remember_job
 from gpcube.workflow.significance import significance
 
-__all__ = ["job_client", "mosaic", "open_archive", "reduce", "run", "significance"]
+__all__ = ["ReduceCommits", "job_client", "mosaic", "open_archive", "reduce", "run", "significance"]
 
 
-def reduce(config: JobConfig, client=None, *, progress: bool = True, consolidated: bool = True) -> dict:
+def reduce(config: JobConfig, client=None, *, progress: bool = True) -> dict:
     """Add the selected observations that the archive lacks; returns counts of what happened.
 
     The config is checked against the archive first (a changed analysis is refused) and the
-    selection is resolved before anything is written. Observations already complete are not
-    recomputed; groups left by a killed run are deleted and redone. A failing observation does not
-    stop the others; the failures are raised together at the end.
+    selection is resolved before anything is written. Observations already in the archive are not
+    recomputed. The new ones are committed in batches (:class:`ReduceCommits`), so a run that is
+    killed keeps what it committed and the next run does the rest. A failing observation does not stop
+    the others; the failures are raised together at the end.
     """
-    return _reduce(config, client, progress=progress, consolidated=consolidated)[0]
+    return _reduce(config, client, progress=progress)[0]
 
 
-def _reduce(config: JobConfig, client, *, progress: bool, consolidated: bool) -> tuple[dict, dict[int, dict]]:
-    """:func:`reduce`, and the attrs of the archive's complete observations afterwards."""
+class ReduceCommits:
+    """Commit the reduce tasks' forks as they come back: every :attr:`every` observations or
+    :attr:`seconds` seconds, and at the end (:meth:`flush`).
+
+    A batch whose observations another run has committed meanwhile (two runs adding the same
+    observations to one archive) is committed without them: their products are the same.
+    """
+
+    every = 100
+    seconds = 60.0
+
+    def __init__(self, archive: Archive, obs_ids: list[int]):
+        self.archive, self.obs_ids = archive, obs_ids
+        self.pending: dict[int, object] = {}
+        self.committed: list[int] = []
+        self.summaries: list[dict] = []
+        self.last = time.monotonic()
+
+    def add(self, index: int, result) -> None:
+        summary, fork = result
+        self.summaries.append(summary)
+        self.pending[self.obs_ids[index]] = fork
+        if len(self.pending) >= self.every or time.monotonic() - self.last >= self.seconds:
+            self.flush()
+
+    def flush(self) -> None:
+        while self.pending:
+            there = set(observation_attrs(self.archive.readonly().store, list(self.pending)))
+            for obs_id in there:  # committed meanwhile by another run
+                del self.pending[obs_id]
+            if not self.pending:
+                break
+            session = self.archive.writable()
+            session.merge(*self.pending.values())
+            ids = sorted(self.pending)
+            try:
+                self.archive.commit(session, f"reduce: {len(ids)} observations ({ids[0]}..{ids[-1]})")
+            except ArchiveConflict:
+                continue  # another run committed some of them meanwhile: drop those and try again
+            self.committed += ids
+            self.pending.clear()
+        self.last = time.monotonic()
+
+
+def _reduce(config: JobConfig, client, *, progress: bool) -> tuple[dict, Archive]:
+    """:func:`reduce`, and the archive."""
     geom = config.geom()
-    store = config.data.open()
-    obs_ids = list(store.obs_ids)
-    archive = Path(config.output)
+    data = config.data.open()
+    obs_ids = list(data.obs_ids)
+    archive = config.archive()
     root = check_or_create(archive, config.analysis_dict(), geom.to_attrs, config.to_dict())
-    _remember_headers(archive, root)
-    done = complete_observations(archive, clean=True)
+    head = archive.readonly()
+    _remember_headers(head.store, root)
+    done = set(observation_attrs(head.store, obs_ids))
     todo = [i for i in obs_ids if i not in done]
-    config_json = json.dumps(config.to_dict())
-    calls = [(str(i), (str(archive), config_json, i)) for i in todo]
+    commits = ReduceCommits(archive, todo)
     if todo:
         import_makers(config)
-        remember_job(config_json, config, geom, store)
-    results, failures = run_tasks(reduce_observation, calls, client, desc="reduce", progress=progress)
-    if consolidated or failures:
-        consolidate(archive)
-    raise_failures(failures, "observations")
-    written = [r for r in results if r and r["written"]]
+        config_json = json.dumps(config.to_dict())
+        remember_job(config_json, config, geom, data)
+        base = archive.writable()
+        calls = [(str(i), (base.fork(), config_json, i)) for i in todo]
+        try:
+            _, failures = run_tasks(
+                reduce_observation, calls, client, desc="reduce", progress=progress, token=_token(archive),
+                on_result=commits.add,
+            )  # fmt: skip
+        finally:
+            commits.flush()  # what finished is kept, whatever stopped the rest
+        raise_failures(failures, "observations")
     report = {
         "selected": len(obs_ids),
-        "already_done": len(obs_ids) - len(todo),
-        "written": len(written),
-        "empty": sum(1 for r in written if r["empty"]),
+        "already_done": len(done),
+        "written": len(commits.committed),
+        "empty": sum(1 for r in commits.summaries if r["empty"] and r["obs_id"] in set(commits.committed)),
     }
-    return report, dict(sorted({**done, **observation_attrs(archive, todo)}.items()))
+    return report, archive
 
 
-def _remember_headers(archive: Path, root: dict) -> None:
+def _token(archive: Archive) -> str:
+    """A name for one job's tasks on a dask scheduler: the archive's, and unique to this run."""
+    stem = re.sub(r"[^A-Za-z0-9]+", "_", archive.location.rstrip("/").rsplit("/", 1)[-1])[:24]
+    return f"{stem}-{uuid.uuid4().hex[:8]}"
+
+
+def _remember_headers(store, root: dict) -> None:
     """The WCS headers stored in the archive serve this process and the workers it forks (see
     :func:`gpcube.geom.sky.remember_header`), whatever version of gpcube wrote them."""
     remember_header(root.get("geom") or {})
-    irf = archive / MOSAIC / IRF
-    if (irf / "zarr.json").exists():  # the coarse IRF grid's
-        remember_header(read_group_attrs(irf).get("geom") or {})
+    with contextlib.suppress(GpcubeError):  # the coarse IRF grid's, once there is a mosaic
+        remember_header(read_group_attrs(store, f"{MOSAIC}/{IRF}").get("geom") or {})
 
 
 def mosaic(
-    archive: str | Path, client=None, *, chunk: int | None = None, progress: bool = True, full: bool = False
+    archive: Archive | str | Path,
+    client=None,
+    *,
+    chunk: int | None = None,
+    progress: bool = True,
+    full: bool = False,
+    storage_options: dict | None = None,
 ) -> dict:
-    """Bring ``mosaic/`` up to date with every complete observation of the archive; returns its attrs.
+    """Bring ``mosaic/`` up to date with every observation of the archive; returns its attrs.
 
     ``chunk`` (pixels along lon and lat) defaults to the config's ``chunks.mosaic``. Only the chunks
     that observations added since the last mosaic overlap are recomputed, unless ``full`` (see
     :func:`gpcube.workflow.mosaic.build_mosaic`).
     """
-    attrs = root_attrs(archive)
+    archive = as_archive(archive, storage_options)
+    attrs = root_attrs(open_readonly(archive).store)
     if chunk is None:
         chunk = int(attrs.get("config", {}).get("chunks", {}).get("mosaic", 256))
-    return build_mosaic(archive, client, chunk=chunk, progress=progress, full=full)
+    return build_mosaic(archive, client, chunk=chunk, progress=progress, full=full, token=_token(archive))
 
 
 @contextlib.contextmanager
 def job_client(config: JobConfig | None = None, scheduler: str | None = None):
     """What runs the job's tasks: a client of ``scheduler`` or ``cluster.address`` if given, else an
-    :class:`~gpcube.execute.EmbeddedCluster` from the ``cluster`` section, which starts when a batch
-    of at least ``cluster.min_tasks`` tasks needs it (at once with ``cluster.dashboard``)."""
+    :class:`~gpcube.execute.EmbeddedCluster` from the ``cluster`` section. Its workers start at once
+    if they fork (the default on Linux in a process that has not opened an archive yet) or with
+    ``cluster.dashboard``; else when a batch of at least ``cluster.min_tasks`` tasks needs them."""
     cluster = config.cluster if config is not None else None
     address = scheduler or (cluster.address if cluster is not None else None)
     if address:
@@ -124,33 +192,31 @@ def job_client(config: JobConfig | None = None, scheduler: str | None = None):
             "min_tasks": 0 if cluster.dashboard else cluster.min_tasks,
         }
     with EmbeddedCluster(**options) as embedded:
-        if options.get("dashboard"):
-            embedded.client  # noqa: B018 - start now, so that the dashboard shows the whole job
+        if options.get("dashboard") or embedded.forks:
+            # now: so that the dashboard shows the whole job; and forked workers must start before
+            # the job opens its archive (gpcube._forksafe)
+            embedded.client  # noqa: B018
         yield embedded
 
 
 def run(config: JobConfig, client=None, *, progress: bool = True) -> dict:
-    """Reduce, then rebuild the mosaic if the set of observations changed (or it is missing), then
-    with a ``significance`` section make the maps of :func:`significance` if they are not current
+    """Reduce, then bring the mosaic up to date if the set of observations changed (or it is missing),
+    then with a ``significance`` section make the maps of :func:`significance` if they are not current
     (in this process: an embedded cluster is closed first, its workers being idle by then)."""
-    report, observations = _reduce(
-        config, client, progress=progress, consolidated=False
-    )  # consolidated below
-    archive = Path(config.output)
-    current = mosaic_attrs(archive)
-    wanted = [i for i, a in observations.items() if not a.get("empty")]
+    report, archive = _reduce(config, client, progress=progress)
+    store = archive.readonly().store
+    current = mosaic_attrs(store)
+    wanted = [i for i, a in complete_observations(store).items() if not a.get("empty")]
     changed = (
         current is None or current.get("obs_ids") != wanted or current.get("chunk") != config.chunks.mosaic
     )
     if changed:
         current = build_mosaic(
-            archive, client, chunk=config.chunks.mosaic, progress=progress, observations=observations
+            archive, client, chunk=config.chunks.mosaic, progress=progress, token=_token(archive)
         )
-    else:
-        consolidate(archive)
     report["mosaic"] = {key: current[key] for key in ("n_obs", "livetime", "made_at")}
     settings = config.significance
-    if settings is not None and (changed or _significance_stale(archive, settings, current)):
+    if settings is not None and (changed or _significance_stale(archive.readonly().store, settings, current)):
         if isinstance(client, EmbeddedCluster):  # the maps are made here: free the idle workers' memory
             client.close()
         maps = significance(
@@ -161,11 +227,11 @@ def run(config: JobConfig, client=None, *, progress: bool = True) -> dict:
     return report
 
 
-def _significance_stale(archive: Path, settings, mosaic: dict) -> bool:
+def _significance_stale(store, settings, mosaic: dict) -> bool:
     """Whether the archive's significance maps are missing, older than ``mosaic`` or made otherwise
     than the job's ``significance`` section says."""
     try:
-        attrs = read_group_attrs(archive / SIGNIFICANCE)
+        attrs = read_group_attrs(store, SIGNIFICANCE)
     except GpcubeError:
         return True
     if (

@@ -1,4 +1,10 @@
-"""Reduce one observation into the archive: the task that workers run, once per observation."""
+"""Reduce one observation into the archive: the task that workers run, once per observation.
+
+The task writes the observation's group into a fork of a session of the archive and returns the fork;
+the caller merges the forks and commits them in batches (:func:`gpcube.workflow.pipeline.reduce`). A
+task that dask runs twice writes the group twice into copies of the same fork, and only the one that
+comes back is merged.
+"""
 
 from __future__ import annotations
 
@@ -8,22 +14,14 @@ import json
 import os
 import socket
 import time
-from pathlib import Path
 
 from gpcube.geom import SkyGeom
 from gpcube.io import DataStore, Observation
 from gpcube.io.dataset_meta import gti_record, observation_telescope
 from gpcube.makers._lazy import computed_at_once
 from gpcube.storage.groups import Group, write_groups
-from gpcube.storage.layout import (
-    commit_observation,
-    file_checksums,
-    is_complete,
-    now,
-    obs_path,
-    temporary_obs_path,
-)
-from gpcube.storage.zarrv3 import write_group
+from gpcube.storage.layout import file_checksums, now, obs_path
+from gpcube.storage.nodes import write_group
 from gpcube.workflow.config import JobConfig, parse_config
 from gpcube.workflow.recipe import STORED_DTYPES, at_once, observation_products
 
@@ -74,14 +72,12 @@ def _provenance(observation: Observation, seconds: float) -> dict:
     }
 
 
-def write_observation(
-    archive: str | Path, observation: Observation, geom: SkyGeom, config: JobConfig
-) -> dict:
-    """Make one observation's products and write them to ``obs/<obs_id>``; returns its summary.
+def write_observation(store, observation: Observation, geom: SkyGeom, config: JobConfig) -> dict:
+    """Make one observation's products and write them as ``obs/<obs_id>`` into ``store`` (a session's,
+    committed by the caller); returns its summary.
 
-    The group is written under a temporary name and renamed into place when whole (see
-    :mod:`gpcube.storage.layout`). An observation whose cutout misses the geometry gets an empty group
-    (``attrs["empty"] = True``), so that later runs know it was done.
+    An observation whose cutout misses the geometry gets an empty group (``attrs["empty"] = True``), so
+    that later runs know it was done.
     """
     start = time.perf_counter()
     with computed_at_once() if at_once(config) else contextlib.nullcontext():
@@ -100,38 +96,32 @@ def write_observation(
         "gti": gti_record(observation),
         "telescope": observation_telescope(observation),
     }
-    tmp = temporary_obs_path(archive, observation.obs_id)
+    key = obs_path(observation.obs_id)
     chunk = config.chunks.obs
-    if not empty:  # the group's own metadata is written last, with the provenance
-        groups = [Group(tmp, sky, None, True, STORED_DTYPES)]  # one computation for all groups
+    if not empty:  # the group's own attributes are written last, with the provenance
+        groups = [Group(key, sky, None, True, STORED_DTYPES)]  # one computation for all groups
         if irf:
             irf_attrs = {"grid": "irf", "slice": attrs["irf_slice"]}
-            groups.append(Group(tmp / "irf", irf, irf_attrs, True, STORED_DTYPES))
+            groups.append(Group(f"{key}/irf", irf, irf_attrs, True, STORED_DTYPES))
         if ring:
             ring_attrs = {"ring": config.to_dict()["background"], "slice": attrs["slice"]}
-            groups.append(Group(tmp / "ring", ring, ring_attrs))
-        write_groups(groups, chunk)
+            groups.append(Group(f"{key}/ring", ring, ring_attrs))
+        write_groups(store, groups, chunk)
     attrs["provenance"] = _provenance(observation, time.perf_counter() - start)
-    write_group(tmp, attrs)
-    committed = commit_observation(tmp, obs_path(archive, observation.obs_id))
-    return {
-        "obs_id": observation.obs_id,
-        "written": committed,
-        "empty": empty,
-        "seconds": attrs["provenance"]["seconds"],
-    }
+    write_group(store, key, attrs)
+    return {"obs_id": observation.obs_id, "empty": empty, "seconds": attrs["provenance"]["seconds"]}
 
 
-def reduce_observation(archive: str, config_json: str, obs_id: int) -> dict:
-    """The worker task: reduce observation ``obs_id`` into ``archive`` unless it is there already.
+def reduce_observation(fork, config_json: str, obs_id: int):
+    """The worker task: reduce observation ``obs_id`` into ``fork`` (a fork of a session of the
+    archive); returns ``(summary, fork)`` for the caller to merge and commit.
 
     ``config_json`` is the job's config as JSON (:meth:`JobConfig.to_dict`), parsed once per process.
     """
-    if is_complete(obs_path(archive, obs_id)):
-        return {"obs_id": obs_id, "written": False, "empty": False, "seconds": 0.0}
-    config, geom, store = _job(config_json)
-    observation = store.observation(obs_id)
+    config, geom, data = _job(config_json)
+    observation = data.observation(obs_id)
     try:
-        return write_observation(archive, observation, geom, config)
+        summary = write_observation(fork.store, observation, geom, config)
     finally:
         observation.close()
+    return summary, fork

@@ -3,8 +3,8 @@
 :func:`gpcube.estimators.estimate_excess_map` runs on the mosaic: with a ring background
 (``background.method`` ``ring`` or ``adaptive_ring``) on the stacked ring products of
 ``mosaic/ring`` (:func:`gpcube.workflow.ring.stacked_ring`), otherwise on the mosaic's counts and
-background; the mosaic's exposure gives the flux. The maps are stored as float32 in a group written
-under a temporary name and swapped in, replacing an earlier one.
+background; the mosaic's exposure gives the flux. The maps are stored as float32 and committed in
+one commit, replacing earlier ones.
 
 A mosaic whose inputs take at most :data:`IN_MEMORY_BYTES` as stored (the 36-run H.E.S.S. survey,
 10 x 456 x 1643 pixels with 20 true-energy bins, takes ~70 MB) is read into memory with the
@@ -16,21 +16,26 @@ chunks whatever its size. Both give the same maps.
 
 from __future__ import annotations
 
-import json
-import shutil
-import uuid
-from collections.abc import Iterable, Sequence
-from pathlib import Path
+import os
+from collections.abc import Iterable, Mapping, Sequence
 
 import numpy as np
 import xarray as xr
 
 from gpcube.errors import GpcubeError
 from gpcube.estimators import estimate_excess_map
-from gpcube.storage.consolidated import consolidate
 from gpcube.storage.groups import write_dataarrays
-from gpcube.storage.layout import MOSAIC, SIGNIFICANCE, mosaic_attrs, now, replace_group, root_attrs
-from gpcube.storage.zarrv3 import read_group_attrs, read_region
+from gpcube.storage.layout import MOSAIC, RING, SIGNIFICANCE, mosaic_attrs, now, open_readonly, root_attrs
+from gpcube.storage.nodes import (
+    array_layout,
+    delete,
+    exists,
+    read_array_attrs,
+    read_array_dims,
+    read_group_attrs,
+    read_region,
+)
+from gpcube.storage.repository import Archive, as_archive
 
 __all__ = ["IN_MEMORY_BYTES", "SIGNIFICANCE", "significance"]
 
@@ -47,21 +52,22 @@ RING_EXTRA_INPUTS = ("exposure",)
 
 
 def significance(
-    archive: str | Path,
+    archive: Archive | str | os.PathLike,
     radius: float,
     *,
     energy_edges=None,
     spectral_index: float = 2.0,
     correlate_off: bool = True,
     in_memory: bool | None = None,
+    storage_options: Mapping | None = None,
 ) -> xr.Dataset:
     """Excess, significance and flux maps of the mosaic, written to the archive's ``significance`` group.
 
     The statistic follows the archive's background: Li & Ma (ON/OFF) with the ring products for
     ``ring`` and ``adaptive_ring``, Cash against the background otherwise (see
     :func:`gpcube.estimators.estimate_excess_map` for the other parameters and the definitions).
-    The group is written under a temporary name and swapped in, replacing an earlier one. Also
-    ``gpcube.workflow.pipeline.significance``.
+    The maps are made from one snapshot of the archive and committed in one commit, replacing earlier
+    ones. Also ``gpcube.workflow.pipeline.significance``.
 
     Parameters
     ----------
@@ -74,69 +80,68 @@ def significance(
     xarray.Dataset
         The maps as written: in memory when computed so, else lazy, opened from the archive.
     """
-    path = Path(archive)
-    attrs = root_attrs(path)
-    mosaic = mosaic_attrs(path)
+    archive = as_archive(archive, storage_options)
+    open_readonly(archive)  # a clear error if it is not an archive
+    session = archive.writable()
+    store = session.store
+    attrs = root_attrs(store)
+    mosaic = mosaic_attrs(store)
     if mosaic is None:
-        raise GpcubeError("the archive has no complete mosaic yet: run `gpcube mosaic`", path=path)
+        raise GpcubeError(
+            "the archive has no complete mosaic yet: run `gpcube mosaic`", path=archive.location
+        )
     method = (attrs.get("analysis") or {}).get("background", {}).get("method")
-    sources = _sources(path, method)
+    sources = _sources(store, method)
     if in_memory is None:
-        stored = sum(_stored_bytes(group / name) for group, names in sources for name in names)
+        stored = sum(_stored_bytes(store, f"{group}/{name}") for group, names in sources for name in names)
         in_memory = stored <= IN_MEMORY_BYTES
-    inputs = _read_inputs(sources, method) if in_memory else _open_inputs(path, method)
+    inputs = _read_inputs(store, sources, method) if in_memory else _open_inputs(archive, session, method)
     maps = estimate_excess_map(
         inputs, radius, energy_edges=energy_edges, spectral_index=spectral_index, correlate_off=correlate_off
     )
     arrays = {name: var.astype("float32", keep_attrs=True) for name, var in maps.data_vars.items()}
     maps_attrs = {**maps.attrs, "background_method": method, "made_at": now()}
-    _write(path, arrays, maps_attrs, int(mosaic.get("chunk", 256)))
+    if exists(store, SIGNIFICANCE):
+        delete(store, SIGNIFICANCE)
+    write_dataarrays(store, SIGNIFICANCE, arrays, maps_attrs, int(mosaic.get("chunk", 256)))
+    snapshot = archive.commit(session, "significance maps")
     if not in_memory:
         from gpcube.workflow.open import open_archive
 
-        return open_archive(path, significance=True)
-    written = read_group(path / SIGNIFICANCE, arrays)
-    written.attrs.setdefault("archive", {"path": str(path), "analysis": attrs.get("analysis")})
+        return open_archive(archive, significance=True, snapshot=snapshot)
+    written = read_group(archive.readonly(snapshot).store, SIGNIFICANCE, arrays)
+    written.attrs.setdefault("archive", {"path": archive.location, "analysis": attrs.get("analysis")})
     return written
 
 
-def _sources(path: Path, method: str | None) -> list[tuple[Path, tuple[str, ...]]]:
+def _sources(store, method: str | None) -> list[tuple[str, tuple[str, ...]]]:
     """The groups and variables that the estimator reads (those of the lists that the groups have)."""
-    mosaic = path / MOSAIC
     if method not in RING_METHODS:
-        return [(mosaic, _present(mosaic, MOSAIC_INPUTS))]
-    ring = mosaic / "ring"
-    if not (ring / "zarr.json").exists():
-        raise GpcubeError(f"the archive has no group {f'{MOSAIC}/ring'!r}", path=path)
-    return [(ring, _present(ring, RING_INPUTS)), (mosaic, _present(mosaic, RING_EXTRA_INPUTS))]
+        return [(MOSAIC, _present(store, MOSAIC, MOSAIC_INPUTS))]
+    ring = f"{MOSAIC}/{RING}"
+    if not exists(store, ring):
+        raise GpcubeError(f"the archive has no group {ring!r}")
+    return [(ring, _present(store, ring, RING_INPUTS)), (MOSAIC, _present(store, MOSAIC, RING_EXTRA_INPUTS))]
 
 
-def _present(group: Path, names: Iterable[str]) -> tuple[str, ...]:
-    return tuple(name for name in names if (group / name / "zarr.json").is_file())
+def _present(store, group: str, names: Iterable[str]) -> tuple[str, ...]:
+    return tuple(name for name in names if exists(store, f"{group}/{name}"))
 
 
-def _metadata(array: Path) -> dict:
-    try:
-        return json.loads((array / "zarr.json").read_text())
-    except (OSError, ValueError) as exc:
-        raise GpcubeError(f"cannot read zarr metadata: {exc}", path=array) from exc
-
-
-def _stored_bytes(array: Path) -> int:
+def _stored_bytes(store, array: str) -> int:
     """The bytes of an archive array in memory (its shape times its item size)."""
-    meta = _metadata(array)
-    return int(np.prod(meta["shape"], dtype=np.int64)) * np.dtype(meta["data_type"]).itemsize
+    shape, dtype, _, _ = array_layout(store, array)
+    return int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
 
 
-def _variable(array: Path) -> tuple[xr.Variable, list[str]]:
+def _variable(store, array: str) -> tuple[xr.Variable, list[str]]:
     """An archive array in memory, and the names of its non-index coordinates."""
-    meta = _metadata(array)
-    attrs = dict(meta.get("attributes", {}))
+    attrs = dict(read_array_attrs(store, array))
     coordinates = attrs.pop("coordinates", "").split()
-    return xr.Variable(tuple(meta["dimension_names"]), read_region(array), attrs), coordinates
+    return xr.Variable(read_array_dims(store, array), read_region(store, array), attrs), coordinates
 
 
-def read_group(group: Path, names: Sequence[str]) -> xr.Dataset:
+def read_group(store, group: str, names: Sequence[str]) -> xr.Dataset:
     """Variables ``names`` of a mosaic group and their coordinates, read into memory.
 
     What :func:`gpcube.open_archive` gives for them, loaded, without zarr-python and dask: the
@@ -145,16 +150,16 @@ def read_group(group: Path, names: Sequence[str]) -> xr.Dataset:
     """
     variables, coords = {}, {}
     for name in names:
-        variables[name], extra = _variable(group / name)
+        variables[name], extra = _variable(store, f"{group}/{name}")
         for coord in [*variables[name].dims, *extra]:
-            if coord not in coords and (group / coord / "zarr.json").is_file():
-                coords[coord] = _variable(group / coord)[0]
-    return xr.Dataset(variables, coords=coords, attrs=read_group_attrs(group))
+            if coord not in coords and exists(store, f"{group}/{coord}"):
+                coords[coord] = _variable(store, f"{group}/{coord}")[0]
+    return xr.Dataset(variables, coords=coords, attrs=read_group_attrs(store, group))
 
 
-def _read_inputs(sources: list[tuple[Path, tuple[str, ...]]], method: str | None) -> xr.Dataset:
+def _read_inputs(store, sources: list[tuple[str, tuple[str, ...]]], method: str | None) -> xr.Dataset:
     """The estimator's inputs in memory (the ring's sums stacked for a ring background)."""
-    first, *others = (read_group(group, names) for group, names in sources)
+    first, *others = (read_group(store, group, names) for group, names in sources)
     if method in RING_METHODS:
         from gpcube.workflow.ring import stacked_ring
 
@@ -164,24 +169,12 @@ def _read_inputs(sources: list[tuple[Path, tuple[str, ...]]], method: str | None
     return first
 
 
-def _open_inputs(path: Path, method: str | None) -> xr.Dataset:
-    """The estimator's inputs, lazy (dask), as :func:`gpcube.open_archive` opens them."""
+def _open_inputs(archive: Archive, session, method: str | None) -> xr.Dataset:
+    """The estimator's inputs, lazy (dask), as :func:`gpcube.open_archive` opens them (same snapshot)."""
     from gpcube.workflow.open import open_archive
 
-    mosaic = open_archive(path)
+    mosaic = open_archive(archive, snapshot=session.snapshot_id)
     if method in RING_METHODS:  # ON counts, OFF and acceptances on the ring's bands
-        ring = open_archive(path, ring=True).drop_vars("alpha_counts_off")
+        ring = open_archive(archive, ring=True, snapshot=session.snapshot_id).drop_vars("alpha_counts_off")
         mosaic = ring.assign(exposure=mosaic["exposure"]) if "exposure" in mosaic else ring
     return mosaic
-
-
-def _write(path: Path, arrays: dict[str, xr.DataArray], attrs: dict, chunk: int) -> None:
-    """Write the maps under a temporary name, swap them in for the ``significance`` group, consolidate."""
-    tmp = path / f"_tmp-{SIGNIFICANCE}-{uuid.uuid4().hex[:12]}"
-    try:
-        write_dataarrays(tmp, arrays, attrs, chunk)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    replace_group(tmp, path / SIGNIFICANCE)
-    consolidate(path)

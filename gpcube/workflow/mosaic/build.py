@@ -1,11 +1,27 @@
-"""Build ``mosaic/`` (and ``mosaic/irf``) of an archive from its complete observations."""
+"""Build or continue ``mosaic/`` (with ``mosaic/irf`` and ``mosaic/ring``) of an archive, as one commit.
+
+The chunk tasks of a mosaic read only one snapshot of the archive (the observations and, for an
+update, the previous mosaic) and each writes its own chunks into its own fork of a session: a task
+that dask runs twice (a worker lost) writes the same bytes again, and only the fork that comes back is
+merged. The caller merges the forks, sets the mosaic's attributes and commits:
+
+* an **update** (observations added to an archive whose mosaic has the same grid and chunking) is
+  one commit on the main branch, rebased over what others committed meanwhile if that touched other
+  nodes (their observations);
+* a **full build** first creates the arrays on a branch of its own (``gpcube-build-...``), then writes
+  the chunks there, then moves the main branch to the result if it has not moved meanwhile.
+
+Either way a reader sees the old mosaic or the new one, never a mix. If another run changed the mosaic
+meanwhile, the build is planned again from the new snapshot (:data:`ATTEMPTS` times at most).
+"""
 
 from __future__ import annotations
 
 import functools
-import shutil
+import os
+import socket
+import time
 import uuid
-from pathlib import Path
 
 import numpy as np
 import xarray as xr
@@ -14,10 +30,11 @@ from gpcube.errors import GpcubeError
 from gpcube.execute import raise_failures, run_tasks
 from gpcube.geom import EnergyAxis, SkyGeom
 from gpcube.geom.sky import remember_header
-from gpcube.storage.consolidated import consolidate
-from gpcube.storage.layout import MOSAIC, complete_observations, now, obs_path, replace_group, root_attrs
-from gpcube.storage.zarrv3 import (
+from gpcube.storage.layout import IRF, MOSAIC, RING, complete_observations, now, obs_path, root_attrs
+from gpcube.storage.nodes import (
     ArrayWriter,
+    delete,
+    exists,
     read_array_attrs,
     read_array_dims,
     read_group_attrs,
@@ -25,6 +42,7 @@ from gpcube.storage.zarrv3 import (
     write_array,
     write_group,
 )
+from gpcube.storage.repository import Archive, ArchiveConflict, as_archive
 from gpcube.workflow.mosaic.sum import RING_SUMS, Piece, irf_chunk, overlap, ring_chunk, sky_chunk
 
 __all__ = ["build_mosaic"]
@@ -32,6 +50,13 @@ __all__ = ["build_mosaic"]
 _SKY = ("counts", "exposure", "background", "mask_safe")
 _IRF = ("psf", "edisp", "exposure_irf", "exposure_psf")
 _DTYPES = {"counts": np.int32, "mask_safe": bool}
+#: How many times a build is planned again when another run changed the mosaic meanwhile.
+ATTEMPTS = 5
+#: Branches of full builds are named ``BUILD_PREFIX-<host>-<pid>-<unix time>-<token>``.
+BUILD_PREFIX = "gpcube-build"
+#: A build branch older than this (seconds) is abandoned whoever made it; a younger one only if its
+#: process (on this host) is gone.
+STALE_BRANCH_SECONDS = 24 * 3600
 
 #: The coarse IRF grid is chunked ``chunk // IRF_CHUNK_DIVISOR`` px square: a PSF pixel holds
 #: n_true x n_rad values (1320 in the survey) against the sky's 2 n_reco + n_true, so a chunk of a
@@ -57,14 +82,14 @@ def task_size(chunk: int) -> int:
     return chunk * max(1, TASK_PIXELS // chunk)
 
 
-def _pieces(archive: Path, observations: dict, key: str, group: str = "") -> list[Piece]:
+def _pieces(observations: dict, key: str, group: str = "") -> list[Piece]:
     out = []
     for obs_id, attrs in observations.items():
         box = attrs.get(key)
         if attrs.get("empty") or not box:
             continue
-        path = obs_path(archive, obs_id) / group if group else obs_path(archive, obs_id)
-        out.append(Piece(obs_id, str(path), (*box["lat"], *box["lon"])))
+        path = f"{obs_path(obs_id)}/{group}" if group else obs_path(obs_id)
+        out.append(Piece(obs_id, path, (*box["lat"], *box["lon"])))
     return out
 
 
@@ -81,14 +106,15 @@ def _chunk_index(pieces, shape: tuple[int, int], chunk: int) -> dict[tuple[int, 
     return index
 
 
-def _write_coords(group: Path, coords: dict) -> None:
+def _write_coords(store, group: str, coords: dict) -> None:
     for name, var in coords.items():
-        write_array(group / name, np.asarray(var.values), var.dims, var.attrs)
+        write_array(store, f"{group}/{name}", np.asarray(var.values), var.dims, var.attrs)
 
 
 def _create_arrays(
-    group: Path,
-    template: Path,
+    store,
+    group: str,
+    template: str,
     geom: SkyGeom,
     coords: dict,
     lead: dict,
@@ -104,26 +130,31 @@ def _create_arrays(
     and ``sources`` (the template array of a mosaic array that has none of its own name) as needed.
     """
     for name, sizes in lead.items():
-        source = template / (sources or {}).get(name, name)
-        dims = read_array_dims(source)
-        attrs = {k: v for k, v in read_array_attrs(source).items() if k not in ("obs_id", "coordinates")}
+        source_name = (sources or {}).get(name, name)
+        source = f"{template}/{source_name}"
+        dims = read_array_dims(store, source)
+        attrs = {
+            k: v for k, v in read_array_attrs(store, source).items() if k not in ("obs_id", "coordinates")
+        }
         attrs["geom"] = geom_attrs or geom.to_attrs()
-        if source.name != name:
+        if source_name != name:
             attrs["product"] = name
         extra = sorted(c for c, v in coords.items() if c not in dims and set(v.dims) <= set(dims))
         if extra:
             attrs["coordinates"] = " ".join(extra)
         dtype = (dtypes or {}).get(name, _DTYPES.get(name, np.float32))
-        ArrayWriter(group / name, (*sizes, *geom.shape), dtype, (*sizes, chunk, chunk), dims, attrs)
+        ArrayWriter(
+            store, f"{group}/{name}", (*sizes, *geom.shape), dtype, (*sizes, chunk, chunk), dims, attrs
+        )
 
 
 def _calls(
-    func, out: Path, names, lead: dict, geom: SkyGeom, pieces, chunk: int, prefix: str, only, done=None
+    func, out: str, names, lead: dict, geom: SkyGeom, pieces, chunk: int, prefix: str, only, done=None
 ) -> list:
-    """One ``func(out, names, lead, region, pieces)`` task per ``chunk`` x ``chunk`` region that a
-    piece overlaps (``chunk`` a multiple of the arrays' chunks: a task may own several).
+    """One ``func(store, out, names, lead, region, pieces)`` task per ``chunk`` x ``chunk`` region that
+    a piece overlaps (``chunk`` a multiple of the arrays' chunks: a task may own several).
 
-    Regions that no piece overlaps get no task (they stay fill values, 0, and no file). With ``only``
+    Regions that no piece overlaps get no task (they stay fill values, 0, and no chunk). With ``only``
     (a list of pieces), just the regions those pieces overlap, each summing every piece over it; with
     ``done`` too (the obs_ids summed into the stored, complete mosaic), a region whose new pieces all
     come after its old ones in obs_id order is continued from its stored values with the new pieces
@@ -141,60 +172,43 @@ def _calls(
             new = [p for p in hits if p.obs_id not in done]
             if old and min(p.obs_id for p in new) > max(old):
                 hits, task = new, functools.partial(func, resume=True)
-        calls.append((f"{prefix}{region[0]}-{region[2]}", (task, str(out), list(names), lead, region, hits)))
+        calls.append((f"{prefix}{region[0]}-{region[2]}", (task, out, list(names), lead, region, hits)))
     return calls
 
 
-def _plan_sky(tmp: Path, geom: SkyGeom, pieces, chunk: int, only=None, done=None) -> list:
-    """Tasks for the sky products; the arrays are created in ``tmp`` unless updating (``only``, and
+def _plan_sky(store, geom: SkyGeom, pieces, chunk: int, only=None, done=None) -> list:
+    """Tasks for the sky products; the arrays are created in ``store`` unless updating (``only``, and
     ``done`` as in :func:`_calls`)."""
-    template = Path(pieces[0].group)
-    names = [n for n in _SKY if (template / n / "zarr.json").exists()]
-    lead = {name: geom.axis(read_array_dims(template / name)[0]).nbins for name in names}
+    template = pieces[0].group
+    names = [n for n in _SKY if exists(store, f"{template}/{n}")]
+    lead = {name: geom.axis(read_array_dims(store, f"{template}/{name}")[0]).nbins for name in names}
     if only is None:
         coords = geom.to_coords()
-        _write_coords(tmp, coords)
-        _create_arrays(tmp, template, geom, coords, {n: (size,) for n, size in lead.items()}, chunk)
+        _write_coords(store, MOSAIC, coords)
+        _create_arrays(store, MOSAIC, template, geom, coords, {n: (size,) for n, size in lead.items()}, chunk)
     size = chunk if only is not None else task_size(chunk)  # an update touches single chunks
-    return _calls(sky_chunk, tmp, names, lead, geom, pieces, size, "", only, done)
+    return _calls(sky_chunk, MOSAIC, names, lead, geom, pieces, size, "", only, done)
 
 
-def _check_irf_grid(geom: SkyGeom, pieces) -> None:
-    """Refuse observations whose IRF maps lie on another coarse grid than ``geom``.
-
-    gpcube before the coarse grid's size was rounded half to even (as Gammapy's) made, for a mosaic
-    width of an odd number of half coarse pixels, a grid one pixel wider: its cutouts, summed on this
-    grid, would be shifted by half a pixel.
-    """
-    for piece in pieces:
-        stored = SkyGeom.from_attrs(read_array_attrs(Path(piece.group) / "exposure_irf")["geom"])
-        parent_crpix = tuple(c + o for c, o in zip(stored.crpix, stored.origin, strict=True))
-        if stored.binsz != geom.binsz or parent_crpix != geom.crpix:
-            raise GpcubeError(
-                f"observation {piece.obs_id}: its IRF maps are on a coarse grid of reference pixel "
-                f"{parent_crpix}, not on {geom!r} (reference pixel {geom.crpix}) that this gpcube derives "
-                "from the archive's geometry; an earlier gpcube reduced it: run the job again into a new "
-                "output",
-                path=piece.group,
-            )
-
-
-def _plan_irf(tmp: Path, geom: SkyGeom, pieces, chunk: int, only=None) -> list:
+def _plan_irf(store, geom: SkyGeom, pieces, chunk: int, only=None) -> list:
     """Tasks for the IRF maps on the coarse grid; as :func:`_plan_sky`."""
-    _check_irf_grid(geom, pieces)
-    template = Path(pieces[0].group)
-    names = [n for n in _IRF if (template / n / "zarr.json").exists()]
+    template = pieces[0].group
+    out = f"{MOSAIC}/{IRF}"
+    names = [n for n in _IRF if exists(store, f"{template}/{n}")]
     coords = geom.to_coords()
     if "psf" in names:
         for name in ("rad", "rad_lo", "rad_hi"):
-            coords[name] = xr.Variable(
-                ("rad",), read_region(template / name), read_array_attrs(template / name)
-            )
-    lead = {name: tuple(len(coords[d]) for d in read_array_dims(template / name)[:-2]) for name in names}
+            path = f"{template}/{name}"
+            coords[name] = xr.Variable(("rad",), read_region(store, path), read_array_attrs(store, path))
+    lead = {
+        name: tuple(len(coords[d]) for d in read_array_dims(store, f"{template}/{name}")[:-2])
+        for name in names
+    }
     if only is None:
-        _write_coords(tmp, coords)
-        _create_arrays(tmp, template, geom, coords, lead, chunk)
-    return _calls(irf_chunk, tmp, names, lead, geom, pieces, chunk, "irf-", only)
+        write_group(store, out, {"grid": "irf", "geom": geom.to_attrs()})
+        _write_coords(store, out, coords)
+        _create_arrays(store, out, template, geom, coords, lead, chunk)
+    return _calls(irf_chunk, out, names, lead, geom, pieces, chunk, "irf-", only)
 
 
 def _with_axis(geom_attrs: dict, axis: EnergyAxis) -> dict:
@@ -205,32 +219,34 @@ def _with_axis(geom_attrs: dict, axis: EnergyAxis) -> dict:
     }
 
 
-def _plan_ring(tmp: Path, geom: SkyGeom, pieces, chunk: int, only=None, done=None) -> list:
+def _plan_ring(store, geom: SkyGeom, pieces, chunk: int, only=None, done=None) -> list:
     """Tasks for the ring sums on the ring's energy bands; as :func:`_plan_sky`."""
-    template = Path(pieces[0].group)
+    template = pieces[0].group
+    out = f"{MOSAIC}/{RING}"
     coords = {k: v for k, v in geom.to_coords().items() if set(v.dims) <= {"lat", "lon"}}
     for name in ("energy_reco", "energy_reco_lo", "energy_reco_hi"):  # the bands, not the reco axis
-        coords[name] = xr.Variable(
-            ("energy_reco",), read_region(template / name), read_array_attrs(template / name)
-        )
+        path = f"{template}/{name}"
+        coords[name] = xr.Variable(("energy_reco",), read_region(store, path), read_array_attrs(store, path))
     names = list(RING_SUMS)
     lead = {name: len(coords["energy_reco"]) for name in names}
     edges = np.append(coords["energy_reco_lo"].values, coords["energy_reco_hi"].values[-1])
     band_geom = _with_axis(geom.to_attrs(), EnergyAxis.from_edges(edges, "energy_reco"))
     if only is None:
-        write_group(tmp, {"grid": "ring", "geom": band_geom})
-        _write_coords(tmp, coords)
+        write_group(store, out, {"grid": "ring", "geom": band_geom})
+        _write_coords(store, out, coords)
         _create_arrays(
-            tmp, template, geom, coords, {n: (size,) for n, size in lead.items()}, chunk,
+            store, out, template, geom, coords, {n: (size,) for n, size in lead.items()}, chunk,
             dtypes={n: types[1] for n, types in RING_SUMS.items()}, geom_attrs=band_geom,
             sources={"alpha_counts_off": "alpha"},
         )  # fmt: skip
     size = chunk if only is not None else task_size(chunk)
-    return _calls(ring_chunk, tmp, names, lead, geom, pieces, size, "ring-", only, done)
+    return _calls(ring_chunk, out, names, lead, geom, pieces, size, "ring-", only, done)
 
 
-def _call(func, *args):
-    return func(*args)
+def _chunk_task(fork, func, *args):
+    """The worker task: ``func(fork.store, *args)``; the fork goes back to be merged."""
+    func(fork.store, *args)
+    return fork
 
 
 def _cost(call) -> int:
@@ -246,14 +262,14 @@ def _cost(call) -> int:
     return area * per_pixel
 
 
-def _previous(archive: Path, geom: SkyGeom, chunk: int, pieces) -> dict | None:
-    """The existing mosaic's attrs if it can be updated in place: same grid and chunking, and made
-    from a subset of the current observations (a complete mosaic, or one whose update was cut short)."""
+def _previous(store, geom: SkyGeom, chunk: int, pieces) -> dict | None:
+    """The stored mosaic's attrs if it can be continued: complete, same grid and chunking, and made
+    from a subset of the current observations."""
     try:
-        attrs = read_group_attrs(archive / MOSAIC)
+        attrs = read_group_attrs(store, MOSAIC)
     except GpcubeError:
         return None
-    if attrs.get("chunk") != chunk or attrs.get("geom") != geom.to_attrs():
+    if not attrs.get("complete") or attrs.get("chunk") != chunk or attrs.get("geom") != geom.to_attrs():
         return None
     if attrs.get("irf_chunk", chunk) != irf_chunk_size(chunk):  # a mosaic of an older gpcube
         return None
@@ -276,93 +292,132 @@ def _mosaic_attrs(geom: SkyGeom, chunk: int, observations: dict, pieces) -> dict
     }
 
 
-def _plan(
-    archive: Path, out: Path, geom: SkyGeom, pieces, irf_pieces, chunk: int, new=None, done=None
-) -> list:
-    """All chunk tasks (sky, ring and IRF) writing into ``out``, largest first (so that the last to
-    finish are small ones, whatever the number of workers); only those ``new`` pieces touch if
-    given, continuing chunks of the stored mosaic of ``done`` where the order allows (not the IRF
-    maps: they are weighted means, and cheap to redo on their coarse grid)."""
+def _plan(store, coarse: SkyGeom | None, geom: SkyGeom, pieces, irf_pieces, chunk: int, new=None, done=None):
+    """All chunk tasks (sky, ring and IRF), largest first (so that the last to finish are small ones,
+    whatever the number of workers); only those ``new`` pieces touch if given, continuing chunks of the
+    stored mosaic of ``done`` where the order allows (not the IRF maps: they are weighted means, and
+    cheap to redo on their coarse grid). Without ``new`` the arrays are created in ``store``."""
     new_ids = None if new is None else {p.obs_id for p in new}
 
     def only(group_pieces):
         return None if new_ids is None else [p for p in group_pieces if p.obs_id in new_ids]
 
-    tasks = _plan_sky(out, geom, pieces, chunk, new, done)
-    ring_pieces = [p._replace(group=str(Path(p.group) / "ring")) for p in pieces]
-    if ring_pieces and (Path(ring_pieces[0].group) / "zarr.json").exists():
-        tasks += _plan_ring(out / "ring", geom, ring_pieces, chunk, only(ring_pieces), done)
+    tasks = _plan_sky(store, geom, pieces, chunk, new, done)
+    ring_pieces = [p._replace(group=f"{p.group}/{RING}") for p in pieces]
+    if ring_pieces and exists(store, ring_pieces[0].group):
+        tasks += _plan_ring(store, geom, ring_pieces, chunk, only(ring_pieces), done)
     if irf_pieces:
-        coarse = geom.to_binsz(root_attrs(archive)["analysis"]["irf"]["binsz"])
-        if new is None:
-            write_group(out / "irf", {"grid": "irf", "geom": coarse.to_attrs()})
-        tasks += _plan_irf(out / "irf", coarse, irf_pieces, irf_chunk_size(chunk), only(irf_pieces))
+        tasks += _plan_irf(store, coarse, irf_pieces, irf_chunk_size(chunk), only(irf_pieces))
     return sorted(tasks, key=_cost, reverse=True)
 
 
-def _run(tasks, client, progress: bool, on_failure) -> None:
-    _, failures = run_tasks(_call, tasks, client, desc="mosaic", progress=progress)
-    if failures:
-        on_failure()
-        raise_failures(failures, "mosaic chunks")
+def _run(base, tasks, client, progress: bool, token: str) -> None:
+    """Run the chunk tasks, each in a fork of ``base``, and merge the forks back into ``base``."""
+    calls = [(label, (base.fork(), *args)) for label, args in tasks]
+    results, failures = run_tasks(_chunk_task, calls, client, desc="mosaic", progress=progress, token=token)
+    raise_failures(failures, "mosaic chunks")
+    if results:
+        base.merge(*results)
 
 
 def build_mosaic(
-    archive: str | Path,
+    archive: Archive | str,
     client=None,
     *,
     chunk: int = 256,
     progress: bool = True,
-    consolidated: bool = True,
     full: bool = False,
-    observations: dict | None = None,
+    token: str | None = None,
 ) -> dict:
-    """Sum the archive's complete observations into ``mosaic/``; returns the mosaic's attrs.
+    """Sum the archive's observations into ``mosaic/`` as one commit; returns the mosaic's attrs.
 
-    If a mosaic of a subset of the observations exists on the same grid and chunking, only the
-    chunks that the new observations overlap are recomputed: a chunk whose new observations all come
-    after its old ones in obs_id order (the usual case: new runs have higher numbers) by adding the
-    new pieces to its stored values, any other from all the pieces over it in obs_id order. Either
-    way the bytes are those of a full rebuild, at a cost proportional to what was added.
-    The update marks the mosaic incomplete first (``complete: False``, ``pending_obs_ids``) and
-    complete last, so an update cut short is finished by the next call. ``full=True``, or a mosaic
-    that cannot be updated, rebuilds everything under a temporary name and swaps it in, so an
-    interrupted build leaves the previous mosaic (or none), never half of one. ``observations``
-    (``{obs_id: attrs}`` of the archive's complete observations, as
-    :func:`gpcube.storage.layout.complete_observations` gives) saves reading them again.
+    If the stored mosaic has the same grid and chunking and was made of a subset of the observations,
+    only the chunks that the new observations overlap are recomputed: a chunk whose new observations all
+    come after its old ones in obs_id order (the usual case: new runs have higher numbers) by adding the
+    new pieces to its stored values, any other from all the pieces over it in obs_id order. Either way
+    the bytes are those of a full rebuild, at a cost proportional to what was added. ``full=True``, or a
+    mosaic that cannot be continued, builds everything anew (see the module docstring). ``token`` names
+    the job's tasks on a dask scheduler (unique per job: default a new one).
     """
-    archive = Path(archive)
-    stored = root_attrs(archive)["geom"]
-    remember_header(stored)  # the archive's own WCS header, whatever wrote it
-    geom = SkyGeom.from_attrs(stored)
-    if observations is None:  # ``{obs_id: attrs}`` of the complete observations, if the caller has it
-        observations = complete_observations(archive)
-    pieces = _pieces(archive, observations, "slice")
+    archive = as_archive(archive)
+    token = token or uuid.uuid4().hex[:12]
+    _drop_stale_branches(archive)
+    for _ in range(ATTEMPTS):
+        try:
+            return _build_once(archive, client, chunk, progress, full, token)
+        except ArchiveConflict:
+            continue  # another run changed the mosaic meanwhile: plan again from the new snapshot
+    raise GpcubeError(f"the mosaic changed under {ATTEMPTS} attempts to build it (other runs keep writing "
+                      "it): run again", path=archive.location)  # fmt: skip
+
+
+def _build_once(archive: Archive, client, chunk: int, progress: bool, full: bool, token: str) -> dict:
+    base = archive.writable()
+    head = base.snapshot_id
+    store = base.store  # what the tasks read: this snapshot, whatever is committed meanwhile
+    stored = root_attrs(store)
+    remember_header(stored["geom"])  # the archive's own WCS header, whatever wrote it
+    geom = SkyGeom.from_attrs(stored["geom"])
+    observations = complete_observations(store)
+    pieces = _pieces(observations, "slice")
     if not pieces:
-        raise GpcubeError("no observation with data in the archive: nothing to mosaic", path=archive)
-    irf_pieces = _pieces(archive, observations, "irf_slice", "irf")
+        raise GpcubeError("no observation with data in the archive: nothing to mosaic", path=archive.location)
+    irf_pieces = _pieces(observations, "irf_slice", IRF)
+    coarse = geom.to_binsz(stored["analysis"]["irf"]["binsz"]) if irf_pieces else None
     attrs = _mosaic_attrs(geom, chunk, observations, pieces)
-    previous = None if full else _previous(archive, geom, chunk, pieces)
-    final = archive / MOSAIC
+    previous = None if full else _previous(store, geom, chunk, pieces)
     if previous is not None:
         done = set(previous.get("obs_ids") or ())
         new = [p for p in pieces if p.obs_id not in done]
-        if not new and previous.get("complete"):
+        if not new:
             return previous
-        # chunks of a complete mosaic can be continued; after an update cut short, some chunks may
-        # hold the pending observations already, so those chunks are summed again from all pieces
-        resumable = done if previous.get("complete") else None
-        write_group(final, {**previous, "complete": False, "pending_obs_ids": [p.obs_id for p in new]})
-        tasks = _plan(archive, final, geom, pieces, irf_pieces, chunk, new, resumable)
-        _run(tasks, client, progress, lambda: None)
-        write_group(final, {**attrs, "updated_with": [p.obs_id for p in new]})
-    else:
-        tmp = archive / f"_tmp-mosaic-{uuid.uuid4().hex[:12]}"
-        write_group(tmp, {})
-        _run(_plan(archive, tmp, geom, pieces, irf_pieces, chunk), client, progress,
-             lambda: shutil.rmtree(tmp, ignore_errors=True))  # fmt: skip
-        write_group(tmp, attrs)
-        replace_group(tmp, final)
-    if consolidated:
-        consolidate(archive)
+        _run(base, _plan(store, coarse, geom, pieces, irf_pieces, chunk, new, done), client, progress, token)
+        write_group(base.store, MOSAIC, {**attrs, "updated_with": [p.obs_id for p in new]})
+        archive.commit(base, f"mosaic: {len(new)} observations added ({len(pieces)} in all)")
+        return attrs
+    branch = f"{BUILD_PREFIX}-{socket.gethostname()}-{os.getpid()}-{int(time.time())}-{token}"
+    archive.branch(branch, head)
+    try:
+        layout = archive.writable(branch)  # the new arrays, empty, on the build's branch
+        if exists(layout.store, MOSAIC):
+            delete(layout.store, MOSAIC)
+        write_group(layout.store, MOSAIC, {**attrs, "complete": False})
+        tasks = _plan(layout.store, coarse, geom, pieces, irf_pieces, chunk)
+        archive.commit(layout, "mosaic: arrays", rebase=False)
+        base = archive.writable(branch)
+        _run(base, tasks, client, progress, token)
+        write_group(base.store, MOSAIC, attrs)
+        built = archive.commit(base, f"mosaic: {len(pieces)} observations", rebase=False)
+        if not archive.move_main(built, expected=head):
+            raise ArchiveConflict("the archive changed during the build", path=archive.location)
+    finally:
+        archive.delete_branch(branch)
     return attrs
+
+
+def _drop_stale_branches(archive: Archive) -> None:
+    """Delete the build branches of builds that are provably over: made on this host by a process that
+    is gone, or older than :data:`STALE_BRANCH_SECONDS` (their chunks become garbage: ``gpcube gc``)."""
+    host = socket.gethostname()
+    for name in archive.branches():
+        if not name.startswith(BUILD_PREFIX + "-"):
+            continue
+        try:
+            rest = name[len(BUILD_PREFIX) + 1 :]
+            branch_host, pid, started, _ = rest.rsplit("-", 3)
+            pid, started = int(pid), int(started)
+        except ValueError:
+            continue
+        gone = branch_host == host and not _alive(pid)
+        if gone or time.time() - started > STALE_BRANCH_SECONDS:
+            archive.delete_branch(name)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

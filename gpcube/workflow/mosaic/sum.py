@@ -25,12 +25,11 @@ What is summed (as in a stacked Gammapy ``MapDataset``):
 from __future__ import annotations
 
 from collections.abc import Sequence
-from pathlib import Path
 from typing import NamedTuple
 
 import numpy as np
 
-from gpcube.storage.zarrv3 import ArrayWriter, read_region
+from gpcube.storage.nodes import ArrayWriter, read_region
 
 __all__ = ["IRF_WEIGHTS", "Piece", "irf_chunk", "overlap", "ring_chunk", "sky_chunk"]
 
@@ -42,7 +41,8 @@ ACCUMULATE = {"counts": np.int64, "background": np.float32, "exposure": np.float
 
 
 class Piece(NamedTuple):
-    """An observation's cutout: its group and its (y0, y1, x0, x1) box in the mosaic grid."""
+    """An observation's cutout: its group (a key of the archive) and its (y0, y1, x0, x1) box in the
+    mosaic grid."""
 
     obs_id: int
     group: str
@@ -62,33 +62,34 @@ def overlap(
     return target, source
 
 
-def _read(group: str, name: str, source: tuple[slice, slice]) -> np.ndarray:
-    return read_region(Path(group) / name, (slice(None), *source))
+def _read(store, group: str, name: str, source: tuple[slice, ...]) -> np.ndarray:
+    return read_region(store, f"{group}/{name}", (slice(None), *source))
 
 
-def _add_sky(acc: dict, piece: Piece, target, source) -> None:
-    mask = _read(piece.group, "mask_safe", source)
+def _add_sky(store, acc: dict, piece: Piece, target, source) -> None:
+    mask = _read(store, piece.group, "mask_safe", source)
     at = (slice(None), *target)
     acc["mask_safe"][at] |= mask
     for name in ("counts", "background"):
         if name in acc:
             view = acc[name][at]
-            np.add(view, _read(piece.group, name, source), out=view, where=mask)
+            np.add(view, _read(store, piece.group, name, source), out=view, where=mask)
     if "exposure" in acc:
         view = acc["exposure"][at]
-        np.add(view, _read(piece.group, "exposure", source), out=view, where=mask.any(axis=0))
+        np.add(view, _read(store, piece.group, "exposure", source), out=view, where=mask.any(axis=0))
 
 
-def _write_region(out: str, arrays: dict[str, np.ndarray], region: Sequence[int]) -> None:
+def _write_region(store, out: str, arrays: dict[str, np.ndarray], region: Sequence[int]) -> None:
     """Write each ``(..., lat, lon)`` array over ``region`` (y0, y1, x0, x1) of its mosaic array."""
     for name, data in arrays.items():
         lead = tuple(slice(None) for _ in range(data.ndim - 2))
-        ArrayWriter.open(Path(out) / name)[
+        ArrayWriter.open(store, f"{out}/{name}")[
             (*lead, slice(region[0], region[1]), slice(region[2], region[3]))
         ] = data
 
 
 def _sum_chunk(
+    store,
     out: str,
     sizes: dict,
     region: Sequence[int],
@@ -97,7 +98,7 @@ def _sum_chunk(
     add,
     resume: bool = False,
 ) -> int:
-    """Accumulators of ``dtypes`` over ``region``, ``add(acc, piece, target, source)`` for each
+    """Accumulators of ``dtypes`` over ``region``, ``add(store, acc, piece, target, source)`` for each
     overlapping piece in obs_id order, then one write; the number of pieces added.
 
     The accumulators start at zero, or with ``resume`` at the mosaic's stored values over ``region``
@@ -106,20 +107,21 @@ def _sum_chunk(
     ny, nx = region[1] - region[0], region[3] - region[2]
     if resume:
         at = (slice(None), slice(region[0], region[1]), slice(region[2], region[3]))
-        acc = {name: read_region(Path(out) / name, at).astype(dtypes[name]) for name in sizes}
+        acc = {name: read_region(store, f"{out}/{name}", at).astype(dtypes[name]) for name in sizes}
     else:
         acc = {name: np.zeros((size, ny, nx), dtype=dtypes[name]) for name, size in sizes.items()}
     used = 0
     for piece in sorted(pieces, key=lambda p: p.obs_id):
         hit = overlap(piece.box, region)
         if hit is not None:
-            add(acc, piece, *hit)
+            add(store, acc, piece, *hit)
             used += 1
-    _write_region(out, acc, region)
+    _write_region(store, out, acc, region)
     return used
 
 
 def sky_chunk(
+    store,
     out: str,
     names: Sequence[str],
     sizes: dict,
@@ -127,13 +129,14 @@ def sky_chunk(
     pieces: Sequence[Piece],
     resume: bool = False,
 ) -> int:
-    """Sum the pieces overlapping ``region`` (y0, y1, x0, x1) into the chunk of each mosaic array.
+    """Sum the pieces overlapping ``region`` (y0, y1, x0, x1) into the chunk of each mosaic array of
+    the group ``out``, reading the pieces (and, with ``resume``, the stored chunk) from ``store``.
 
     ``sizes`` gives each product's leading size (its energy axis); ``resume`` adds the pieces to the
     chunk's stored values instead of zeros. Returns the number of pieces added.
     """
     sizes = {name: sizes[name] for name in names}
-    return _sum_chunk(out, sizes, region, pieces, ACCUMULATE, _add_sky, resume)
+    return _sum_chunk(store, out, sizes, region, pieces, ACCUMULATE, _add_sky, resume)
 
 
 #: The weight of each IRF map's mean: the PSF's is ``exposure_psf`` where the observations have one
@@ -142,7 +145,7 @@ IRF_WEIGHTS = {"psf": "exposure_psf", "edisp": "exposure_irf"}
 
 
 def irf_chunk(
-    out: str, names: Sequence[str], shapes: dict, region: Sequence[int], pieces: Sequence[Piece]
+    store, out: str, names: Sequence[str], shapes: dict, region: Sequence[int], pieces: Sequence[Piece]
 ) -> int:
     """Exposure-weighted means of the IRF maps over ``region`` of the coarse grid.
 
@@ -174,11 +177,11 @@ def irf_chunk(
         if hit is None:
             continue
         target, source = hit
-        w = {name: _read(piece.group, name, source).astype(np.float32, copy=False) for name in weights}
+        w = {name: _read(store, piece.group, name, source).astype(np.float32, copy=False) for name in weights}
         for name, acc in weights.items():
             acc[(slice(None), *target)] += w[name]
         for name, acc in sums.items():
-            values = read_region(Path(piece.group) / name, (slice(None), slice(None), *source))
+            values = read_region(store, f"{piece.group}/{name}", (slice(None), slice(None), *source))
             view = acc[(slice(None), slice(None), *target)]
             for i, plane in enumerate(values):  # float32 product of one true-energy plane
                 plane *= w[weight_of[name]][i]
@@ -188,7 +191,7 @@ def irf_chunk(
         weight = weights[weight_of[name]][:, None]
         np.divide(acc, weight, out=acc, where=weight > 0)
         np.copyto(acc, 0.0, where=~(weight > 0))
-    _write_region(out, {**weights, **sums}, region)
+    _write_region(store, out, {**weights, **sums}, region)
     return used
 
 
@@ -202,16 +205,16 @@ RING_SUMS = {
 }
 
 
-def _add_ring(acc: dict, piece: Piece, target, source) -> None:
+def _add_ring(store, acc: dict, piece: Piece, target, source) -> None:
     at = (slice(None), *target)
-    mask = _read(piece.group, "mask_safe", source)
+    mask = _read(store, piece.group, "mask_safe", source)
     acc["mask_safe"][at] |= mask
-    counts_off = _read(piece.group, "counts_off", source)
+    counts_off = _read(store, piece.group, "counts_off", source)
     terms = {
-        "counts": _read(piece.group, "counts", source),
+        "counts": _read(store, piece.group, "counts", source),
         "counts_off": counts_off,
-        "alpha_counts_off": (_read(piece.group, "alpha", source) * counts_off).astype(np.float32),
-        "acceptance": _read(piece.group, "acceptance", source),
+        "alpha_counts_off": (_read(store, piece.group, "alpha", source) * counts_off).astype(np.float32),
+        "acceptance": _read(store, piece.group, "acceptance", source),
     }
     for name, values in terms.items():
         view = acc[name][at]
@@ -219,6 +222,7 @@ def _add_ring(acc: dict, piece: Piece, target, source) -> None:
 
 
 def ring_chunk(
+    store,
     out: str,
     names: Sequence[str],
     sizes: dict,
@@ -230,4 +234,4 @@ def ring_chunk(
     :func:`sky_chunk`."""
     dtypes = {name: types[0] for name, types in RING_SUMS.items()}
     sizes = {name: sizes[name] for name in names}
-    return _sum_chunk(out, sizes, region, pieces, dtypes, _add_ring, resume)
+    return _sum_chunk(store, out, sizes, region, pieces, dtypes, _add_ring, resume)

@@ -1,0 +1,347 @@
+"""Zarr v3 groups and arrays of the archive, written and read through a zarr ``Store``.
+
+The store is an icechunk session's (:mod:`gpcube.storage.repository`), or any other zarr ``Store``:
+this module only sets and gets keys. It writes plain zarr v3 (regular chunk grid, ``c/i/j/k`` chunk
+keys, ``bytes`` + ``blosc`` codecs, ``dimension_names`` for xarray), which zarr-python and xarray read
+like any other, but without zarr-python's array machinery: that costs about 3 ms per array created
+and 1.5 ms per chunk written, whatever the size, and an observation has a dozen arrays while the mosaic
+reads hundreds of cutout pieces (``docs/archive.rst``, "Storage"). Chunks are written whole (edge
+chunks padded with the fill value, as the spec requires), and a chunk holding only the fill value is
+not written (readers return the fill value for it).
+
+Paths are ``/``-separated keys relative to the store's root (``"obs/23523/counts"``; ``""`` is the
+root group).
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import re
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+from numcodecs import Blosc
+
+from gpcube.errors import GpcubeError
+from gpcube.storage import aio
+
+__all__ = [
+    "ArrayWriter",
+    "array_layout",
+    "delete",
+    "exists",
+    "list_children",
+    "read_array_attrs",
+    "read_array_dims",
+    "read_group_attrs",
+    "read_many_group_attrs",
+    "read_region",
+    "to_json",
+    "write_array",
+    "write_group",
+]
+
+#: Blosc with LZ4 and byte shuffle: ~1 GB/s and a 2x smaller archive on float32 sky cubes. Level 1
+#: compresses 20 % faster than 5 for a 3 % larger archive (an observation of the survey: 11 against
+#: 14 ms, ratio 1.95 against 2.01).
+BLOSC = {"cname": "lz4", "clevel": 1, "shuffle": "shuffle", "blocksize": 0}
+_SHUFFLE = {"noshuffle": Blosc.NOSHUFFLE, "shuffle": Blosc.SHUFFLE, "bitshuffle": Blosc.BITSHUFFLE}
+_DTYPES = ("bool", "int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "float32", "float64")
+_KEYS = {"name": "default", "configuration": {"separator": "/"}}
+
+
+def _buffer(data: bytes):
+    from zarr.core.buffer import default_buffer_prototype
+
+    return default_buffer_prototype().buffer.from_bytes(data)
+
+
+def _prototype():
+    from zarr.core.buffer import default_buffer_prototype
+
+    return default_buffer_prototype()
+
+
+def _key(path: str, name: str) -> str:
+    return f"{path}/{name}" if path else name
+
+
+def _json_default(value: Any) -> Any:
+    """numpy scalars and arrays in attributes, at any depth, as plain JSON values."""
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    raise TypeError(f"not JSON-serialisable: {type(value).__name__}")
+
+
+def to_json(document: Any) -> str:
+    """Compact JSON of metadata (numpy values as plain ones), as every ``zarr.json`` here is written."""
+    return json.dumps(document, separators=(",", ":"), default=_json_default, allow_nan=True)
+
+
+async def _get(store, key: str) -> bytes | None:
+    value = await store.get(key, _prototype())
+    return None if value is None else value.to_bytes()
+
+
+async def _set(store, key: str, data: bytes) -> None:
+    await store.set(key, _buffer(data))
+
+
+def _read_json(store, path: str) -> dict:
+    key = _key(path, "zarr.json")
+    raw = aio.run(_get(store, key))
+    if raw is None:
+        raise GpcubeError("no such zarr node in the archive", path=key)
+    try:
+        return json.loads(raw)
+    except ValueError as exc:
+        raise GpcubeError(f"cannot read zarr metadata: {exc}", path=key) from exc
+
+
+def write_group(store, path: str, attrs: Mapping | None = None) -> None:
+    """Write (or replace) the ``zarr.json`` of the group at ``path``."""
+    doc = {"zarr_format": 3, "node_type": "group", "attributes": dict(attrs or {})}
+    aio.run(_set(store, _key(path, "zarr.json"), to_json(doc).encode()))
+
+
+_HEAD = re.compile(rb'\{"zarr_format":3,"node_type":"group","attributes":')
+
+
+def _group_attrs(raw: bytes | None, key: str) -> dict:
+    if raw is None:
+        raise GpcubeError("no such group in the archive", path=key)
+    try:
+        head = _HEAD.match(raw)
+        if head is not None:
+            return json.JSONDecoder().raw_decode(raw.decode(), head.end())[0]
+        doc = json.loads(raw)
+    except ValueError as exc:
+        raise GpcubeError(f"cannot read zarr metadata: {exc}", path=key) from exc
+    if doc.get("node_type") != "group":
+        raise GpcubeError("not a zarr group", path=key)
+    return doc.get("attributes", {})
+
+
+def read_group_attrs(store, path: str) -> dict:
+    """The attributes of the group at ``path``."""
+    key = _key(path, "zarr.json")
+    return _group_attrs(aio.run(_get(store, key)), key)
+
+
+def read_many_group_attrs(store, paths: Sequence[str]) -> list[dict | None]:
+    """The attributes of the groups at ``paths``, read concurrently; None for a group that is missing."""
+    keys = [_key(path, "zarr.json") for path in paths]
+    raws = aio.gather(_get(store, key) for key in keys)
+    return [None if raw is None else _group_attrs(raw, key) for raw, key in zip(raws, keys, strict=True)]
+
+
+def exists(store, path: str) -> bool:
+    """Whether a group or an array is at ``path``."""
+    return aio.run(store.exists(_key(path, "zarr.json")))
+
+
+def list_children(store, path: str) -> list[str]:
+    """The names of the nodes directly below the group at ``path``."""
+
+    async def listing():
+        prefix = f"{path}/" if path else ""
+        return [name async for name in store.list_dir(prefix)]
+
+    return sorted(name.rstrip("/") for name in aio.run(listing()) if name != "zarr.json")
+
+
+def delete(store, path: str) -> None:
+    """Delete the node at ``path`` and everything below it."""
+    aio.run(store.delete_dir(path))
+
+
+def read_array_attrs(store, path: str) -> dict:
+    """The attributes of the array at ``path``."""
+    return _read_json(store, path).get("attributes", {})
+
+
+def read_array_dims(store, path: str) -> tuple[str, ...]:
+    """The ``dimension_names`` of the array at ``path``."""
+    return tuple(_read_json(store, path)["dimension_names"])
+
+
+def _chunk_key(path: str, index: tuple[int, ...]) -> str:
+    """The zarr v3 "default" chunk key with the "/" separator: ``<path>/c/0/1/2``."""
+    return "/".join((path, "c", *(str(i) for i in index)))
+
+
+def _fill_value(dtype: np.dtype) -> Any:
+    return False if dtype.kind == "b" else 0 if dtype.kind in "iu" else 0.0
+
+
+def array_metadata(shape, dtype: np.dtype, chunks, dims, attrs) -> dict:
+    """The ``zarr.json`` document of an archive array."""
+    bytes_codec: dict[str, Any] = {"name": "bytes"}
+    if dtype.itemsize > 1:
+        bytes_codec["configuration"] = {"endian": "little"}
+    blosc = {"name": "blosc", "configuration": {"typesize": dtype.itemsize, **BLOSC}}
+    return {
+        "zarr_format": 3,
+        "node_type": "array",
+        "shape": list(shape),
+        "data_type": dtype.name,
+        "chunk_grid": {"name": "regular", "configuration": {"chunk_shape": list(chunks)}},
+        "chunk_key_encoding": _KEYS,
+        "fill_value": _fill_value(dtype),
+        "codecs": [bytes_codec, blosc],
+        "attributes": dict(attrs or {}),
+        "dimension_names": list(dims),
+        "storage_transformers": [],
+    }
+
+
+def _codec() -> Blosc:
+    return Blosc(BLOSC["cname"], BLOSC["clevel"], _SHUFFLE[BLOSC["shuffle"]])
+
+
+class ArrayWriter:
+    """A new zarr v3 array at ``path`` of ``store``, written chunk by chunk: ``writer[region] = block``.
+
+    ``region`` must start on chunk boundaries and end on one (or at the array's end), which is what
+    :func:`dask.array.store` passes when the dask chunks equal the zarr chunks.
+    """
+
+    def __init__(
+        self, store, path: str, shape, dtype, chunks, dims: Sequence[str], attrs: Mapping | None = None
+    ):
+        self.store, self.path = store, path
+        self.shape = tuple(int(n) for n in shape)
+        self.dtype = np.dtype(dtype)
+        if self.dtype.name not in _DTYPES:
+            raise GpcubeError(f"unsupported dtype {self.dtype} for the archive", path=path)
+        self.chunks = tuple(max(1, min(int(c), max(n, 1))) for c, n in zip(chunks, self.shape, strict=True))
+        if len(dims) != len(self.shape):
+            raise GpcubeError(f"dims {tuple(dims)} do not match shape {self.shape}", path=path)
+        self._codec = _codec()
+        self._fresh = True  # a new array has no chunks: a chunk of fill values needs no delete
+        meta = array_metadata(self.shape, self.dtype, self.chunks, dims, attrs)
+        aio.run(_set(store, _key(path, "zarr.json"), to_json(meta).encode()))
+
+    def __dask_tokenize__(self) -> tuple:
+        """Identity for dask keys (``da.store`` names its tasks after the targets): the array's path."""
+        return ("gpcube.ArrayWriter", id(self.store), self.path)
+
+    @classmethod
+    def open(cls, store, path: str) -> ArrayWriter:
+        """A writer for an existing archive array (its metadata is not rewritten)."""
+        self = cls.__new__(cls)
+        self.store, self.path = store, path
+        self.shape, self.dtype, self.chunks, _ = array_layout(store, path)
+        self._codec = _codec()
+        self._fresh = False
+        return self
+
+    def __setitem__(self, region, block) -> None:
+        region = region if isinstance(region, tuple) else (region,)
+        block = np.asarray(block, dtype=self.dtype)
+        starts = [sl.indices(n)[0] for sl, n in zip(region, self.shape, strict=True)]
+        grid = []
+        for axis, (sl, n, c) in enumerate(zip(region, self.shape, self.chunks, strict=True)):
+            start, stop, _ = sl.indices(n)
+            if start % c or (stop % c and stop != n):
+                raise GpcubeError(
+                    f"region {region} is not on chunk boundaries along axis {axis}", path=self.path
+                )
+            grid.append(range(start // c, -(-stop // c)))
+        writes = []
+        for index in itertools.product(*grid):
+            local = tuple(
+                slice(i * c - a, min((i + 1) * c, n) - a)
+                for i, c, a, n in zip(index, self.chunks, starts, self.shape, strict=True)
+            )
+            writes.append(self._encoded(index, block[local]))
+        aio.gather(write for write in writes if write is not None)
+
+    def write_chunk(self, index: tuple[int, ...], data: np.ndarray) -> None:
+        """Write the chunk at grid ``index`` (``data`` may be smaller at the array's edge)."""
+        write = self._encoded(index, data)
+        if write is not None:
+            aio.run(write)
+
+    def _encoded(self, index: tuple[int, ...], data: np.ndarray):
+        """The write (a coroutine) of one chunk; a chunk of fill values only is deleted instead."""
+        key = _chunk_key(self.path, index)
+        data = np.asarray(data)
+        if not data.any():  # the fill value is 0 (or False): no chunk (an older one would be stale)
+            return None if self._fresh else self.store.delete(key)
+        if data.shape != self.chunks:
+            full = np.full(self.chunks, _fill_value(self.dtype), dtype=self.dtype)
+            full[tuple(slice(0, s) for s in data.shape)] = data
+            data = full
+        raw = np.ascontiguousarray(data, dtype=self.dtype.newbyteorder("<"))
+        return _set(self.store, key, self._codec.encode(raw))
+
+
+def write_array(
+    store, path: str, data: np.ndarray, dims: Sequence[str], attrs: Mapping | None = None, chunks=None
+):
+    """Write a numpy array as a new zarr v3 array (one chunk unless ``chunks`` is given)."""
+    data = np.asarray(data)
+    writer = ArrayWriter(store, path, data.shape, data.dtype, chunks or data.shape, dims, attrs)
+    writer[tuple(slice(None) for _ in data.shape)] = data
+    return writer
+
+
+def array_layout(store, path: str) -> tuple[tuple[int, ...], np.dtype, tuple[int, ...], Any]:
+    """(shape, dtype, chunks, fill value) of an archive array; a clear error for any other array."""
+    meta = _read_json(store, path)
+    if meta.get("node_type") != "array":
+        raise GpcubeError("not a zarr array", path=path)
+    codecs = [c["name"] for c in meta.get("codecs", [])]
+    grid = meta.get("chunk_grid", {})
+    keys = meta.get("chunk_key_encoding", {})
+    if keys != _KEYS:
+        raise GpcubeError(f"not an archive array (chunk keys {keys})", path=path)
+    if codecs != ["bytes", "blosc"] or grid.get("name") != "regular":
+        raise GpcubeError(f"not an archive array (codecs {codecs})", path=path)
+    chunks = tuple(grid["configuration"]["chunk_shape"])
+    return tuple(meta["shape"]), np.dtype(meta["data_type"]), chunks, meta["fill_value"]
+
+
+def read_region(store, path: str, region: Sequence[slice] | None = None, *, layout=None) -> np.ndarray:
+    """Read ``array[region]`` of an archive array (basic slices with step 1) into numpy.
+
+    The chunks are fetched concurrently. A region that is exactly one chunk (an observation's cutout
+    array, read whole by the mosaic) is decompressed straight into the result. ``layout``
+    (:func:`array_layout`'s) saves reading the array's metadata again. A chunk that cannot be
+    decompressed is an error naming the array and the chunk.
+    """
+    shape, dtype, chunks, fill = layout or array_layout(store, path)
+    region = tuple(region or ()) + (slice(None),) * (len(shape) - len(region or ()))
+    bounds = [sl.indices(n)[:2] for sl, n in zip(region, shape, strict=True)]
+    out = np.empty([max(b - a, 0) for a, b in bounds], dtype=dtype)  # every element is set below
+    if out.size == 0:
+        return out
+    indices = list(
+        itertools.product(*(range(a // c, -(-b // c)) for (a, b), c in zip(bounds, chunks, strict=True)))
+    )
+    encoded = aio.gather(_get(store, _chunk_key(path, index)) for index in indices)
+    codec = Blosc()
+    little = dtype.newbyteorder("<") == dtype
+    for index, raw in zip(indices, encoded, strict=True):
+        src, dst = [], []
+        for i, c, (a, b) in zip(index, chunks, bounds, strict=True):
+            lo, hi = max(a, i * c), min(b, (i + 1) * c)
+            src.append(slice(lo - i * c, hi - i * c))
+            dst.append(slice(lo - a, hi - a))
+        if raw is None:  # a chunk of fill values only
+            out[tuple(dst)] = fill
+            continue
+        try:
+            if little and out.shape == chunks:  # the region is this chunk: decode in place
+                codec.decode(raw, out=out)
+                continue
+            chunk = np.frombuffer(codec.decode(raw), dtype=dtype.newbyteorder("<")).reshape(chunks)
+        except (RuntimeError, ValueError) as exc:
+            raise GpcubeError(f"chunk {index} of the array is corrupt ({exc})", path=path) from None
+        out[tuple(dst)] = chunk[tuple(src)]
+    return out
