@@ -59,7 +59,7 @@ def _key(check: Check, default: Any = _MISSING) -> Any:
     if default is _MISSING:
         return field(metadata={"check": check})
     if isinstance(default, dict):  # a mutable default: each instance gets its own copy
-        return field(default_factory=lambda: dict(default), metadata={"check": check})
+        return field(default_factory=lambda: type(default)(default), metadata={"check": check})
     return field(default=default, metadata={"check": check})
 
 
@@ -177,7 +177,14 @@ def _location(what: str) -> Check:
     return check
 
 
-def _options(s: _Section, name: str, default: Any) -> dict:
+class Options(dict):
+    """A config mapping of options: a dict that hashes (configs are hashable), not to be changed."""
+
+    def __hash__(self) -> int:  # type: ignore[override]
+        return hash(tuple(sorted(self.items())))
+
+
+def _options(s: _Section, name: str, default: Any) -> Options:
     """A mapping of option names to plain values (text, numbers, booleans, null)."""
     what = "a mapping of option names to text, numbers, booleans or null"
     plain = (str, int, float, bool, type(None))
@@ -185,7 +192,7 @@ def _options(s: _Section, name: str, default: Any) -> dict:
         name, what, lambda v: isinstance(v, dict) and all(isinstance(k, str) and isinstance(x, plain)
                                                           for k, x in v.items()), default,
     )  # fmt: skip
-    return dict(value)
+    return Options(value)
 
 
 def _scalar_or_pair(what: str, ok: Callable[[Any], bool], cast: type) -> Check:

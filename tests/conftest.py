@@ -27,3 +27,26 @@ def hess_store(hess_dir):
     import gpcube
 
     return gpcube.DataStore.from_dir(hess_dir)
+
+
+def archive_store(path):
+    """The store of the latest snapshot of the archive at ``path`` (read only)."""
+    from gpcube.storage.repository import Archive
+
+    return Archive(path).readonly().store
+
+
+def stored_arrays(path, group: str) -> dict:
+    """``{name: (values, zarr.json document)}`` of every array of ``group`` in the archive at ``path``."""
+    import json
+
+    from gpcube.storage import nodes
+
+    store = archive_store(path)
+    out = {}
+    for name in nodes.list_children(store, group):
+        key = f"{group}/{name}"
+        meta = json.loads(nodes.aio.run(nodes._get(store, f"{key}/zarr.json")))
+        if meta["node_type"] == "array":
+            out[name] = (nodes.read_region(store, key), meta)
+    return out

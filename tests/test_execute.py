@@ -99,82 +99,64 @@ def test_the_embedded_cluster_without_a_dashboard_neither_profiles_nor_ticks_eve
     assert dask.config.get("distributed.admin.tick.interval") == "20ms"
 
 
-def _fork_task(i: int) -> tuple[int, int, set[int]]:
-    import os
+def test_workers_fork_only_while_this_process_may_fork(monkeypatch, tmp_path):
+    """After icechunk's runtime (its threads) started here, forked workers would hang on their first
+    archive call: the default start method becomes spawn; opening an archive marks the process."""
+    from gpcube import _forksafe
+    from gpcube.execute import default_start_method
+    from gpcube.storage.repository import Archive
 
-    from threadpoolctl import threadpool_info
-
-    from gpcube.errors import GpcubeError
-
-    if i == -1:
-        raise GpcubeError("unreadable", path="obs.fits", hdu="EVENTS")
-    if i == -2:
-        os._exit(3)  # a worker killed (out of memory, say)
-    return i, os.getpid(), {p["num_threads"] for p in threadpool_info()}
-
-
-def test_a_small_batch_runs_on_forked_processes_with_one_blas_thread():
-    import os
-
-    import numpy  # noqa: F401 - its BLAS pool, sized for every core here
-
-    from gpcube.errors import GpcubeError
-
-    with EmbeddedCluster(n_workers=2, processes=True, start_method="fork", min_tasks=10) as embedded:
-        assert embedded.forks
-        calls = [(str(i), (i,)) for i in (5, -1, 6, 7)]
-        results, failures = run_tasks(_fork_task, calls, embedded, progress=False)
-        assert not embedded.started
-    assert [r[0] for r in results if r] == [5, 6, 7] and results[1] is None
-    pids = {pid for _, pid, _ in filter(None, results)}
-    assert os.getpid() not in pids and 1 <= len(pids) <= 2
-    assert all(threads <= {1} for *_, threads in filter(None, results))
-    [failure] = failures  # the error arrives whole, with where it happened
-    assert failure.label == "-1" and isinstance(failure.error, GpcubeError)
-    assert failure.error.path == "obs.fits" and "HDU 'EVENTS'" in str(failure.error)
-
-
-def test_a_forked_process_that_dies_fails_its_tasks_and_keeps_the_others():
-    with EmbeddedCluster(n_workers=1, processes=True, start_method="fork", min_tasks=10) as embedded:
-        results, failures = run_tasks(_fork_task, [("1", (1,)), ("dies", (-2,))], embedded, progress=False)
-    assert results[0][0] == 1 and results[1] is None
-    assert [f.label for f in failures] == ["dies"]
-
-
-def test_small_batches_share_the_forked_processes_and_a_dead_one_is_replaced():
-    with EmbeddedCluster(n_workers=2, processes=True, start_method="fork", min_tasks=10) as embedded:
-        first, _ = run_tasks(_fork_task, [(str(i), (i,)) for i in range(4)], embedded, progress=False)
-        forked = set(embedded._pool._processes)
-        later, _ = run_tasks(_fork_task, [(str(i), (i,)) for i in range(4)], embedded, progress=False)
-        assert {pid for _, pid, _ in first + later} <= forked and len(forked) == 2  # the same processes
-        _, failures = run_tasks(_fork_task, [("dies", (-2,))], embedded, progress=False)
-        assert [f.label for f in failures] == ["dies"]
-        after, failures = run_tasks(_fork_task, [(str(i), (i,)) for i in range(3)], embedded, progress=False)
-        assert not failures and [r[0] for r in after] == [0, 1, 2]
-        assert not {pid for _, pid, _ in after} & forked  # new ones
-        assert not embedded.started
-    assert embedded._pool is None  # shut down with the cluster
-
-
-def test_the_forked_processes_are_shut_down_when_the_cluster_starts():
-    with EmbeddedCluster(n_workers=1, processes=True, start_method="fork", min_tasks=2) as embedded:
-        run_tasks(_fork_task, [("0", (0,))], embedded, progress=False)
-        assert embedded._pool is not None
-        results, _ = run_tasks(_fork_task, [(str(i), (i,)) for i in range(2)], embedded, progress=False)
-        assert embedded.started and embedded._pool is None and [r[0] for r in results] == [0, 1]
-
-
-def test_a_first_batch_of_one_forks_one_process_and_a_larger_batch_gets_more():
-    with EmbeddedCluster(n_workers=2, processes=True, start_method="fork", min_tasks=10) as embedded:
-        one, _ = run_tasks(_fork_task, [("0", (0,))], embedded, progress=False)
-        assert embedded._pool_size == 1
-        more, _ = run_tasks(_fork_task, [(str(i), (i,)) for i in range(2)], embedded, progress=False)
-        assert embedded._pool_size == 2 and [r[0] for r in more] == [0, 1]
+    monkeypatch.setattr(_forksafe, "_unsafe", {"pid": None})
+    assert default_start_method() == "fork" and EmbeddedCluster().forks
+    Archive(tmp_path / "a").create()  # icechunk storage made: its runtime runs
+    assert not _forksafe.fork_safe()
+    assert default_start_method() == "spawn" and not EmbeddedCluster().forks
+    assert EmbeddedCluster(start_method="fork").forks  # asked for explicitly
 
 
 def test_small_batches_run_on_threads_unless_workers_are_forked():
     assert not EmbeddedCluster(processes=True, start_method="spawn").forks
     assert not EmbeddedCluster(processes=False, start_method="fork").forks
+
+
+def _tagged(job: str, i: int) -> tuple[str, int]:
+    import time
+
+    time.sleep(0.02)
+    return job, i
+
+
+def test_two_jobs_on_one_scheduler_never_share_a_task():
+    """Both use the same labels (obs ids, chunk regions): the job's token keeps their tasks apart."""
+    with EmbeddedCluster(n_workers=2, processes=False, min_tasks=0) as embedded:
+        client, out = embedded.client, {}
+
+        def job(name):
+            calls = [(str(i), (name, i)) for i in range(20)]
+            out[name] = run_tasks(_tagged, calls, client, desc="reduce", progress=False, token=name)
+
+        threads = [threading.Thread(target=job, args=(name,)) for name in ("a", "b")]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    for name in ("a", "b"):
+        results, failures = out[name]
+        assert not failures and results == [(name, i) for i in range(20)]
+
+
+@pytest.mark.parametrize("processes", [False])
+def test_on_result_sees_every_success_once(processes):
+    seen = []
+    with EmbeddedCluster(n_workers=2, processes=processes, min_tasks=0) as embedded:
+        calls = [(str(i), (i,)) for i in (4, -1, 6, 8)]
+        results, failures = run_tasks(
+            _where, calls, embedded, progress=False, on_result=lambda i, r: seen.append(i)
+        )
+    assert sorted(seen) == [0, 2, 3] and len(failures) == 1
+    seen.clear()
+    run_tasks(_where, calls, None, progress=False, on_result=lambda i, r: seen.append((i, r[0])))
+    assert seen == [(0, 4), (2, 6), (3, 8)]
 
 
 def test_an_unknown_start_method_is_refused():

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import math
 import re
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -77,9 +78,26 @@ def _json_default(value: Any) -> Any:
     raise TypeError(f"not JSON-serialisable: {type(value).__name__}")
 
 
+def _strict(value: Any) -> Any:
+    """``value`` with non-finite floats (NaN, inf) as null: JSON has no such numbers, and icechunk (as
+    any strict reader) refuses them; numpy values as plain ones."""
+    if isinstance(value, dict):
+        return {key: _strict(v) for key, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_strict(v) for v in value]
+    if isinstance(value, np.ndarray):
+        return _strict(value.tolist())
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
 def to_json(document: Any) -> str:
-    """Compact JSON of metadata (numpy values as plain ones), as every ``zarr.json`` here is written."""
-    return json.dumps(document, separators=(",", ":"), default=_json_default, allow_nan=True)
+    """Compact, strict JSON of metadata, as every ``zarr.json`` here is written (see :func:`_strict`;
+    a fill value is never NaN here: the archive's fill values are 0 and False)."""
+    return json.dumps(_strict(document), separators=(",", ":"), default=_json_default, allow_nan=False)
 
 
 async def _get(store, key: str) -> bytes | None:

@@ -143,7 +143,7 @@ class Archive:
         try:
             return icechunk.Repository.exists(self._storage())
         except Exception as exc:  # noqa: BLE001 - icechunk's errors name the store's problem
-            raise GpcubeError(f"cannot reach the archive ({_short(exc)})", path=self.location) from None
+            raise GpcubeError(f"cannot open the archive ({_short(exc)})", path=self.location) from None
 
     @property
     def repo(self):

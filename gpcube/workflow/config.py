@@ -25,6 +25,7 @@ from gpcube._schema import (
     _DEG,
     _POSINT,
     ConfigError,
+    Options,
     _build,
     _check,
     _choice,
@@ -437,6 +438,14 @@ class ChunksConfig:
 
 
 @dataclass(frozen=True)
+class CommitConfig:
+    """``commit``: how often ``reduce`` commits the observations it made (one commit each time)."""
+
+    observations: int = _key(_posint, 100)
+    seconds: float = _key(_num("a positive number of seconds", lambda x: x > 0), 60.0)
+
+
+@dataclass(frozen=True)
 class ClusterConfig:
     """``cluster``: an embedded ``LocalCluster`` (``address`` None) or a scheduler's address."""
 
@@ -472,7 +481,7 @@ class JobConfig:
     data: DataConfig = _key(_nested(DataConfig))
     geom: GeomConfig = _key(_nested(GeomConfig))
     output: str = _key(_location("the archive's location: a local path, or s3://, gs://, memory:// URL"))
-    output_options: dict = _key(_options, {})
+    output_options: dict = _key(_options, Options())
     products: tuple[str, ...] = _key(
         _names(PRODUCTS, allow_empty=False), ("counts", "exposure", "background")
     )
@@ -481,6 +490,7 @@ class JobConfig:
     background: BackgroundConfig = _key(_nested(BackgroundConfig), BackgroundConfig())
     irf: IrfConfig = _key(_nested(IrfConfig), IrfConfig())
     chunks: ChunksConfig = _key(_nested(ChunksConfig), ChunksConfig())
+    commit: CommitConfig = _key(_nested(CommitConfig), CommitConfig())
     cluster: ClusterConfig = _key(_nested(ClusterConfig), ClusterConfig())
     significance: SignificanceConfig | None = _key(_nested(SignificanceConfig), None)
     source: str | None = field(default=None, compare=False, repr=False)

@@ -110,7 +110,9 @@ def significance(
 
         return open_archive(archive, significance=True, snapshot=snapshot)
     written = read_group(archive.readonly(snapshot).store, SIGNIFICANCE, arrays)
-    written.attrs.setdefault("archive", {"path": archive.location, "analysis": attrs.get("analysis")})
+    written.attrs.setdefault(
+        "archive", {"path": archive.location, "snapshot": snapshot, "analysis": attrs.get("analysis")}
+    )
     return written
 
 

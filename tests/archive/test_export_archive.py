@@ -15,13 +15,17 @@ from astropy.table import Table
 import gpcube
 from gpcube.cli import main
 from gpcube.errors import GpcubeError, GpcubeWarning
-from gpcube.storage.layout import complete_observations
+from gpcube.storage.layout import complete_observations as _complete_observations
 from gpcube.workflow.export import export
 from tests.archive.conftest import RING, built_archive
-from tests.conftest import CRAB_RUNS
+from tests.conftest import CRAB_RUNS, archive_store
 
 RUNS = CRAB_RUNS[:2]
 PRODUCTS = ["counts", "exposure", "background", "psf", "edisp"]
+
+
+def complete_observations(path) -> dict:
+    return _complete_observations(archive_store(path))
 
 
 @pytest.fixture(scope="module")
@@ -147,12 +151,17 @@ def test_observations_without_a_stored_gti_warn_and_give_no_gti_table(map_archiv
     """An archive whose observations were reduced before gpcube stored their GTI."""
     import shutil
 
+    from gpcube.storage.nodes import read_group_attrs, write_group
+    from gpcube.storage.repository import Archive
+
     old = tmp_path / "old.zarr"
     shutil.copytree(map_archive, old)
-    meta = old / "obs" / str(RUNS[0]) / "zarr.json"
-    stored = json.loads(meta.read_text())
-    del stored["attributes"]["gti"]
-    meta.write_text(json.dumps(stored))
+    archive = Archive(old)
+    session = archive.writable()
+    stored = read_group_attrs(session.store, f"obs/{RUNS[0]}")
+    del stored["gti"]
+    write_group(session.store, f"obs/{RUNS[0]}", stored)
+    archive.commit(session, "an observation without its GTI")
     with pytest.warns(GpcubeWarning, match=rf"observations \[{RUNS[0]}\] have no stored good time intervals"):
         path = export(old, tmp_path / "old.fits")
     names = _names(path)

@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import xarray as xr
 
 import gpcube
 from gpcube.makers import combine_ring_sums
-from gpcube.storage.layout import complete_observations
+from gpcube.storage.layout import complete_observations as _complete_observations
 from gpcube.workflow import pipeline
-from tests.archive.conftest import RING, assert_mosaic_as_full_rebuild, built_archive, job
-from tests.conftest import CRAB_RUNS
+from tests.archive.conftest import RING, assert_mosaic_as_full_rebuild, built_archive, job, open_group
+from tests.conftest import CRAB_RUNS, archive_store
+
+
+def complete_observations(path) -> dict:
+    return _complete_observations(archive_store(path))
 
 
 @pytest.fixture(scope="module")
@@ -75,7 +78,7 @@ def test_adding_observations_updates_the_ring_sums_too(ring_archive, tmp_path):
     grown = tmp_path / "grown.zarr"
     shutil.copytree(ring_archive, grown)
     pipeline.run(job(grown, CRAB_RUNS, background=RING), progress=False)
-    attrs = xr.open_zarr(grown, group="mosaic").attrs
+    attrs = open_group(grown, "mosaic").attrs
     assert attrs["updated_with"] == [CRAB_RUNS[3]]
     assert_mosaic_as_full_rebuild(grown, tmp_path, chunk=64, group="mosaic/ring")
 

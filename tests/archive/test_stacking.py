@@ -17,7 +17,7 @@ import xarray as xr
 
 from gpcube import makers
 from gpcube.workflow import pipeline
-from tests.archive.conftest import job
+from tests.archive.conftest import job, open_group
 from tests.conftest import CRAB_RUNS
 
 #: Reco bins 0.5-0.79-1.26-... TeV: 23526's threshold (0.71 TeV) and 23523's (0.87 TeV) fall in
@@ -37,7 +37,7 @@ def stacked(tmp_path_factory):
     """(config, the mosaic's IRF maps, per-observation (exposure_irf, raw kernels, coarse safe mask))."""
     config = job(tmp_path_factory.mktemp("stack") / "stack.zarr", CRAB_RUNS[:2], **OVERRIDES)
     pipeline.run(config, progress=False)
-    irf = xr.open_zarr(config.output, group="mosaic/irf").load()
+    irf = open_group(config.output, "mosaic/irf").load()
     geom = config.geom()
     coarse = geom.to_binsz(config.irf.binsz)
     store = config.data.open()
@@ -123,16 +123,22 @@ def test_the_kernel_of_a_bin_is_averaged_over_the_observations_safe_in_it(stacke
 def test_an_archive_of_format_version_1_is_refused_with_the_reason(stacked):
     """Version 1 archives hold unmasked kernels: adding to one would mix both meanings."""
     from gpcube.errors import GpcubeError
-    from gpcube.storage.layout import root_attrs
-    from gpcube.storage.zarrv3 import read_group_attrs, write_group
+    from gpcube.storage.layout import open_readonly
+    from gpcube.storage.nodes import read_group_attrs, write_group
+    from gpcube.storage.repository import Archive
 
     config, _, _ = stacked
-    attrs = read_group_attrs(config.output)
-    write_group(config.output, {**attrs, "format_version": 1})
+    archive = Archive(config.output)
+    session = archive.writable()
+    attrs = read_group_attrs(session.store, "")
+    write_group(session.store, "", {**attrs, "format_version": 1})
+    archive.commit(session, "as if version 1")
     try:
         with pytest.raises(GpcubeError, match="version 1 is not supported: its energy-dispersion kernels"):
-            root_attrs(config.output)
+            open_readonly(archive)
         with pytest.raises(GpcubeError, match="version 1 is not supported"):
             pipeline.run(config, progress=False)
     finally:
-        write_group(config.output, attrs)
+        session = archive.writable()
+        write_group(session.store, "", attrs)
+        archive.commit(session, "back to version 3")

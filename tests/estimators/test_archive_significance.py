@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import shutil
 
 import dask.array as da
@@ -16,11 +15,13 @@ import gpcube
 from gpcube.cli import main
 from gpcube.errors import GpcubeError
 from gpcube.estimators import estimate_excess_map
-from gpcube.storage.zarrv3 import read_region
+from gpcube.storage import nodes
+from gpcube.storage.nodes import read_group_attrs
+from gpcube.storage.repository import Archive
 from gpcube.workflow import pipeline
 from gpcube.workflow import significance as significance_module
 from tests.archive.conftest import RING, built_archive, job
-from tests.conftest import CRAB_RUNS
+from tests.conftest import CRAB_RUNS, archive_store, stored_arrays
 
 FOV = {"method": "fov", "exclusion": {"circles": [[83.633, 22.014, 0.3]]}}
 
@@ -40,11 +41,14 @@ def test_significance_group_holds_the_estimator_maps(fov_archive):
         np.testing.assert_array_equal(got, want, err_msg=name)
     np.testing.assert_array_equal(written["energy_reco_lo"], [0.5, 5.0])
     assert np.nanmax(written["sqrt_ts"].values) > 10  # the Crab
-    # again: replaced, not added to; the temporary group is gone
+    # again: replaced, not added to, in one commit
+    head = Archive(fov_archive).head()
     pipeline.significance(fov_archive, 0.2)
     again = gpcube.open_archive(fov_archive, significance=True)
     assert again.sizes["energy_reco"] == 1 and again.attrs["correlation_radius"] == 0.2
-    assert not [p for p in fov_archive.iterdir() if p.name.startswith("_tmp")]
+    assert set(again.data_vars) == set(expected.data_vars)
+    history = [s.message for s in Archive(fov_archive).repo.ancestry(branch="main")]
+    assert history[0] == "significance maps" and Archive(fov_archive).repo.lookup_snapshot(head).id == head
 
 
 def test_cli_significance_and_fits_export(fov_archive, tmp_path, capsys):
@@ -68,12 +72,17 @@ def test_cli_significance_and_fits_export(fov_archive, tmp_path, capsys):
 def test_significance_errors(tmp_path, fov_archive):
     out = tmp_path / "copy.zarr"
     shutil.copytree(fov_archive, out)
-    shutil.rmtree(out / "significance", ignore_errors=True)
+    archive = Archive(out)
+    session = archive.writable()
+    if "significance" in nodes.list_children(session.store, ""):
+        nodes.delete(session.store, "significance")
+        archive.commit(session, "no maps")
+    head = archive.head()
     with pytest.raises(GpcubeError, match="run `gpcube significance`"):
         gpcube.open_archive(out, significance=True)
     with pytest.raises(GpcubeError, match="not a bin edge of energy_reco"):
         pipeline.significance(out, 0.1, energy_edges=[0.7, 50.0])
-    assert not (out / "significance").exists()
+    assert archive.head() == head  # nothing committed
     with pytest.raises(GpcubeError, match="one part at a time"):
         gpcube.open_archive(out, irf=True, significance=True)
 
@@ -83,15 +92,11 @@ def ring_archive(tmp_path_factory):
     return built_archive(tmp_path_factory, "sig-ring", CRAB_RUNS[:2], background=RING)
 
 
-def _stored(group):
+def _stored(archive, group):
     """Every array of a group (values and metadata) and the group's attrs without its time stamp."""
-    arrays = {
-        p.name: (read_region(p), json.loads((p / "zarr.json").read_text()))
-        for p in sorted(group.iterdir()) if p.is_dir()
-    }  # fmt: skip
-    attrs = json.loads((group / "zarr.json").read_text())["attributes"]
+    attrs = read_group_attrs(archive_store(archive), group)
     attrs.pop("made_at")
-    return arrays, attrs
+    return stored_arrays(archive, group), attrs
 
 
 @pytest.mark.parametrize("name", ["fov_archive", "ring_archive"])
@@ -102,9 +107,9 @@ def test_in_memory_and_lazy_maps_are_the_same(name, options, request):
         options = {"energy_edges": options["energy_edges"]}
     lazy = pipeline.significance(archive, 0.12, in_memory=False, **options)
     assert isinstance(lazy["sqrt_ts"].data, da.Array)
-    lazy_arrays, lazy_attrs = _stored(archive / "significance")
+    lazy_arrays, lazy_attrs = _stored(archive, "significance")
     maps = pipeline.significance(archive, 0.12, in_memory=True, **options)
-    arrays, attrs = _stored(archive / "significance")
+    arrays, attrs = _stored(archive, "significance")
     assert attrs == lazy_attrs and arrays.keys() == lazy_arrays.keys()
     for key, (values, meta) in arrays.items():
         np.testing.assert_array_equal(values, lazy_arrays[key][0], err_msg=key)
@@ -122,7 +127,7 @@ def test_in_memory_by_size(fov_archive, monkeypatch):
 
 def test_read_group_is_open_archive_loaded(ring_archive):
     names = ["counts", "counts_off", "alpha_counts_off", "mask_safe"]
-    got = significance_module.read_group(ring_archive / "mosaic" / "ring", names)
+    got = significance_module.read_group(archive_store(ring_archive), "mosaic/ring", names)
     want = gpcube.open_archive(ring_archive, ring=True)[names].load()
     del want.attrs["archive"]
     xr.testing.assert_identical(got, want)

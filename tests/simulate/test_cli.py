@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import numpy as np
-import xarray as xr
 import yaml
 
 import gpcube
 from gpcube.cli import main
 from gpcube.geom import SkyGeom
 from gpcube.geom.frames import convert_frame
+from tests.archive.conftest import open_group
 
 CONFIG = {
     "output": "sim",
@@ -40,7 +40,7 @@ def test_simulate_then_run_end_to_end(tmp_path, capsys):
     (tmp_path / "job.yaml").write_text(yaml.safe_dump(job))
     assert main(["run", str(tmp_path / "job.yaml"), "-q"]) == 0
     assert "2 added" in capsys.readouterr().out
-    mosaic = xr.open_zarr(tmp_path / "sim.zarr", group="mosaic")
+    mosaic = open_group(tmp_path / "sim.zarr", "mosaic")
     # every event in the energy range, in a pixel whose centre is within 2 deg of the pointing (the
     # offset-max safe mask), is counted once
     geom = SkyGeom.create((0.0, 0.0), 0.05, width=(6.0, 4.0), frame="galactic")

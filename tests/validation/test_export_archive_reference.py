@@ -17,11 +17,11 @@ import pytest
 from astropy.coordinates import SkyCoord
 
 import gpcube
-from gpcube.storage.layout import complete_observations
+from gpcube.storage.layout import complete_observations as _complete_observations
 from gpcube.workflow import pipeline
 from gpcube.workflow.export import export
 from tests.archive.conftest import RING, built_archive
-from tests.conftest import CRAB_RUNS
+from tests.conftest import CRAB_RUNS, archive_store
 from tests.validation.conftest import CRAB_CENTER
 
 RUNS = CRAB_RUNS[:2]
@@ -33,6 +33,10 @@ def _read(cls, path):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         return cls.read(path)
+
+
+def complete_observations(path) -> dict:
+    return _complete_observations(archive_store(path))
 
 
 @pytest.fixture(scope="module")
