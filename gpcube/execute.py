@@ -17,7 +17,6 @@ import uuid
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any, NamedTuple
 
-from gpcube._forksafe import fork_safe
 from gpcube.errors import GpcubeError
 
 __all__ = [
@@ -98,8 +97,27 @@ def _set_malloc_thresholds(mmap_threshold: int, trim_threshold: int) -> None:
     mallopt(m_trim_threshold, trim_threshold)
 
 
+#: The process (pid) that may no longer fork workers: see :func:`mark_fork_unsafe`.
+_FORK_UNSAFE: dict[str, int | None] = {"pid": None}
+
+
+def mark_fork_unsafe() -> None:
+    """This process now runs threads that a forked child would lack: icechunk's runtime (Rust threads),
+    which the storage layer starts with its first storage. A child forked after that has the runtime's
+    state without its threads, and its first archive call hangs; so the embedded cluster then starts
+    its workers with ``spawn`` (:func:`default_start_method`), and
+    :func:`gpcube.workflow.pipeline.job_client` starts a forking cluster before the job opens its
+    archive."""
+    _FORK_UNSAFE["pid"] = os.getpid()
+
+
+def fork_safe() -> bool:
+    """Whether a child forked now would work (:func:`mark_fork_unsafe` was not called in this process)."""
+    return _FORK_UNSAFE["pid"] != os.getpid()
+
+
 def default_start_method() -> str:
-    """``fork`` on Linux while this process may fork (:mod:`gpcube._forksafe`), ``spawn`` otherwise
+    """``fork`` on Linux while this process may fork (:func:`fork_safe`), ``spawn`` otherwise
     (see :data:`START_METHODS`)."""
     return "fork" if sys.platform.startswith("linux") and fork_safe() else "spawn"
 
@@ -269,7 +287,7 @@ class EmbeddedCluster:
     of spawned workers costs seconds, as much as a handful of observations take. A larger batch starts
     it (or :attr:`client` does), and it then serves every later batch. A cluster whose workers fork
     (:attr:`forks`) is started by :func:`gpcube.workflow.pipeline.job_client` at once, before the job
-    opens its archive (see :mod:`gpcube._forksafe`); it takes about 0.1-0.5 s. Use as a context
+    opens its archive (see :func:`mark_fork_unsafe`); it takes about 0.1-0.5 s. Use as a context
     manager, or call :meth:`close`.
 
     Parameters

@@ -102,14 +102,14 @@ def test_the_embedded_cluster_without_a_dashboard_neither_profiles_nor_ticks_eve
 def test_workers_fork_only_while_this_process_may_fork(monkeypatch, tmp_path):
     """After icechunk's runtime (its threads) started here, forked workers would hang on their first
     archive call: the default start method becomes spawn; opening an archive marks the process."""
-    from gpcube import _forksafe
-    from gpcube.execute import default_start_method
+    import gpcube.execute
+    from gpcube.execute import default_start_method, fork_safe
     from gpcube.storage.repository import Archive
 
-    monkeypatch.setattr(_forksafe, "_unsafe", {"pid": None})
+    monkeypatch.setattr(gpcube.execute, "_FORK_UNSAFE", {"pid": None})
     assert default_start_method() == "fork" and EmbeddedCluster().forks
     Archive(tmp_path / "a").create()  # icechunk storage made: its runtime runs
-    assert not _forksafe.fork_safe()
+    assert not fork_safe()
     assert default_start_method() == "spawn" and not EmbeddedCluster().forks
     assert EmbeddedCluster(start_method="fork").forks  # asked for explicitly
 

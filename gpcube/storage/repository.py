@@ -23,8 +23,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
-from gpcube._forksafe import mark_unsafe
 from gpcube.errors import GpcubeError
+from gpcube.execute import mark_fork_unsafe
 
 __all__ = ["Archive", "ArchiveConflict", "BRANCH", "as_archive"]
 
@@ -100,7 +100,7 @@ class Archive:
     def _storage(self):
         import icechunk
 
-        mark_unsafe()  # icechunk's runtime threads start with its first storage
+        mark_fork_unsafe()  # icechunk's runtime threads start with its first storage
         if not self.scheme:
             # its warning that local storage does not detect concurrent commits: _commit_lock does
             icechunk.set_logs_filter("warn,icechunk::storage::object_store=error")

@@ -193,7 +193,7 @@ def job_client(config: JobConfig | None = None, scheduler: str | None = None):
     with EmbeddedCluster(**options) as embedded:
         if options.get("dashboard") or embedded.forks:
             # now: so that the dashboard shows the whole job; and forked workers must start before
-            # the job opens its archive (gpcube._forksafe)
+            # the job opens its archive (gpcube.execute.mark_fork_unsafe)
             embedded.client  # noqa: B018
         yield embedded
 
