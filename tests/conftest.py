@@ -50,3 +50,44 @@ def stored_arrays(path, group: str) -> dict:
         if meta["node_type"] == "array":
             out[name] = (nodes.read_region(store, key), meta)
     return out
+
+
+def free_port() -> int:
+    """A TCP port on loopback that nothing listens on now."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def dask_cluster():
+    """A ``dask scheduler`` and one ``dask worker`` on loopback, as separate processes: ``(address,
+    worker pids)``."""
+    import subprocess
+    import sys
+
+    address = f"tcp://127.0.0.1:{free_port()}"
+    py = [sys.executable, "-m"]
+    common = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL}
+    port = address.rsplit(":", 1)[1]
+    scheduler = subprocess.Popen(
+        [*py, "distributed.cli.dask_scheduler", "--host", "127.0.0.1", "--port", port, "--no-dashboard"],
+        **common,
+    )
+    worker = subprocess.Popen(
+        [*py, "distributed.cli.dask_worker", address, "--nworkers", "1", "--nthreads", "1",
+         "--host", "127.0.0.1", "--no-dashboard"], **common)  # fmt: skip
+    try:
+        from distributed import Client
+
+        with Client(address, timeout="60s") as client:
+            client.wait_for_workers(1, timeout=60)
+            pids = set(client.run(os.getpid).values())
+        yield address, pids
+    finally:
+        for proc in (worker, scheduler):
+            proc.terminate()
+        for proc in (worker, scheduler):
+            proc.wait(timeout=30)

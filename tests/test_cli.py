@@ -5,14 +5,12 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
-import pytest
 import yaml
 from astropy.io import fits
 
@@ -81,40 +79,6 @@ def test_bad_config_names_the_key_and_writes_nothing(tmp_path):
     assert result.returncode == 2
     assert "geom.energy_reco.nbins" in result.stderr and "positive integer" in result.stderr
     assert not (tmp_path / "out.zarr").exists()
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@pytest.fixture
-def dask_cluster():
-    """A ``dask scheduler`` and one ``dask worker`` on loopback, as separate processes."""
-    address = f"tcp://127.0.0.1:{_free_port()}"
-    py = [sys.executable, "-m"]
-    common = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL}
-    port = address.rsplit(":", 1)[1]
-    scheduler = subprocess.Popen(
-        [*py, "distributed.cli.dask_scheduler", "--host", "127.0.0.1", "--port", port, "--no-dashboard"],
-        **common,
-    )
-    worker = subprocess.Popen(
-        [*py, "distributed.cli.dask_worker", address, "--nworkers", "1", "--nthreads", "1",
-         "--host", "127.0.0.1", "--no-dashboard"], **common)  # fmt: skip
-    try:
-        from distributed import Client
-
-        with Client(address, timeout="60s") as client:
-            client.wait_for_workers(1, timeout=60)
-            pids = set(client.run(os.getpid).values())
-        yield address, pids
-    finally:
-        for proc in (worker, scheduler):
-            proc.terminate()
-        for proc in (worker, scheduler):
-            proc.wait(timeout=30)
 
 
 def test_run_on_an_existing_cluster(tmp_path, dask_cluster):
