@@ -251,9 +251,7 @@ def _build(cls: type, s: _Section) -> Any:
     kwargs = {}
     for f in dataclasses.fields(cls):
         if "check" in f.metadata:
-            kwargs[f.name] = f.metadata["check"](
-                s, f.name, _default(f)
-            )
+            kwargs[f.name] = f.metadata["check"](s, f.name, _default(f))
     obj = cls(**kwargs)
     return obj._checked(s) if hasattr(obj, "_checked") else obj
 

@@ -41,10 +41,11 @@ def run(awaitable: Awaitable[T]) -> T:
     return asyncio.run_coroutine_threadsafe(wrapper(), _loop()).result()
 
 
-def gather(awaitables: Iterable[Awaitable[Any]]) -> list[Any]:
-    """Wait for all of ``awaitables`` at once (concurrently) and return their results in order."""
+def gather(awaitables: Iterable[Awaitable[Any]], *, return_exceptions: bool = False) -> list[Any]:
+    """Wait for all of ``awaitables`` at once (concurrently) and return their results in order (with
+    ``return_exceptions``, an awaitable's exception in place of its result)."""
 
     async def together():
-        return await asyncio.gather(*awaitables)
+        return await asyncio.gather(*awaitables, return_exceptions=return_exceptions)
 
     return run(together())

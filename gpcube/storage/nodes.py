@@ -106,7 +106,19 @@ async def _get(store, key: str) -> bytes | None:
 
 
 async def _set(store, key: str, data: bytes) -> None:
-    await store.set(key, _buffer(data))
+    try:
+        await store.set(key, _buffer(data))
+    except Exception as exc:  # noqa: BLE001 - a full disk, a lost connection, refused metadata...
+        raise GpcubeError(f"cannot write to the archive ({_first_line(exc)})", path=key) from None
+
+
+def _first_line(exc: BaseException) -> str:
+    """The first meaningful line of an (icechunk) error, and its last cause."""
+    lines = [line.strip(" |`->x") for line in str(exc).splitlines()]
+    lines = [line for line in lines if line and not line.startswith(("context:", "at ", "with "))]
+    if not lines:
+        return type(exc).__name__
+    return lines[0] if len(lines) == 1 or lines[-1] in lines[0] else f"{lines[0]}: {lines[-1]}"
 
 
 def _read_json(store, path: str) -> dict:
@@ -342,7 +354,7 @@ def read_region(store, path: str, region: Sequence[slice] | None = None, *, layo
     indices = list(
         itertools.product(*(range(a // c, -(-b // c)) for (a, b), c in zip(bounds, chunks, strict=True)))
     )
-    encoded = aio.gather(_get(store, _chunk_key(path, index)) for index in indices)
+    encoded = aio.gather((_get(store, _chunk_key(path, index)) for index in indices), return_exceptions=True)
     codec = Blosc()
     little = dtype.newbyteorder("<") == dtype
     for index, raw in zip(indices, encoded, strict=True):
@@ -354,6 +366,8 @@ def read_region(store, path: str, region: Sequence[slice] | None = None, *, layo
         if raw is None:  # a chunk of fill values only
             out[tuple(dst)] = fill
             continue
+        if isinstance(raw, Exception):
+            raise GpcubeError(f"chunk {index} of the array cannot be read ({_first_line(raw)})", path=path)
         try:
             if little and out.shape == chunks:  # the region is this chunk: decode in place
                 codec.decode(raw, out=out)

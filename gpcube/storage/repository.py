@@ -18,6 +18,9 @@ import contextlib
 import fcntl
 import os
 import re
+import socket
+import time
+import uuid
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -26,7 +29,15 @@ from urllib.parse import urlparse
 from gpcube.errors import GpcubeError
 from gpcube.execute import mark_fork_unsafe
 
-__all__ = ["Archive", "ArchiveConflict", "BRANCH", "as_archive"]
+__all__ = [
+    "Archive",
+    "ArchiveConflict",
+    "BRANCH",
+    "as_archive",
+    "drop_stale_branches",
+    "fault_point",
+    "process_branch",
+]
 
 #: The branch every reader and writer of an archive uses.
 BRANCH = "main"
@@ -37,6 +48,29 @@ INLINE_BYTES = 4096
 #: processes cannot see them).
 _MEMORY: dict[str, Any] = {}
 _SCHEMES = ("s3", "gs", "gcs", "memory", "file")
+
+
+#: The environment variable naming a :func:`fault_point` at which the process kills itself.
+FAULT_ENV = "GPCUBE_KILL_AT"
+#: With this environment variable set to a file path, a :func:`fault_point` kills only once (the
+#: process that creates the file): a worker killed in a task, whose task dask then runs again.
+FAULT_ONCE_ENV = "GPCUBE_KILL_ONCE"
+
+
+def fault_point(name: str) -> None:
+    """A step boundary of a commit protocol, where a test can kill the process as SIGKILL would (no
+    cleanup, no ``finally``): ``GPCUBE_KILL_AT=<name>`` in its environment (and, to kill only the
+    first process that gets there, ``GPCUBE_KILL_ONCE=<marker file>``). The points are listed in
+    ``docs/archive.rst`` ("Faults"); nothing happens otherwise."""
+    if os.environ.get(FAULT_ENV) != name:
+        return
+    once = os.environ.get(FAULT_ONCE_ENV)
+    if once:
+        try:
+            os.close(os.open(once, os.O_CREAT | os.O_EXCL | os.O_WRONLY))
+        except FileExistsError:
+            return
+    os._exit(137)
 
 
 class ArchiveConflict(GpcubeError):
@@ -256,6 +290,42 @@ def as_archive(location: Archive | str | os.PathLike, storage_options: Mapping |
     if isinstance(location, Archive):
         return location
     return Archive(location, storage_options)
+
+
+def process_branch(prefix: str) -> str:
+    """A new branch name that says which process made it: ``<prefix>-<host>-<pid>-<unix time>-<hex>``
+    (see :func:`drop_stale_branches`)."""
+    return f"{prefix}-{socket.gethostname()}-{os.getpid()}-{int(time.time())}-{uuid.uuid4().hex[:8]}"
+
+
+def drop_stale_branches(archive: Archive, prefix: str, max_age: float) -> list[str]:
+    """Delete the branches of :func:`process_branch` names with ``prefix`` whose work is provably over:
+    made on this host by a process that is gone, or older than ``max_age`` seconds whoever made them
+    (no build runs that long). Returns the names deleted; their snapshots become garbage
+    (:func:`gpcube.storage.maintenance.collect_garbage`)."""
+    host, dropped = socket.gethostname(), []
+    for name in archive.branches():
+        if not name.startswith(prefix + "-"):
+            continue
+        try:
+            branch_host, pid, started, _ = name[len(prefix) + 1 :].rsplit("-", 3)
+            pid, started = int(pid), int(started)
+        except ValueError:
+            continue
+        if (branch_host == host and not _alive(pid)) or time.time() - started > max_age:
+            archive.delete_branch(name)
+            dropped.append(name)
+    return dropped
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def _check_local_output(path: Path) -> None:

@@ -30,9 +30,10 @@ from gpcube.storage.layout import (
     root_attrs,
 )
 from gpcube.storage.nodes import read_group_attrs
-from gpcube.storage.repository import Archive, ArchiveConflict, as_archive
+from gpcube.storage.repository import Archive, ArchiveConflict, as_archive, drop_stale_branches, fault_point
 from gpcube.workflow.config import JobConfig
 from gpcube.workflow.mosaic import build_mosaic
+from gpcube.workflow.mosaic.build import BUILD_PREFIX, STALE_BRANCH_SECONDS
 from gpcube.workflow.open import open_archive
 from gpcube.workflow.recipe import import_makers
 from gpcube.workflow.reduce import reduce_observation, remember_job
@@ -85,12 +86,15 @@ class ReduceCommits:
             if not self.pending:
                 break
             session = self.archive.writable()
+            fault_point("reduce:merge")
             session.merge(*self.pending.values())
             ids = sorted(self.pending)
+            fault_point("reduce:commit")
             try:
                 self.archive.commit(session, f"reduce: {len(ids)} observations ({ids[0]}..{ids[-1]})")
             except ArchiveConflict:
                 continue  # another run committed some of them meanwhile: drop those and try again
+            fault_point("reduce:committed")
             self.committed += ids
             self.pending.clear()
         self.last = time.monotonic()
@@ -103,6 +107,7 @@ def _reduce(config: JobConfig, client, *, progress: bool) -> tuple[dict, Archive
     obs_ids = list(data.obs_ids)
     archive = config.archive()
     root = check_or_create(archive, config.analysis_dict(), geom.to_attrs, config.to_dict())
+    drop_stale_branches(archive, BUILD_PREFIX, STALE_BRANCH_SECONDS)  # a killed build's
     head = archive.readonly()
     _remember_headers(head.store, root)
     done = set(observation_attrs(head.store, obs_ids))

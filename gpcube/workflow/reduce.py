@@ -22,6 +22,7 @@ from gpcube.makers._lazy import computed_at_once
 from gpcube.storage.groups import Group, write_groups
 from gpcube.storage.layout import file_checksums, now, obs_path
 from gpcube.storage.nodes import write_group
+from gpcube.storage.repository import fault_point
 from gpcube.workflow.config import JobConfig, parse_config
 from gpcube.workflow.recipe import STORED_DTYPES, at_once, observation_products
 
@@ -124,4 +125,5 @@ def reduce_observation(fork, config_json: str, obs_id: int):
         summary = write_observation(fork.store, observation, geom, config)
     finally:
         observation.close()
+    fault_point("reduce:task")  # written, not returned: a worker lost here has its task run again
     return summary, fork

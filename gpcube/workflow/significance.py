@@ -35,13 +35,15 @@ from gpcube.storage.nodes import (
     read_group_attrs,
     read_region,
 )
-from gpcube.storage.repository import Archive, as_archive
+from gpcube.storage.repository import Archive, ArchiveConflict, as_archive, fault_point
 
 __all__ = ["IN_MEMORY_BYTES", "SIGNIFICANCE", "significance"]
 
 #: The archive's group of the significance maps.
 #: Mosaics whose inputs take at most this many bytes (as stored) are computed in memory.
 IN_MEMORY_BYTES = 256 << 20
+#: How many times the maps are made again when another run committed to the archive meanwhile.
+ATTEMPTS = 5
 #: Background methods whose mosaic has ring products (``mosaic/ring``).
 RING_METHODS = ("ring", "adaptive_ring")
 #: What the estimator may read of the mosaic; of the ring group; of the mosaic next to the ring's.
@@ -67,7 +69,8 @@ def significance(
     ``ring`` and ``adaptive_ring``, Cash against the background otherwise (see
     :func:`gpcube.estimators.estimate_excess_map` for the other parameters and the definitions).
     The maps are made from one snapshot of the archive and committed in one commit, replacing earlier
-    ones. Also ``gpcube.workflow.pipeline.significance``.
+    ones (made again from the new snapshot if another run committed meanwhile, :data:`ATTEMPTS` times
+    at most). Also ``gpcube.workflow.pipeline.significance``.
 
     Parameters
     ----------
@@ -82,6 +85,18 @@ def significance(
     """
     archive = as_archive(archive, storage_options)
     open_readonly(archive)  # a clear error if it is not an archive
+    options = {"energy_edges": energy_edges, "spectral_index": spectral_index, "correlate_off": correlate_off}
+    for _ in range(ATTEMPTS):
+        try:
+            return _significance(archive, radius, in_memory, options)
+        except ArchiveConflict:
+            continue  # another run committed maps (or a mosaic) meanwhile: make them from the new snapshot
+    raise GpcubeError(f"the archive changed under {ATTEMPTS} attempts to write its significance maps: run "
+                      "again", path=archive.location)  # fmt: skip
+
+
+def _significance(archive: Archive, radius: float, in_memory: bool | None, options: dict) -> xr.Dataset:
+    """One attempt of :func:`significance`: read a snapshot, write the maps, commit."""
     session = archive.writable()
     store = session.store
     attrs = root_attrs(store)
@@ -96,14 +111,13 @@ def significance(
         stored = sum(_stored_bytes(store, f"{group}/{name}") for group, names in sources for name in names)
         in_memory = stored <= IN_MEMORY_BYTES
     inputs = _read_inputs(store, sources, method) if in_memory else _open_inputs(archive, session, method)
-    maps = estimate_excess_map(
-        inputs, radius, energy_edges=energy_edges, spectral_index=spectral_index, correlate_off=correlate_off
-    )
+    maps = estimate_excess_map(inputs, radius, **options)
     arrays = {name: var.astype("float32", keep_attrs=True) for name, var in maps.data_vars.items()}
     maps_attrs = {**maps.attrs, "background_method": method, "made_at": now()}
     if exists(store, SIGNIFICANCE):
         delete(store, SIGNIFICANCE)
     write_dataarrays(store, SIGNIFICANCE, arrays, maps_attrs, int(mosaic.get("chunk", 256)))
+    fault_point("significance:commit")
     snapshot = archive.commit(session, "significance maps")
     if not in_memory:
         from gpcube.workflow.open import open_archive

@@ -18,9 +18,6 @@ meanwhile, the build is planned again from the new snapshot (:data:`ATTEMPTS` ti
 from __future__ import annotations
 
 import functools
-import os
-import socket
-import time
 import uuid
 
 import numpy as np
@@ -42,7 +39,14 @@ from gpcube.storage.nodes import (
     write_array,
     write_group,
 )
-from gpcube.storage.repository import Archive, ArchiveConflict, as_archive
+from gpcube.storage.repository import (
+    Archive,
+    ArchiveConflict,
+    as_archive,
+    drop_stale_branches,
+    fault_point,
+    process_branch,
+)
 from gpcube.workflow.mosaic.sum import RING_SUMS, Piece, irf_chunk, overlap, ring_chunk, sky_chunk
 
 __all__ = ["build_mosaic"]
@@ -52,7 +56,7 @@ _IRF = ("psf", "edisp", "exposure_irf", "exposure_psf")
 _DTYPES = {"counts": np.int32, "mask_safe": bool}
 #: How many times a build is planned again when another run changed the mosaic meanwhile.
 ATTEMPTS = 5
-#: Branches of full builds are named ``BUILD_PREFIX-<host>-<pid>-<unix time>-<token>``.
+#: The prefix of the branches of full builds (:func:`gpcube.storage.repository.process_branch`).
 BUILD_PREFIX = "gpcube-build"
 #: A build branch older than this (seconds) is abandoned whoever made it; a younger one only if its
 #: process (on this host) is gone.
@@ -246,6 +250,7 @@ def _plan_ring(store, geom: SkyGeom, pieces, chunk: int, only=None, done=None) -
 def _chunk_task(fork, func, *args):
     """The worker task: ``func(fork.store, *args)``; the fork goes back to be merged."""
     func(fork.store, *args)
+    fault_point("mosaic:task")  # written, not returned: a worker lost here has its task run again
     return fork
 
 
@@ -316,6 +321,7 @@ def _run(base, tasks, client, progress: bool, token: str) -> None:
     calls = [(label, (base.fork(), *args)) for label, args in tasks]
     results, failures = run_tasks(_chunk_task, calls, client, desc="mosaic", progress=progress, token=token)
     raise_failures(failures, "mosaic chunks")
+    fault_point("mosaic:merge")
     if results:
         base.merge(*results)
 
@@ -341,7 +347,7 @@ def build_mosaic(
     """
     archive = as_archive(archive)
     token = token or uuid.uuid4().hex[:12]
-    _drop_stale_branches(archive)
+    drop_stale_branches(archive, BUILD_PREFIX, STALE_BRANCH_SECONDS)
     for _ in range(ATTEMPTS):
         try:
             return _build_once(archive, client, chunk, progress, full, token)
@@ -373,10 +379,13 @@ def _build_once(archive: Archive, client, chunk: int, progress: bool, full: bool
             return previous
         _run(base, _plan(store, coarse, geom, pieces, irf_pieces, chunk, new, done), client, progress, token)
         write_group(base.store, MOSAIC, {**attrs, "updated_with": [p.obs_id for p in new]})
+        fault_point("mosaic:commit")
         archive.commit(base, f"mosaic: {len(new)} observations added ({len(pieces)} in all)")
+        fault_point("mosaic:committed")
         return attrs
-    branch = f"{BUILD_PREFIX}-{socket.gethostname()}-{os.getpid()}-{int(time.time())}-{token}"
+    branch = process_branch(BUILD_PREFIX)
     archive.branch(branch, head)
+    fault_point("mosaic:branch")
     try:
         layout = archive.writable(branch)  # the new arrays, empty, on the build's branch
         if exists(layout.store, MOSAIC):
@@ -384,40 +393,16 @@ def _build_once(archive: Archive, client, chunk: int, progress: bool, full: bool
         write_group(layout.store, MOSAIC, {**attrs, "complete": False})
         tasks = _plan(layout.store, coarse, geom, pieces, irf_pieces, chunk)
         archive.commit(layout, "mosaic: arrays", rebase=False)
+        fault_point("mosaic:arrays")
         base = archive.writable(branch)
         _run(base, tasks, client, progress, token)
         write_group(base.store, MOSAIC, attrs)
+        fault_point("mosaic:commit")
         built = archive.commit(base, f"mosaic: {len(pieces)} observations", rebase=False)
+        fault_point("mosaic:built")
         if not archive.move_main(built, expected=head):
             raise ArchiveConflict("the archive changed during the build", path=archive.location)
+        fault_point("mosaic:moved")
     finally:
         archive.delete_branch(branch)
     return attrs
-
-
-def _drop_stale_branches(archive: Archive) -> None:
-    """Delete the build branches of builds that are provably over: made on this host by a process that
-    is gone, or older than :data:`STALE_BRANCH_SECONDS` (their chunks become garbage: ``gpcube gc``)."""
-    host = socket.gethostname()
-    for name in archive.branches():
-        if not name.startswith(BUILD_PREFIX + "-"):
-            continue
-        try:
-            rest = name[len(BUILD_PREFIX) + 1 :]
-            branch_host, pid, started, _ = rest.rsplit("-", 3)
-            pid, started = int(pid), int(started)
-        except ValueError:
-            continue
-        gone = branch_host == host and not _alive(pid)
-        if gone or time.time() - started > STALE_BRANCH_SECONDS:
-            archive.delete_branch(name)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
