@@ -54,7 +54,7 @@ def _reduce(config: JobConfig, client, *, progress: bool, consolidated: bool) ->
     store = config.data.open()
     obs_ids = list(store.obs_ids)
     archive = Path(config.output)
-    root = check_or_create(archive, config.analysis_dict(), geom.to_attrs, config.to_dict())
+    root = check_or_create(archive, config.analysis_dict(), geom.to_attrs, config.to_dict(redact=True))
     _remember_headers(archive, root)
     done = complete_observations(archive, clean=True)
     todo = [i for i in obs_ids if i not in done]

@@ -7,6 +7,7 @@ import functools
 import hashlib
 import http.server
 import importlib.util
+import json
 import logging
 import os
 import pickle
@@ -19,12 +20,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 import xarray as xr
+import yaml
 from astropy.table import Table
 
 import gpcube
+from gpcube.cli import main
 from gpcube.errors import GpcubeError
 from gpcube.io.location import join
 from gpcube.makers import make_map_background, make_map_counts, make_map_exposure_true_energy, make_psf_map
+from gpcube.workflow.config import ConfigError, parse_config
+from tests.archive.conftest import job_dict
 from tests.conftest import CRAB_RUNS, REPO
 
 PARTS = ("events", "gti", "aeff", "edisp", "psf", "bkg")
@@ -283,3 +288,82 @@ def test_storage_options_need_a_url(crab_copy):
 )
 def test_join(base, parts, expected):
     assert join(base, *parts) == expected
+
+
+# --------------------------------------------------------------------------------------------- the job
+def _job(tmp_path, store: str, **data) -> dict:
+    out = job_dict(tmp_path / f"{Path(store).name or 'store'}.zarr", CRAB_RUNS[:2])
+    out["data"].update(store=store, **data)
+    return out
+
+
+def test_config_keeps_a_url_and_its_storage_options(tmp_path):
+    options = {"key": "k", "secret": "s", "endpoint_url": "http://localhost:9000", "client_kwargs": {"b": 1}}
+    config = parse_config(_job(tmp_path, "s3://bucket/store/", storage_options=options), base_dir="/jobs")
+    assert config.data.store == "s3://bucket/store" and config.data.storage_options == options
+    assert parse_config(config.to_dict()) == config
+    redacted = config.to_dict(redact=True)["data"]["storage_options"]
+    assert redacted == {**options, "key": "***", "secret": "***"}
+    local = parse_config(_job(tmp_path, "relative/store"), base_dir="/jobs")
+    assert local.data.store == "/jobs/relative/store" and local.data.storage_options is None
+
+
+@pytest.mark.parametrize(
+    ("store", "options", "expected"),
+    [
+        ("/data/store", {"anon": True}, "no storage_options with a local data.store"),
+        ("s3://bucket/store", ["anon"], "a mapping of fsspec storage options"),
+        ("s3://bucket/store", {1: True}, "a mapping of fsspec storage options"),
+        ("s3://bucket/store", {"anon": {1, 2}}, "whose values are strings"),
+    ],
+)
+def test_config_storage_option_errors(tmp_path, store, options, expected):
+    with pytest.raises(ConfigError, match=expected) as info:
+        parse_config(_job(tmp_path, store, storage_options=options))
+    assert info.value.key == "data.storage_options"
+
+
+def test_config_store_that_cannot_be_opened(tmp_path, http_url):
+    config = parse_config(_job(tmp_path, f"{http_url}/nowhere"))
+    with pytest.raises(ConfigError, match="no hdu-index file") as info:
+        config.data.open()
+    assert info.value.key == "data.store" and f"{http_url}/nowhere" in str(info.value)
+
+
+def _mosaic(archive: Path) -> dict[str, np.ndarray]:
+    mosaic = gpcube.open_archive(archive)
+    return {name: mosaic[name].values for name in ("counts", "exposure", "background")}
+
+
+#: A worker process of its own, started fresh (spawn): it shares nothing with this one but the tasks.
+SPAWNED_WORKER = {"n_workers": 1, "threads_per_worker": 1, "processes": True, "min_tasks": 0,
+                  "start_method": "spawn"}  # fmt: skip
+
+
+def test_gpcube_run_on_an_s3_store(tmp_path, s3_options, crab_copy, capsys):
+    """A spawned worker reduces the observations from S3; the mosaic equals the local store's (reduced in
+    this process); the archive records the URLs, not the secret."""
+    archives = {}
+    for name, data, cluster in (
+        ("s3", {"store": f"s3://{BUCKET}/crab", "storage_options": s3_options}, SPAWNED_WORKER),
+        ("local", {"store": str(crab_copy)}, None),
+    ):
+        job = _job(tmp_path, name)
+        job["data"], job["output"] = {**job["data"], **data}, str(tmp_path / f"{name}.zarr")
+        job["cluster"] = cluster or job["cluster"]
+        (tmp_path / f"{name}.yaml").write_text(yaml.safe_dump(job))
+        assert main(["run", str(tmp_path / f"{name}.yaml"), "--quiet"]) == 0
+        archives[name] = tmp_path / f"{name}.zarr"
+    capsys.readouterr()
+    got, want = _mosaic(archives["s3"]), _mosaic(archives["local"])
+    for name in want:
+        np.testing.assert_array_equal(got[name], want[name], err_msg=name)
+    text = (archives["s3"] / "zarr.json").read_text()
+    assert S3_SECRET not in text and S3_KEY not in text
+    recorded = json.loads(text)["attributes"]["config"]["data"]
+    assert recorded["store"] == f"s3://{BUCKET}/crab"
+    assert recorded["storage_options"] == {**s3_options, "key": "***", "secret": "***"}
+    obs = gpcube.open_archive(archives["s3"], obs_id=CRAB_RUNS[0])
+    (entry,) = obs.attrs["provenance"]["files"]
+    assert entry["path"] == f"s3://{BUCKET}/crab/data/hess_dl3_dr1_obs_id_0{CRAB_RUNS[0]}.fits.gz"
+    assert obs.attrs["provenance"]["worker"]["pid"] != os.getpid()
