@@ -3,8 +3,10 @@
 :func:`gpcube.estimators.estimate_excess_map` runs on the mosaic: with a ring background
 (``background.method`` ``ring`` or ``adaptive_ring``) on the stacked ring products of
 ``mosaic/ring`` (:func:`gpcube.workflow.ring.stacked_ring`), otherwise on the mosaic's counts and
-background; the mosaic's exposure gives the flux. The maps are stored as float32 in a group written
-under a temporary name and swapped in, replacing an earlier one.
+background; the mosaic's exposure gives the flux. The default energy bands are the ring's own bands
+(``background.<method>.energy_edges``) with a ring background, else one band over all reco bins. The
+maps are stored as float32 in a group written under a temporary name and swapped in, replacing an
+earlier one.
 
 A mosaic whose inputs take at most :data:`IN_MEMORY_BYTES` as stored (the 36-run H.E.S.S. survey,
 10 x 456 x 1643 pixels with 20 true-energy bins, takes ~70 MB) is read into memory with the
@@ -27,6 +29,7 @@ import xarray as xr
 
 from gpcube.errors import GpcubeError
 from gpcube.estimators import estimate_excess_map
+from gpcube.estimators.bands import band_edges_of
 from gpcube.storage.consolidated import consolidate
 from gpcube.storage.groups import write_dataarrays
 from gpcube.storage.layout import MOSAIC, SIGNIFICANCE, mosaic_attrs, now, replace_group, root_attrs
@@ -65,6 +68,9 @@ def significance(
 
     Parameters
     ----------
+    energy_edges : sequence of float, optional
+        Band edges in TeV, each a reco bin edge. Default: the ring's own bands with a ring background
+        (the bands its OFF counts and alpha were made on), else one band over all reco bins.
     in_memory : bool, optional
         Read the inputs into memory and compute with numpy (True), or lazily with dask (False);
         default: in memory if they take at most :data:`IN_MEMORY_BYTES` as stored.
@@ -85,6 +91,8 @@ def significance(
         stored = sum(_stored_bytes(group / name) for group, names in sources for name in names)
         in_memory = stored <= IN_MEMORY_BYTES
     inputs = _read_inputs(sources, method) if in_memory else _open_inputs(path, method)
+    if energy_edges is None and method in RING_METHODS:
+        energy_edges = _ring_band_edges(inputs)
     maps = estimate_excess_map(
         inputs, radius, energy_edges=energy_edges, spectral_index=spectral_index, correlate_off=correlate_off
     )
@@ -120,6 +128,12 @@ def _metadata(array: Path) -> dict:
         return json.loads((array / "zarr.json").read_text())
     except (OSError, ValueError) as exc:
         raise GpcubeError(f"cannot read zarr metadata: {exc}", path=array) from exc
+
+
+def _ring_band_edges(inputs: xr.Dataset) -> list[float]:
+    """The edges of the ring's energy bands (the bins of the ring products, contiguous)."""
+    lo, hi = band_edges_of(inputs)
+    return [*map(float, lo), float(hi[-1])]
 
 
 def _stored_bytes(array: Path) -> int:
