@@ -21,7 +21,7 @@ from typing import NoReturn
 import numpy as np
 
 from gpcube.errors import GpcubeError
-from gpcube.io.location import as_location, read_bytes
+from gpcube.io.location import as_location, is_url, read_bytes
 
 __all__ = ["BinTable", "FitsFile", "open_fits", "native"]
 
@@ -220,8 +220,10 @@ class FitsFile:
         self, path: str | Path, storage_options: Mapping | None = None, *, data: bytes | None = None
     ):
         self.path = as_location(path)
-        self._stored = read_bytes(self.path, storage_options) if data is None else data
-        self._raw = _decompressed(self._stored, self.path)
+        stored = read_bytes(self.path, storage_options) if data is None else data
+        self._raw = _decompressed(stored, self.path)
+        # a URL's bytes are kept for checksum(), so as not to fetch them twice; a local file is read again
+        self._stored = stored if is_url(self.path) else None
         self._headers: list[tuple[dict, int]] = []
         self._tables: dict[int, BinTable] = {}
         self._scan()
@@ -255,8 +257,13 @@ class FitsFile:
         raise GpcubeError("file truncated inside a header", path=self.path, hdu=where)
 
     def checksum(self) -> dict:
-        """``{"size", "sha256"}`` of the file's bytes as stored (before gunzip), as they were read."""
-        return {"size": len(self._stored), "sha256": hashlib.sha256(self._stored).hexdigest()}
+        """``{"size", "sha256"}`` of the file's bytes as stored (before gunzip).
+
+        Of the bytes read from a URL; a local file is read again (from the page cache, while the reading
+        of tables keeps no second copy of its bytes in memory).
+        """
+        stored = self._stored if self._stored is not None else read_bytes(self.path)
+        return {"size": len(stored), "sha256": hashlib.sha256(stored).hexdigest()}
 
     @property
     def hdu_names(self) -> list[str]:

@@ -134,8 +134,8 @@ class Observation:
     def file_checksums(self) -> list[dict]:
         """``[{"path", "size", "sha256"}]`` of the observation's distinct files, sorted by path.
 
-        Of the bytes as read (before gunzip): a file read already is not read again; one that was not
-        is read now. ``path`` is the URL, or the resolved local path.
+        Of the bytes as stored (before gunzip): a URL read already is not fetched again; a file not read
+        yet is read now. ``path`` is the URL, or the resolved local path.
         """
         sums = {}
         for path in {ref.path for ref in self.hdus.values()}:

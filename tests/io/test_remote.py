@@ -28,6 +28,7 @@ from gpcube.cli import main
 from gpcube.errors import GpcubeError
 from gpcube.io.location import join
 from gpcube.makers import make_map_background, make_map_counts, make_map_exposure_true_energy, make_psf_map
+from gpcube.storage.layout import file_checksums
 from gpcube.workflow.config import ConfigError, parse_config
 from tests.archive.conftest import job_dict
 from tests.conftest import CRAB_RUNS, REPO
@@ -212,13 +213,20 @@ def test_an_observation_pickles_and_reads_its_urls_in_another_process(remote, lo
     _assert_same_parts(loaded, local_store.observation(CRAB_RUNS[3]))
 
 
-def test_file_checksums_are_of_the_bytes_read(remote, crab_copy):
+def test_file_checksums_are_of_the_bytes_read(remote, crab_copy, monkeypatch):
     url, options = remote
     obs = gpcube.DataStore.from_dir(url, options).observation(CRAB_RUNS[0])
     name = f"data/hess_dl3_dr1_obs_id_0{CRAB_RUNS[0]}.fits.gz"
     raw = (crab_copy / name).read_bytes()
     expected = {"path": f"{url}/{name}", "size": len(raw), "sha256": hashlib.sha256(raw).hexdigest()}
+    obs.events  # noqa: B018 - read once; the checksum does not fetch it again
+    monkeypatch.setattr("gpcube.io.fitsfile.read_bytes", lambda *args: pytest.fail(f"read again: {args}"))
     assert obs.file_checksums() == [expected]
+
+
+def test_local_file_checksums_are_those_recorded_before(local_store):
+    obs = local_store.observation(CRAB_RUNS[0])
+    assert obs.file_checksums() == file_checksums(ref.path for ref in obs.hdus.values())
 
 
 def test_a_local_store_is_read_without_fsspec(crab_copy):
