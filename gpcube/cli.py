@@ -226,8 +226,8 @@ def _parser() -> argparse.ArgumentParser:
     archive_argument(p)
     p.add_argument("--radius", type=float, required=True, help="correlation radius in deg (top-hat)")
     p.add_argument("--energy-edges", type=float, nargs="+", metavar="E", default=None,
-                   help="energy band edges in TeV, each a reco bin edge (default: one band over all "
-                   "bins, or the ring's bands)")  # fmt: skip
+                   help="energy band edges in TeV, each a reco bin edge (default: with a ring background "
+                   "the ring's own bands, else one band over all bins)")  # fmt: skip
     p.add_argument("--spectral-index", type=float, default=2.0, help="power-law index for the flux")
     p.add_argument("--no-correlate-off", action="store_true",
                    help="ring background: do not correlate the OFF counts (ring sums) again")  # fmt: skip

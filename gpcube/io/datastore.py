@@ -1,15 +1,20 @@
-"""A GADF data store: the HDU index and the observation index, and selections on them."""
+"""A GADF data store: the HDU index and the observation index, and selections on them.
+
+The store is a local directory or a URL (``https://...``, ``s3://bucket/prefix``, any fsspec URL; see
+:mod:`gpcube.io.location`): every file is read whole, from disk or with fsspec.
+"""
 
 from __future__ import annotations
 
 import fnmatch
+import os
 from collections.abc import Iterable, Iterator, Mapping
-from pathlib import Path
 
 import numpy as np
 
 from gpcube.errors import GpcubeError
-from gpcube.io.fitsfile import open_fits
+from gpcube.io.fitsfile import FitsFile
+from gpcube.io.location import Location, as_location, is_url, join, read_bytes
 from gpcube.io.observation import HduRef, Observation
 
 __all__ = ["DataStore"]
@@ -21,10 +26,13 @@ _INDEX_NAMES = {
 _HDU_COLUMNS = ("OBS_ID", "HDU_TYPE", "HDU_CLASS", "FILE_DIR", "FILE_NAME", "HDU_NAME")
 
 
-def _find_index(directory: Path, kind: str) -> Path:
+def _read_index(directory: Location, kind: str, storage_options: Mapping | None) -> FitsFile:
+    """The first index file of ``kind`` ("hdu" or "obs") that the store has, read."""
     for name in _INDEX_NAMES[kind]:
-        if (directory / name).is_file():
-            return directory / name
+        path = join(directory, name)
+        data = read_bytes(path, storage_options, missing_ok=True)
+        if data is not None:
+            return FitsFile(path, data=data)
     raise GpcubeError(
         f"no {kind}-index file ({' or '.join(_INDEX_NAMES[kind])}) in the data store", path=directory
     )
@@ -68,11 +76,10 @@ class IndexTable:
         return table
 
 
-def _read_table(path: Path) -> tuple[IndexTable, dict]:
+def _read_table(fitsfile: FitsFile) -> tuple[IndexTable, dict]:
     """First binary table of an index file, strings stripped; and its header as a dict."""
-    fitsfile = open_fits(path)
     if len(fitsfile.hdu_names) < 2:
-        raise GpcubeError("no table in the index file", path=path)
+        raise GpcubeError("no table in the index file", path=fitsfile.path)
     hdu = fitsfile.table(1)
     columns = {}
     for name, column in hdu.data.items():
@@ -83,14 +90,15 @@ def _read_table(path: Path) -> tuple[IndexTable, dict]:
     return IndexTable(columns), hdu.header
 
 
-def _hdu_refs(table: IndexTable, header: dict, index_path: Path) -> dict[int, dict[str, HduRef]]:
+def _hdu_refs(
+    table: IndexTable, header: dict, directory: Location, index_path: Location
+) -> dict[int, dict[str, HduRef]]:
     missing = [c for c in _HDU_COLUMNS if c not in table.colnames]
     if missing:
         raise GpcubeError(f"HDU index lacks column(s) {missing}", path=index_path)
-    base = Path(str(header.get("BASE_DIR", "")).strip() or ".")
-    base = base if base.is_absolute() else index_path.parent / base
+    base = join(directory, str(header.get("BASE_DIR", "")).strip() or ".")
     refs: dict[int, dict[str, HduRef]] = {}
-    paths: dict[tuple[str, str], Path] = {}  # an observation's HDUs share a few files
+    paths: dict[tuple[str, str], Location] = {}  # an observation's HDUs share a few files
     columns = [
         table[c].tolist() for c in ("OBS_ID", "HDU_TYPE", "HDU_CLASS", "FILE_DIR", "FILE_NAME", "HDU_NAME")
     ]
@@ -99,7 +107,7 @@ def _hdu_refs(table: IndexTable, header: dict, index_path: Path) -> dict[int, di
         key = (str(file_dir), str(file_name))
         path = paths.get(key)
         if path is None:
-            path = paths[key] = base / key[0] / key[1]
+            path = paths[key] = join(base, *key)
         ref = HduRef(obs_id, hdu_type, str(hdu_class).lower(), path, str(hdu_name))
         if hdu_type in refs.get(obs_id, {}):
             raise GpcubeError(
@@ -127,34 +135,80 @@ class DataStore:
     """
 
     def __init__(
-        self, obs_table: IndexTable, hdu_refs: dict[int, dict[str, HduRef]], *, path: Path | None = None
+        self,
+        obs_table: IndexTable,
+        hdu_refs: dict[int, dict[str, HduRef]],
+        *,
+        path: Location | None = None,
+        storage_options: Mapping | None = None,
     ):
         self._obs_table = obs_table
         self._hdu_refs = hdu_refs
         self.path = path
+        self.storage_options = dict(storage_options or {})
 
     @classmethod
-    def from_dir(cls, path: str | Path) -> DataStore:
-        """Open the data store in directory ``path`` (``hdu-index`` and ``obs-index``, ``.fits[.gz]``)."""
-        directory = Path(path)
-        if not directory.is_dir():
+    def from_dir(cls, path: str | os.PathLike, storage_options: Mapping | None = None) -> DataStore:
+        """Open the data store in directory or at URL ``path`` (``hdu-index`` and ``obs-index``,
+        ``.fits[.gz]``).
+
+        Parameters
+        ----------
+        path : str or path-like
+            A local directory, or a URL: ``https://host/store``, ``s3://bucket/prefix`` or any URL
+            that fsspec reads (``pip install "gpcube[remote]"`` for http and S3). The index's
+            ``BASE_DIR`` and ``FILE_DIR`` are taken relative to it.
+        storage_options : mapping, optional
+            For a URL, options of its fsspec filesystem, such as ``{"anon": True}`` or
+            ``{"key": ..., "secret": ..., "endpoint_url": "https://s3.example.org"}`` for S3
+            (:class:`s3fs.S3FileSystem`). The observations keep them, to read their files in any
+            process.
+
+        Returns
+        -------
+        DataStore
+
+        Raises
+        ------
+        GpcubeError
+            Naming the directory, URL or index file: not found, unreadable, not an index.
+
+        Examples
+        --------
+        >>> from gpcube.data import example_data_dir
+        >>> DataStore.from_dir(example_data_dir()).obs_ids
+        [23523, 23526, 23559, 23592]
+
+        A copy of it on an S3-compatible server::
+
+            store = DataStore.from_dir(
+                "s3://gpcube-test/hess-dl3-dr1",
+                storage_options={"endpoint_url": "http://localhost:9000", "anon": True},
+            )
+        """
+        directory = as_location(path)
+        if storage_options and not is_url(directory):
+            raise GpcubeError("storage_options are for a store at a URL, not a local directory", path=path)
+        if not is_url(directory) and not directory.is_dir():
             raise GpcubeError("data store directory not found", path=directory)
-        hdu_path, obs_path = _find_index(directory, "hdu"), _find_index(directory, "obs")
-        hdu_table, hdu_header = _read_table(hdu_path)
-        obs_table, obs_header = _read_table(obs_path)
+        hdu_file = _read_index(directory, "hdu", storage_options)
+        obs_file = _read_index(directory, "obs", storage_options)
+        hdu_path, obs_path = hdu_file.path, obs_file.path
+        hdu_table, hdu_header = _read_table(hdu_file)
+        obs_table, obs_header = _read_table(obs_file)
         if "OBS_ID" not in obs_table.colnames:
             raise GpcubeError("observation index lacks column OBS_ID", path=obs_path)
         obs_table.meta.update(
             {k: obs_header[k] for k in ("MJDREFI", "MJDREFF", "TIMESYS") if k in obs_header}
         )
         obs_table.meta["path"] = str(obs_path)
-        refs = _hdu_refs(hdu_table, hdu_header, hdu_path)
+        refs = _hdu_refs(hdu_table, hdu_header, directory, hdu_path)
         unknown = sorted(set(int(i) for i in obs_table["OBS_ID"]) - set(refs))
         if unknown:
             raise GpcubeError(
                 f"observations {unknown[:10]} are in the obs index but not in the HDU index", path=hdu_path
             )
-        return cls(obs_table, refs, path=directory)
+        return cls(obs_table, refs, path=directory, storage_options=storage_options)
 
     def __len__(self) -> int:
         return len(self._obs_table)
@@ -184,7 +238,7 @@ class DataStore:
         obs_id = int(obs_id)
         if obs_id not in self._hdu_refs or obs_id not in self.obs_ids:
             raise GpcubeError(f"observation {obs_id} is not in the data store", path=self.path)
-        return Observation(obs_id, self._hdu_refs[obs_id], self._obs_info(obs_id))
+        return Observation(obs_id, self._hdu_refs[obs_id], self._obs_info(obs_id), self.storage_options)
 
     def observations(self, obs_ids: Iterable[int] | None = None) -> Iterator[Observation]:
         """Iterate over observations (all in the store, or ``obs_ids``)."""
@@ -192,7 +246,9 @@ class DataStore:
             yield self.observation(obs_id)
 
     def _subset(self, mask: np.ndarray) -> DataStore:
-        return DataStore(self._obs_table[mask], self._hdu_refs, path=self.path)
+        return DataStore(
+            self._obs_table[mask], self._hdu_refs, path=self.path, storage_options=self.storage_options
+        )
 
     def _column(self, name: str) -> np.ndarray:
         if name not in self._obs_table.colnames:

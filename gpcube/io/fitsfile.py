@@ -10,8 +10,10 @@ length array columns, scaled non-integer columns, random groups) is passed to as
 from __future__ import annotations
 
 import gzip
+import hashlib
 import re
 import zlib
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import NoReturn
@@ -19,6 +21,7 @@ from typing import NoReturn
 import numpy as np
 
 from gpcube.errors import GpcubeError
+from gpcube.io.location import as_location, is_url, read_bytes
 
 __all__ = ["BinTable", "FitsFile", "open_fits", "native"]
 
@@ -201,11 +204,26 @@ def _astropy_table(raw: bytes, index: int, path) -> BinTable:
 
 
 class FitsFile:
-    """The binary tables of one FITS file, read from memory (plain or gzipped file)."""
+    """The binary tables of one FITS file, read from memory (plain or gzipped file).
 
-    def __init__(self, path: str | Path):
-        self.path = Path(path)
-        self._raw = _read_bytes(self.path)
+    Parameters
+    ----------
+    path : str or path-like
+        A local file, or a URL (see :mod:`gpcube.io.location`).
+    storage_options : mapping, optional
+        Options of the URL's filesystem (credentials, ``endpoint_url``...).
+    data : bytes, optional
+        The file's bytes as stored, if they were read already (``path`` then only names the file).
+    """
+
+    def __init__(
+        self, path: str | Path, storage_options: Mapping | None = None, *, data: bytes | None = None
+    ):
+        self.path = as_location(path)
+        stored = read_bytes(self.path, storage_options) if data is None else data
+        self._raw = _decompressed(stored, self.path)
+        # a URL's bytes are kept for checksum(), so as not to fetch them twice; a local file is read again
+        self._stored = stored if is_url(self.path) else None
         self._headers: list[tuple[dict, int]] = []
         self._tables: dict[int, BinTable] = {}
         self._scan()
@@ -238,6 +256,15 @@ class FitsFile:
         where = f"#{len(self._headers)}, after {self.hdu_names[-1]!r}" if self._headers else "#0"
         raise GpcubeError("file truncated inside a header", path=self.path, hdu=where)
 
+    def checksum(self) -> dict:
+        """``{"size", "sha256"}`` of the file's bytes as stored (before gunzip).
+
+        Of the bytes read from a URL; a local file is read again (from the page cache, while the reading
+        of tables keeps no second copy of its bytes in memory).
+        """
+        stored = self._stored if self._stored is not None else read_bytes(self.path)
+        return {"size": len(stored), "sha256": hashlib.sha256(stored).hexdigest()}
+
     @property
     def hdu_names(self) -> list[str]:
         return [
@@ -268,13 +295,8 @@ class FitsFile:
         return self._tables[index]
 
 
-def _read_bytes(path: Path) -> bytes:
-    try:
-        raw = path.read_bytes()
-    except FileNotFoundError:
-        raise GpcubeError("file not found", path=path) from None
-    except OSError as exc:
-        raise GpcubeError(f"cannot read file: {exc}", path=path) from None
+def _decompressed(raw: bytes, path) -> bytes:
+    """``raw`` gunzipped if it is gzip data, else ``raw`` itself."""
     if raw[:2] != _GZIP_MAGIC:
         return raw
     try:
@@ -283,6 +305,6 @@ def _read_bytes(path: Path) -> bytes:
         raise GpcubeError(f"corrupt or truncated gzip data ({exc})", path=path) from None
 
 
-def open_fits(path: str | Path) -> FitsFile:
-    """Read a FITS file (plain or gzipped) into memory; its tables are parsed on demand."""
-    return FitsFile(path)
+def open_fits(path: str | Path, storage_options: Mapping | None = None) -> FitsFile:
+    """Read a FITS file (plain or gzipped; local or at a URL) into memory; its tables are parsed on demand."""
+    return FitsFile(path, storage_options)

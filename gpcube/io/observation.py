@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -13,6 +14,7 @@ from gpcube.errors import GpcubeError
 from gpcube.io.events import read_events, read_gti
 from gpcube.io.fitsfile import BinTable, FitsFile, open_fits
 from gpcube.io.gadf import IRF_SPECS, read_irf_table
+from gpcube.io.location import Location, is_url
 
 if TYPE_CHECKING:  # astropy.coordinates takes ~0.6 s to import
     from astropy.coordinates import SkyCoord
@@ -31,12 +33,13 @@ IRF_PARTS = {
 
 @dataclass(frozen=True)
 class HduRef:
-    """Where an HDU lives: one row of the HDU index."""
+    """Where an HDU lives: one row of the HDU index. ``path`` is a local :class:`~pathlib.Path` or a URL
+    (``str``)."""
 
     obs_id: int
     hdu_type: str
     hdu_class: str
-    path: Path
+    path: Location
     hdu_name: str
 
 
@@ -63,14 +66,34 @@ class Observation:
 
     All HDUs of one file are parsed from a single decompression of it. IRFs are read once and
     cached, so the makers can ask for them as often as they like. Pickling drops the open files
-    but keeps whatever was loaded already.
+    but keeps whatever was loaded already, the files' locations and ``storage_options``: another
+    process (a dask worker) reads the same files, at the same URLs.
+
+    Parameters
+    ----------
+    obs_id : int
+        The observation id.
+    hdus : dict of str to HduRef
+        Its HDUs by HDU type (the HDU index's rows).
+    obs_info : dict, optional
+        Its row of the observation index (lower-case keys).
+    storage_options : mapping, optional
+        Options of the filesystem of files given by URL (see :meth:`DataStore.from_dir
+        <gpcube.io.datastore.DataStore.from_dir>`).
     """
 
-    def __init__(self, obs_id: int, hdus: dict[str, HduRef], obs_info: dict | None = None):
+    def __init__(
+        self,
+        obs_id: int,
+        hdus: dict[str, HduRef],
+        obs_info: dict | None = None,
+        storage_options: Mapping | None = None,
+    ):
         self.obs_id = int(obs_id)
         self.hdus = dict(hdus)
         self.obs_info = dict(obs_info or {})
-        self._files: dict[Path, FitsFile] = {}
+        self.storage_options = dict(storage_options or {})
+        self._files: dict[Location, FitsFile] = {}
 
     def __repr__(self) -> str:
         parts = ", ".join(f"{k}={v.hdu_class}" for k, v in self.hdus.items())
@@ -93,16 +116,33 @@ class Observation:
                 f"(it has {sorted(self.hdus)})"
             )
         ref = self.hdus[hdu_type]
-        if ref.path not in self._files:
+        return self._file(ref.path, ref.hdu_name).table(ref.hdu_name), ref
+
+    def _file(self, path: Location, hdu_name: str | None = None) -> FitsFile:
+        """The file at ``path``, read on first use; a failure names ``hdu_name``, the HDU wanted."""
+        if path not in self._files:
             try:
-                self._files[ref.path] = open_fits(ref.path)
+                self._files[path] = open_fits(path, self.storage_options)
             except GpcubeError as exc:
-                if exc.hdu is not None:
+                if exc.hdu is not None or hdu_name is None:
                     raise
                 # a file-level failure (missing, unreadable, bad gzip): name the HDU that was asked for
-                reason = str(exc).removeprefix(f"file {ref.path}: ")
-                raise GpcubeError(reason, path=ref.path, hdu=ref.hdu_name) from None
-        return self._files[ref.path].table(ref.hdu_name), ref
+                reason = str(exc).removeprefix(f"file {path}: ")
+                raise GpcubeError(reason, path=path, hdu=hdu_name) from None
+        return self._files[path]
+
+    def file_checksums(self) -> list[dict]:
+        """``[{"path", "size", "sha256"}]`` of the observation's distinct files, sorted by path.
+
+        Of the bytes as stored (before gunzip): a URL read already is not fetched again; a file not read
+        yet is read now. ``path`` is the URL, or the resolved local path.
+        """
+        sums = {}
+        for path in {ref.path for ref in self.hdus.values()}:
+            name = path if is_url(path) else str(Path(path).resolve())
+            if name not in sums:
+                sums[name] = {"path": name, **self._file(path).checksum()}
+        return [sums[name] for name in sorted(sums)]
 
     def close(self) -> None:
         """Forget the parsed files (loaded parts stay cached)."""

@@ -13,8 +13,10 @@ and cross-key rules live in ``_checked``.
 from __future__ import annotations
 
 import dataclasses
+import json
 import numbers
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -55,6 +57,7 @@ from gpcube.errors import GpcubeError
 from gpcube.geom import FRAMES, PROJECTIONS, EnergyAxis, SkyGeom
 from gpcube.geom.frames import convert_frame
 from gpcube.io import DataStore
+from gpcube.io.location import as_location, is_url
 from gpcube.makers.fov import ORIENTATIONS
 from gpcube.makers.safe import METHODS as SAFE_METHODS
 
@@ -144,6 +147,46 @@ def _band_edges(s: _Section, name: str, default: Any) -> tuple[float, ...] | Non
     return tuple(float(v) for v in value)
 
 
+def _store(s: _Section, name: str, default: Any) -> str:
+    """``data.store``: a URL as given (without a trailing slash), else a path made absolute."""
+    value = s.m.get(name, default)
+    if is_url(value):
+        return as_location(value)
+    return _path("the path or URL of a GADF data store")(s, name, default)
+
+
+def _storage_options(s: _Section, name: str, default: Any) -> dict | None:
+    """``data.storage_options``: a mapping with string keys and JSON-able values (it goes to the
+    workers as JSON), only for a URL ``data.store``."""
+    what = "null or a mapping of fsspec storage options (string keys)"
+    value = s.m.get(name, default)
+    if value is None:
+        return None
+    if not isinstance(value, Mapping) or not all(isinstance(key, str) for key in value):
+        raise s.fail(name, what, value)
+    if not is_url(s.m.get("store")):
+        raise s.fail(name, "no storage_options with a local data.store (they are for a URL)", value)
+    try:
+        return json.loads(json.dumps(value))
+    except (TypeError, ValueError):
+        what += " whose values are strings, numbers, booleans, lists or mappings"
+        raise s.fail(name, what, value) from None
+
+
+#: Storage-option keys whose values are secrets: not written into the archive (:meth:`JobConfig.to_dict`).
+SECRET_OPTION = re.compile(r"key|secret|token|passw|credential|auth|signature|connection_string", re.I)
+
+
+def _redacted(options: Any) -> Any:
+    """``options`` with the values of secret-looking keys (:data:`SECRET_OPTION`) replaced by ``"***"``."""
+    if not isinstance(options, Mapping):
+        return options
+    return {
+        key: "***" if SECRET_OPTION.search(key) and value is not None else _redacted(value)
+        for key, value in options.items()
+    }
+
+
 # ---------------------------------------------------------------------------------------- sections
 @dataclass(frozen=True)
 class ConeConfig:
@@ -184,11 +227,13 @@ class SelectionConfig:
 
 @dataclass(frozen=True)
 class DataConfig:
-    """``data``: the DL3 data store (absolute path) and which of its observations to use."""
+    """``data``: the DL3 data store (absolute path, or URL with its ``storage_options``) and which of
+    its observations to use."""
 
-    store: str = _key(_path("the path of a GADF data store directory"))
+    store: str = _key(_store)
     obs_ids: tuple[int, ...] | None = _key(_ids, None)
     selection: SelectionConfig = _key(_nested(SelectionConfig), SelectionConfig())
+    storage_options: dict | None = _key(_storage_options, None)
     source: str | None = field(default=None, compare=False, repr=False)
 
     def open(self) -> DataStore:
@@ -197,7 +242,8 @@ class DataConfig:
         Returns
         -------
         DataStore
-            ``DataStore.from_dir(store).select(...)``, then the first ``max_observations`` by obs_id.
+            ``DataStore.from_dir(store, storage_options).select(...)``, then the first
+            ``max_observations`` by obs_id.
 
         Raises
         ------
@@ -205,7 +251,7 @@ class DataConfig:
             With key ``data.store`` if the store cannot be opened, ``data.obs_ids`` for unknown ids.
         """
         try:
-            store = DataStore.from_dir(self.store)
+            store = DataStore.from_dir(self.store, self.storage_options)
         except GpcubeError as error:
             raise ConfigError("data.store", f"expected a GADF data store ({error})", self.source) from error
         missing = sorted(set(self.obs_ids or ()) - set(store.obs_ids))
@@ -512,9 +558,15 @@ class JobConfig:
         data = dataclasses.replace(self.data, source=s.source)
         return dataclasses.replace(self, data=data, source=s.source)
 
-    def to_dict(self) -> dict[str, Any]:
-        """Canonical plain (JSON-able) form, every default filled in: ``parse_config(c.to_dict()) == c``."""
+    def to_dict(self, redact: bool = False) -> dict[str, Any]:
+        """Canonical plain (JSON-able) form, every default filled in: ``parse_config(c.to_dict()) == c``.
+
+        With ``redact``, the secrets among ``data.storage_options`` (keys such as ``key``, ``secret``,
+        ``token``, ``password``: :data:`SECRET_OPTION`) are ``"***"``: the form that the archive records.
+        """
         out = _plain(self)
+        if redact:
+            out["data"]["storage_options"] = _redacted(out["data"]["storage_options"])
         for name, methods in _METHOD_KEYS.items():
             if self.background.method not in methods:
                 del out["background"][name]

@@ -106,7 +106,7 @@ def _reduce(config: JobConfig, client, *, progress: bool) -> tuple[dict, Archive
     data = config.data.open()
     obs_ids = list(data.obs_ids)
     archive = config.archive()
-    root = check_or_create(archive, config.analysis_dict(), geom.to_attrs, config.to_dict())
+    root = check_or_create(archive, config.analysis_dict(), geom.to_attrs, config.to_dict(redact=True))
     drop_stale_branches(archive, BUILD_PREFIX, STALE_BRANCH_SECONDS)  # a killed build's
     head = archive.readonly()
     _remember_headers(head.store, root)

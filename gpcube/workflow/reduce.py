@@ -20,7 +20,7 @@ from gpcube.io import DataStore, Observation
 from gpcube.io.dataset_meta import gti_record, observation_telescope
 from gpcube.makers._lazy import computed_at_once
 from gpcube.storage.groups import Group, write_groups
-from gpcube.storage.layout import file_checksums, now, obs_path
+from gpcube.storage.layout import now, obs_path
 from gpcube.storage.nodes import write_group
 from gpcube.storage.repository import fault_point
 from gpcube.workflow.config import JobConfig, parse_config
@@ -61,7 +61,7 @@ def _slice_attrs(array) -> dict:
 def _provenance(observation: Observation, seconds: float) -> dict:
     info = {k: v for k, v in observation.obs_info.items() if isinstance(v, str | int | float | bool)}
     return {
-        "files": file_checksums(ref.path for ref in observation.hdus.values()),
+        "files": observation.file_checksums(),  # of the bytes read (a URL's are not fetched twice)
         "hdus": {
             k: {"file": str(v.path), "hdu": v.hdu_name, "class": v.hdu_class}
             for k, v in observation.hdus.items()

@@ -3,8 +3,9 @@
 :func:`gpcube.estimators.estimate_excess_map` runs on the mosaic: with a ring background
 (``background.method`` ``ring`` or ``adaptive_ring``) on the stacked ring products of
 ``mosaic/ring`` (:func:`gpcube.workflow.ring.stacked_ring`), otherwise on the mosaic's counts and
-background; the mosaic's exposure gives the flux. The maps are stored as float32 and committed in
-one commit, replacing earlier ones.
+background; the mosaic's exposure gives the flux. The default energy bands are the ring's own bands
+(``background.<method>.energy_edges``) with a ring background, else one band over all reco bins. The
+maps are stored as float32 and committed in one commit, replacing earlier ones.
 
 A mosaic whose inputs take at most :data:`IN_MEMORY_BYTES` as stored (the 36-run H.E.S.S. survey,
 10 x 456 x 1643 pixels with 20 true-energy bins, takes ~70 MB) is read into memory with the
@@ -24,6 +25,7 @@ import xarray as xr
 
 from gpcube.errors import GpcubeError
 from gpcube.estimators import estimate_excess_map
+from gpcube.estimators.bands import band_edges_of
 from gpcube.storage.groups import write_dataarrays
 from gpcube.storage.layout import MOSAIC, RING, SIGNIFICANCE, mosaic_attrs, now, open_readonly, root_attrs
 from gpcube.storage.nodes import (
@@ -74,6 +76,9 @@ def significance(
 
     Parameters
     ----------
+    energy_edges : sequence of float, optional
+        Band edges in TeV, each a reco bin edge. Default: the ring's own bands with a ring background
+        (the bands its OFF counts and alpha were made on), else one band over all reco bins.
     in_memory : bool, optional
         Read the inputs into memory and compute with numpy (True), or lazily with dask (False);
         default: in memory if they take at most :data:`IN_MEMORY_BYTES` as stored.
@@ -111,6 +116,8 @@ def _significance(archive: Archive, radius: float, in_memory: bool | None, optio
         stored = sum(_stored_bytes(store, f"{group}/{name}") for group, names in sources for name in names)
         in_memory = stored <= IN_MEMORY_BYTES
     inputs = _read_inputs(store, sources, method) if in_memory else _open_inputs(archive, session, method)
+    if options["energy_edges"] is None and method in RING_METHODS:
+        options = {**options, "energy_edges": _ring_band_edges(inputs)}
     maps = estimate_excess_map(inputs, radius, **options)
     arrays = {name: var.astype("float32", keep_attrs=True) for name, var in maps.data_vars.items()}
     maps_attrs = {**maps.attrs, "background_method": method, "made_at": now()}
@@ -142,6 +149,12 @@ def _sources(store, method: str | None) -> list[tuple[str, tuple[str, ...]]]:
 
 def _present(store, group: str, names: Iterable[str]) -> tuple[str, ...]:
     return tuple(name for name in names if exists(store, f"{group}/{name}"))
+
+
+def _ring_band_edges(inputs: xr.Dataset) -> list[float]:
+    """The edges of the ring's energy bands (the bins of the ring products, contiguous)."""
+    lo, hi = band_edges_of(inputs)
+    return [*map(float, lo), float(hi[-1])]
 
 
 def _stored_bytes(store, array: str) -> int:

@@ -119,6 +119,25 @@ def test_in_memory_and_lazy_maps_are_the_same(name, options, request):
     xr.testing.assert_identical(maps, gpcube.open_archive(archive, significance=True).load())
 
 
+@pytest.mark.parametrize("in_memory", [True, False])
+def test_ring_maps_default_to_the_rings_bands(ring_archive, in_memory, capsys):
+    """OFF counts and alpha exist per ring band: by default the maps are per ring band, as documented."""
+    ring = gpcube.open_archive(ring_archive, ring=True)
+    lo, hi = ring["energy_reco_lo"].values, ring["energy_reco_hi"].values
+    maps = pipeline.significance(ring_archive, 0.12, in_memory=in_memory).load()
+    assert maps.sizes["energy_reco"] == ring.sizes["energy_reco"] > 1
+    np.testing.assert_array_equal(maps["energy_reco_lo"].values, lo)
+    np.testing.assert_array_equal(maps["energy_reco_hi"].values, hi)
+    explicit = pipeline.significance(ring_archive, 0.12, energy_edges=[*lo, hi[-1]], in_memory=in_memory)
+    for name in maps.data_vars:
+        np.testing.assert_array_equal(maps[name].values, explicit[name].values, err_msg=name)
+    one = pipeline.significance(ring_archive, 0.12, energy_edges=[lo[0], hi[-1]], in_memory=in_memory)
+    assert one.sizes["energy_reco"] == 1
+    assert main(["significance", str(ring_archive), "--radius", "0.12"]) == 0
+    bands = [line.split(":")[0].strip() for line in capsys.readouterr().out.splitlines()[1:]]
+    assert bands == [f"{a:g}-{b:g} TeV" for a, b in zip(lo, hi, strict=True)]
+
+
 def test_in_memory_by_size(fov_archive, monkeypatch):
     assert isinstance(pipeline.significance(fov_archive, 0.1)["flux"].data, np.ndarray)
     monkeypatch.setattr(significance_module, "IN_MEMORY_BYTES", 1000)
