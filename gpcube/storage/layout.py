@@ -12,11 +12,8 @@ from __future__ import annotations
 
 import contextlib
 import datetime as _dt
-import hashlib
 import json
-import os
 from collections.abc import Callable, Mapping
-from pathlib import Path
 
 from gpcube.errors import GpcubeError
 from gpcube.storage.nodes import list_children, read_group_attrs, read_many_group_attrs, write_group
@@ -32,7 +29,6 @@ __all__ = [
     "SIGNIFICANCE",
     "check_or_create",
     "complete_observations",
-    "file_checksums",
     "mosaic_attrs",
     "now",
     "obs_path",
@@ -214,15 +210,3 @@ def mosaic_attrs(store) -> dict | None:
     except GpcubeError:
         return None
     return attrs if attrs.get("complete") else None
-
-
-def file_checksums(paths) -> list[dict]:
-    """``[{"path", "size", "sha256"}]`` of the distinct input files, sorted by path."""
-    out = []
-    for p in sorted({str(Path(p).resolve()) for p in paths}):
-        digest = hashlib.sha256()
-        with open(p, "rb") as f:
-            for block in iter(lambda f=f: f.read(1 << 20), b""):
-                digest.update(block)
-        out.append({"path": p, "size": os.path.getsize(p), "sha256": digest.hexdigest()})
-    return out

@@ -28,7 +28,6 @@ from gpcube.cli import main
 from gpcube.errors import GpcubeError
 from gpcube.io.location import join
 from gpcube.makers import make_map_background, make_map_counts, make_map_exposure_true_energy, make_psf_map
-from gpcube.storage.layout import file_checksums
 from gpcube.workflow.config import ConfigError, parse_config
 from tests.archive.conftest import job_dict
 from tests.conftest import CRAB_RUNS, REPO
@@ -222,6 +221,20 @@ def test_file_checksums_are_of_the_bytes_read(remote, crab_copy, monkeypatch):
     obs.events  # noqa: B018 - read once; the checksum does not fetch it again
     monkeypatch.setattr("gpcube.io.fitsfile.read_bytes", lambda *args: pytest.fail(f"read again: {args}"))
     assert obs.file_checksums() == [expected]
+
+
+def file_checksums(paths) -> list[dict]:
+    """How gpcube recorded a local file's checksum before URLs (read the file again, in blocks)."""
+    import hashlib
+
+    out = []
+    for p in sorted({str(Path(p).resolve()) for p in paths}):
+        digest = hashlib.sha256()
+        with open(p, "rb") as f:
+            for block in iter(lambda f=f: f.read(1 << 20), b""):
+                digest.update(block)
+        out.append({"path": p, "size": os.path.getsize(p), "sha256": digest.hexdigest()})
+    return out
 
 
 def test_local_file_checksums_are_those_recorded_before(local_store):
