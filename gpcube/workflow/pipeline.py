@@ -37,6 +37,7 @@ from gpcube.workflow.mosaic.build import BUILD_PREFIX, STALE_BRANCH_SECONDS
 from gpcube.workflow.open import open_archive
 from gpcube.workflow.recipe import import_makers
 from gpcube.workflow.reduce import reduce_observation, remember_job
+from gpcube.workflow.resources import check_job
 from gpcube.workflow.significance import significance
 
 __all__ = ["ReduceCommits", "job_client", "mosaic", "open_archive", "reduce", "run", "significance"]
@@ -102,6 +103,7 @@ class ReduceCommits:
 
 def _reduce(config: JobConfig, client, *, progress: bool) -> tuple[dict, Archive]:
     """:func:`reduce`, and the archive."""
+    check_job(config, client)  # memory and paths, before anything is written
     geom = config.geom()
     data = config.data.open()
     obs_ids = list(data.obs_ids)

@@ -358,3 +358,41 @@ def test_products_computed_at_once_are_the_graphs_bytes(tmp_path, monkeypatch):
     for obs_id in CRAB_RUNS[:2]:
         got = chunk_files(tmp_path / "at_once.zarr", f"obs/{obs_id}")
         assert got and got == chunk_files(tmp_path / "graphs.zarr", f"obs/{obs_id}")
+
+
+def test_a_job_too_large_for_the_workers_is_refused_before_it_starts(tmp_path):
+    """Chunks so large that one mosaic task needs more memory than a worker has: said at once, with the
+    keys to change, and nothing is written."""
+    from gpcube.execute import EmbeddedCluster
+    from gpcube.workflow.resources import task_memory
+
+    config = job(tmp_path / "big.zarr", geom={"binsz": 0.0005}, chunks={"obs": 4096, "mosaic": 8192})
+    need = task_memory(config)
+    assert need.mosaic > 2**30 and need.reduce > 2**30
+    with EmbeddedCluster(n_workers=2, memory_limit="512MiB") as cluster:
+        with pytest.raises(GpcubeError, match=r"a reduce task of this job needs about .* GiB.*chunks\.obs"):
+            pipeline.run(config, cluster, progress=False)
+    small = job(tmp_path / "big.zarr", geom={"binsz": 0.0005}, chunks={"obs": 64, "mosaic": 8192})
+    with EmbeddedCluster(n_workers=2, memory_limit="512MiB") as cluster:
+        with pytest.raises(GpcubeError, match=r"a mosaic task \(sky maps\) .*chunks\.mosaic"):
+            pipeline.run(small, cluster, progress=False)
+    assert not (tmp_path / "big.zarr").exists()
+    assert task_memory(job(tmp_path / "ok.zarr")).mosaic < 100 * 2**20  # the test jobs: a few MB
+
+
+def test_paths_that_remote_workers_cannot_see_are_refused(tmp_path, dask_cluster):
+    """A scheduler given by address: its workers run elsewhere. Here they are local processes, so a path
+    is hidden from them by a worker-side check (client.run) that cannot find it."""
+    from distributed import Client
+
+    from gpcube.workflow import resources
+
+    address, _ = dask_cluster
+    config = job(tmp_path / "a.zarr")
+    with Client(address) as client:
+        resources.check_paths(config, client)  # they see this machine's files
+        hidden = job(
+            tmp_path / "a.zarr", data={"store": str(tmp_path / "nowhere"), "obs_ids": [CRAB_RUNS[0]]}
+        )
+        with pytest.raises(GpcubeError, match=r"the dask worker .* cannot see .*nowhere"):
+            resources.check_paths(hidden, client)
