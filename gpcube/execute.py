@@ -406,7 +406,9 @@ def cluster_client(
             threads_per_worker=threads_per_worker,
             processes=processes,
             memory_limit=memory_limit,
-            dashboard_address=":0" if dashboard else None,
+            # a free port: with None the scheduler's HTTP server (health, metrics) still takes 8787, and
+            # warns when another cluster holds it
+            dashboard_address=":0",
             **({"preload": ["gpcube._worker"]} if processes and method == "fork" else {}),
         )
     try:

@@ -101,6 +101,8 @@ class Group(NamedTuple):
     attrs: Mapping | None
     edges_in_attrs: bool = False
     dtypes: Mapping[str, Any] | None = None
+    #: Each data variable as one shard (one stored object, whatever its number of chunks).
+    sharded: bool = False
 
 
 def write_groups(store, groups: Sequence[Group], chunk: int) -> None:
@@ -135,7 +137,7 @@ def _plan_group(store, group: Group, chunk: int) -> tuple[list, list]:
 
     A group whose ``attrs`` are None gets empty attrs for now (the caller writes them later): its
     arrays need it to exist."""
-    path, arrays, attrs, edges_in_attrs, dtypes = group
+    path, arrays, attrs, edges_in_attrs, dtypes, sharded = group
     write_group(store, path, attrs or {})
     coords = _coords(arrays)
     if edges_in_attrs:
@@ -160,6 +162,9 @@ def _plan_group(store, group: Group, chunk: int) -> tuple[list, list]:
             var_attrs["coordinates"] = " ".join(sorted(extra))
         data, chunks = _chunked(array, chunk)
         dtype = (dtypes or {}).get(name, data.dtype)
-        targets.append(ArrayWriter(store, f"{path}/{name}", data.shape, dtype, chunks, array.dims, var_attrs))
+        key = f"{path}/{name}"
+        targets.append(
+            ArrayWriter(store, key, data.shape, dtype, chunks, array.dims, var_attrs, sharded or None)
+        )
         sources.append(data)
     return sources, targets

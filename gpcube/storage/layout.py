@@ -16,7 +16,7 @@ import json
 from collections.abc import Callable, Mapping
 
 from gpcube.errors import GpcubeError
-from gpcube.storage.nodes import list_children, read_group_attrs, read_many_group_attrs, write_group
+from gpcube.storage.nodes import exists, list_children, read_group_attrs, read_many_group_attrs, write_group
 from gpcube.storage.repository import Archive, ArchiveConflict
 
 __all__ = [
@@ -151,6 +151,13 @@ def check_or_create(archive: Archive, analysis: Mapping, geom_attrs: Mapping | C
             f"archive format version 2 is not supported: {_OLD_VERSIONS[2]}", path=archive.location
         )
     if not archive.exists():
+        try:
+            archive.create()
+        except GpcubeError:
+            if not archive.exists():  # not a concurrent creator's: a real error
+                raise
+    session = archive.writable()
+    if not exists(session.store, ""):  # a new repository (ours, or another run's that has not committed yet)
         attrs = {
             "format": ARCHIVE_FORMAT,
             "format_version": ARCHIVE_VERSION,
@@ -160,17 +167,10 @@ def check_or_create(archive: Archive, analysis: Mapping, geom_attrs: Mapping | C
             "versions": versions(),
             "created": now(),
         }
-        try:
-            archive.create()
-        except GpcubeError:
-            if not archive.exists():
-                raise
-        else:
-            session = archive.writable()
-            write_group(session.store, "", attrs)
-            write_group(session.store, OBS, {})
-            with contextlib.suppress(ArchiveConflict):  # another run created it first: check theirs
-                archive.commit(session, "create the archive", rebase=False)
+        write_group(session.store, "", attrs)
+        write_group(session.store, OBS, {})
+        with contextlib.suppress(ArchiveConflict):  # another run created it first: check theirs
+            archive.commit(session, "create the archive", rebase=False)
     attrs = open_readonly(archive).store
     attrs = root_attrs(attrs)
     diffs = _differences(attrs.get("analysis", {}), json.loads(_canonical(analysis)))

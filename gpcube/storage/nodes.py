@@ -20,13 +20,14 @@ import json
 import math
 import re
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 from numcodecs import Blosc
 
 from gpcube.errors import GpcubeError
 from gpcube.storage import aio
+from gpcube.storage import shards as shards_mod
 
 __all__ = [
     "ArrayWriter",
@@ -208,21 +209,27 @@ def _fill_value(dtype: np.dtype) -> Any:
     return False if dtype.kind == "b" else 0 if dtype.kind in "iu" else 0.0
 
 
-def array_metadata(shape, dtype: np.dtype, chunks, dims, attrs) -> dict:
-    """The ``zarr.json`` document of an archive array."""
+def _inner_codecs(dtype: np.dtype) -> list[dict]:
     bytes_codec: dict[str, Any] = {"name": "bytes"}
     if dtype.itemsize > 1:
         bytes_codec["configuration"] = {"endian": "little"}
-    blosc = {"name": "blosc", "configuration": {"typesize": dtype.itemsize, **BLOSC}}
+    return [bytes_codec, {"name": "blosc", "configuration": {"typesize": dtype.itemsize, **BLOSC}}]
+
+
+def array_metadata(shape, dtype: np.dtype, chunks, dims, attrs, shards=None) -> dict:
+    """The ``zarr.json`` document of an archive array (of ``shards``, each of inner ``chunks``, if given)."""
+    codecs = (
+        _inner_codecs(dtype) if shards is None else [shards_mod.codec_metadata(chunks, _inner_codecs(dtype))]
+    )
     return {
         "zarr_format": 3,
         "node_type": "array",
         "shape": list(shape),
         "data_type": dtype.name,
-        "chunk_grid": {"name": "regular", "configuration": {"chunk_shape": list(chunks)}},
+        "chunk_grid": {"name": "regular", "configuration": {"chunk_shape": list(shards or chunks)}},
         "chunk_key_encoding": _KEYS,
         "fill_value": _fill_value(dtype),
-        "codecs": [bytes_codec, blosc],
+        "codecs": codecs,
         "attributes": dict(attrs or {}),
         "dimension_names": list(dims),
         "storage_transformers": [],
@@ -233,16 +240,34 @@ def _codec() -> Blosc:
     return Blosc(BLOSC["cname"], BLOSC["clevel"], _SHUFFLE[BLOSC["shuffle"]])
 
 
+class Layout(NamedTuple):
+    """An archive array's shape, type, (inner) chunks, fill value, and shard shape (None: unsharded)."""
+
+    shape: tuple[int, ...]
+    dtype: np.dtype
+    chunks: tuple[int, ...]
+    fill: Any
+    shards: tuple[int, ...] | None = None
+
+
+def whole_shard(shape: Sequence[int], chunks: Sequence[int]) -> tuple[int, ...]:
+    """One shard holding the whole array: ``shape`` rounded up to whole inner ``chunks``."""
+    return tuple(max(c, -(-int(n) // c) * c) for n, c in zip(shape, chunks, strict=True))
+
+
 class ArrayWriter:
     """A new zarr v3 array at ``path`` of ``store``, written chunk by chunk: ``writer[region] = block``.
 
     ``region`` must start on chunk boundaries and end on one (or at the array's end), which is what
-    :func:`dask.array.store` passes when the dask chunks equal the zarr chunks.
+    :func:`dask.array.store` passes when the dask chunks equal the zarr chunks. With ``shards`` (a
+    multiple of ``chunks``; True for one shard holding the whole array) the encoded chunks of a shard
+    are kept until the shard's last chunk inside the array arrives, then written as one object.
     """
 
     def __init__(
-        self, store, path: str, shape, dtype, chunks, dims: Sequence[str], attrs: Mapping | None = None
-    ):
+        self, store, path: str, shape, dtype, chunks, dims: Sequence[str], attrs: Mapping | None = None,
+        shards: Sequence[int] | bool | None = None,
+    ):  # fmt: skip
         self.store, self.path = store, path
         self.shape = tuple(int(n) for n in shape)
         self.dtype = np.dtype(dtype)
@@ -251,9 +276,15 @@ class ArrayWriter:
         self.chunks = tuple(max(1, min(int(c), max(n, 1))) for c, n in zip(chunks, self.shape, strict=True))
         if len(dims) != len(self.shape):
             raise GpcubeError(f"dims {tuple(dims)} do not match shape {self.shape}", path=path)
+        if shards is True:
+            shards = whole_shard(self.shape, self.chunks)
+        self.shards = None if shards is None else tuple(int(s) for s in shards)
+        if self.shards is not None and any(s % c for s, c in zip(self.shards, self.chunks, strict=True)):
+            raise GpcubeError(f"shards {self.shards} are not whole chunks {self.chunks}", path=path)
         self._codec = _codec()
         self._fresh = True  # a new array has no chunks: a chunk of fill values needs no delete
-        meta = array_metadata(self.shape, self.dtype, self.chunks, dims, attrs)
+        self._pending: dict[tuple[int, ...], dict] = {}
+        meta = array_metadata(self.shape, self.dtype, self.chunks, dims, attrs, self.shards)
         aio.run(_set(store, _key(path, "zarr.json"), to_json(meta).encode()))
 
     def __dask_tokenize__(self) -> tuple:
@@ -262,12 +293,15 @@ class ArrayWriter:
 
     @classmethod
     def open(cls, store, path: str) -> ArrayWriter:
-        """A writer for an existing archive array (its metadata is not rewritten)."""
+        """A writer for an existing, unsharded archive array (its metadata is not rewritten)."""
         self = cls.__new__(cls)
         self.store, self.path = store, path
-        self.shape, self.dtype, self.chunks, _ = array_layout(store, path)
+        self.shape, self.dtype, self.chunks, _, self.shards = array_layout(store, path)
+        if self.shards is not None:
+            raise GpcubeError("a sharded array is written whole, not opened to change", path=path)
         self._codec = _codec()
         self._fresh = False
+        self._pending = {}
         return self
 
     def __setitem__(self, region, block) -> None:
@@ -298,17 +332,43 @@ class ArrayWriter:
             aio.run(write)
 
     def _encoded(self, index: tuple[int, ...], data: np.ndarray):
-        """The write (a coroutine) of one chunk; a chunk of fill values only is deleted instead."""
-        key = _chunk_key(self.path, index)
+        """The write (a coroutine) of one chunk, or of its shard once complete; None if nothing is to be
+        written yet; a chunk of fill values only is deleted instead (unsharded arrays)."""
         data = np.asarray(data)
-        if not data.any():  # the fill value is 0 (or False): no chunk (an older one would be stale)
+        empty = not data.any()  # the fill value is 0 (or False)
+        raw = None
+        if not empty:
+            if data.shape != self.chunks:
+                full = np.full(self.chunks, _fill_value(self.dtype), dtype=self.dtype)
+                full[tuple(slice(0, s) for s in data.shape)] = data
+                data = full
+            raw = self._codec.encode(np.ascontiguousarray(data, dtype=self.dtype.newbyteorder("<")))
+        if self.shards is not None:
+            return self._into_shard(index, raw)
+        key = _chunk_key(self.path, index)
+        if raw is None:  # no chunk (an older one would be stale)
             return None if self._fresh else self.store.delete(key)
-        if data.shape != self.chunks:
-            full = np.full(self.chunks, _fill_value(self.dtype), dtype=self.dtype)
-            full[tuple(slice(0, s) for s in data.shape)] = data
-            data = full
-        raw = np.ascontiguousarray(data, dtype=self.dtype.newbyteorder("<"))
-        return _set(self.store, key, self._codec.encode(raw))
+        return _set(self.store, key, raw)
+
+    def _into_shard(self, index: tuple[int, ...], raw: bytes | None):
+        per = shards_mod.inner_grid(self.shards, self.chunks)
+        shard = tuple(i // p for i, p in zip(index, per, strict=True))
+        pieces = self._pending.setdefault(shard, {})
+        pieces[tuple(i % p for i, p in zip(index, per, strict=True))] = raw
+        if len(pieces) < self._inner_in_array(shard, per):
+            return None
+        del self._pending[shard]
+        if all(value is None for value in pieces.values()):
+            return None  # a shard of fill values only: no object
+        return _set(self.store, _chunk_key(self.path, shard), shards_mod.encode(pieces, per))
+
+    def _inner_in_array(self, shard: tuple[int, ...], per: tuple[int, ...]) -> int:
+        """The number of inner chunks of ``shard`` that hold elements of the array."""
+        count = 1
+        for s, p, c, n in zip(shard, per, self.chunks, self.shape, strict=True):
+            first = s * p
+            count *= max(0, min(first + p, -(-n // c)) - first)
+        return count
 
 
 def write_array(
@@ -321,40 +381,51 @@ def write_array(
     return writer
 
 
-def array_layout(store, path: str) -> tuple[tuple[int, ...], np.dtype, tuple[int, ...], Any]:
-    """(shape, dtype, chunks, fill value) of an archive array; a clear error for any other array."""
+def array_layout(store, path: str) -> Layout:
+    """The :class:`Layout` of an archive array; a clear error for any other array."""
     meta = _read_json(store, path)
     if meta.get("node_type") != "array":
         raise GpcubeError("not a zarr array", path=path)
-    codecs = [c["name"] for c in meta.get("codecs", [])]
+    codecs = meta.get("codecs", [])
     grid = meta.get("chunk_grid", {})
     keys = meta.get("chunk_key_encoding", {})
     if keys != _KEYS:
         raise GpcubeError(f"not an archive array (chunk keys {keys})", path=path)
-    if codecs != ["bytes", "blosc"] or grid.get("name") != "regular":
-        raise GpcubeError(f"not an archive array (codecs {codecs})", path=path)
-    chunks = tuple(grid["configuration"]["chunk_shape"])
-    return tuple(meta["shape"]), np.dtype(meta["data_type"]), chunks, meta["fill_value"]
+    outer = tuple(grid.get("configuration", {}).get("chunk_shape", ()))
+    shards = None
+    if [c["name"] for c in codecs] == ["sharding_indexed"]:
+        config = codecs[0]["configuration"]
+        shards, chunks, codecs = outer, tuple(config["chunk_shape"]), config["codecs"]
+        if config.get("index_location") != "end" or [c["name"] for c in config["index_codecs"]] != [
+            "bytes",
+            "crc32c",
+        ]:
+            raise GpcubeError(f"not an archive array (shard index {config.get('index_codecs')})", path=path)
+    else:
+        chunks = outer
+    names = [c["name"] for c in codecs]
+    if names != ["bytes", "blosc"] or grid.get("name") != "regular":
+        raise GpcubeError(f"not an archive array (codecs {names})", path=path)
+    return Layout(tuple(meta["shape"]), np.dtype(meta["data_type"]), chunks, meta["fill_value"], shards)
 
 
 def read_region(store, path: str, region: Sequence[slice] | None = None, *, layout=None) -> np.ndarray:
     """Read ``array[region]`` of an archive array (basic slices with step 1) into numpy.
 
-    The chunks are fetched concurrently. A region that is exactly one chunk (an observation's cutout
-    array, read whole by the mosaic) is decompressed straight into the result. ``layout``
-    (:func:`array_layout`'s) saves reading the array's metadata again. A chunk that cannot be
-    decompressed is an error naming the array and the chunk.
+    The chunks (or the shards holding them) are fetched concurrently. A region that is exactly one
+    chunk (an observation's cutout array, read whole by the mosaic) is decompressed straight into the
+    result. ``layout`` (:func:`array_layout`'s) saves reading the array's metadata again. A chunk that
+    cannot be read or decompressed is an error naming the array and the chunk.
     """
-    shape, dtype, chunks, fill = layout or array_layout(store, path)
+    shape, dtype, chunks, fill, shards = layout or array_layout(store, path)
     region = tuple(region or ()) + (slice(None),) * (len(shape) - len(region or ()))
     bounds = [sl.indices(n)[:2] for sl, n in zip(region, shape, strict=True)]
     out = np.empty([max(b - a, 0) for a, b in bounds], dtype=dtype)  # every element is set below
     if out.size == 0:
         return out
-    indices = list(
-        itertools.product(*(range(a // c, -(-b // c)) for (a, b), c in zip(bounds, chunks, strict=True)))
-    )
-    encoded = aio.gather((_get(store, _chunk_key(path, index)) for index in indices), return_exceptions=True)
+    ranges = (range(a // c, -(-b // c)) for (a, b), c in zip(bounds, chunks, strict=True))
+    indices = list(itertools.product(*ranges))
+    encoded = _encoded_chunks(store, path, indices, chunks, shards)
     codec = Blosc()
     little = dtype.newbyteorder("<") == dtype
     for index, raw in zip(indices, encoded, strict=True):
@@ -376,4 +447,32 @@ def read_region(store, path: str, region: Sequence[slice] | None = None, *, layo
         except (RuntimeError, ValueError) as exc:
             raise GpcubeError(f"chunk {index} of the array is corrupt ({exc})", path=path) from None
         out[tuple(dst)] = chunk[tuple(src)]
+    return out
+
+
+def _encoded_chunks(store, path: str, indices: list, chunks, shards) -> list:
+    """The encoded bytes of the chunks at ``indices`` (None: fill values only; an exception: unreadable),
+    from their objects or, for a sharded array, from the shards holding them (each fetched once)."""
+    if shards is None:
+        return aio.gather((_get(store, _chunk_key(path, i)) for i in indices), return_exceptions=True)
+    per = shards_mod.inner_grid(shards, chunks)
+    wanted = sorted({tuple(i // p for i, p in zip(index, per, strict=True)) for index in indices})
+    fetched = aio.gather((_get(store, _chunk_key(path, s)) for s in wanted), return_exceptions=True)
+    tables = {}
+    for shard, raw in zip(wanted, fetched, strict=True):
+        if raw is None or isinstance(raw, Exception):
+            tables[shard] = (raw, None)
+            continue
+        try:
+            tables[shard] = (raw, shards_mod.decode_index(raw, per, path))
+        except GpcubeError as exc:
+            tables[shard] = (exc, None)
+    out = []
+    for index in indices:
+        raw, table = tables[tuple(i // p for i, p in zip(index, per, strict=True))]
+        if table is None:
+            out.append(raw)  # None (the whole shard is fill values) or the exception
+            continue
+        offset, nbytes = table[tuple(i % p for i, p in zip(index, per, strict=True))]
+        out.append(None if offset == shards_mod.EMPTY else raw[int(offset) : int(offset) + int(nbytes)])
     return out

@@ -100,13 +100,14 @@ def write_observation(store, observation: Observation, geom: SkyGeom, config: Jo
     key = obs_path(observation.obs_id)
     chunk = config.chunks.obs
     if not empty:  # the group's own attributes are written last, with the provenance
-        groups = [Group(key, sky, None, True, STORED_DTYPES)]  # one computation for all groups
+        # one computation for all groups; each product one object (a shard), whatever its chunks
+        groups = [Group(key, sky, None, True, STORED_DTYPES, sharded=True)]
         if irf:
             irf_attrs = {"grid": "irf", "slice": attrs["irf_slice"]}
-            groups.append(Group(f"{key}/irf", irf, irf_attrs, True, STORED_DTYPES))
+            groups.append(Group(f"{key}/irf", irf, irf_attrs, True, STORED_DTYPES, sharded=True))
         if ring:
             ring_attrs = {"ring": config.to_dict()["background"], "slice": attrs["slice"]}
-            groups.append(Group(f"{key}/ring", ring, ring_attrs))
+            groups.append(Group(f"{key}/ring", ring, ring_attrs, sharded=True))
         write_groups(store, groups, chunk)
     attrs["provenance"] = _provenance(observation, time.perf_counter() - start)
     write_group(store, key, attrs)

@@ -159,7 +159,7 @@ def _ring_band_edges(inputs: xr.Dataset) -> list[float]:
 
 def _stored_bytes(store, array: str) -> int:
     """The bytes of an archive array in memory (its shape times its item size)."""
-    shape, dtype, _, _ = array_layout(store, array)
+    shape, dtype = array_layout(store, array)[:2]
     return int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
 
 

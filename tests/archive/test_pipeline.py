@@ -396,3 +396,22 @@ def test_paths_that_remote_workers_cannot_see_are_refused(tmp_path, dask_cluster
         )
         with pytest.raises(GpcubeError, match=r"the dask worker .* cannot see .*nowhere"):
             resources.check_paths(hidden, client)
+
+
+def test_an_observation_is_one_object_per_product_whatever_its_chunks(tmp_path):
+    """Blocks of 16 px: each cutout product has many chunks, stored as one shard (one object)."""
+    products = ["counts", "exposure", "background", "psf"]
+    config = job(tmp_path / "shards.zarr", products=products, chunks={"obs": 16})
+    pipeline.run(config, progress=False)
+    group = f"obs/{CRAB_RUNS[0]}"
+    coordinates = ("lat", "lon", "energy", "irf/lat", "irf/lon", "irf/energy", "irf/rad")
+    stored = [key.split("/c/")[0] for key in sorted(chunk_files(config.output, group))]
+    expected = ["background", "counts", "exposure", "irf/exposure_irf", "irf/psf", "mask_safe"]
+    assert [name for name in stored if not name.startswith(coordinates)] == expected
+    counts = open_group(config.output, group)["counts"]
+    assert counts.encoding["chunks"][1:] == (16, 16) and counts.encoding["shards"][1:] == (80, 112)
+    fresh = job(tmp_path / "plain.zarr", products=products, chunks={"obs": 128})
+    pipeline.run(fresh, progress=False)
+    for name in ("counts", "exposure", "background", "mask_safe"):
+        a = open_group(config.output, "mosaic")[name].values
+        assert a.tobytes() == open_group(fresh.output, "mosaic")[name].values.tobytes(), name

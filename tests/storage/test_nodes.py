@@ -110,3 +110,49 @@ def test_attributes_with_nan_are_written_as_strict_json(store):
     assert nodes.read_group_attrs(store, "obs") == {
         "obs_info": {"ZEN_PNT": None, "N_TELS": 4, "x": [1.0, None]}
     }
+
+
+@pytest.mark.parametrize(
+    ("dtype", "shape", "chunks", "shards"),
+    [
+        ("float32", (10, 70, 45), (10, 16, 16), None),  # one shard: the whole array, rounded up
+        ("int32", (3, 70, 45), (3, 32, 32), (3, 64, 32)),  # several shards, edge ones partly outside
+        ("bool", (4, 9, 17), (4, 4, 4), None),
+    ],
+)
+def test_zarr_python_reads_our_shards(store, dtype, shape, chunks, shards):
+    rng = np.random.default_rng(1)
+    data = (rng.random(shape) * 100).astype(dtype) if dtype != "bool" else rng.random(shape) > 0.5
+    data[..., : shape[1] // 3, :] = 0  # whole inner chunks of fill values: empty in the index
+    shards = shards or nodes.whole_shard(shape, chunks)
+    nodes.write_group(store, "", {})
+    writer = nodes.ArrayWriter(
+        store, "a", shape, dtype, chunks, [f"d{i}" for i in range(len(shape))], shards=shards
+    )
+    for y in range(0, shape[1], chunks[1]):  # block by block, as dask's store writes
+        for x in range(0, shape[2], chunks[2]):
+            region = (slice(None), slice(y, y + chunks[1]), slice(x, x + chunks[2]))
+            writer[region] = data[region]
+    array = zarr.open_array(store, path="a", mode="r")
+    assert array.shards == shards and array.chunks == chunks
+    np.testing.assert_array_equal(array[...], data)
+    np.testing.assert_array_equal(nodes.read_region(store, "a"), data)
+    region = (slice(None), slice(5, 60), slice(17, 40))
+    np.testing.assert_array_equal(nodes.read_region(store, "a", region), data[region])
+    objects = [key for key in nodes.aio.run(_keys(store, "a/")) if "/c/" in key]
+    assert len(objects) == np.prod([-(-n // s) for n, s in zip(shape, shards, strict=True)])
+
+
+async def _keys(store, prefix):
+    return [key async for key in store.list_prefix(prefix)]
+
+
+def test_a_corrupt_shard_index_is_named(store):
+    nodes.write_group(store, "", {})
+    data = np.arange(1, 65, dtype=np.float32).reshape(8, 8)
+    writer = nodes.ArrayWriter(store, "obs/1/counts", (8, 8), "float32", (4, 4), ("y", "x"), shards=(8, 8))
+    writer[:, :] = data
+    raw = nodes.aio.run(nodes._get(store, "obs/1/counts/c/0/0"))
+    nodes.aio.run(store.set("obs/1/counts/c/0/0", nodes._buffer(raw[:-3] + b"xyz")))
+    with pytest.raises(GpcubeError, match="obs/1/counts: chunk .* cannot be read .*index fails its checksum"):
+        nodes.read_region(store, "obs/1/counts")
