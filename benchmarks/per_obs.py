@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import argparse
 import cProfile
-import inspect
 import os
 import pstats
 import shutil
@@ -84,13 +83,13 @@ class Clock:
         return out
 
 
-def phases_of_one(store, obs_id: int, geom, config, archive: Path) -> dict[str, tuple[float, float]]:
+def phases_of_one(store, obs_id: int, geom, config, archive) -> dict[str, tuple[float, float]]:
     """Reduce one observation phase by phase; ``{phase: (cpu s, wall s)}``."""
     import dask
 
-    from gpcube.storage.groups import write_dataarrays
-    from gpcube.storage.layout import commit_observation, obs_path, temporary_obs_path
-    from gpcube.storage.zarrv3 import write_group
+    from gpcube.storage.groups import Group, write_groups
+    from gpcube.storage.layout import obs_path
+    from gpcube.storage.nodes import write_group
     from gpcube.workflow import reduce as red
     from gpcube.workflow.recipe import STORED_DTYPES, observation_products
 
@@ -105,49 +104,57 @@ def phases_of_one(store, obs_id: int, geom, config, archive: Path) -> dict[str, 
     out["compute"] = clock.lap()
     sky_c = {k: values[k] for k in sky}
     irf_c = {k: values[k] for k in irf}
+    key = obs_path(obs_id)
     attrs = {"obs_id": obs_id, "complete": True, "slice": red._slice_attrs(sky_c["mask_safe"])}
-    tmp = temporary_obs_path(archive, obs_id)
-    # as write_observation writes them (older gpcube: products cast before, group metadata written
-    # twice, edges as arrays)
-    compact = "edges_in_attrs" in inspect.signature(write_dataarrays).parameters
-    kwargs = {"edges_in_attrs": True, "dtypes": STORED_DTYPES} if compact else {}
-    write_dataarrays(tmp, sky_c, None if compact else attrs, config.chunks.obs, **kwargs)
+    session = archive.writable()
+    # as write_observation writes them: one shard per product, coordinates in the groups' attributes
+    groups = [Group(key, sky_c, None, compact=True, dtypes=STORED_DTYPES, sharded=True)]
     if irf_c:
-        write_dataarrays(tmp / "irf", irf_c, {"grid": "irf"}, config.chunks.obs, **kwargs)
+        groups.append(
+            Group(f"{key}/irf", irf_c, {"grid": "irf"}, compact=True, dtypes=STORED_DTYPES, sharded=True)
+        )
+    attrs.update(write_groups(session.store, groups, config.chunks.obs)[key])
     attrs["provenance"] = red._provenance(observation, 0.0)
-    write_group(tmp, attrs)
-    commit_observation(tmp, obs_path(archive, obs_id))
+    write_group(session.store, key, attrs)
+    archive.commit(session, f"observation {obs_id}")
     out["write"] = clock.lap()
     return out
 
 
-def total_of_one(store, obs_id: int, geom, config, archive: Path) -> tuple[float, float]:
-    """The worker's task on a fresh observation; ``(cpu s, wall s)``."""
+def total_of_one(store, obs_id: int, geom, config, archive) -> tuple[float, float]:
+    """The worker's task on a fresh observation and its commit; ``(cpu s, wall s)``."""
     from gpcube.workflow.reduce import write_observation
 
     clock = Clock()
     observation = store.observation(obs_id)
-    write_observation(archive, observation, geom, config)
+    session = archive.writable()
+    write_observation(session.store, observation, geom, config)
+    archive.commit(session, f"observation {obs_id}")
     observation.close()
     return clock.lap()
 
 
-def count_nodes(archive: Path, obs_id: int) -> int:
-    """Files and directories in one observation's group."""
-    return sum(1 for _ in (archive / "obs" / str(obs_id)).rglob("*")) + 1
+def count_nodes(archive, obs_id: int) -> int:
+    """Zarr nodes (groups and arrays) in one observation's group."""
+    import zarr
+
+    group = zarr.open_group(archive.readonly().store, path=f"obs/{obs_id}", mode="r")
+    return 1 + sum(1 for _ in group.members(max_depth=None))
 
 
 def measure(args, products: str, work: Path, profiler: cProfile.Profile | None) -> dict:
     from gpcube.io import DataStore
     from gpcube.storage.layout import check_or_create
+    from gpcube.storage.repository import Archive
 
     results = {phase: [] for phase in (*PHASES, "total")}
     nodes = 0
     for repeat in range(args.repeat):
         archives = {}
         for kind in ("phases", "total"):
-            archive = work / f"{products}-{kind}-{repeat}.zarr"
-            config = survey_config(args.data, args.obs_ids, products, archive)
+            path = work / f"{products}-{kind}-{repeat}.zarr"
+            archive = Archive(path)
+            config = survey_config(args.data, args.obs_ids, products, path)
             geom = config.geom()
             check_or_create(archive, config.analysis_dict(), geom.to_attrs(), config.to_dict())
             archives[kind] = (archive, config, geom)
@@ -164,7 +171,7 @@ def measure(args, products: str, work: Path, profiler: cProfile.Profile | None) 
                 profiler.disable()
         nodes = count_nodes(archives["total"][0], args.obs_ids[0])
         for archive, _, _ in archives.values():
-            shutil.rmtree(archive)
+            shutil.rmtree(archive.local_path)
     return {"results": results, "nodes": nodes}
 
 
@@ -172,7 +179,7 @@ def print_table(all_results: dict, n_obs: int, repeat: int) -> None:
     print(f"\nms per observation ({n_obs} runs x {repeat} repeats): median CPU (process_time), "
           "median wall in brackets, and CPU sum over the runs in s (median over repeats)\n")  # fmt: skip
     print("| products | " + " | ".join(PHASES) + " | phases sum | total (write_observation) | "
-          "CPU sum of totals s | files+dirs per obs |")  # fmt: skip
+          "CPU sum of totals s | zarr nodes per obs |")  # fmt: skip
     print("|---|" + "---:|" * (len(PHASES) + 4))
     for products, found in all_results.items():
         res = found["results"]

@@ -13,7 +13,7 @@ from gpcube.storage.nodes import ArrayWriter, write_array, write_group
 if TYPE_CHECKING:
     import dask.array as da
 
-__all__ = ["Group", "write_dataarrays", "write_groups"]
+__all__ = ["Group", "group_coords", "write_dataarrays", "write_groups"]
 
 
 def _coords(arrays: Mapping[str, xr.DataArray]) -> dict[str, xr.Variable]:
@@ -24,27 +24,6 @@ def _coords(arrays: Mapping[str, xr.DataArray]) -> dict[str, xr.Variable]:
             if coord.ndim == 1 and name not in coords:
                 coords[name] = coord.variable
     return coords
-
-
-def _energy_edges_in_attrs(coords: dict[str, xr.Variable]) -> dict[str, xr.Variable]:
-    """``coords`` with each energy axis's contiguous ``_lo``/``_hi`` folded into ``attrs["edges"]``.
-
-    ``energy_reco_lo`` and ``energy_reco_hi`` become ``energy_reco.attrs["edges"]`` (TeV, n + 1
-    values): two arrays, six files, fewer per energy axis and group. Edges that are not contiguous
-    stay arrays.
-    """
-    out = dict(coords)
-    for dim, coord in coords.items():
-        lo, hi = coords.get(f"{dim}_lo"), coords.get(f"{dim}_hi")
-        if not dim.startswith("energy_") or coord.dims != (dim,) or lo is None or hi is None:
-            continue
-        if lo.dims != (dim,) or hi.dims != (dim,) or not np.array_equal(lo.values[1:], hi.values[:-1]):
-            continue
-        edges = [float(v) for v in np.append(lo.values, hi.values[-1])]
-        out[dim] = coord.copy(deep=False)
-        out[dim].attrs = {**coord.attrs, "edges": edges}
-        del out[f"{dim}_lo"], out[f"{dim}_hi"]
-    return out
 
 
 def _is_dask(data) -> bool:
@@ -68,7 +47,6 @@ def write_dataarrays(
     attrs: Mapping | None,
     chunk: int,
     *,
-    edges_in_attrs: bool = False,
     dtypes: Mapping[str, Any] | None = None,
 ) -> None:
     """Write ``arrays`` (and their 1-D coordinates) as a zarr v3 group at ``path`` of ``store``.
@@ -82,15 +60,11 @@ def write_dataarrays(
     ----------
     attrs : mapping or None
         The group's attributes; None if the caller writes the group's metadata itself (later).
-    edges_in_attrs : bool
-        Store the energy bin edges as the ``edges`` attribute of the ``energy_*`` coordinate instead
-        of as ``energy_*_lo``/``_hi`` arrays (see :func:`_energy_edges_in_attrs`): an observation's
-        groups are many small files, and each costs more to create than to fill.
     dtypes : mapping, optional
         ``{name: dtype}`` to store data variables as (cast block by block as they are written);
         others keep their own.
     """
-    write_groups(store, [Group(path, arrays, attrs, edges_in_attrs, dtypes)], chunk)
+    write_groups(store, [Group(path, arrays, attrs, dtypes=dtypes)], chunk)
 
 
 class Group(NamedTuple):
@@ -99,67 +73,143 @@ class Group(NamedTuple):
     path: str
     arrays: Mapping[str, xr.DataArray]
     attrs: Mapping | None
-    edges_in_attrs: bool = False
+    #: Compact (an observation's groups): the data variables only, their common ``geom`` and the 1-D
+    #: coordinates that it does not give in the group's attributes (see :func:`group_coords`).
+    compact: bool = False
     dtypes: Mapping[str, Any] | None = None
     #: Each data variable as one shard (one stored object, whatever its number of chunks).
     sharded: bool = False
 
 
-def write_groups(store, groups: Sequence[Group], chunk: int) -> None:
+def write_groups(store, groups: Sequence[Group], chunk: int) -> dict[str, dict]:
     """Write several groups (as :func:`write_dataarrays`) in one computation, so that what their
     arrays share (an observation's counts and background, under its sky and ring products) is
-    computed once."""
-    sources, targets = [], []
+    computed once. Returns ``{path: attrs}`` of what compact groups hold in their attributes (``geom``,
+    ``coords``): written with the group's own attrs, or to be added by a caller that writes them."""
+    sources, targets, plans = [], [], []
     for group in groups:
-        group_sources, group_targets = _plan_group(store, group, chunk)
-        for source, target in zip(group_sources, group_targets, strict=True):
+        plan = _plan_group(store, group, chunk)
+        plans.append(plan)
+        for source, target in zip(plan.sources, plan.targets, strict=True):
             if _is_dask(source):
                 sources.append(source)
                 targets.append(target)
             else:
                 target[tuple(slice(None) for _ in source.shape)] = source
-    if not sources:
-        return
-    import dask
-    import dask.array as da
-    import dask.local
+    if sources:
+        import dask
+        import dask.array as da
+        import dask.local
 
-    # the synchronous scheduler as a function: named "sync", dask imports distributed (~0.4 s in
-    # a process that has not, such as a forked task process) to look for a client first
-    with dask.config.set(scheduler=dask.local.get_sync):
-        # no graph optimisation: the graphs are a few large blocks, and optimising them costs more
-        # than running them
-        da.store(sources, targets, lock=False, optimize_graph=False)
+        # the synchronous scheduler as a function: named "sync", dask imports distributed (~0.4 s in
+        # a process that has not, such as a forked task process) to look for a client first
+        with dask.config.set(scheduler=dask.local.get_sync):
+            # no graph optimisation: the graphs are a few large blocks, and optimising them costs more
+            # than running them
+            da.store(sources, targets, lock=False, optimize_graph=False)
+    out = {}
+    for group, plan in zip(groups, plans, strict=True):
+        extra = plan.extra_attrs()
+        out[group.path] = extra
+        if group.attrs is not None:
+            write_group(store, group.path, {**group.attrs, **extra})
+    return out
 
 
-def _plan_group(store, group: Group, chunk: int) -> tuple[list, list]:
-    """Write the group's metadata and in-memory coordinates; the dask sources and their targets.
+class _Sink:
+    """A dask store target that keeps a small array (a coordinate computed with the data)."""
 
-    A group whose ``attrs`` are None gets empty attrs for now (the caller writes them later): its
-    arrays need it to exist."""
-    path, arrays, attrs, edges_in_attrs, dtypes, sharded = group
-    write_group(store, path, attrs or {})
+    def __init__(self, shape, dtype):
+        self.values = np.empty(shape, dtype=dtype)
+
+    def __setitem__(self, region, block) -> None:
+        self.values[region] = block
+
+
+class _Plan(NamedTuple):
+    sources: list
+    targets: list
+    geom: dict | None
+    coords: dict  # name -> (dims, values or _Sink, attrs), for a compact group's attributes
+
+    def extra_attrs(self) -> dict:
+        if self.geom is None:
+            return {}
+        coords = {}
+        for name, (dims, values, attrs) in self.coords.items():
+            values = values.values if isinstance(values, _Sink) else values
+            coords[name] = {"dims": list(dims), "values": np.asarray(values).tolist(), "attrs": dict(attrs)}
+        return {"geom": self.geom, "coords": coords}
+
+
+def _common_geom(arrays: Mapping[str, xr.DataArray]) -> dict | None:
+    """The ``geom`` attribute of the data variables: one sky grid (every key alike but ``axes``) with
+    the union of their energy axes (alike where they share one); None if they differ."""
+    geoms = [array.attrs.get("geom") for array in arrays.values()]
+    if not geoms or any(g is None for g in geoms):
+        return None
+    first = {k: v for k, v in geoms[0].items() if k != "axes"}
+    axes: dict[str, dict] = {}
+    for geom in geoms:
+        if {k: v for k, v in geom.items() if k != "axes"} != first:
+            return None
+        for axis in geom.get("axes", []):
+            if axes.setdefault(axis["name"], axis) != axis:
+                return None
+    return {**first, "axes": list(axes.values())}
+
+
+def _derivable(name: str, coord: xr.Variable, derived: Mapping[str, xr.Variable]) -> bool:
+    """Whether a coordinate equals what the group's geometry gives (so it need not be stored)."""
+    own = derived.get(name)
+    if own is None or own.dims != coord.dims or _is_dask(coord.data):
+        return False
+    return bool(np.array_equal(np.asarray(coord.values), np.asarray(own.values)))
+
+
+def _plan_group(store, group: Group, chunk: int) -> _Plan:
+    """Write the group's metadata (its attrs come last, in :func:`write_groups`) and in-memory
+    coordinates; the dask sources and their targets."""
+    path, arrays, _, compact, dtypes, sharded = group
+    write_group(store, path, {})  # the arrays need their group; its attrs are written last
     coords = _coords(arrays)
-    if edges_in_attrs:
-        coords = _energy_edges_in_attrs(coords)
+    geom = _common_geom(arrays) if compact else None
+    kept: dict = {}
     sources, targets = [], []
-    for name, coord in coords.items():
-        if coord.dtype.kind in "UO":
-            continue
-        if _is_dask(coord.data):  # e.g. FoV norms: computed with the data, not twice
-            sources.append(coord.data.rechunk(-1))
-            targets.append(
-                ArrayWriter(
-                    store, f"{path}/{name}", coord.shape, coord.dtype, coord.shape, coord.dims, coord.attrs
+    if geom is not None:
+        from gpcube.geom import SkyGeom
+
+        derived = SkyGeom.from_attrs(geom).to_coords()
+        for name, coord in coords.items():
+            if coord.dtype.kind in "UO" or _derivable(name, coord, derived):
+                continue
+            if _is_dask(coord.data):  # e.g. FoV norms: computed with the data, not twice
+                sink = _Sink(coord.shape, coord.dtype)
+                sources.append(coord.data.rechunk(-1))
+                targets.append(sink)
+                kept[name] = (coord.dims, sink, coord.attrs)
+            else:
+                kept[name] = (coord.dims, coord.values, coord.attrs)
+    else:
+        for name, coord in coords.items():
+            if coord.dtype.kind in "UO":
+                continue
+            key = f"{path}/{name}"
+            if _is_dask(coord.data):  # e.g. FoV norms: computed with the data, not twice
+                sources.append(coord.data.rechunk(-1))
+                targets.append(
+                    ArrayWriter(store, key, coord.shape, coord.dtype, coord.shape, coord.dims, coord.attrs)
                 )
-            )
-        else:
-            write_array(store, f"{path}/{name}", coord.values, coord.dims, coord.attrs)
+            else:
+                write_array(store, key, coord.values, coord.dims, coord.attrs)
     for name, array in arrays.items():
-        extra = [c for c in array.coords if c not in array.dims and c in coords]
         var_attrs = dict(array.attrs)
-        if extra:
-            var_attrs["coordinates"] = " ".join(sorted(extra))
+        if geom is not None:
+            var_attrs.pop("geom", None)  # the group's
+        else:
+            extra = [c for c in array.coords if c not in array.dims and c in coords]
+            if extra:
+                var_attrs["coordinates"] = " ".join(sorted(extra))
         data, chunks = _chunked(array, chunk)
         dtype = (dtypes or {}).get(name, data.dtype)
         key = f"{path}/{name}"
@@ -167,4 +217,20 @@ def _plan_group(store, group: Group, chunk: int) -> tuple[list, list]:
             ArrayWriter(store, key, data.shape, dtype, chunks, array.dims, var_attrs, sharded or None)
         )
         sources.append(data)
-    return sources, targets
+    return _Plan(sources, targets, geom, kept)
+
+
+def group_coords(attrs: Mapping, dims: Sequence[str] | None = None) -> dict[str, xr.Variable]:
+    """The coordinates of a compact group (an observation's) from its attributes: those its ``geom``
+    gives (pixel indices of the parent grid, energy bin centres and edges) and those in ``coords``;
+    only along ``dims`` if given. ``{}`` for a group that is not compact."""
+    if "geom" not in attrs:
+        return {}
+    from gpcube.geom import SkyGeom
+
+    out = SkyGeom.from_attrs(attrs["geom"]).to_coords()
+    for name, coord in (attrs.get("coords") or {}).items():
+        out[name] = xr.Variable(tuple(coord["dims"]), np.asarray(coord["values"]), coord.get("attrs") or {})
+    if dims is not None:
+        out = {name: var for name, var in out.items() if set(var.dims) <= set(dims)}
+    return out

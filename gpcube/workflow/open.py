@@ -8,6 +8,7 @@ from collections.abc import Mapping
 import xarray as xr
 
 from gpcube.errors import GpcubeError
+from gpcube.storage.groups import group_coords
 from gpcube.storage.layout import (
     IRF,
     MOSAIC,
@@ -90,22 +91,14 @@ def open_archive(
     ds = xr.open_zarr(store, group=group, consolidated=False)
     # small 1-D coordinates (bin edges) in memory: no dask in their repr, no re-reading on each use
     ds = ds.assign_coords({name: c.load() for name, c in ds.coords.items() if c.ndim == 1})
-    ds = _edges_as_coords(ds)
+    if obs_id is not None:  # an observation's groups are compact: coordinates and grid in their attrs
+        ds = ds.assign_coords(group_coords(ds.attrs, ds.dims))
+        ds.attrs.pop("coords", None)
+        for var in ds.data_vars.values():  # each product's grid, as the makers made it
+            var.attrs.setdefault("geom", ds.attrs.get("geom"))
     if ring and obs_id is None:
         ds = stacked_ring(ds)
     ds.attrs.setdefault(
         "archive", {"path": path, "snapshot": session.snapshot_id, "analysis": attrs.get("analysis")}
     )
     return ds
-
-
-def _edges_as_coords(ds: xr.Dataset) -> xr.Dataset:
-    """``<dim>_lo``/``<dim>_hi`` coords from ``attrs["edges"]`` of an energy coordinate (observation
-    groups store their bin edges there, to save two files per axis)."""
-    extra = {}
-    for dim, coord in ds.coords.items():
-        edges = coord.attrs.get("edges")
-        if edges is not None and coord.dims == (dim,) and f"{dim}_lo" not in ds.coords:
-            extra[f"{dim}_lo"] = ((dim,), list(edges[:-1]), {"units": coord.attrs.get("units", "TeV")})
-            extra[f"{dim}_hi"] = ((dim,), list(edges[1:]), {"units": coord.attrs.get("units", "TeV")})
-    return ds.assign_coords(extra) if extra else ds

@@ -101,14 +101,17 @@ def write_observation(store, observation: Observation, geom: SkyGeom, config: Jo
     chunk = config.chunks.obs
     if not empty:  # the group's own attributes are written last, with the provenance
         # one computation for all groups; each product one object (a shard), whatever its chunks
-        groups = [Group(key, sky, None, True, STORED_DTYPES, sharded=True)]
+        # compact: the products only, their coordinates in the groups' attributes (one node each)
+        groups = [Group(key, sky, None, compact=True, dtypes=STORED_DTYPES, sharded=True)]
         if irf:
             irf_attrs = {"grid": "irf", "slice": attrs["irf_slice"]}
-            groups.append(Group(f"{key}/irf", irf, irf_attrs, True, STORED_DTYPES, sharded=True))
+            groups.append(
+                Group(f"{key}/irf", irf, irf_attrs, compact=True, dtypes=STORED_DTYPES, sharded=True)
+            )
         if ring:
             ring_attrs = {"ring": config.to_dict()["background"], "slice": attrs["slice"]}
-            groups.append(Group(f"{key}/ring", ring, ring_attrs, sharded=True))
-        write_groups(store, groups, chunk)
+            groups.append(Group(f"{key}/ring", ring, ring_attrs, compact=True, sharded=True))
+        attrs.update(write_groups(store, groups, chunk)[key])
     attrs["provenance"] = _provenance(observation, time.perf_counter() - start)
     write_group(store, key, attrs)
     return {"obs_id": observation.obs_id, "empty": empty, "seconds": attrs["provenance"]["seconds"]}

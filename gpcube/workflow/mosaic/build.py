@@ -21,12 +21,12 @@ import functools
 import uuid
 
 import numpy as np
-import xarray as xr
 
 from gpcube.errors import GpcubeError
 from gpcube.execute import raise_failures, run_tasks
 from gpcube.geom import EnergyAxis, SkyGeom
 from gpcube.geom.sky import remember_header
+from gpcube.storage.groups import group_coords
 from gpcube.storage.layout import IRF, MOSAIC, RING, complete_observations, now, obs_path, root_attrs
 from gpcube.storage.nodes import (
     ArrayWriter,
@@ -35,7 +35,6 @@ from gpcube.storage.nodes import (
     read_array_attrs,
     read_array_dims,
     read_group_attrs,
-    read_region,
     write_array,
     write_group,
 )
@@ -200,10 +199,9 @@ def _plan_irf(store, geom: SkyGeom, pieces, chunk: int, only=None) -> list:
     out = f"{MOSAIC}/{IRF}"
     names = [n for n in _IRF if exists(store, f"{template}/{n}")]
     coords = geom.to_coords()
-    if "psf" in names:
-        for name in ("rad", "rad_lo", "rad_hi"):
-            path = f"{template}/{name}"
-            coords[name] = xr.Variable(("rad",), read_region(store, path), read_array_attrs(store, path))
+    if "psf" in names:  # the rad axis, from the observation group's own coordinates
+        stored = group_coords(read_group_attrs(store, template))
+        coords.update({name: stored[name] for name in ("rad", "rad_lo", "rad_hi")})
     lead = {
         name: tuple(len(coords[d]) for d in read_array_dims(store, f"{template}/{name}")[:-2])
         for name in names
@@ -228,9 +226,8 @@ def _plan_ring(store, geom: SkyGeom, pieces, chunk: int, only=None, done=None) -
     template = pieces[0].group
     out = f"{MOSAIC}/{RING}"
     coords = {k: v for k, v in geom.to_coords().items() if set(v.dims) <= {"lat", "lon"}}
-    for name in ("energy_reco", "energy_reco_lo", "energy_reco_hi"):  # the bands, not the reco axis
-        path = f"{template}/{name}"
-        coords[name] = xr.Variable(("energy_reco",), read_region(store, path), read_array_attrs(store, path))
+    stored = group_coords(read_group_attrs(store, template))  # the bands, not the reco axis
+    coords.update({name: stored[name] for name in ("energy_reco", "energy_reco_lo", "energy_reco_hi")})
     names = list(RING_SUMS)
     lead = {name: len(coords["energy_reco"]) for name in names}
     edges = np.append(coords["energy_reco_lo"].values, coords["energy_reco_hi"].values[-1])
