@@ -12,12 +12,13 @@ from __future__ import annotations
 
 import contextlib
 import datetime as _dt
+import itertools
 import json
 from collections.abc import Callable, Mapping
 
 from gpcube.errors import GpcubeError
 from gpcube.storage.nodes import exists, list_children, read_group_attrs, read_many_group_attrs, write_group
-from gpcube.storage.repository import Archive, ArchiveConflict
+from gpcube.storage.repository import BRANCH, Archive, ArchiveConflict, fault_point
 
 __all__ = [
     "ARCHIVE_FORMAT",
@@ -131,8 +132,31 @@ def open_readonly(archive: Archive, snapshot: str | None = None):
     try:
         root_attrs(session.store)
     except GpcubeError as exc:
-        raise GpcubeError(str(exc), path=archive.location) from None
+        raise GpcubeError(_unreadable(session) or str(exc), path=archive.location) from None
     return session
+
+
+def _unreadable(session) -> str:
+    """Why the session's snapshot cannot be read, or '' if it can. icechunk's store answers the
+    reads of a snapshot whose file is damaged (truncated, missing) as if every key were missing: the
+    root group would seem absent; asking whether a key exists raises the real error."""
+    try:
+        exists(session.store, "")
+    except Exception as exc:  # noqa: BLE001 - icechunk's error names the problem
+        why = next((line.strip(" |x") for line in str(exc).splitlines() if line.strip(" |x")), "error")
+        return f"its snapshot {session.snapshot_id} cannot be read ({why}): the archive's metadata is damaged"
+    return ""
+
+
+def _unfinished(archive: Archive) -> bool:
+    """Whether the repository is empty as icechunk creates it: a run was killed after creating it and
+    before committing the archive's root group, which the next run then commits."""
+    try:
+        if exists(archive.readonly().store, ""):
+            return False
+        return len(list(itertools.islice(archive.repo.ancestry(branch=BRANCH), 2))) == 1
+    except Exception:  # noqa: BLE001 - a damaged repository: open_readonly says what is wrong
+        return False
 
 
 def check_or_create(archive: Archive, analysis: Mapping, geom_attrs: Mapping | Callable[[], Mapping],
@@ -144,20 +168,24 @@ def check_or_create(archive: Archive, analysis: Mapping, geom_attrs: Mapping | C
     background, IRF grid, cutout radius): adding observations made with another one would mix
     products, so a difference is an error that lists the keys. ``geom_attrs`` (or a function giving
     them, called only if the archive is created) are the grid's :meth:`SkyGeom.to_attrs`. Two runs
-    creating the same archive at once: one creates it, the other then checks it.
+    creating the same archive at once: one creates it, the other then checks it. A run killed while it
+    created the archive leaves it to the next run to finish (see :meth:`Archive.create`).
     """
     if _old_layout(archive):
         raise GpcubeError(
             f"archive format version 2 is not supported: {_OLD_VERSIONS[2]}", path=archive.location
         )
+    created = False
     if not archive.exists():
         try:
             archive.create()
         except GpcubeError:
-            if not archive.exists():  # not a concurrent creator's: a real error
+            if not archive.exists():
                 raise
-    session = archive.writable()
-    if not exists(session.store, ""):  # a new repository (ours, or another run's that has not committed yet)
+        else:
+            created = True
+            fault_point("archive:created")
+    if created or _unfinished(archive):  # or a run was killed between creating it and this commit
         attrs = {
             "format": ARCHIVE_FORMAT,
             "format_version": ARCHIVE_VERSION,
@@ -167,6 +195,7 @@ def check_or_create(archive: Archive, analysis: Mapping, geom_attrs: Mapping | C
             "versions": versions(),
             "created": now(),
         }
+        session = archive.writable()
         write_group(session.store, "", attrs)
         write_group(session.store, OBS, {})
         with contextlib.suppress(ArchiveConflict):  # another run created it first: check theirs

@@ -193,16 +193,26 @@ class Archive:
         return self._repo
 
     def create(self) -> None:
-        """Make an empty repository at the location (whose directory must be empty or missing)."""
+        """Make an empty repository at the location (whose directory must be empty or missing).
+
+        On a local disk, what a creation killed before it was done left (icechunk's first files, without
+        the branch ref that makes them a repository) is deleted first, so that it does not block the
+        location for ever; creators lock the directory, so none deletes another's files.
+        """
         import icechunk
 
         path = self.local_path
         if path is not None:
             _check_local_output(path)
-        try:
-            self._repo = icechunk.Repository.create(self._storage(), config=self._config())
-        except Exception as exc:  # noqa: BLE001
-            raise GpcubeError(f"cannot create the archive ({_short(exc)})", path=self.location) from None
+        with self._creation_lock():
+            if path is not None and any(path.iterdir()):
+                if self.exists():
+                    raise GpcubeError("the archive was created meanwhile", path=self.location)
+                _clear_interrupted_creation(path)
+            try:
+                self._repo = icechunk.Repository.create(self._storage(), config=self._config())
+            except Exception as exc:  # noqa: BLE001
+                raise GpcubeError(f"cannot create the archive ({_short(exc)})", path=self.location) from None
         self._pid = os.getpid()
 
     # -------------------------------------------------------------------------------------- sessions
@@ -223,6 +233,21 @@ class Archive:
     def head(self, branch: str = BRANCH) -> str:
         """The snapshot id ``branch`` points at."""
         return self.repo.lookup_branch(branch)
+
+    @contextlib.contextmanager
+    def _creation_lock(self) -> Iterator[None]:
+        """Exclusive among the processes creating the archive on a local filesystem: a lock on its
+        directory itself (icechunk creates repositories only in directories that hold no file)."""
+        path = self.local_path
+        if path is None:
+            yield
+            return
+        handle = os.open(path, os.O_RDONLY)
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(handle)  # and the lock with it
 
     @contextlib.contextmanager
     def _commit_lock(self) -> Iterator[None]:
@@ -328,18 +353,57 @@ def _alive(pid: int) -> bool:
     return True
 
 
+#: gpcube's own files in an archive's directory: the commit lock and the probe of a new one.
+_OWN_FILES = (".gpcube-commit.lock", ".gpcube-write-test")
+#: The directories icechunk makes in a repository; its first files when it creates one are
+#: ``config.yaml``, the first snapshot and, last, the branch ref that makes them a repository.
+_ICECHUNK_DIRS = ("snapshots", "refs", "chunks", "manifests", "transactions")
+
+
+def _interrupted_creation(path: Path) -> bool:
+    """Whether the directory holds nothing but what a creation of an archive that was killed leaves:
+    gpcube's own files, icechunk's ``config.yaml`` (gpcube's settings in it), at most one snapshot,
+    no branch ref, no data (and files icechunk had not finished writing, ``name#n``)."""
+    for entry in path.iterdir():
+        name, staged, _ = entry.name.partition("#")
+        if name in _OWN_FILES or (name == "config.yaml" and staged and entry.is_file()):
+            continue
+        if name == "config.yaml" and entry.is_file():
+            if f"inline_chunk_threshold_bytes: {INLINE_BYTES}" not in entry.read_text(errors="replace"):
+                return False
+        elif name in _ICECHUNK_DIRS and entry.is_dir():
+            files = [f for f in entry.rglob("*") if f.is_file()]
+            if len(files) > (1 if name in ("snapshots", "refs") else 0):
+                return False
+        else:
+            return False
+    return True
+
+
+def _clear_interrupted_creation(path: Path) -> None:
+    """Delete what a killed creation left (:func:`_interrupted_creation`)."""
+    import shutil
+
+    for entry in path.iterdir():
+        if entry.is_dir():
+            shutil.rmtree(entry)
+        else:
+            entry.unlink()
+
+
 def _check_local_output(path: Path) -> None:
     """A clear error for a local output that cannot hold an archive: a plain file, a non-empty
-    directory that is not an archive, a directory that cannot be written."""
+    directory that is not an archive (nor what a killed creation of one left), a directory that
+    cannot be written."""
     if path.exists() and not path.is_dir():
         raise GpcubeError("output is a file, not a directory", path=path)
-    if path.is_dir() and any(path.iterdir()):
+    if path.is_dir() and not _interrupted_creation(path):
         raise GpcubeError("output exists and is not a gpcube archive", path=path)
     try:
         path.mkdir(parents=True, exist_ok=True)
         probe = path / ".gpcube-write-test"
         probe.write_bytes(b"")
-        probe.unlink()
+        probe.unlink(missing_ok=True)  # another creator's probe may have been the same file
     except OSError as exc:
         raise GpcubeError(f"cannot write the archive here ({exc.strerror or exc})", path=path) from None
 

@@ -10,8 +10,10 @@ an uninterrupted run.
 
 from __future__ import annotations
 
+import json
 import os
 import resource
+import shutil
 import signal
 import subprocess
 import sys
@@ -34,8 +36,8 @@ THREADS = {"n_workers": 1, "threads_per_worker": 2, "processes": False}
 SIGNIFICANCE = {"radius": 0.1}
 #: The steps of the commit protocols of a run that builds a new archive, in order.
 FIRST_RUN_POINTS = [
-    "reduce:merge", "reduce:commit", "reduce:committed", "mosaic:branch", "mosaic:arrays", "mosaic:merge",
-    "mosaic:commit", "mosaic:built", "mosaic:moved", "significance:commit",
+    "archive:created", "reduce:merge", "reduce:commit", "reduce:committed", "mosaic:branch", "mosaic:arrays",
+    "mosaic:merge", "mosaic:commit", "mosaic:built", "mosaic:moved", "significance:commit",
 ]  # fmt: skip
 #: The steps of a run that adds an observation to an archive with a mosaic (an update on main).
 UPDATE_POINTS = ["reduce:commit", "reduce:committed", "mosaic:merge", "mosaic:commit", "mosaic:committed"]
@@ -83,7 +85,11 @@ def _consistent(path) -> None:
     the mosaic's counts are the sum of those observations' (masked) counts."""
     if not (path / "refs").exists():
         return
-    store = open_readonly(Archive(path)).store
+    try:
+        store = open_readonly(Archive(path)).store
+    except GpcubeError as exc:  # killed before the archive's first commit: nothing in it yet
+        assert "no gpcube archive here" in str(exc)
+        return
     attrs = mosaic_attrs(store)
     if attrs is None:
         return
@@ -216,6 +222,43 @@ def test_a_reader_during_an_update_sees_the_snapshot_it_opened(references, tmp_p
 
     np.testing.assert_array_equal(values, before["counts"].values)
     assert open_group(out, "mosaic")["counts"].values.tobytes() != values.tobytes()
+
+
+@pytest.mark.parametrize("left", ["config", "config and first snapshot"])
+def test_what_a_kill_inside_the_repositorys_creation_leaves_does_not_block_the_output(
+    left, references, tmp_path
+):
+    """icechunk creates a repository as files written one after the other: config.yaml, the first
+    snapshot, then the branch ref that makes them a repository. A run killed before the ref left a
+    directory that every later run refused ("output exists and is not a gpcube archive")."""
+    out = tmp_path / "a.zarr"
+    Archive(out).create()
+    shutil.rmtree(out / "refs")
+    if left == "config":
+        shutil.rmtree(out / "snapshots")
+    assert not Archive(out).exists()
+    again = _run(_write(tmp_path, "job", out, CRAB_RUNS[:2]))
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert _products(out) == references[2]
+
+
+def test_a_truncated_head_snapshot_is_refused_naming_the_archive_and_the_snapshot(tmp_path):
+    """icechunk reads every key of a damaged snapshot as missing: the archive looked empty ("no gpcube
+    archive here"). Every command refuses it with the snapshot named, and writes nothing."""
+    out = tmp_path / "a.zarr"
+    assert _run(_write(tmp_path, "job", out, CRAB_RUNS[:1])).returncode == 0
+    head = json.loads((out / "refs" / "branch.main" / "ref.json").read_text())["snapshot"]
+    snapshot = out / "snapshots" / head
+    snapshot.write_bytes(snapshot.read_bytes()[:100])
+    files = sorted(p.name for p in out.rglob("*"))
+    message = rf"file {out}: its snapshot {head} cannot be read \(.*\): the archive's metadata is damaged"
+    with pytest.raises(GpcubeError, match=message):
+        gpcube.open_archive(out)
+    for args in (["run", _write(tmp_path, "two", out, CRAB_RUNS[:2])], ["info", out]):
+        refused = subprocess.run([*GPCUBE, *map(str, args)], capture_output=True, text=True, timeout=600)
+        assert refused.returncode == 2 and "Traceback" not in refused.stderr, refused.stderr[-2000:]
+        assert f"its snapshot {head} cannot be read" in refused.stderr
+    assert sorted(p.name for p in out.rglob("*")) == files
 
 
 def test_a_corrupt_object_on_disk_is_named(tmp_path):

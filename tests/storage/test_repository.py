@@ -140,6 +140,22 @@ def test_an_output_that_is_a_file_or_a_foreign_directory_is_refused(tmp_path):
     assert (tmp_path / "dir" / "data.txt").read_text() == "x"  # nothing of it touched
 
 
+def test_a_directory_with_a_config_yaml_of_its_own_is_not_taken_for_a_killed_creation(tmp_path):
+    """What a creation killed early leaves (icechunk's config.yaml) is cleared by the next run; a
+    user's own config.yaml, or one beside anything else, is refused and left alone."""
+    (tmp_path / "a").mkdir()
+    (tmp_path / "a" / "config.yaml").write_text("data: {store: /data}\n")
+    (tmp_path / "b").mkdir()
+    Archive(tmp_path / "c").create()
+    (tmp_path / "b" / "config.yaml").write_bytes((tmp_path / "c" / "config.yaml").read_bytes())
+    (tmp_path / "b" / "notes.txt").write_text("x")
+    for name in ("a", "b"):
+        with pytest.raises(GpcubeError, match="output exists and is not a gpcube archive"):
+            Archive(tmp_path / name).create()
+    assert (tmp_path / "a" / "config.yaml").read_text() == "data: {store: /data}\n"
+    assert sorted(p.name for p in (tmp_path / "b").iterdir()) == ["config.yaml", "notes.txt"]
+
+
 def test_a_read_only_output_is_refused(tmp_path, monkeypatch):
     """A read-only file system (simulated: the tests may run as root, who writes anywhere)."""
     import errno
