@@ -3,8 +3,9 @@
 :func:`gpcube.estimators.estimate_excess_map` runs on the mosaic: with a ring background
 (``background.method`` ``ring`` or ``adaptive_ring``) on the stacked ring products of
 ``mosaic/ring`` (:func:`gpcube.archive.ring.stacked_ring`), otherwise on the mosaic's counts and
-background; the mosaic's exposure gives the flux. The maps are stored as float32 in a group written
-under a temporary name and swapped in, replacing an earlier one.
+background; the mosaic's exposure gives the flux, folded through the stacked energy-dispersion
+kernels of ``mosaic/irf`` when the job made them (``edisp`` among the products). The maps are stored
+as float32 in a group written under a temporary name and swapped in, replacing an earlier one.
 
 A mosaic whose inputs take at most :data:`IN_MEMORY_BYTES` as stored (the 36-run H.E.S.S. survey,
 10 x 456 x 1643 pixels with 20 true-energy bins, takes ~70 MB) is read into memory with the
@@ -45,6 +46,8 @@ MOSAIC_INPUTS = ("counts", "mask_safe", "background", "counts_off", "alpha", "ac
                  "exposure")  # fmt: skip
 RING_INPUTS = ("counts", "counts_off", "alpha_counts_off", "acceptance", "mask_safe")
 RING_EXTRA_INPUTS = ("exposure",)
+#: The stacked kernels that the flux folds the power law through, in ``mosaic/irf``.
+IRF_GROUP, IRF_INPUTS = f"{MOSAIC}/irf", ("edisp",)
 
 
 def significance(
@@ -60,7 +63,8 @@ def significance(
 
     The statistic follows the archive's background: Li & Ma (ON/OFF) with the ring products for
     ``ring`` and ``adaptive_ring``, Cash against the background otherwise (see
-    :func:`gpcube.estimators.estimate_excess_map` for the other parameters and the definitions).
+    :func:`gpcube.estimators.estimate_excess_map` for the other parameters and the definitions). The
+    flux folds the power law through the mosaic's stacked edisp kernels if it has them.
     The group is written under a temporary name and swapped in, replacing an earlier one. Also
     ``gpcube.pipeline.significance``.
 
@@ -87,7 +91,12 @@ def significance(
         in_memory = stored <= IN_MEMORY_BYTES
     inputs = _read_inputs(sources, method) if in_memory else _open_inputs(path, method)
     maps = estimate_excess_map(
-        inputs, radius, energy_edges=energy_edges, spectral_index=spectral_index, correlate_off=correlate_off
+        inputs,
+        radius,
+        energy_edges=energy_edges,
+        spectral_index=spectral_index,
+        correlate_off=correlate_off,
+        edisp=_edisp(path) if "exposure" in inputs.data_vars else None,
     )
     arrays = {name: var.astype("float32", keep_attrs=True) for name, var in maps.data_vars.items()}
     maps_attrs = {**maps.attrs, "background_method": method, "made_at": now()}
@@ -110,6 +119,14 @@ def _sources(path: Path, method: str | None) -> list[tuple[Path, tuple[str, ...]
     if not (ring / "zarr.json").exists():
         raise GpcubeError(f"the archive has no group {f'{MOSAIC}/ring'!r}", path=path)
     return [(ring, _present(ring, RING_INPUTS)), (mosaic, _present(mosaic, RING_EXTRA_INPUTS))]
+
+
+def _edisp(path: Path) -> xr.DataArray | None:
+    """The mosaic's stacked edisp kernels (coarse grid, small: read into memory), or None."""
+    group = path / IRF_GROUP
+    if not _present(group, IRF_INPUTS):
+        return None
+    return read_group(group, IRF_INPUTS)["edisp"]
 
 
 def _present(group: Path, names: Iterable[str]) -> tuple[str, ...]:
