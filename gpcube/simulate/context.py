@@ -101,12 +101,16 @@ def _check_classes(classes: dict[str, str], key: str, source: str | None) -> Non
                               f"got {classes[hdu_type]!r}", source)  # fmt: skip
 
 
-def _scale(config: SimConfig, unit_rates: list[float]) -> float:
-    """The background scale: the config's, or ``events`` over the mean expected count of the sets."""
+def _scale(config: SimConfig, sets: dict, obs_ids: tuple) -> float:
+    """The background scale: the config's, or ``events`` over the mean expected count of the sets.
+
+    Only ``events`` needs the unscaled models' rates (a background sampler each).
+    """
     settings = config.background
     if settings.events is None:
         return 1.0 if settings.scale is None else settings.scale
-    expected = sum(unit_rates) / len(unit_rates) * config.observation.ontime
+    rates = {obs_id: _unit_rate(config, hdus) for obs_id, hdus in sets.items()}
+    expected = sum(rates[obs_id] for obs_id in obs_ids) / len(obs_ids) * config.observation.ontime
     if expected <= 0:
         raise ConfigError("background.events", "a background model with a non-zero rate in the field of "
                           "view and energy range", config.source)  # fmt: skip
@@ -136,12 +140,10 @@ def _irf_set(
     )  # fmt: skip
 
 
-def _unit_rate(config: SimConfig, hdus: dict[str, fits.BinTableHDU], key: str) -> float:
-    """Expected background events per second of the unscaled model (the HDU classes checked first)."""
+def _unit_rate(config: SimConfig, hdus: dict[str, fits.BinTableHDU]) -> float:
+    """Expected background events per second of the unscaled model."""
     obs = config.observation
-    classes = hdu_classes(hdus)
-    _check_classes(classes, key, config.source)
-    unit_bkg = read_back(hdu_bytes(hdus["bkg"], "BKG"), classes["bkg"])
+    unit_bkg = read_back(hdu_bytes(hdus["bkg"], "BKG"), hdu_classes(hdus)["bkg"])
     return background_sampler(unit_bkg, (obs.energy.min, obs.energy.max), obs.max_offset).rate
 
 
@@ -153,8 +155,9 @@ def build_context(config: SimConfig) -> SimContext:
     key = "irf.obs_ids" if config.irf.obs_ids is not None else "irf.obs_id"
     obs_ids = config.irf.store_obs_ids or (None,)
     distinct = dict(zip(obs_ids, irf_hdu_sets(config), strict=True))
-    rates = {obs_id: _unit_rate(config, hdus, key) for obs_id, hdus in distinct.items()}
-    scale = _scale(config, [rates[obs_id] for obs_id in obs_ids])
+    for hdus in distinct.values():
+        _check_classes(hdu_classes(hdus), key, config.source)
+    scale = _scale(config, distinct, obs_ids)
     built = {obs_id: _irf_set(config, obs_id, hdus, scale) for obs_id, hdus in distinct.items()}
     return SimContext(config, tuple(built[obs_id] for obs_id in obs_ids), scale)
 
