@@ -18,7 +18,7 @@ import numpy as np
 import xarray as xr
 
 from gpcube.errors import GpcubeError
-from gpcube.estimators.bands import band_edges_of, power_law_integral
+from gpcube.estimators.bands import EDGE_RTOL, band_edges_of, band_slices, power_law_integral
 from gpcube.geom import SkyGeom
 
 __all__ = ["coarse_pixel_index", "folded_exposure", "power_law_true_weights"]
@@ -106,6 +106,21 @@ def _check_edges(name: str, ours: tuple[np.ndarray, np.ndarray], theirs: tuple[n
         raise GpcubeError(f"the edisp kernels' {name} bins differ from the mosaic's: cannot fold them")
 
 
+def _kernels_on(edisp: xr.DataArray, reco_edges: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
+    """The kernels ``(reco, true, lat, lon)`` in float64 on the counts' reco bins (sums of their own)."""
+    kernel = edisp.transpose("energy_reco", "energy_true", "lat", "lon").values.astype(np.float64)
+    own = band_edges_of(edisp, "energy_reco")
+    if len(own[0]) == len(reco_edges[0]) and all(
+        np.allclose(a, b, rtol=EDGE_RTOL, atol=0.0) for a, b in zip(own, reco_edges, strict=True)
+    ):
+        return kernel
+    try:
+        slices = band_slices(*own, *reco_edges)
+    except GpcubeError as error:
+        raise GpcubeError(f"the edisp kernels' energy_reco bins differ from the mosaic's: {error}") from error
+    return np.stack([kernel[s].sum(axis=0) for s in slices])
+
+
 def folded_exposure(
     exposure: xr.DataArray,
     edisp: xr.DataArray,
@@ -128,7 +143,8 @@ def folded_exposure(
     reco : slice
         The reco bins (of the counts' axis) to fold into.
     reco_edges : tuple of numpy.ndarray
-        The counts' reco bin edges ``(lo, hi)``, which the kernels' reco axis must have.
+        The counts' reco bin edges ``(lo, hi)``: the kernels' reco bins, or runs of them (e.g. the
+        energy bands of a ring background), each counts bin then taking the sum of its kernels.
 
     Returns
     -------
@@ -136,9 +152,8 @@ def folded_exposure(
         ``(energy_reco, lat, lon)``, float64, in the exposure's units, without energy coords.
     """
     _check_edges("energy_true", band_edges_of(exposure, "energy_true"), band_edges_of(edisp, "energy_true"))
-    _check_edges("energy_reco", reco_edges, band_edges_of(edisp, "energy_reco"))
     fine, coarse = SkyGeom.from_dataarray(exposure), SkyGeom.from_dataarray(edisp)
-    kernel = edisp.transpose("energy_reco", "energy_true", "lat", "lon").values[reco].astype(np.float64)
+    kernel = _kernels_on(edisp, reco_edges)[reco]
     kernel = kernel * np.asarray(weights, dtype=np.float64)[None, :, None, None]
     # the kernels' own lat/lon coords are parent pixel indices: position in the array = index - first
     iy = coarse_pixel_index(fine, coarse, 1) - int(edisp["lat"].values[0])

@@ -147,3 +147,20 @@ def test_kernels_on_other_energy_bins_are_refused():
     other = _geom(reco=np.geomspace(0.5, 50, 3))
     with pytest.raises(GpcubeError, match="energy_reco bins differ"):
         estimate_excess_map(_mosaic(geom), RADIUS, edisp=_edisp(other, np.ones((8, 2))))
+
+
+def test_counts_on_runs_of_the_kernels_bins_take_their_summed_kernels():
+    """A mosaic on bands of two reco bins each (as a ring background's): the kernels of each band's bins
+    are summed, and the flux is that of the per-bin mosaic over the same bands."""
+    rng = np.random.default_rng(3)
+    geom = _geom()
+    coarse = geom.to_binsz(BINSZ_IRF)
+    kernel = rng.uniform(0, 0.3, (len(TRUE) - 1, len(RECO) - 1, *coarse.shape))
+    counts = rng.poisson(3, geom.data_shape("energy_reco"))
+    exposure = rng.uniform(1e8, 1e9, geom.data_shape("energy_true"))
+    per_bin = estimate_excess_map(_mosaic(geom, counts=counts, exposure=exposure), RADIUS,
+                                  energy_edges=[0.5, RECO[2], 50], edisp=_edisp(geom, kernel))  # fmt: skip
+    bands = _geom(reco=RECO[::2])
+    merged = _mosaic(bands, counts=counts[0::2] + counts[1::2], background=3.0, exposure=exposure)
+    out = estimate_excess_map(merged, RADIUS, energy_edges=[0.5, RECO[2], 50], edisp=_edisp(geom, kernel))
+    np.testing.assert_allclose(out["flux"].values, per_bin["flux"].values, rtol=1e-6)
