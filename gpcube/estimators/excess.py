@@ -17,18 +17,26 @@ of ``x`` (:mod:`gpcube.estimators.correlate`). Then:
   maps given on their own bins (``off=``) are summed over the OFF bins of the band and multiplied by
   ``mask``.
 * ``excess = counts - background``.
-* ``flux = excess / <exposure>`` in cm-2 s-1, the integral flux in the band for a power law
-  ``E**-spectral_index``, when the mosaic has an ``exposure (energy_true, lat, lon)``. With
-  ``w_kj = int_{reco bin k & true bin j} E**-index dE / int_{band} E**-index dE`` (assuming
-  ``E_reco = E_true``: no energy dispersion), ``<exposure> = C[S[sum_j w_kj e_j]] / C[mask]``: the
-  power-law weighted exposure of the safe part of the band, averaged over the safe pixels within the
-  radius. Where the whole band is safe, ``sum_kj w_kj e_j`` is the band's power-law mean exposure.
+* ``flux = excess / <exposure>`` in cm-2 s-1, the integral flux in the band (over the band's energies,
+  in true energy) for a power law ``E**-spectral_index``, when the mosaic has an
+  ``exposure (energy_true, lat, lon)``; ``<exposure> = C[S[x_k]] / C[mask]`` is the exposure in reco
+  bin ``k`` per unit band flux, summed over the band's safe bins and averaged over the safe pixels
+  within the radius. With the mosaic's stacked energy-dispersion kernels ``K`` (``edisp=``, on the
+  coarse IRF grid), ``x_k = sum_t w_t e_t K(t, k, P)`` with ``w_t = int_{true bin t} E**-index dE /
+  int_{band} E**-index dE`` over every true bin and ``P`` the coarse pixel of the pixel
+  (:mod:`gpcube.estimators.reco_exposure`): the counts the stack predicts in bin ``k`` for the power
+  law of unit band flux. The kernels carry each observation's safe mask, so an observation's exposure
+  counts only in the reco bins it counts, and events migrate across the band's edges. Without kernels
+  ``x_k = sum_j w_kj e_j`` with ``w_kj = int_{reco bin k & true bin j} E**-index dE / int_{band}
+  E**-index dE`` (``E_reco = E_true``): then the exposure of an observation counts in every safe bin of
+  the mosaic, also those below its own threshold, and the flux is too low where the observations'
+  thresholds differ inside the band (``docs/validation_truth.rst``).
 
-Outside ``mask`` every output is NaN. This follows Gammapy 2.1's ``ExcessMapEstimator``, with one
-difference in the flux: Gammapy folds the power law through the energy dispersion into reco bins
+Outside ``mask`` every output is NaN. This follows Gammapy 2.1's ``ExcessMapEstimator``. Its flux
+folds the power law through one kernel, the dataset's at the map's centre
 (``estimate_exposure_reco_energy``), or without one puts each true bin into the reco bins by linear
-overlap, while the mosaic keeps only the true-energy exposure and no energy dispersion here. The two
-agree exactly when the reco edges are true edges and there is no energy dispersion.
+overlap; here each pixel takes its coarse pixel's kernel. Without kernels the two agree exactly when
+the reco edges are true edges.
 """
 
 from __future__ import annotations
@@ -41,6 +49,7 @@ import xarray as xr
 from gpcube.errors import GpcubeError
 from gpcube.estimators.bands import band_edges_of, band_slices, power_law_integral, power_law_shares
 from gpcube.estimators.correlate import correlate_array, radius_to_pixels, tophat_kernel
+from gpcube.estimators.reco_exposure import folded_exposure, power_law_true_weights
 from gpcube.estimators.stats import cash_significance, li_ma_significance
 from gpcube.geom import EnergyAxis, SkyGeom
 
@@ -245,11 +254,16 @@ def _exposure_cm2s(mosaic: xr.Dataset) -> tuple[xr.DataArray, np.ndarray, float]
     return exposure, np.append(true_lo, true_hi[-1]), factor
 
 
-def _flux(mosaic, lo, hi, band_lo, band_hi, bands: _Bands, excess, kernel, index) -> xr.DataArray:
-    """``excess / <exposure>``: ``<exposure> = C[sum_k safe_k sum_j w_kj e_j] / C[mask]`` (see module)."""
+def _flux(mosaic, lo, hi, band_lo, band_hi, bands: _Bands, excess, kernel, index, edisp) -> xr.DataArray:
+    """``excess / <exposure>``: ``<exposure> = C[sum_k safe_k x_k] / C[mask]`` (see module)."""
+    with_edges = mosaic["exposure"]
     exposure, true_edges, to_cm2s = _exposure_cm2s(mosaic)
     parts = []
     for band, b_lo, b_hi in zip(bands.slices, band_lo, band_hi, strict=True):
+        if edisp is not None:  # x_k = sum_t w_t e_t K(t, k, P): folded through the stacked kernels
+            weights = power_law_true_weights(true_edges, b_lo, b_hi, index)
+            parts.append(folded_exposure(with_edges, edisp, weights, band, (lo, hi)))
+            continue
         shares = power_law_shares(true_edges, lo[band], hi[band], index)
         weights = shares / power_law_integral(b_lo, b_hi, index)  # w_kj: bin k's part of the band's flux
         parts.append(_weighted_sum(exposure, weights))
@@ -302,6 +316,7 @@ def estimate_excess_map(
     off: xr.Dataset | None = None,
     spectral_index: float = 2.0,
     correlate_off: bool = True,
+    edisp: xr.DataArray | None = None,
 ) -> xr.Dataset:
     """Correlated counts, background, excess, significance and flux of a mosaic per energy band.
 
@@ -331,6 +346,11 @@ def estimate_excess_map(
         Correlate the OFF counts too (as Gammapy's default). Set False when ``counts_off`` is already
         summed over a ring, to avoid correlating twice; then ``acceptance`` and ``acceptance_off`` are
         needed.
+    edisp : xarray.DataArray, optional
+        The mosaic's stacked energy-dispersion kernels ``(energy_true, energy_reco, lat, lon)`` on the
+        coarse IRF grid (``gpcube.open_archive(path, irf=True)["edisp"]``), on the counts' reco and
+        the exposure's true bins: the flux folds the power law through them (see the module
+        docstring). Default: ``E_reco = E_true``.
 
     Returns
     -------
@@ -339,7 +359,7 @@ def estimate_excess_map(
         ``sqrt_ts``, plus ``counts_off`` and ``alpha`` (ON/OFF) and ``flux`` (with an exposure); one
         ``energy_reco`` bin per band with ``energy_reco_lo/_hi`` coords; NaN outside the safe mask. The
         attrs hold the geometry (band axis), ``correlation_radius`` (deg), ``statistic`` ("cash" or
-        "wstat") and, with a flux, ``spectral_index``.
+        "wstat") and, with a flux, ``spectral_index`` and ``flux_edisp`` (whether the kernels were used).
     """
     counts = _require(mosaic, "counts", "the ON counts")
     geom = mosaic.sky.geom
@@ -366,8 +386,11 @@ def estimate_excess_map(
     maps["excess"] = n_on - maps["background"]
     attrs["correlation_radius"] = float(radius)
     if "exposure" in mosaic.data_vars:
-        maps["flux"] = _flux(mosaic, lo, hi, band_lo, band_hi, bands, maps["excess"], kernel, spectral_index)
+        maps["flux"] = _flux(
+            mosaic, lo, hi, band_lo, band_hi, bands, maps["excess"], kernel, spectral_index, edisp
+        )
         attrs["spectral_index"] = float(spectral_index)
+        attrs["flux_edisp"] = edisp is not None
     order = ("counts", "background", "excess", "sqrt_ts", "counts_off", "alpha", "flux")
     coords, out_geom = _band_coords(band_lo, band_hi, geom)
     maps = {k: maps[k] for k in order if k in maps}

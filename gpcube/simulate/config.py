@@ -227,27 +227,51 @@ class AnalyticIrfConfig:
     bkg: BackgroundModel = _key(_nested(BackgroundModel), BackgroundModel())
 
 
+def _is_id_list(value: Any) -> bool:
+    ids = value if isinstance(value, list | tuple) else []
+    return len(ids) > 0 and all(isinstance(i, int) and not isinstance(i, bool) and i >= 0 for i in ids)
+
+
+_obs_id_list = _check("a non-empty list of observation ids (non-negative integers)", _is_id_list,
+                      lambda v: tuple(int(i) for i in v))  # fmt: skip
+
+
 @dataclass(frozen=True)
 class SimIrfConfig:
-    """``irf``: the IRFs of observation ``obs_id`` of the data store ``store``, or ``analytic`` ones.
+    """``irf``: the IRFs of observations of the data store ``store``, or ``analytic`` ones.
 
-    Analytic ones with their defaults when neither is given.
+    ``obs_id`` gives every observation the IRFs of that observation of ``store``; ``obs_ids`` gives
+    observation ``i`` those of ``obs_ids[i % len(obs_ids)]`` (in turn). Analytic IRFs with their
+    defaults when neither ``store`` nor ``analytic`` is given.
     """
 
     store: str | None = _key(_optional_path("the path of a GADF data store directory"), None)
     obs_id: int | None = _key(_is_nonneg_int, None)
+    obs_ids: tuple[int, ...] | None = _key(_obs_id_list, None)
     analytic: AnalyticIrfConfig | None = _key(_nested(AnalyticIrfConfig), None)
 
     def _checked(self, s: _Section) -> SimIrfConfig:
+        given = self.obs_id is not None or self.obs_ids is not None
         if self.store is not None and self.analytic is not None:
             raise s.fail("analytic", "null when store is given (at most one of them)", s.m["analytic"])
-        if self.store is None and self.obs_id is None and self.analytic is None:
+        if self.store is None and not given and self.analytic is None:
             return dataclasses.replace(self, analytic=AnalyticIrfConfig())
-        if self.store is not None and self.obs_id is None:
-            raise s.fail("obs_id", "the observation of irf.store whose IRFs are used (an integer)")
-        if self.store is None and self.obs_id is not None:
-            raise s.fail("obs_id", "null without irf.store", self.obs_id)
+        if self.obs_id is not None and self.obs_ids is not None:
+            raise s.fail("obs_ids", "null when obs_id is given (at most one of them)", list(self.obs_ids))
+        if self.store is not None and not given:
+            raise s.fail("obs_id", "the observation of irf.store whose IRFs are used (an integer), or "
+                         "obs_ids (a list of them, assigned to the observations in turn)")  # fmt: skip
+        if self.store is None and given:
+            name = "obs_id" if self.obs_id is not None else "obs_ids"
+            raise s.fail(name, "null without irf.store", s.m[name])
         return self
+
+    @property
+    def store_obs_ids(self) -> tuple[int, ...]:
+        """The observations of ``store`` whose IRFs the simulation uses, in turn (empty if analytic)."""
+        if self.obs_ids is not None:
+            return self.obs_ids
+        return () if self.obs_id is None else (self.obs_id,)
 
 
 @dataclass(frozen=True)

@@ -1,8 +1,10 @@
-"""The IRFs of a simulation: analytic GADF tables, or copies of one observation's IRF HDUs of a store.
+"""The IRFs of a simulation: analytic GADF tables, or copies of observations' IRF HDUs of a store.
 
-Either way the result is a set of astropy binary-table HDUs (AEFF, EDISP, PSF, BKG), serialised once
-and written unchanged into every observation file. The samplers are built from these same HDUs read
-back through gpcube's GADF reader, so the events follow exactly the IRFs a reader of the files sees.
+Either way the result is one or more sets of astropy binary-table HDUs (AEFF, EDISP, PSF, BKG): one
+set for analytic IRFs or ``irf.obs_id``, one per entry of ``irf.obs_ids``. Each set is serialised
+once and written unchanged into the files of the observations that use it. The samplers are built
+from these same HDUs read back through gpcube's GADF reader, so the events follow exactly the IRFs a
+reader of the files sees.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from gpcube.io.gadf import read_irf_table
 from gpcube.simulate.config import AnalyticIrfConfig, SimConfig
 
 __all__ = [
-    "IRF_TYPES", "analytic_irf_hdus", "extname", "hdu_bytes", "hdu_classes", "irf_hdus", "read_back",
+    "IRF_TYPES", "analytic_irf_hdus", "extname", "hdu_bytes", "hdu_classes", "irf_hdu_sets", "read_back",
     "scale_background", "store_irf_hdus",
 ]  # fmt: skip
 
@@ -115,24 +117,27 @@ def analytic_irf_hdus(model: AnalyticIrfConfig, max_offset: float) -> dict[str, 
     }  # fmt: skip
 
 
-def store_irf_hdus(store: str, obs_id: int, source: str | None = None) -> dict[str, fits.BinTableHDU]:
+def store_irf_hdus(
+    store: str | DataStore, obs_id: int, source: str | None = None, key: str = "irf.obs_id"
+) -> dict[str, fits.BinTableHDU]:
     """Copies of the AEFF, EDISP, PSF and BKG HDUs of observation ``obs_id`` of the data store ``store``.
 
     Their ``OBS_ID`` keyword is removed and ``HDUCLAS4`` set to the HDU class of the store's index. A
     background aligned with ALTAZ is refused: the simulator samples backgrounds fixed in the RA/Dec
-    field of view only.
+    field of view only. ``key`` is the config key that errors about the observation name.
     """
     try:
-        refs = DataStore.from_dir(store).observation(obs_id).hdus
+        opened = store if isinstance(store, DataStore) else DataStore.from_dir(store)
+        refs = opened.observation(obs_id).hdus
     except GpcubeError as error:
-        key = "irf.obs_id" if "not in the data store" in str(error) else "irf.store"
+        name = key if "not in the data store" in str(error) else "irf.store"
         raise ConfigError(
-            key, f"expected a GADF data store and one of its observations ({error})", source
+            name, f"expected a GADF data store and one of its observations ({error})", source
         ) from error
     missing = [t for t in IRF_TYPES if t not in refs]
     if missing:
         raise ConfigError(
-            "irf.obs_id", f"expected an observation with IRFs {list(IRF_TYPES)}, it lacks {missing}", source
+            key, f"expected observation {obs_id} with IRFs {list(IRF_TYPES)}, it lacks {missing}", source
         )
     hdus = {}
     for hdu_type in IRF_TYPES:
@@ -143,8 +148,9 @@ def store_irf_hdus(store: str, obs_id: int, source: str | None = None) -> dict[s
         hdu.header["HDUCLAS4"] = ref.hdu_class.upper()  # the class the index gives (what readers use)
         hdus[hdu_type] = hdu
     if str(hdus["bkg"].header.get("FOVALIGN", "RADEC")).strip().upper() != "RADEC":
-        raise ConfigError("irf.obs_id", "expected an observation whose background has FOVALIGN = RADEC "
-                          "(the simulator does not rotate ALTAZ-aligned backgrounds)", source)  # fmt: skip
+        message = (f"expected observations whose background has FOVALIGN = RADEC, {obs_id} has not (the "
+                   "simulator does not rotate ALTAZ-aligned backgrounds)")  # fmt: skip
+        raise ConfigError(key, message, source)
     return hdus
 
 
@@ -184,12 +190,24 @@ def read_back(raw: bytes, irf_class: str) -> xr.Dataset:
     return read_irf_table(table, irf_class, hdu=hdu.name)
 
 
-def irf_hdus(config: SimConfig) -> dict[str, fits.BinTableHDU]:
-    """The simulation's IRF HDUs (before any background scaling)."""
+def irf_hdu_sets(config: SimConfig) -> list[dict[str, fits.BinTableHDU]]:
+    """The simulation's IRF HDUs (before any background scaling), one set per IRF of the config.
+
+    One set for analytic IRFs or ``irf.obs_id``; for ``irf.obs_ids`` one per entry, in order
+    (observation ``i`` uses set ``i % len(obs_ids)``). Each distinct observation is read once.
+    """
     irf = config.irf
-    if irf.store is not None:
-        return store_irf_hdus(irf.store, irf.obs_id, config.source)
-    return analytic_irf_hdus(irf.analytic, config.observation.max_offset)
+    if irf.store is None:
+        return [analytic_irf_hdus(irf.analytic, config.observation.max_offset)]
+    key = "irf.obs_ids" if irf.obs_ids is not None else "irf.obs_id"
+    try:
+        store = DataStore.from_dir(irf.store)
+    except GpcubeError as error:
+        raise ConfigError("irf.store", f"expected a GADF data store ({error})", config.source) from error
+    read = {}
+    for obs_id in dict.fromkeys(irf.store_obs_ids):
+        read[obs_id] = store_irf_hdus(store, obs_id, config.source, key)
+    return [read[obs_id] for obs_id in irf.store_obs_ids]
 
 
 def extname(hdu_type: str) -> str:

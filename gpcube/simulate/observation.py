@@ -76,6 +76,8 @@ def _time_cards(plan: ObsPlan, ontime: float) -> list[tuple]:
 def _event_cards(ctx: SimContext, plan: ObsPlan) -> list[tuple]:
     config, obs = ctx.config, ctx.config.observation
     site = obs.observatory
+    irf_obs_id = ctx.irf_set(plan.index).obs_id
+    irf_card = [] if irf_obs_id is None else [("SIMIRFID", irf_obs_id, "IRFs of this obs of the IRF store")]
     return [
         ("HDUCLASS", "GADF"), ("HDUDOC", _HDUDOC), ("HDUVERS", "0.3"), ("HDUCLAS1", "EVENTS"),
         ("CREATOR", f"gpcube simulate {gpcube.__version__}"), ("TELESCOP", "SIM"),
@@ -89,19 +91,19 @@ def _event_cards(ctx: SimContext, plan: ObsPlan) -> list[tuple]:
         ("GEOLON", site.lon, "deg"), ("GEOLAT", site.lat, "deg"), ("ALTITUDE", site.altitude, "m"),
         ("SIMSEED", config.seed, "gpcube simulate: seed"), ("SIMINDEX", plan.index, "observation index"),
         ("SIMBKGSC", ctx.background_scale, "background rate scale"),
-        ("SIMFOV", obs.max_offset, "events within this offset (deg)"),
+        ("SIMFOV", obs.max_offset, "events within this offset (deg)"), *irf_card,
     ]  # fmt: skip
 
 
 def _slice_events(ctx, plan, cells, rngs, counts) -> dict[str, np.ndarray]:
     """The events of one time slice (unshuffled): RA, DEC, ENERGY, MC_ID."""
-    obs, pointing = ctx.config.observation, (plan.ra, plan.dec)
-    ra, dec, energy = sample_background(ctx.background, rngs[0], counts[0], pointing)
+    obs, pointing, irfs = ctx.config.observation, (plan.ra, plan.dec), ctx.irf_set(plan.index)
+    ra, dec, energy = sample_background(irfs.background, rngs[0], counts[0], pointing)
     parts = [(ra, dec, energy, np.zeros(len(ra), dtype=np.int32))]
     for k, (source, n) in enumerate(zip(cells, counts[1:], strict=True), start=1):
         if n == 0:
             continue
-        ra, dec, energy = sample_source(source, ctx.psf, ctx.edisp, rngs[k], n, pointing)
+        ra, dec, energy = sample_source(source, irfs.psf, irfs.edisp, rngs[k], n, pointing)
         with np.errstate(invalid="ignore"):
             keep = (energy >= obs.energy.min) & (energy < obs.energy.max)
         keep &= separation(ra, dec, *pointing) <= obs.max_offset
@@ -117,7 +119,7 @@ def _write_events(
     config, ontime = ctx.config, ctx.config.observation.ontime
     rngs = [_rng(config.seed, plan.index, 1 + k) for k in range(1 + len(cells))]
     time_rng = _rng(config.seed, plan.index, 0)
-    expected = [ctx.background.rate * ontime] + [c.expected for c in cells]
+    expected = [ctx.irf_set(plan.index).background.rate * ontime] + [c.expected for c in cells]
     totals = [int(rng.poisson(mu)) for rng, mu in zip(rngs, expected, strict=True)]
     n_slices = max(1, math.ceil(sum(totals) / config.chunk_size))
     split = [time_rng.multinomial(n, np.full(n_slices, 1.0 / n_slices)) for n in totals]
@@ -154,13 +156,14 @@ def simulate_observation(ctx: SimContext, plan: ObsPlan, data_dir: str | Path) -
     -------
     dict
         ``obs_id``, ``file`` (name), ``n_events``, ``events`` (per component: background, then each
-        source), ``expected`` (mean counts per component before the cuts) and ``sizes`` (HDU type ->
-        bytes, uncompressed).
+        source), ``expected`` (mean counts per component before the cuts), ``sizes`` (HDU type ->
+        bytes, uncompressed), ``hdu_names`` and ``hdu_classes`` (HDU type -> EXTNAME, GADF class).
     """
-    config, obs = ctx.config, ctx.config.observation
+    config, obs, irfs = ctx.config, ctx.config.observation, ctx.irf_set(plan.index)
     pointing = (plan.ra, plan.dec)
     cells = [
-        source_cells(src, ctx.irfs["aeff"], pointing, obs.livetime, ctx.energy_true) for src in config.sources
+        source_cells(src, irfs.irfs["aeff"], pointing, obs.livetime, irfs.energy_true)
+        for src in config.sources
     ]
     data_dir = Path(data_dir)
     name = obs_file_name(plan.obs_id, config.compress)
@@ -171,14 +174,15 @@ def simulate_observation(ctx: SimContext, plan: ObsPlan, data_dir: str | Path) -
         sizes["events"], per_component, n_events = _write_events(file, ctx, plan, cells)
         sizes["gti"] = _write_gti(file, plan, obs.ontime)
         for hdu_type in IRF_TYPES:
-            file.write(ctx.irf_raw[hdu_type])
-            sizes[hdu_type] = len(ctx.irf_raw[hdu_type])
+            file.write(irfs.raw[hdu_type])
+            sizes[hdu_type] = len(irfs.raw[hdu_type])
     if config.compress:
         gzip_file(tmp, data_dir / name)
         tmp.unlink()
     else:
         tmp.replace(data_dir / name)
-    expected = [ctx.background.rate * obs.ontime] + [c.expected for c in cells]
+    expected = [irfs.background.rate * obs.ontime] + [c.expected for c in cells]
     hdu_names = {t: extname(t) for t in IRF_TYPES}
     return {"obs_id": plan.obs_id, "file": name, "n_events": n_events, "events": per_component,
-            "expected": expected, "sizes": sizes, "hdu_names": hdu_names}  # fmt: skip
+            "expected": expected, "sizes": sizes, "hdu_names": hdu_names,
+            "hdu_classes": dict(irfs.classes)}  # fmt: skip

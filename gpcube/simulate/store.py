@@ -64,11 +64,11 @@ def _simulate_task(config_json: str, plan: ObsPlan, data_dir: str) -> dict:
     return simulate_observation(context_for(config_json), plan, data_dir)
 
 
-def _hdu_index(results: list[dict], classes: dict[str, str]) -> Table:
+def _hdu_index(results: list[dict]) -> Table:
     rows = []
     for r in results:
         names = {"events": ("events", "EVENTS"), "gti": ("gti", "GTI")}
-        names.update({t: (classes[t], r["hdu_names"][t]) for t in classes})
+        names.update({t: (hdu_class, r["hdu_names"][t]) for t, hdu_class in r["hdu_classes"].items()})
         for hdu_type, (hdu_class, hdu_name) in names.items():
             rows.append((r["obs_id"], hdu_type, hdu_class, "data", r["file"], hdu_name, r["sizes"][hdu_type]))
     names = ("OBS_ID", "HDU_TYPE", "HDU_CLASS", "FILE_DIR", "FILE_NAME", "HDU_NAME", "SIZE")
@@ -98,7 +98,7 @@ def _obs_index(config: SimConfig, plans: list[ObsPlan], results: list[dict]) -> 
     return table
 
 
-def _write_indexes(root: Path, config: SimConfig, plans: list[ObsPlan], results: list[dict], classes) -> None:
+def _write_indexes(root: Path, config: SimConfig, plans: list[ObsPlan], results: list[dict]) -> None:
     site = config.observation.observatory
     time_cards = [
         ("MJDREFI", MJDREFI),
@@ -117,7 +117,7 @@ def _write_indexes(root: Path, config: SimConfig, plans: list[ObsPlan], results:
         "OBS_INDEX",
         [*_INDEX_CARDS, ("HDUCLAS2", "OBS"), *time_cards, *creator],
     )
-    write_index(root / "hdu-index.fits.gz", _hdu_index(results, classes), "HDU_INDEX",
+    write_index(root / "hdu-index.fits.gz", _hdu_index(results), "HDU_INDEX",
                 [*_INDEX_CARDS, ("HDUCLAS2", "HDU"), *creator])  # fmt: skip
 
 
@@ -193,5 +193,5 @@ def simulate_store(
     calls = [(str(p.obs_id), (config_json, p, str(data_dir))) for p in plans]
     results, failures = run_tasks(_simulate_task, calls, client, desc="simulate", progress=progress)
     raise_failures(failures, "observations")
-    _write_indexes(root, config, plans, results, ctx.irf_class)
+    _write_indexes(root, config, plans, results)
     return _report(config, root, results, time.perf_counter() - start, ctx.background_scale)

@@ -3,9 +3,10 @@
 :func:`gpcube.estimators.estimate_excess_map` runs on the mosaic: with a ring background
 (``background.method`` ``ring`` or ``adaptive_ring``) on the stacked ring products of
 ``mosaic/ring`` (:func:`gpcube.workflow.ring.stacked_ring`), otherwise on the mosaic's counts and
-background; the mosaic's exposure gives the flux. The default energy bands are the ring's own bands
-(``background.<method>.energy_edges``) with a ring background, else one band over all reco bins. The
-maps are stored as float32 and committed in one commit, replacing earlier ones.
+background; the mosaic's exposure gives the flux, folded through the stacked energy-dispersion kernels
+of ``mosaic/irf`` when the job made them (``edisp`` among the products). The default energy bands are
+the ring's own bands (``background.<method>.energy_edges``) with a ring background, else one band over
+all reco bins. The maps are stored as float32 and committed in one commit, replacing earlier ones.
 
 A mosaic whose inputs take at most :data:`IN_MEMORY_BYTES` as stored (the 36-run H.E.S.S. survey,
 10 x 456 x 1643 pixels with 20 true-energy bins, takes ~70 MB) is read into memory with the
@@ -53,6 +54,8 @@ MOSAIC_INPUTS = ("counts", "mask_safe", "background", "counts_off", "alpha", "ac
                  "exposure")  # fmt: skip
 RING_INPUTS = ("counts", "counts_off", "alpha_counts_off", "acceptance", "mask_safe")
 RING_EXTRA_INPUTS = ("exposure",)
+#: The stacked kernels that the flux folds the power law through, in ``mosaic/irf``.
+IRF_GROUP, IRF_INPUTS = f"{MOSAIC}/irf", ("edisp",)
 
 
 def significance(
@@ -69,7 +72,8 @@ def significance(
 
     The statistic follows the archive's background: Li & Ma (ON/OFF) with the ring products for
     ``ring`` and ``adaptive_ring``, Cash against the background otherwise (see
-    :func:`gpcube.estimators.estimate_excess_map` for the other parameters and the definitions).
+    :func:`gpcube.estimators.estimate_excess_map` for the other parameters and the definitions). The
+    flux folds the power law through the mosaic's stacked edisp kernels if it has them.
     The maps are made from one snapshot of the archive and committed in one commit, replacing earlier
     ones (made again from the new snapshot if another run committed meanwhile, :data:`ATTEMPTS` times
     at most). Also ``gpcube.workflow.pipeline.significance``.
@@ -118,7 +122,8 @@ def _significance(archive: Archive, radius: float, in_memory: bool | None, optio
     inputs = _read_inputs(store, sources, method) if in_memory else _open_inputs(archive, session, method)
     if options["energy_edges"] is None and method in RING_METHODS:
         options = {**options, "energy_edges": _ring_band_edges(inputs)}
-    maps = estimate_excess_map(inputs, radius, **options)
+    edisp = _edisp(store) if "exposure" in inputs.data_vars else None
+    maps = estimate_excess_map(inputs, radius, edisp=edisp, **options)
     arrays = {name: var.astype("float32", keep_attrs=True) for name, var in maps.data_vars.items()}
     maps_attrs = {**maps.attrs, "background_method": method, "made_at": now()}
     if exists(store, SIGNIFICANCE):
@@ -145,6 +150,13 @@ def _sources(store, method: str | None) -> list[tuple[str, tuple[str, ...]]]:
     if not exists(store, ring):
         raise GpcubeError(f"the archive has no group {ring!r}")
     return [(ring, _present(store, ring, RING_INPUTS)), (MOSAIC, _present(store, MOSAIC, RING_EXTRA_INPUTS))]
+
+
+def _edisp(store) -> xr.DataArray | None:
+    """The mosaic's stacked edisp kernels (coarse grid, small: read into memory), or None."""
+    if not _present(store, IRF_GROUP, IRF_INPUTS):
+        return None
+    return read_group(store, IRF_GROUP, IRF_INPUTS)["edisp"]
 
 
 def _present(store, group: str, names: Iterable[str]) -> tuple[str, ...]:

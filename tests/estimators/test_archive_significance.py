@@ -89,7 +89,9 @@ def test_significance_errors(tmp_path, fov_archive):
 
 @pytest.fixture(scope="module")
 def ring_archive(tmp_path_factory):
-    return built_archive(tmp_path_factory, "sig-ring", CRAB_RUNS[:2], background=RING)
+    """A ring background on bands of the reco bins, with the edisp kernels (the flux folds through them)."""
+    products = ["counts", "exposure", "background", "edisp"]
+    return built_archive(tmp_path_factory, "sig-ring", CRAB_RUNS[:2], background=RING, products=products)
 
 
 def _stored(archive, group):
@@ -116,6 +118,7 @@ def test_in_memory_and_lazy_maps_are_the_same(name, options, request):
         assert meta == lazy_arrays[key][1], key
     # the returned maps: in memory, and what the archive holds
     assert isinstance(maps["sqrt_ts"].data, np.ndarray)
+    assert maps.attrs["flux_edisp"] == (name == "ring_archive")  # folded when the archive has kernels
     xr.testing.assert_identical(maps, gpcube.open_archive(archive, significance=True).load())
 
 

@@ -51,6 +51,11 @@ def test_canonical_form_round_trips():
         ({"irf": {"store": "/nowhere"}}, "irf.obs_id", "required key missing"),
         ({"irf": {"obs_id": 3}}, "irf.obs_id", "null without irf.store"),
         ({"irf": {"store": "/x", "obs_id": 1, "analytic": {}}}, "irf.analytic", "at most one"),
+        ({"irf": {"obs_ids": [1, 2]}}, "irf.obs_ids", "null without irf.store"),
+        ({"irf": {"store": "/x", "obs_id": 1, "obs_ids": [1]}}, "irf.obs_ids", "at most one"),
+        ({"irf": {"store": "/x", "obs_ids": []}}, "irf.obs_ids", "non-empty list of observation ids"),
+        ({"irf": {"store": "/x", "obs_ids": [1, -2]}}, "irf.obs_ids", "non-negative integers"),
+        ({"irf": {"store": "/x", "obs_ids": 7}}, "irf.obs_ids", "list of observation ids"),
         ({"irf": {"analytic": {"psf": {"sigma": 0}}}}, "irf.analytic.psf.sigma", "positive"),
         ({"background": {"scale": 2, "events": 10}}, "background.events", "at most one"),
         ({"sources": [{"position": [0, 0]}]}, "sources[0].amplitude", "required key missing"),
@@ -86,6 +91,9 @@ def test_missing_store_or_output_is_refused_before_writing(tmp_path, hess_dir):
     bad_id = {**MINIMAL, "irf": {"store": str(hess_dir), "obs_id": 1}}
     with pytest.raises(ConfigError, match="'irf.obs_id'"):
         simulate_store(bad_id, tmp_path / "out", progress=False)
+    bad_ids = {**MINIMAL, "irf": {"store": str(hess_dir), "obs_ids": [23523, 1]}}
+    with pytest.raises(ConfigError, match="'irf.obs_ids'.*observation 1 is not in the data store"):
+        simulate_store(bad_ids, tmp_path / "out", progress=False)
     assert not (tmp_path / "out").exists()
 
 

@@ -194,3 +194,40 @@ def test_hess_irfs_are_copied_and_their_background_is_reproduced(tmp_path, hess_
     counts, background = maps["counts"], maps["background"]
     assert abs(_z(counts.sum(), background.sum())) < 4
     assert _chi2_pvalue(counts.sum(axis=(1, 2)), background.sum(axis=(1, 2))) > 1e-4
+
+
+def test_observations_take_the_irfs_of_obs_ids_in_turn(tmp_path, hess_dir):
+    """Observation i has the IRFs (and the safe threshold) of obs_ids[i % n]; one background scale."""
+    from astropy.io import fits
+
+    from gpcube.makers.safe import aeff_default_thresholds
+
+    runs = (23523, 23559)
+    config = {"seed": 4, "pointings": {"list": [[0.0, 0.0], [1.0, 0.0], [2.0, 0.0]]},
+              "irf": {"store": str(hess_dir), "obs_ids": list(runs)}, "background": {"events": 3000},
+              "observation": {"livetime": 600.0, "energy": {"min": 1.0, "max": 100.0}}}  # fmt: skip
+    report = simulate_store(config, tmp_path / "sim", progress=False)
+    store = gpcube.DataStore.from_dir(tmp_path / "sim")
+    original = gpcube.DataStore.from_dir(hess_dir)
+    expected = []
+    for obs_id, run in zip((1, 2, 3), (*runs, runs[0]), strict=True):
+        simulated, source = store.observation(obs_id), original.observation(run)
+        for name in ("aeff", "edisp", "psf"):
+            np.testing.assert_array_equal(getattr(simulated, name).to_array().values,
+                                          getattr(source, name).to_array().values)  # fmt: skip
+        # the copied AEFF header's LO_THRES (the original store's obs-index has it in float32)
+        assert aeff_default_thresholds(simulated) == pytest.approx(aeff_default_thresholds(source), rel=1e-7)
+        assert fits.getheader(simulated.hdus["events"].path, "EVENTS")["SIMIRFID"] == run
+        geom = SkyGeom.create(simulated.pointing.radec, 0.05, width=5.2, frame="icrs",
+                              axes=[EnergyAxis.log(1.0, 100.0, 40, "energy_reco")])  # fmt: skip
+        inside = geom.separation(simulated.pointing.ra, simulated.pointing.dec) <= 2.5  # the simulated FoV
+        with dask.config.set(scheduler="sync"):
+            expected.append(float((make_map_background(simulated, geom).values * inside).sum()))
+    first, second = (aeff_default_thresholds(store.observation(i))[0] for i in (1, 2))
+    assert first != pytest.approx(second, rel=0.1)
+    # one scale for all: the mean over the IRF sets is 3000, the runs' models keep their ratio
+    assert expected[0] != pytest.approx(expected[1], rel=0.05)
+    assert expected[0] == pytest.approx(expected[2], rel=1e-6)
+    assert (expected[0] + expected[1]) / 2 == pytest.approx(3000, rel=0.01)
+    assert report["expected"]["background"] == pytest.approx(2 * expected[0] + expected[1], rel=0.01)
+    assert abs(_z(report["n_events"], report["expected"]["background"])) < 4
