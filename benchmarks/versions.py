@@ -5,8 +5,9 @@ noise of a shared machine falls on both alike. ``--old`` and ``--new`` are git r
 defaults to the working tree); each is checked out into a temporary worktree and byte-compiled. Each
 repeat runs ``gpcube run job.yaml -q`` of both (a fresh archive and a fresh process each: interpreter
 start, imports, the embedded cluster of 2 worker processes, reduce, mosaic, exit) with the tree on
-``PYTHONPATH``; wall time and peak RSS summed over the process tree (sampled every 20 ms) are
-printed, then the medians and the ratio new / old. Command (repository root)::
+``PYTHONPATH``; wall time, CPU time of the process tree (user + system, of every process it waited
+for: less sensitive to a neighbour's load than wall time) and peak RSS summed over the process tree
+(sampled every 20 ms) are printed, then the medians and the ratios new / old. Command (repository root)::
 
     python benchmarks/versions.py --old 65e84c2 [--new HEAD] [--repeat 5] [--products all]
 """
@@ -16,6 +17,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
+import resource
 import shutil
 import statistics
 import subprocess
@@ -66,26 +68,36 @@ def main() -> None:
                     job = work / f"{name}{repeat}.yaml"
                     write_job(job, args.data, obs_ids, args.products, out, "processes")
                     os.environ["PYTHONPATH"] = str(tree)
+                    before = resource.getrusage(resource.RUSAGE_CHILDREN)
                     try:
                         result = run_sampled([sys.executable, "-m", "gpcube.cli", "run", str(job), "-q"],
                                              work / f"{name}{repeat}.log")  # fmt: skip
                     finally:
                         del os.environ["PYTHONPATH"]
+                    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+                    result["cpu"] = (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime)
                     rows[name].append(result)
-                    print(f"repeat {repeat} {name}: {result['wall']:.2f} s, {result['peak_mib']:.0f} MiB",
+                    print(f"repeat {repeat} {name}: {result['wall']:.2f} s, CPU {result['cpu']:.2f} s, "
+                          f"{result['peak_mib']:.0f} MiB",
                           flush=True)  # fmt: skip
                     shutil.rmtree(out, ignore_errors=True)
     label = {"old": args.old, "new": args.new or "working tree"}
     print(f"\n36-run survey, products {args.products}, {args.repeat} repeats alternating\n")
-    print("| version | wall s (median) | walls | peak MiB (median) |")
-    print("|---|---:|---|---:|")
+    print("| version | wall s (median) | walls | CPU s of the process tree (median) | peak MiB (median) |")
+    print("|---|---:|---|---:|---:|")
     for name, found in rows.items():
         walls = [r["wall"] for r in found]
+        cpu = statistics.median(r["cpu"] for r in found)
         peak = statistics.median(r["peak_mib"] for r in found)
         print(f"| {name}: {label[name]} | {statistics.median(walls):.2f} | "
-              + " / ".join(f"{w:.2f}" for w in walls) + f" | {peak:.0f} |")  # fmt: skip
-    walls = {name: statistics.median(r["wall"] for r in found) for name, found in rows.items()}
-    print(f"\nnew / old (medians): {walls['new'] / walls['old']:.3f}")
+              + " / ".join(f"{w:.2f}" for w in walls) + f" | {cpu:.2f} | {peak:.0f} |")  # fmt: skip
+    for key in ("wall", "cpu"):
+        old, new = (statistics.median(r[key] for r in rows[name]) for name in ("old", "new"))
+        pairs = [n[key] / o[key] for o, n in zip(rows["old"], rows["new"], strict=True)]
+        print(
+            f"new / old, {key}: {new / old:.3f} (medians), {statistics.median(pairs):.3f} (median of the "
+            "repeats' ratios)"
+        )
 
 
 if __name__ == "__main__":
