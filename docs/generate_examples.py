@@ -111,11 +111,13 @@ SAFE_METHODS = {"methods": ("aeff-default", "offset-max"), "offset_max": 2.0}
 
 
 def source_stamp(script: str | Path = __file__) -> str:
-    """Hash of ``script`` and of gpcube's source: figures are redrawn when either changes."""
+    """Hash of ``script`` and of gpcube's source (with the example configs): figures are redrawn when
+    either changes."""
     import gpcube
 
     digest = hashlib.sha256(Path(script).read_bytes())
-    for path in sorted(Path(gpcube.__file__).parent.rglob("*.py")):
+    package = Path(gpcube.__file__).parent
+    for path in sorted([*package.rglob("*.py"), *package.rglob("*.yaml")]):
         digest.update(path.as_posix().encode() + path.read_bytes())
     return digest.hexdigest()
 

@@ -11,6 +11,7 @@
     gpcube export crab.zarr run.fits --obs 23523   # one observation's products, for a joint fit
     gpcube significance crab.zarr --radius 0.1   # excess and significance maps, into the archive
     gpcube gc crab.zarr               # delete what killed runs left and replaced versions held
+    gpcube example sim.yaml --kind simulate   # an example simulation, and sim-job.yaml to reduce it
     gpcube simulate sim.yaml          # write a simulated GADF data store (events sampled from IRFs)
 """
 
@@ -153,10 +154,14 @@ def _cmd_gc(args) -> int:
 
 
 def _cmd_example(args) -> int:
-    from gpcube.data import write_example_config
+    from gpcube.data import write_example_config, write_example_sim_config
 
-    path = write_example_config(args.path, overwrite=args.overwrite)
-    print(f"wrote {path}; run it with: gpcube run {args.path}")
+    if args.kind == "simulate":
+        path, job = write_example_sim_config(args.path or "sim.yaml", overwrite=args.overwrite)
+        print(f"wrote {path} and {job}; run them with: gpcube simulate {path} && gpcube run {job}")
+        return 0
+    path = write_example_config(args.path or "crab.yaml", overwrite=args.overwrite)
+    print(f"wrote {path}; run it with: gpcube run {path}")
     return 0
 
 
@@ -255,9 +260,14 @@ def _parser() -> argparse.ArgumentParser:
                    "keeps its own")  # fmt: skip
     p.add_argument("--history", action="store_true", help="keep every snapshot of the main branch "
                    "(default: only the latest is kept, older ones expire)")  # fmt: skip
-    p = add("example", "write an example config on the Crab runs shipped with gpcube", _cmd_example)
-    p.add_argument("path", nargs="?", default="crab.yaml")
-    p.add_argument("--overwrite", action="store_true")
+    p = add("example", "write an example config on the Crab runs shipped with gpcube: a job (default), or "
+            "a simulation and the job that reduces its store (--kind simulate)", _cmd_example)  # fmt: skip
+    p.add_argument("path", nargs="?", help="the config to write (default: crab.yaml, or sim.yaml with "
+                   "--kind simulate, whose job is written next to it as <stem>-job.yaml)")  # fmt: skip
+    p.add_argument("--kind", choices=["job", "simulate"], default="job",
+                   help="job: a job on the 4 Crab runs (gpcube run); simulate: a simulation with their "
+                   "IRFs (gpcube simulate) and a job on the simulated store")  # fmt: skip
+    p.add_argument("--overwrite", action="store_true", help="replace existing files")
     p = add("simulate", "write a simulated GADF DL3 data store from a simulation config", _cmd_simulate)
     p.add_argument("config", help="the simulation's YAML config")
     p.add_argument("--out", metavar="DIR", help="the output data store directory (overrides output)")

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import shlex
 import signal
 import subprocess
 import sys
@@ -18,7 +20,7 @@ from gpcube.errors import GpcubeError
 from gpcube.storage.layout import complete_observations as _complete_observations
 from gpcube.storage.layout import mosaic_attrs
 from tests.archive.conftest import chunk_files, job_dict, open_group
-from tests.conftest import CRAB_RUNS, MSH_RUNS, archive_store
+from tests.conftest import CRAB_RUNS, MSH_RUNS, REPO, archive_store
 
 
 def complete_observations(path) -> dict:
@@ -69,6 +71,42 @@ def test_example_run_info_export_on_the_shipped_crab_runs(tmp_path):
     piped.stdout.close()  # before gpcube has written anything: its first write meets a broken pipe
     assert piped.wait(timeout=120) == 141 and "Traceback" not in piped.stderr.read()
     piped.stderr.close()
+
+
+def readme_commands(marker: str) -> list[list[str]]:
+    """The ``gpcube`` commands of the README's bash block that contains ``marker``, as argument lists."""
+    blocks = re.findall(r"```bash\n(.*?)```", (REPO / "README.md").read_text(), flags=re.DOTALL)
+    (block,) = [b for b in blocks if marker in b]
+    commands = [shlex.split(line, comments=True) for line in block.splitlines()]
+    assert all(c[0] == "gpcube" for c in commands if c), block
+    return [c[1:] for c in commands if c]
+
+
+def test_readme_simulation_commands_on_a_fresh_install(tmp_path):
+    """The README's simulation, command by command as printed: the example writes the configs it runs."""
+    commands = readme_commands("gpcube simulate")
+    assert [c[0] for c in commands] == ["example", "simulate", "run", "significance"]
+    results = [gpcube(*command, cwd=tmp_path) for command in commands]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["sim-job.yaml", "sim-store", "sim.yaml", "sim.zarr"]
+    assert "gpcube simulate sim.yaml && gpcube run sim-job.yaml" in results[0].stdout
+    assert "6 observations" in results[1].stdout and "point" in results[1].stdout
+    assert "6 added" in results[2].stdout and "mosaic: 6 observations" in results[2].stdout
+    peak = float(re.search(r"max sqrt\(TS\) ([0-9.]+)", results[3].stdout).group(1))
+    assert peak > 5, results[3].stdout  # the sources are detected
+    store = yaml.safe_load((tmp_path / "sim-store" / "simulation.yaml").read_text())
+    assert store["irf"]["obs_ids"] == list(CRAB_RUNS)  # the IRFs of the Crab runs shipped with gpcube
+    again = gpcube(*commands[0], cwd=tmp_path, check=False)
+    assert again.returncode == 2 and "sim.yaml" in again.stderr and "overwrite" in again.stderr
+
+
+def test_example_sim_names_follow_the_config(tmp_path):
+    from gpcube.data import write_example_sim_config
+
+    path, job = write_example_sim_config(tmp_path / "plane.yaml")
+    assert job == tmp_path / "plane-job.yaml"
+    assert yaml.safe_load(path.read_text())["output"] == "plane-store"
+    described = yaml.safe_load(job.read_text())
+    assert (described["data"]["store"], described["output"]) == ("plane-store", "plane.zarr")
 
 
 def test_bad_config_names_the_key_and_writes_nothing(tmp_path):

@@ -18,7 +18,14 @@ from __future__ import annotations
 from importlib.resources import files
 from pathlib import Path
 
-__all__ = ["EXAMPLE_OBS_IDS", "example_config_text", "example_data_dir", "write_example_config"]
+__all__ = [
+    "EXAMPLE_OBS_IDS",
+    "example_config_text",
+    "example_data_dir",
+    "example_sim_config_text",
+    "write_example_config",
+    "write_example_sim_config",
+]
 
 #: Observation ids of the example data store (the H.E.S.S. DL3 DR1 Crab Nebula runs).
 EXAMPLE_OBS_IDS = (23523, 23526, 23559, 23592)
@@ -51,3 +58,53 @@ def write_example_config(path: str | Path = "crab.yaml", overwrite: bool = False
         raise GpcubeError("exists already (use --overwrite)", path=path)
     path.write_text(example_config_text())
     return path
+
+
+def example_sim_config_text(name: str = "sim") -> tuple[str, str]:
+    """The example simulation config (``example-sim.yaml``) and the job config that reduces its store.
+
+    The simulation takes the IRFs of the :data:`EXAMPLE_OBS_IDS` runs of :func:`example_data_dir`; the
+    store it writes is ``<name>-store``, the job's archive ``<name>.zarr`` (both relative to the configs'
+    folder).
+
+    Parameters
+    ----------
+    name : str
+        The stem of the file names (``sim``: ``sim.yaml``, ``sim-job.yaml``, ``sim-store``, ``sim.zarr``).
+
+    Returns
+    -------
+    tuple of str
+        The simulation config's text and the job config's text.
+    """
+    store = example_data_dir().as_posix()
+    texts = []
+    for template in ("example-sim.yaml", "example-sim-job.yaml"):
+        text = (files("gpcube") / "data" / template).read_text()
+        texts.append(text.replace("{store}", store).replace("{name}", name))
+    return texts[0], texts[1]
+
+
+def write_example_sim_config(path: str | Path = "sim.yaml", overwrite: bool = False) -> tuple[Path, Path]:
+    """Write the example simulation config to ``path`` and its job config next to it (``gpcube example
+    --kind simulate``).
+
+    ``gpcube simulate sim.yaml`` writes the store ``sim-store``, then ``gpcube run sim-job.yaml`` reduces
+    it into ``sim.zarr`` (for ``path`` ``sim.yaml``; the names follow its stem).
+
+    Returns
+    -------
+    tuple of pathlib.Path
+        The simulation config's path and the job config's (``<stem>-job.yaml``).
+    """
+    from gpcube.errors import GpcubeError
+
+    path = Path(path)
+    job = path.with_name(f"{path.stem}-job{path.suffix or '.yaml'}")
+    for target in (path, job):
+        if target.exists() and not overwrite:
+            raise GpcubeError("exists already (use --overwrite)", path=target)
+    sim_text, job_text = example_sim_config_text(path.stem)
+    path.write_text(sim_text)
+    job.write_text(job_text)
+    return path, job
