@@ -69,18 +69,28 @@ def disk_usage(path: Path) -> tuple[int, int]:
     return sum(p.stat().st_size for p in files), len(files)
 
 
+def group_bytes(archive: Path, group: str) -> int:
+    """Stored bytes of the arrays under ``group`` in the archive's latest snapshot."""
+    from gpcube.storage import aio
+    from gpcube.storage.repository import Archive
+
+    return int(aio.run(Archive(archive).readonly().store.getsize_prefix(group)))
+
+
 def task_counts(archive: Path) -> dict:
     """Tasks a full build of the archive makes: one per observation to reduce, one per mosaic task
     region with data (``grid``: the mosaic's chunks)."""
     from gpcube.geom import SkyGeom
     from gpcube.storage.layout import complete_observations, root_attrs
+    from gpcube.storage.repository import Archive
     from gpcube.workflow.mosaic.build import _chunk_index, _pieces, task_size
 
-    root = root_attrs(archive)
+    store = Archive(archive).readonly().store
+    root = root_attrs(store)
     geom = SkyGeom.from_attrs(root["geom"])
     chunk = int(root["config"]["chunks"]["mosaic"])
-    observations = complete_observations(archive)
-    pieces = _pieces(archive, observations, "slice")
+    observations = complete_observations(store)
+    pieces = _pieces(observations, "slice")
     ny, nx = geom.shape
     grid = (-(-ny // chunk)) * (-(-nx // chunk))
     regions = _chunk_index(pieces, (ny, nx), task_size(chunk))
@@ -106,7 +116,7 @@ def main() -> None:
     start = time.time()
     result = run_sampled([_gpcube_command(), "run", str(work / "plane.yaml"), "-q"], work / "run.log", 0.05)
     size, n_files = disk_usage(archive)
-    mosaic_size, _ = disk_usage(archive / "mosaic")
+    mosaic_size = group_bytes(archive, "mosaic")
     tasks = task_counts(archive)
     rows = {
         "observations": len(obs_ids),
