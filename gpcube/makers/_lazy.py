@@ -8,8 +8,11 @@ the block's sub-geometry. Building the graph reads no file and computes nothing.
 Both are made with dask's public array API, which also works with dask's array query planning
 (``array.query-planning``): the load is a 0-d :func:`dask.array.blockwise` array whose one block is
 the loaded object, the blocks a :func:`dask.array.map_blocks` over it (the block's position comes from
-``block_id``). The coordinates of a grid are built once and shared by the products on it: an
-observation makes about ten products, and that machinery cost more than their arithmetic.
+``block_id``). A product of one block (most cutouts) is a single task that loads and runs the block
+function: a :func:`dask.array.blockwise` without inputs, which costs dask less to build and run.
+
+The coordinates of a grid are built once and shared by the products on it: an observation makes
+about ten products, and that machinery cost more than their arithmetic.
 
 Inside :func:`computed_at_once` (what the archive's reduce task uses where it can), a product that
 is a single block is computed there and then instead: the load and the block function run at once
@@ -121,27 +124,35 @@ def _template(geom: SkyGeom, names: tuple[str, ...], extra_axes: dict) -> xr.Dat
     return template
 
 
-def _loaded(load: Callable, load_args: tuple, name: str) -> da.Array:
-    """A 0-d dask array whose one block is ``load(*load_args)``, in a task of its own.
+def _loaded(load: Callable, load_args: tuple, name: str):
+    """``load(*load_args)`` in a task of its own, as an input of :func:`dask.array.map_blocks`.
 
-    Made with :func:`dask.array.blockwise`'s default ``concatenate=None``: dask's blockwise
-    optimisation (without query planning) fuses blockwise layers of the same ``concatenate`` only, so
-    the load is not fused into (and run again in) each block task of :func:`dask.array.map_blocks`.
-    The arguments are bound into the function, so that dask neither wraps large or long ones in
-    tasks of their own nor scans them for collections.
+    Without query planning, a :func:`dask.delayed`: dask's blockwise optimisation would fuse a
+    blockwise load into each block task (and run it once per block). With query planning, which does
+    not take delayed inputs (nor fuse), a 0-d :func:`dask.array.blockwise` array whose one block is
+    the loaded object. The arguments are bound into the function, so that dask neither wraps large
+    or long ones in tasks of their own nor hashes them again.
     """
+    import dask
     import dask.array as da
 
     func = functools.partial(load, *load_args)
-    return da.blockwise(func, (), dtype=object, meta=np.empty((), dtype=object), name=name)
+    if da.array_expr_enabled():
+        return da.blockwise(func, (), dtype=object, meta=np.empty((), dtype=object), name=name)
+    return dask.delayed(func, name=f"{name}-func")(dask_key_name=name)
 
 
-def _block_at(loaded, *, block: Callable, geom: SkyGeom, chunk: int, block_kwargs: dict, block_id):
+def _load_block(load: Callable, load_args: tuple, block: Callable, geom: SkyGeom, block_kwargs: dict):
+    """``block`` on the whole of ``geom``, loading first: the one task of a product of one block."""
+    return block(load(*load_args), geom, **block_kwargs)
+
+
+def _block_at(loaded, *, block: Callable, geom: SkyGeom, chunk: int, kwargs: dict, block_id):
     """``block`` on the block ``block_id`` (its last two entries: lat/lon block indices) of ``geom``."""
     (i, j), (ny, nx) = block_id[-2:], geom.shape
     rows = slice(i * chunk, min((i + 1) * chunk, ny))
     cols = slice(j * chunk, min((j + 1) * chunk, nx))
-    return block(loaded, geom.slice((rows, cols)), **block_kwargs)
+    return block(loaded, geom.slice((rows, cols)), **kwargs)
 
 
 def lazy_cube(
@@ -200,10 +211,18 @@ def lazy_cube(
             load, load_args, block, geom, names, block_kwargs, chunk,
             {dim: {k: v.values for k, v in c.items()} for dim, c in extra_axes.items()},
         )  # fmt: skip
-        loaded = _loaded(load, load_args, f"{name}-load-{token}")
-        func = functools.partial(_block_at, block=block, geom=geom, chunk=chunk, block_kwargs=block_kwargs)
         meta = np.empty((0,) * len(chunks), dtype=dtype)
-        array = da.map_blocks(func, loaded, chunks=chunks, dtype=dtype, meta=meta, name=f"{name}-{token}")
+        if len(rows) == len(cols) == 1:  # one task: load and block
+            whole = geom.slice((rows[0], cols[0]))
+            func = functools.partial(_load_block, load, load_args, block, whole, block_kwargs)
+            new_axes = dict(enumerate(chunks))
+            array = da.blockwise(
+                func, tuple(new_axes), new_axes=new_axes, dtype=dtype, meta=meta, name=f"{name}-{token}"
+            )
+        else:
+            loaded = _loaded(load, load_args, f"{name}-load-{token}")
+            func = functools.partial(_block_at, block=block, geom=geom, chunk=chunk, kwargs=block_kwargs)
+            array = da.map_blocks(func, loaded, chunks=chunks, dtype=dtype, meta=meta, name=f"{name}-{token}")
     out = _template(geom, names, extra_axes).copy(deep=False, data=array)
     out.name, out.attrs = name, {**attrs, "geom": geom.to_attrs()}
     return out
