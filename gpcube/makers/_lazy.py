@@ -1,14 +1,18 @@
 """The thin dask/xarray layer of the makers: numpy block functions -> lazy DataArrays.
 
-A product of one observation is a dask graph with one *load* task (read what the product needs from
+A product of one observation is a dask array with one *load* task (read what the product needs from
 the observation and prepare it for the blocks: e.g. project the events onto the cutout grid once) and
 one task per lon/lat block of the cutout, each calling a pure numpy function on the loaded data and
 the block's sub-geometry. Building the graph reads no file and computes nothing.
 
-The graph is written out directly (a dict of tasks in one layer) rather than through
-``dask.delayed`` and ``da.block``, and the coordinates of a grid are built once and shared by the
-products on it: an observation makes about ten products, and that machinery cost more than their
-arithmetic.
+Both are made with dask's public array API, which also works with dask's array query planning
+(``array.query-planning``): the load is a 0-d :func:`dask.array.blockwise` array whose one block is
+the loaded object, the blocks a :func:`dask.array.map_blocks` over it (the block's position comes from
+``block_id``). A product of one block (most cutouts) is a single task that loads and runs the block
+function: a :func:`dask.array.blockwise` without inputs, which costs dask less to build and run.
+
+The coordinates of a grid are built once and shared by the products on it: an observation makes
+about ten products, and that machinery cost more than their arithmetic.
 
 Inside :func:`computed_at_once` (what the archive's reduce task uses where it can), a product that
 is a single block is computed there and then instead: the load and the block function run at once
@@ -22,7 +26,7 @@ import collections
 import contextlib
 import contextvars
 import functools
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -56,30 +60,6 @@ def computed_at_once() -> Iterator[None]:
         yield
     finally:
         _AT_ONCE.reset(token)
-
-
-@functools.cache
-def _task_classes() -> tuple:
-    """dask's explicit task classes (dask >= 2024.12, which dask does not have to parse), or Nones."""
-    try:
-        from dask._task_spec import Task, TaskRef
-    except ImportError:  # pragma: no cover - older dask: tuple tasks
-        return None, None
-    return Task, TaskRef
-
-
-def _task(key, func: Callable, *args, **kwargs):
-    """A graph task ``func(*args, **kwargs)``; ``args`` may hold :func:`_ref` of other keys."""
-    task = _task_classes()[0]
-    if task is None:  # pragma: no cover
-        return (functools.partial(func, **kwargs), *args) if kwargs else (func, *args)
-    return task(key, func, *args, **kwargs)
-
-
-def _ref(key):
-    """A reference to the result of the task ``key``, as an argument of another task."""
-    ref = _task_classes()[1]
-    return key if ref is None else ref(key)
 
 
 def _tokenize(*args) -> str:
@@ -144,12 +124,35 @@ def _template(geom: SkyGeom, names: tuple[str, ...], extra_axes: dict) -> xr.Dat
     return template
 
 
-def _array(name: str, graph: dict, chunks: tuple, dtype, dependencies: Sequence = ()) -> da.Array:
-    import dask.array as da
-    from dask.highlevelgraph import HighLevelGraph
+def _loaded(load: Callable, load_args: tuple, name: str):
+    """``load(*load_args)`` in a task of its own, as an input of :func:`dask.array.map_blocks`.
 
-    layer = HighLevelGraph.from_collections(name, graph, dependencies=dependencies)
-    return da.Array(layer, name, chunks, dtype=dtype)
+    Without query planning, a :func:`dask.delayed`: dask's blockwise optimisation would fuse a
+    blockwise load into each block task (and run it once per block). With query planning, which does
+    not take delayed inputs (nor fuse), a 0-d :func:`dask.array.blockwise` array whose one block is
+    the loaded object. The arguments are bound into the function, so that dask neither wraps large
+    or long ones in tasks of their own nor hashes them again.
+    """
+    import dask
+    import dask.array as da
+
+    func = functools.partial(load, *load_args)
+    if da.array_expr_enabled():
+        return da.blockwise(func, (), dtype=object, meta=np.empty((), dtype=object), name=name)
+    return dask.delayed(func, name=f"{name}-func")(dask_key_name=name)
+
+
+def _load_block(load: Callable, load_args: tuple, block: Callable, geom: SkyGeom, block_kwargs: dict):
+    """``block`` on the whole of ``geom``, loading first: the one task of a product of one block."""
+    return block(load(*load_args), geom, **block_kwargs)
+
+
+def _block_at(loaded, *, block: Callable, geom: SkyGeom, chunk: int, kwargs: dict, block_id):
+    """``block`` on the block ``block_id`` (its last two entries: lat/lon block indices) of ``geom``."""
+    (i, j), (ny, nx) = block_id[-2:], geom.shape
+    rows = slice(i * chunk, min((i + 1) * chunk, ny))
+    cols = slice(j * chunk, min((j + 1) * chunk, nx))
+    return block(loaded, geom.slice((rows, cols)), **kwargs)
 
 
 def lazy_cube(
@@ -202,18 +205,24 @@ def lazy_cube(
 
         array = da.zeros(tuple(sum(c) for c in chunks), dtype=dtype)
     else:
+        import dask.array as da
+
         token = _tokenize(
             load, load_args, block, geom, names, block_kwargs, chunk,
             {dim: {k: v.values for k, v in c.items()} for dim, c in extra_axes.items()},
         )  # fmt: skip
-        load_key, array_name = f"{name}-load-{token}", f"{name}-{token}"
-        graph = {load_key: _task(load_key, load, *load_args)}
-        lead = (0,) * len(names)
-        for i, sy in enumerate(rows):
-            for j, sx in enumerate(cols):
-                key = (array_name, *lead, i, j)
-                graph[key] = _task(key, block, _ref(load_key), geom.slice((sy, sx)), **block_kwargs)
-        array = _array(array_name, graph, chunks, dtype)
+        meta = np.empty((0,) * len(chunks), dtype=dtype)
+        if len(rows) == len(cols) == 1:  # one task: load and block
+            whole = geom.slice((rows[0], cols[0]))
+            func = functools.partial(_load_block, load, load_args, block, whole, block_kwargs)
+            new_axes = dict(enumerate(chunks))
+            array = da.blockwise(
+                func, tuple(new_axes), new_axes=new_axes, dtype=dtype, meta=meta, name=f"{name}-{token}"
+            )
+        else:
+            loaded = _loaded(load, load_args, f"{name}-load-{token}")
+            func = functools.partial(_block_at, block=block, geom=geom, chunk=chunk, kwargs=block_kwargs)
+            array = da.map_blocks(func, loaded, chunks=chunks, dtype=dtype, meta=meta, name=f"{name}-{token}")
     out = _template(geom, names, extra_axes).copy(deep=False, data=array)
     out.name, out.attrs = name, {**attrs, "geom": geom.to_attrs()}
     return out
@@ -222,22 +231,23 @@ def lazy_cube(
 def blockwise_map(func: Callable, *arrays: da.Array | np.ndarray, dtype, name: str) -> da.Array | np.ndarray:
     """``func(*blocks)`` for each block of dask arrays chunked alike along their last two axes.
 
-    Each array has one chunk along its leading axes (as :func:`lazy_cube` makes them); the result
-    has the chunks of ``arrays[0]``. One task per block, without the generality (and the cost) of
-    :func:`dask.array.blockwise`. Numpy arrays (products computed at once, see
-    :func:`computed_at_once`: a single block each) give ``func(*arrays)``.
+    Each array has one chunk along its leading axes (as :func:`lazy_cube` makes them), which may
+    differ from array to array; the result has the chunks of ``arrays[0]``: a
+    :func:`dask.array.blockwise` that pairs the arrays' lat/lon blocks only. Numpy arrays (products
+    computed at once, see :func:`computed_at_once`: a single block each) give ``func(*arrays)``.
     """
     if not any(hasattr(a, "__dask_graph__") for a in arrays):
         return func(*arrays)
+    import dask.array as da
+
     first = arrays[0]
     for array in arrays:
         if array.chunks[-2:] != first.chunks[-2:] or any(len(c) != 1 for c in array.chunks[:-2]):
             raise ValueError("blockwise_map needs one leading chunk and the same lat/lon chunks")
+    # integer indices: -2, -1 for lat, lon (shared); the leading axes of array k its own, 10 k, 10 k + 1...
+    pairs = []
+    for k, array in enumerate(arrays):
+        pairs += [array, (*(10 * k + n for n in range(array.ndim - 2)), -2, -1)]
     out_name = f"{name}-{_tokenize(func, name, *(a.name for a in arrays))}"
-    graph = {}
-    for i in range(len(first.chunks[-2])):
-        for j in range(len(first.chunks[-1])):
-            refs = [_ref((a.name, *(0,) * (a.ndim - 2), i, j)) for a in arrays]
-            key = (out_name, *(0,) * (first.ndim - 2), i, j)
-            graph[key] = _task(key, func, *refs)
-    return _array(out_name, graph, first.chunks, dtype, dependencies=arrays)
+    meta = np.empty((0,) * first.ndim, dtype=dtype)
+    return da.blockwise(func, pairs[1], *pairs, dtype=dtype, meta=meta, name=out_name, concatenate=True)

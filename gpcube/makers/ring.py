@@ -38,21 +38,15 @@ import functools
 import uuid
 from collections.abc import Callable, Sequence
 
-import dask
 import dask.array as da
 import numpy as np
 import scipy.fft
 import xarray as xr
-from dask.highlevelgraph import HighLevelGraph
+from dask.base import tokenize
 
 from gpcube.errors import GpcubeError
 from gpcube.geom import EnergyAxis
 from gpcube.makers.exclusion import exclusion_plane
-
-try:  # dask >= 2024.12: explicit tasks, which dask does not have to parse
-    from dask._task_spec import DataNode, Task, TaskRef
-except ImportError:  # pragma: no cover - older dask: tuple tasks
-    DataNode = Task = TaskRef = None
 
 __all__ = [
     "convolve_same", "make_map_ring_background", "ring_alpha", "ring_bands", "ring_kernel", "ring_products",
@@ -292,28 +286,6 @@ def _band_dtype(dtype, summed: bool, masked: bool, zero) -> np.dtype:
     return _band_plane(np.zeros((1, 1, 1), dtype), safe, slice(0, 1), summed, zero).dtype
 
 
-def _ref(key):
-    return key if TaskRef is None else TaskRef(key)
-
-
-def _task(key, func: Callable, *args, **kwargs):
-    if Task is None:  # pragma: no cover - older dask
-        return (functools.partial(func, **kwargs), *args)
-    return Task(key, func, *args, **kwargs)
-
-
-def _graph_input(value, key: str, graph: dict, collections: list):
-    """A task argument for an input array: its single dask chunk, or a data node in ``graph``."""
-    if value is None:
-        return None
-    if isinstance(value, da.Array):
-        whole = value.rechunk(tuple(-1 for _ in value.shape))
-        collections.append(whole)
-        return _ref((whole.name, *(0,) * whole.ndim))
-    graph[key] = value if DataNode is None else DataNode(key, value)
-    return _ref(key)
-
-
 def _band_groups(n_bands: int) -> list[range]:
     """The bands of each task: at most :data:`BANDS_PER_TASK` consecutive bands, groups of equal size."""
     n_tasks = -(-n_bands // BANDS_PER_TASK)
@@ -321,35 +293,60 @@ def _band_groups(n_bands: int) -> list[range]:
     return [range(a, b) for a, b in zip(edges[:-1], edges[1:], strict=True)]
 
 
+def _group_bands(slices: list[slice]) -> tuple[tuple[int, ...], tuple[tuple[slice, ...], ...]]:
+    """The bins of each task's bands (the tasks of :func:`_band_groups`): their numbers, and the
+    bands' slices into them. Bands are consecutive: a task's bins are its first band's start to its
+    last band's stop."""
+    bins, bands = [], []
+    for group in _band_groups(len(slices)):
+        start, stop = slices[group[0]].start, slices[group[-1]].stop
+        bins.append(stop - start)
+        bands.append(tuple(slice(slices[b].start - start, slices[b].stop - start) for b in group))
+    return tuple(bins), tuple(bands)
+
+
+def _grouped(value, bins: slice, chunks: tuple[int, ...], name: str) -> da.Array | None:
+    """An input as a dask array of one chunk per task of :func:`_band_groups`: a cube's ``bins``
+    split into ``chunks`` along energy, whole in lat/lon; a ``(lat, lon)`` plane whole."""
+    if value is None:
+        return None
+    if value.ndim == 3:
+        value, chunks = value[bins], (chunks, -1, -1)
+    else:
+        chunks = (-1, -1)
+    if isinstance(value, da.Array):
+        return value.rechunk(chunks)
+    return da.from_array(value, chunks=chunks, name=name)  # named: hashing it costs more than the ring
+
+
+def _ring_group(counts, acceptance, mask_safe, usable, *, bands, block_id, **kwargs) -> dict:
+    """:func:`ring_bands` of the bands ``bands[i]`` of the task ``i = block_id[0]``."""
+    return ring_bands(counts, acceptance, mask_safe, usable, bands=bands[block_id[0]], **kwargs)
+
+
 def _band_tasks(arrays: dict, slices: list[slice], summed: bool, sums: Callable, sums_kwargs: dict):
-    """The graph layer of the :func:`ring_bands` tasks (see :func:`_band_groups`) and its name."""
+    """The :func:`ring_bands` tasks (see :func:`_band_groups`): a dask array of their results (dicts),
+    one chunk each, along energy (``(n_bands, ny, nx)``)."""
     lazy = [a for a in arrays.values() if isinstance(a, da.Array)]
     if len(lazy) == len([a for a in arrays.values() if a is not None]):
-        token = dask.base.tokenize([a.name for a in lazy], slices, summed, sums, sums_kwargs)
+        token = tokenize([a.name for a in lazy], slices, summed, sums, sums_kwargs)
     else:  # in-memory inputs: hashing them costs more than the ring; the graph is unique anyway
         token = uuid.uuid4().hex
-    name, graph, collections = f"ring-bands-{token}", {}, []
-    refs = [_graph_input(a, f"ring-{k}-{token}", graph, collections) for k, a in arrays.items()]
-    for i, group in enumerate(_band_groups(len(slices))):
-        bands = [slices[b] for b in group]
-        graph[(name, i)] = _task(
-            (name, i), ring_bands, *refs, bands=bands, summed=summed, sums=sums, **sums_kwargs
-        )
-    return name, HighLevelGraph.from_collections(name, graph, dependencies=collections)
+    bins, bands = _group_bands(slices)
+    span = slice(slices[0].start, slices[-1].stop)
+    inputs = [_grouped(a, span, bins, f"ring-{k}-{token}") for k, a in arrays.items()]
+    # bound into the function: dask would make a task of a long list (the adaptive ring's kernels)
+    func = functools.partial(_ring_group, bands=bands, summed=summed, sums=sums, **sums_kwargs)
+    chunks = (tuple(len(b) for b in bands), *((n,) for n in arrays["counts"].shape[1:]))
+    meta = np.empty((0, 0, 0), dtype=object)
+    return da.map_blocks(func, *inputs, chunks=chunks, dtype=object, meta=meta, name=f"ring-bands-{token}")
 
 
-def _output_array(core: HighLevelGraph, core_name: str, n_bands: int, shape, name: str, zero: bool, dtype):
+def _output_array(core: da.Array, name: str, zero: bool, dtype) -> da.Array:
     """The dask array of one product: per task of :func:`_band_tasks`, a task picking it out."""
-    out_name = f"{name}-{core_name}"
-    groups = _band_groups(n_bands)
-    graph = {}
-    for i in range(len(groups)):
-        key = (out_name, i, 0, 0)
-        graph[key] = _task(key, _pick, _ref((core_name, i)), name, zero, dtype)
-    layers = {**core.layers, out_name: graph}
-    dependencies = {**core.dependencies, out_name: {core_name}}
-    chunks = (tuple(len(g) for g in groups), (shape[0],), (shape[1],))
-    return da.Array(HighLevelGraph(layers, dependencies), out_name, chunks, dtype=dtype)
+    func = functools.partial(_pick, name=name, zero_unsafe=zero, dtype=dtype)
+    meta = np.empty((0, 0, 0), dtype=dtype)
+    return da.map_blocks(func, core, dtype=dtype, meta=meta, name=f"{name}-{core.name}")
 
 
 def _check_inputs(counts: xr.DataArray, acceptance: xr.DataArray, mask_safe) -> xr.DataArray | None:
@@ -427,12 +424,12 @@ def ring_products(
         "mask_safe": None if mask_safe is None else mask_safe.data,
         "usable": exclusion_plane(exclusion, counts),
     }  # fmt: skip
-    core_name, core = _band_tasks(arrays, slices, summed, sums, sums_kwargs)
+    core = _band_tasks(arrays, slices, summed, sums, sums_kwargs)
     common = {"energy_type": "reco", "obs_id": counts.attrs.get("obs_id"), **parameters}
     variables = {}
     for name in RING_VARIABLES:
         zero = name in zero_unsafe
-        data = _output_array(core, core_name, len(slices), counts.shape[1:], name, zero, dtypes[name])
+        data = _output_array(core, name, zero, dtypes[name])
         attrs = {"units": "", **common, "product": name, "geom": geom_attrs}
         variables[name] = xr.Variable(counts.dims, data, attrs)
     attrs = {**common, "product": product, "geom": geom_attrs}

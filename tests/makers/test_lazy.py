@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dask
 import numpy as np
 import xarray as xr
 
@@ -34,3 +35,23 @@ def test_two_leading_dims_with_an_extra_axis():
     np.testing.assert_array_equal(cube["rad"].values, [0.0, 0.1])
     expected = _block((2.0, 2), geom)
     np.testing.assert_allclose(cube.compute(scheduler="sync").values, expected)
+
+
+def test_the_load_runs_once_for_all_blocks():
+    """dask's blockwise optimisation must not fuse the load into (and re-run it in) each block task."""
+    calls = []
+
+    def load():
+        calls.append(1)
+        return 1.0, 1
+
+    def block(loaded, block_geom):
+        return _block(loaded, block_geom)[:, 0]
+
+    axis = gpcube.EnergyAxis.log(1, 10, 2, "energy_true")
+    geom = gpcube.SkyGeom.create((0, 0), 0.1, npix=(7, 5), axes=[axis])
+    cube = lazy_cube(load, (), block, geom, "energy_true", name="t", dtype=float, attrs={}, chunk=2)
+    assert len(cube.chunks[1]) * len(cube.chunks[2]) == 12
+    (computed,) = dask.compute(cube.data + 1, scheduler="sync")
+    np.testing.assert_allclose(computed, _block((1.0, 1), geom)[:, 0] + 1)
+    assert len(calls) == 1
