@@ -111,16 +111,19 @@ def _reduce(config: JobConfig, client, *, progress: bool) -> tuple[dict, Archive
     root = check_or_create(archive, config.analysis_dict(), geom.to_attrs, config.to_dict(redact=True))
     drop_stale_branches(archive, BUILD_PREFIX, STALE_BRANCH_SECONDS)  # a killed build's
     head = archive.readonly()
-    _remember_headers(head.store, root)
+    grids = _stored_grids(head.store, root)
+    for attrs in grids:
+        remember_header(attrs)
     done = set(observation_attrs(head.store, obs_ids))
     todo = [i for i in obs_ids if i not in done]
     commits = ReduceCommits(archive, todo, config.commit.observations, config.commit.seconds)
     if todo:
         import_makers(config)
         config_json = json.dumps(config.to_dict())
-        remember_job(config_json, config, geom, data)
+        grids_json = json.dumps(grids)
+        remember_job(config_json, grids_json, config, geom, data)
         base = archive.writable()
-        calls = [(str(i), (base.fork(), config_json, i)) for i in todo]
+        calls = [(str(i), (base.fork(), config_json, grids_json, i)) for i in todo]
         try:
             _, failures = run_tasks(
                 reduce_observation, calls, client, desc="reduce", progress=progress, token=_token(archive),
@@ -144,12 +147,15 @@ def _token(archive: Archive) -> str:
     return f"{stem}-{uuid.uuid4().hex[:8]}"
 
 
-def _remember_headers(store, root: dict) -> None:
-    """The WCS headers stored in the archive serve this process and the workers it forks (see
-    :func:`gpcube.geom.sky.remember_header`), whatever version of gpcube wrote them."""
-    remember_header(root.get("geom") or {})
-    with contextlib.suppress(GpcubeError):  # the coarse IRF grid's, once there is a mosaic
-        remember_header(read_group_attrs(store, f"{MOSAIC}/{IRF}").get("geom") or {})
+def _stored_grids(store, root: dict) -> list[dict]:
+    """The geometry attrs stored in the archive, whose WCS headers its products carry whatever version
+    of gpcube wrote them (see :func:`gpcube.geom.sky.remember_header`): the sky grid's, and the coarse
+    IRF grid's once there is a mosaic. This process takes them, and so does each reduce task (in its
+    arguments, for workers that did not fork from here after this)."""
+    grids = [root.get("geom") or {}]
+    with contextlib.suppress(GpcubeError):
+        grids.append(read_group_attrs(store, f"{MOSAIC}/{IRF}").get("geom") or {})
+    return [attrs for attrs in grids if attrs]
 
 
 def mosaic(

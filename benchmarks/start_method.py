@@ -1,0 +1,131 @@
+"""How the embedded cluster's workers start: ``fork`` against ``spawn`` on the 36-run survey, end to end.
+
+A forked worker is a copy of the ``gpcube`` process with numpy, xarray, astropy and gpcube already
+imported (forked when the job starts, before it opens its archive: it makes the job's geometry and
+reads the data store's index itself, from its first task's arguments, as any worker does); a spawned
+worker (the default off Linux, and what a remote worker resembles) starts a fresh interpreter and
+imports them first. Each repeat runs ``gpcube run job.yaml -q`` (``benchmarks/mosaic.py``'s job, 2
+worker processes, a fresh archive and a fresh process each) once with ``cluster.start_method: fork``
+and once with ``spawn``, alternating (which goes first alternates too), so that the noise of a shared
+machine falls on both alike. Printed: wall time, CPU time of the process tree (user + system of every
+process the command waited for), peak RSS summed over the tree (sampled every 20 ms) and the sum of the
+36 reduce tasks' own times (``provenance.seconds``: what a worker spends per observation once it has
+started), their medians and the ratios spawn / fork; and whether the two archives of the first repeat
+hold the same bytes in every chunk. Command (repository root)::
+
+    python benchmarks/start_method.py [--repeat 5] [--products all]
+"""
+
+from __future__ import annotations
+
+import argparse
+import resource
+import shutil
+import statistics
+import sys
+import tempfile
+from pathlib import Path
+
+import yaml
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from mosaic import (  # noqa: E402
+    DEFAULT_DATA,
+    PRODUCTS,
+    compile_gpcube,
+    run_sampled,
+    survey_obs_ids,
+    warm_cache,
+    write_job,
+)
+
+METHODS = ("fork", "spawn")
+
+
+def job_file(path: Path, data: Path, obs_ids: list[int], products: str, out: Path, method: str) -> None:
+    """``benchmarks/mosaic.py``'s survey job with 2 worker processes started by ``method``."""
+    write_job(path, data, obs_ids, products, out, "processes")
+    job = yaml.safe_load(path.read_text())
+    job["cluster"]["start_method"] = method
+    path.write_text(yaml.safe_dump(job, sort_keys=False))
+
+
+def chunks(archive: Path) -> dict[str, bytes]:
+    """``{key: encoded bytes}`` of every chunk in the archive's latest snapshot."""
+    from gpcube.storage import aio, nodes
+    from gpcube.storage.repository import Archive
+
+    store = Archive(archive).readonly().store
+
+    async def keys():
+        return [key async for key in store.list_prefix("")]
+
+    found = sorted(key for key in aio.run(keys()) if "/c/" in key or "/c" == key[-2:])
+    return dict(zip(found, aio.gather(nodes._get(store, key) for key in found), strict=True))
+
+
+def archive_info(path: Path) -> dict:
+    from gpcube.storage.info import archive_info
+
+    return archive_info(path)
+
+
+def run_once(work: Path, name: str, args, obs_ids: list[int], method: str) -> dict:
+    out, job = work / f"{name}.zarr", work / f"{name}.yaml"
+    job_file(job, args.data, obs_ids, args.products, out, method)
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    result = run_sampled([sys.executable, "-m", "gpcube.cli", "run", str(job), "-q"], work / f"{name}.log")
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    result["cpu"] = (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime)
+    result["obs_s"] = sum(o["seconds"] for o in archive_info(out)["observations"])
+    result["archive"] = out
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--products", choices=sorted(PRODUCTS), default="all")
+    parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
+    args = parser.parse_args()
+    obs_ids = survey_obs_ids(args.data)
+    warm_cache(args.data, obs_ids)
+    compile_gpcube()
+    rows: dict[str, list[dict]] = {method: [] for method in METHODS}
+    same = None
+    with tempfile.TemporaryDirectory(prefix="gpcube-start-method-") as tmp:
+        work = Path(tmp)
+        for repeat in range(args.repeat):
+            order = METHODS if repeat % 2 == 0 else METHODS[::-1]
+            archives = {}
+            for method in order:
+                result = run_once(work, f"{method}{repeat}", args, obs_ids, method)
+                archives[method] = result.pop("archive")
+                rows[method].append(result)
+                print(f"repeat {repeat} {method}: {result['wall']:.2f} s, CPU {result['cpu']:.2f} s, "
+                      f"{result['peak_mib']:.0f} MiB, tasks {result['obs_s']:.2f} s", flush=True)  # fmt: skip
+            if same is None:
+                fork, spawn = (chunks(archives[m]) for m in METHODS)
+                same = f"{len(fork)} chunks, {'identical' if fork == spawn else 'DIFFERENT'}"
+            for path in archives.values():
+                shutil.rmtree(path, ignore_errors=True)
+    print(f"\n36-run survey, products {args.products}, 2 workers, {args.repeat} repeats, alternating\n")
+    print("| start method | wall s (median) | walls | CPU s of the tree | peak MiB | reduce tasks s |")
+    print("|---|---:|---|---:|---:|---:|")
+    for method, found in rows.items():
+        walls = [r["wall"] for r in found]
+        cpu = statistics.median(r["cpu"] for r in found)
+        peak = statistics.median(r["peak_mib"] for r in found)
+        tasks = statistics.median(r["obs_s"] for r in found)
+        print(f"| {method} | {statistics.median(walls):.2f} | " + " / ".join(f"{w:.2f}" for w in walls)
+              + f" | {cpu:.2f} | {peak:.0f} | {tasks:.2f} |")  # fmt: skip
+    for key in ("wall", "cpu", "peak_mib", "obs_s"):
+        fork, spawn = (statistics.median(r[key] for r in rows[m]) for m in METHODS)
+        pairs = [s[key] / f[key] for f, s in zip(rows["fork"], rows["spawn"], strict=True)]
+        print(f"spawn / fork, {key}: {spawn / fork:.3f} (medians), {statistics.median(pairs):.3f} "
+              "(median of the repeats' ratios)")  # fmt: skip
+    print(f"archives of the first repeat (fork, spawn): {same}")
+
+
+if __name__ == "__main__":
+    main()
