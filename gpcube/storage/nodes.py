@@ -15,6 +15,7 @@ root group).
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import json
 import math
@@ -101,8 +102,10 @@ def to_json(document: Any) -> str:
     return json.dumps(_strict(document), separators=(",", ":"), default=_json_default, allow_nan=False)
 
 
-async def _get(store, key: str) -> bytes | None:
-    value = await store.get(key, _prototype())
+async def _get(store, key: str, byte_range=None) -> bytes | None:
+    """The object at ``key`` (None if it is missing), or the part of it in ``byte_range`` (a zarr
+    :class:`~zarr.abc.store.ByteRequest`)."""
+    value = await store.get(key, _prototype(), byte_range)
     return None if value is None else value.to_bytes()
 
 
@@ -456,23 +459,44 @@ def _encoded_chunks(store, path: str, indices: list, chunks, shards) -> list:
     if shards is None:
         return aio.gather((_get(store, _chunk_key(path, i)) for i in indices), return_exceptions=True)
     per = shards_mod.inner_grid(shards, chunks)
-    wanted = sorted({tuple(i // p for i, p in zip(index, per, strict=True)) for index in indices})
-    fetched = aio.gather((_get(store, _chunk_key(path, s)) for s in wanted), return_exceptions=True)
-    tables = {}
-    for shard, raw in zip(wanted, fetched, strict=True):
-        if raw is None or isinstance(raw, Exception):
-            tables[shard] = (raw, None)
-            continue
-        try:
-            tables[shard] = (raw, shards_mod.decode_index(raw, per, path))
-        except GpcubeError as exc:
-            tables[shard] = (exc, None)
-    out = []
+    by_shard: dict[tuple, list] = {}
     for index in indices:
-        raw, table = tables[tuple(i // p for i, p in zip(index, per, strict=True))]
-        if table is None:
-            out.append(raw)  # None (the whole shard is fill values) or the exception
-            continue
-        offset, nbytes = table[tuple(i % p for i, p in zip(index, per, strict=True))]
-        out.append(None if offset == shards_mod.EMPTY else raw[int(offset) : int(offset) + int(nbytes)])
+        by_shard.setdefault(tuple(i // p for i, p in zip(index, per, strict=True)), []).append(index)
+    fetched = aio.gather(
+        (
+            _shard_chunks(store, _chunk_key(path, shard), found, per, path)
+            for shard, found in by_shard.items()
+        ),
+        return_exceptions=True,
+    )
+    pieces: dict[tuple, bytes | None | Exception] = {}
+    for found, result in zip(by_shard.values(), fetched, strict=True):
+        for index in found:
+            pieces[index] = result if result is None or isinstance(result, Exception) else result[index]
+    return [pieces[index] for index in indices]
+
+
+async def _shard_chunks(store, key: str, indices: list, per, path: str) -> dict | None:
+    """``{index: encoded bytes or None}`` of the inner chunks ``indices`` of the shard at ``key`` (None:
+    the shard is missing, all fill values). A shard whose every chunk is wanted is fetched whole; of
+    others only the index (the object's end) and the wanted chunks' byte ranges are, so that a mosaic
+    region reading a corner of a large cutout does not fetch the whole cutout."""
+    from zarr.abc.store import RangeByteRequest, SuffixByteRequest
+
+    n_inner = int(np.prod(per))
+    whole = len(indices) >= n_inner
+    raw = await _get(store, key, None if whole else SuffixByteRequest(n_inner * 16 + 4))
+    if raw is None:
+        return None
+    table = shards_mod.decode_index(raw, per, path)
+    spans = {}
+    for index in indices:
+        offset, nbytes = (int(v) for v in table[tuple(i % p for i, p in zip(index, per, strict=True))])
+        spans[index] = None if offset == shards_mod.EMPTY else (offset, offset + nbytes)
+    if whole:
+        return {index: None if span is None else raw[span[0] : span[1]] for index, span in spans.items()}
+    wanted = [(index, span) for index, span in spans.items() if span is not None]
+    parts = await asyncio.gather(*(_get(store, key, RangeByteRequest(*span)) for _, span in wanted))
+    out = dict.fromkeys(spans)
+    out.update({index: part for (index, _), part in zip(wanted, parts, strict=True)})
     return out

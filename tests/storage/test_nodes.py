@@ -156,3 +156,33 @@ def test_a_corrupt_shard_index_is_named(store):
     nodes.aio.run(store.set("obs/1/counts/c/0/0", nodes._buffer(raw[:-3] + b"xyz")))
     with pytest.raises(GpcubeError, match="obs/1/counts: chunk .* cannot be read .*index fails its checksum"):
         nodes.read_region(store, "obs/1/counts")
+
+
+def test_a_region_of_a_large_shard_fetches_its_index_and_chunks_only(store, monkeypatch):
+    """A mosaic region over a corner of an observation's cutout (one shard of many inner chunks) reads
+    the shard's index and the chunks it needs, not the whole shard (the out-of-core run's 2500 x 2500 px
+    cutouts were fetched whole for each of ~25 regions each)."""
+    data = np.arange(2 * 64 * 64, dtype=np.float32).reshape(2, 64, 64) + 1
+    data[:, 16:32, 0:16] = 0  # an empty inner chunk
+    nodes.write_group(store, "", {})
+    writer = nodes.ArrayWriter(store, "a", data.shape, "float32", (2, 16, 16), ("e", "y", "x"), shards=True)
+    writer[:, :, :] = data
+    fetched = []
+    get = nodes._get
+
+    async def recording(store_, key, byte_range=None):
+        raw = await get(store_, key, byte_range)
+        if "/c/" in key:  # the shard (not the array's metadata)
+            fetched.append((byte_range, 0 if raw is None else len(raw)))
+        return raw
+
+    monkeypatch.setattr(nodes, "_get", recording)
+    shard_size = len(nodes.aio.run(get(store, "a/c/0/0/0")))
+    for region in [(slice(None), slice(3, 20), slice(5, 30)), (slice(None), slice(16, 32), slice(0, 16))]:
+        fetched.clear()
+        np.testing.assert_array_equal(nodes.read_region(store, "a", region), data[region])
+        assert fetched[0][0] is not None and fetched[0][1] == 16 * 16 + 4  # the index: 16 chunks
+        assert sum(size for _, size in fetched) < shard_size / 2
+    fetched.clear()
+    np.testing.assert_array_equal(nodes.read_region(store, "a"), data)  # all chunks: the whole shard once
+    assert fetched == [(None, shard_size)]
