@@ -639,12 +639,16 @@ def trial_full_kill(setup: Setup, rng: random.Random) -> Outcome:
 
 
 def read_archive(path: Path, how: str) -> tuple:
-    """One reader's view: through gpcube.open_archive (each call a snapshot) or plain xarray on one
-    read-only session's store (both groups from that snapshot)."""
+    """One reader's view: through gpcube.open_archive (the IRF maps from the snapshot the mosaic was
+    opened at: each call opens the latest one) or plain xarray on one read-only session's store (both
+    groups from that snapshot)."""
     import xarray as xr
 
     if how == "open_archive":
-        return reader_totals(gpcube.open_archive(path), gpcube.open_archive(path, irf=True))
+        mosaic = gpcube.open_archive(path)
+        return reader_totals(
+            mosaic, gpcube.open_archive(path, irf=True, snapshot=mosaic.attrs["archive"]["snapshot"])
+        )
     store = Archive(path).readonly().store
     mosaic = xr.open_zarr(store, group="mosaic", consolidated=False)
     return reader_totals(mosaic, xr.open_zarr(store, group="mosaic/irf", consolidated=False))
