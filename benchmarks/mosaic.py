@@ -164,10 +164,13 @@ def gpcube_child(job: Path, mode: str) -> dict:
 
 # ---------------------------------------------------------------------------------------- measuring
 def run_sampled(command: list[str], log: Path, interval: float = 0.02) -> dict:
-    """Run ``command``; its wall time, peak RSS summed over its process tree, and its last stdout line."""
+    """Run ``command``; its wall time, CPU time of its process tree (user + system of every process it
+    waited for: steadier than wall time on a loaded machine), peak RSS summed over its process tree, and
+    its last stdout line."""
     import psutil
 
     env = {**os.environ, LAUNCH: repr(time.time())}
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     with open(log, "w") as out:
         start = time.perf_counter()
         proc = psutil.Popen(command, stdout=out, stderr=subprocess.STDOUT, env=env, text=True)
@@ -204,7 +207,9 @@ def run_sampled(command: list[str], log: Path, interval: float = 0.02) -> dict:
     if results and results[-1] < len(lines) - 1:
         after = lines[results[-1] + 1 :]
         print(f"note: {' '.join(command[:3])} printed after its result:", *after, sep="\n  ", file=sys.stderr)
-    return {"wall": wall, "peak_mib": peak[0] / 2**20, "stdout": last}
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime)
+    return {"wall": wall, "cpu": cpu, "peak_mib": peak[0] / 2**20, "stdout": last}
 
 
 def _child_command(args, kind: str, products: str, extra: list[str]) -> list[str]:

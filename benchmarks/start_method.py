@@ -19,7 +19,6 @@ hold the same bytes in every chunk. Command (repository root)::
 from __future__ import annotations
 
 import argparse
-import resource
 import shutil
 import statistics
 import sys
@@ -73,10 +72,7 @@ def archive_info(path: Path) -> dict:
 def run_once(work: Path, name: str, args, obs_ids: list[int], method: str) -> dict:
     out, job = work / f"{name}.zarr", work / f"{name}.yaml"
     job_file(job, args.data, obs_ids, args.products, out, method)
-    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     result = run_sampled([sys.executable, "-m", "gpcube.cli", "run", str(job), "-q"], work / f"{name}.log")
-    after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    result["cpu"] = (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime)
     result["obs_s"] = sum(o["seconds"] for o in archive_info(out)["observations"])
     result["archive"] = out
     return result

@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
-import resource
 import shutil
 import statistics
 import subprocess
@@ -68,14 +67,11 @@ def main() -> None:
                     job = work / f"{name}{repeat}.yaml"
                     write_job(job, args.data, obs_ids, args.products, out, "processes")
                     os.environ["PYTHONPATH"] = str(tree)
-                    before = resource.getrusage(resource.RUSAGE_CHILDREN)
                     try:
                         result = run_sampled([sys.executable, "-m", "gpcube.cli", "run", str(job), "-q"],
                                              work / f"{name}{repeat}.log")  # fmt: skip
                     finally:
                         del os.environ["PYTHONPATH"]
-                    after = resource.getrusage(resource.RUSAGE_CHILDREN)
-                    result["cpu"] = (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime)
                     rows[name].append(result)
                     print(f"repeat {repeat} {name}: {result['wall']:.2f} s, CPU {result['cpu']:.2f} s, "
                           f"{result['peak_mib']:.0f} MiB",
