@@ -686,22 +686,25 @@ def trial_reader(setup: Setup, rng: random.Random) -> Outcome:
     return verdict(reasons, f"reads: {seen['old']} old, {seen['new']} new, {seen['mixed']} mixed")
 
 
-def trial_build_kill(setup: Setup, rng: random.Random) -> Outcome:
-    path = setup.archive("build", "reduced")
-    argv = gpcube_command("run", setup.job("build", setup.obs_ids, path))
-    delay = rng.uniform(0.05, 1.0) * setup.seconds["build"]
-    outcome = kill_and_rerun(setup, argv, path, delay, "build", "all")
+def _kill_a_run(
+    setup: Setup, rng: random.Random, name: str, start_from: str | None, earliest: float
+) -> Outcome:
+    """``gpcube run`` of every observation into a copy of reference ``start_from`` (a new archive if None),
+    killed at a random time from ``earliest`` of its reference duration ``name`` on, then run again."""
+    path = setup.archive(name, start_from)
+    argv = gpcube_command("run", setup.job(name, setup.obs_ids, path))
+    delay = rng.uniform(earliest, 1.0) * setup.seconds[name]
+    outcome = kill_and_rerun(setup, argv, path, delay, name, "all")
     shutil.rmtree(path, ignore_errors=True)
     return outcome
+
+
+def trial_build_kill(setup: Setup, rng: random.Random) -> Outcome:
+    return _kill_a_run(setup, rng, "build", "reduced", 0.05)
 
 
 def trial_first_run_kill(setup: Setup, rng: random.Random) -> Outcome:
-    path = setup.archive("first")
-    argv = gpcube_command("run", setup.job("first", setup.obs_ids, path))
-    delay = rng.uniform(0.02, 1.0) * setup.seconds["first"]
-    outcome = kill_and_rerun(setup, argv, path, delay, "first", "all")
-    shutil.rmtree(path, ignore_errors=True)
-    return outcome
+    return _kill_a_run(setup, rng, "first", None, 0.02)
 
 
 def trial_create_kill(setup: Setup, rng: random.Random) -> Outcome:

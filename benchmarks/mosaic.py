@@ -212,6 +212,25 @@ def run_sampled(command: list[str], log: Path, interval: float = 0.02) -> dict:
     return {"wall": wall, "cpu": cpu, "peak_mib": peak[0] / 2**20, "stdout": last}
 
 
+def timing_cells(runs: list[dict]) -> list[str]:
+    """Table cells of repeated :func:`run_sampled` runs: median wall (s), every wall, median CPU (s) and
+    median peak (MiB)."""
+    walls = [r["wall"] for r in runs]
+    return [f"{statistics.median(walls):.2f}", " / ".join(f"{w:.2f}" for w in walls),
+            f"{statistics.median(r['cpu'] for r in runs):.2f}",
+            f"{statistics.median(r['peak_mib'] for r in runs):.0f}"]  # fmt: skip
+
+
+def print_ratios(rows: dict[str, list[dict]], base: str, other: str, keys) -> None:
+    """``other / base`` of each of ``keys``: of the medians, and the median of the repeats' ratios
+    (the runs alternate, so a repeat's two runs saw the same load)."""
+    for key in keys:
+        ratio = statistics.median(r[key] for r in rows[other]) / statistics.median(r[key] for r in rows[base])
+        pairs = [o[key] / b[key] for b, o in zip(rows[base], rows[other], strict=True)]
+        print(f"{other} / {base}, {key}: {ratio:.3f} (medians), {statistics.median(pairs):.3f} "
+              "(median of the repeats' ratios)")  # fmt: skip
+
+
 def _child_command(args, kind: str, products: str, extra: list[str]) -> list[str]:
     ids = [str(i) for i in args.obs_ids]
     return [sys.executable, __file__, "--child", kind, "--products", products, "--data", str(args.data),

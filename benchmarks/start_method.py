@@ -32,8 +32,10 @@ from mosaic import (  # noqa: E402
     DEFAULT_DATA,
     PRODUCTS,
     compile_gpcube,
+    print_ratios,
     run_sampled,
     survey_obs_ids,
+    timing_cells,
     warm_cache,
     write_job,
 )
@@ -109,17 +111,9 @@ def main() -> None:
     print("| start method | wall s (median) | walls | CPU s of the tree | peak MiB | reduce tasks s |")
     print("|---|---:|---|---:|---:|---:|")
     for method, found in rows.items():
-        walls = [r["wall"] for r in found]
-        cpu = statistics.median(r["cpu"] for r in found)
-        peak = statistics.median(r["peak_mib"] for r in found)
         tasks = statistics.median(r["obs_s"] for r in found)
-        print(f"| {method} | {statistics.median(walls):.2f} | " + " / ".join(f"{w:.2f}" for w in walls)
-              + f" | {cpu:.2f} | {peak:.0f} | {tasks:.2f} |")  # fmt: skip
-    for key in ("wall", "cpu", "peak_mib", "obs_s"):
-        fork, spawn = (statistics.median(r[key] for r in rows[m]) for m in METHODS)
-        pairs = [s[key] / f[key] for f, s in zip(rows["fork"], rows["spawn"], strict=True)]
-        print(f"spawn / fork, {key}: {spawn / fork:.3f} (medians), {statistics.median(pairs):.3f} "
-              "(median of the repeats' ratios)")  # fmt: skip
+        print(f"| {method} | " + " | ".join(timing_cells(found)) + f" | {tasks:.2f} |")
+    print_ratios(rows, "fork", "spawn", ("wall", "cpu", "peak_mib", "obs_s"))
     print(f"archives of the first repeat (fork, spawn): {same}")
 
 

@@ -18,14 +18,13 @@ import argparse
 import contextlib
 import os
 import shutil
-import statistics
 import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from mosaic import DEFAULT_DATA, PRODUCTS, run_sampled, survey_obs_ids, write_job  # noqa: E402
+from mosaic import DEFAULT_DATA, PRODUCTS, print_ratios, run_sampled, survey_obs_ids, timing_cells, write_job  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -82,18 +81,8 @@ def main() -> None:
     print("| version | wall s (median) | walls | CPU s of the process tree (median) | peak MiB (median) |")
     print("|---|---:|---|---:|---:|")
     for name, found in rows.items():
-        walls = [r["wall"] for r in found]
-        cpu = statistics.median(r["cpu"] for r in found)
-        peak = statistics.median(r["peak_mib"] for r in found)
-        print(f"| {name}: {label[name]} | {statistics.median(walls):.2f} | "
-              + " / ".join(f"{w:.2f}" for w in walls) + f" | {cpu:.2f} | {peak:.0f} |")  # fmt: skip
-    for key in ("wall", "cpu"):
-        old, new = (statistics.median(r[key] for r in rows[name]) for name in ("old", "new"))
-        pairs = [n[key] / o[key] for o, n in zip(rows["old"], rows["new"], strict=True)]
-        print(
-            f"new / old, {key}: {new / old:.3f} (medians), {statistics.median(pairs):.3f} (median of the "
-            "repeats' ratios)"
-        )
+        print(f"| {name}: {label[name]} | " + " | ".join(timing_cells(found)) + " |")
+    print_ratios(rows, "old", "new", ("wall", "cpu"))
 
 
 if __name__ == "__main__":
