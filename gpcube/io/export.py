@@ -34,6 +34,7 @@ import xarray as xr
 from gpcube.errors import GpcubeError
 from gpcube.geom import SkyGeom
 from gpcube.io.dataset_meta import ObservationMeta, gti_hdu, livetime_meta, meta_table_hdu
+from gpcube.makers.registry import PRODUCTS
 
 if TYPE_CHECKING:
     from astropy.io import fits
@@ -41,15 +42,23 @@ if TYPE_CHECKING:
 __all__ = ["ObservationMeta", "write_map_dataset", "write_map_dataset_onoff", "write_maps"]
 
 _ENERGY_RECO = ("energy_reco", "lat", "lon")
-_ENERGY_TRUE = ("energy_true", "lat", "lon")
+
+
+def _product(name: str, extname: str, kind: str) -> tuple[str, tuple[str, ...], str, str]:
+    """``(EXTNAME, dims, default unit, kind)`` of a product of :data:`gpcube.makers.registry.PRODUCTS`:
+    its dims and units as the registry has them."""
+    product = PRODUCTS[name]
+    return extname, (*product.axes, *_ENERGY_RECO[1:]), product.units, kind
+
+
 #: Mosaic variables written, in gammapy's HDU order: name -> (EXTNAME, dims, default unit, kind).
 _SKY_MAPS = {
-    "counts": ("COUNTS", _ENERGY_RECO, "", "counts"),
-    "exposure": ("EXPOSURE", _ENERGY_TRUE, "m2 s", "float"),
-    "background": ("BACKGROUND", _ENERGY_RECO, "", "float"),
+    "counts": _product("counts", "COUNTS", "counts"),
+    "exposure": _product("exposure", "EXPOSURE", "float"),
+    "background": _product("background", "BACKGROUND", "float"),
 }
 _MASKS = {
-    "mask_safe": ("MASK_SAFE", _ENERGY_RECO, "", "mask"),
+    "mask_safe": _product("mask_safe", "MASK_SAFE", "mask"),
     "mask_fit": ("MASK_FIT", _ENERGY_RECO, "", "mask"),
 }
 #: The OFF maps of a ``MapDatasetOnOff``, written after its GTI and META_TABLE.
@@ -58,14 +67,16 @@ _OFF_MAPS = {
     "acceptance": ("ACCEPTANCE", _ENERGY_RECO, "", "float"),
     "acceptance_off": ("ACCEPTANCE_OFF", _ENERGY_RECO, "", "float"),
 }
-#: IRF variables written: name -> (EXTNAME, dims, default unit, axis squashed in its exposure HDU).
+#: IRF variables written: name -> (EXTNAME, dims, default unit, axis squashed in its exposure HDU: the
+#: one after true energy).
 _IRF_MAPS = {
-    "edisp": ("EDISP", ("energy_true", "energy_reco", "lat", "lon"), "", "energy_reco"),
-    "psf": ("PSF", ("energy_true", "rad", "lat", "lon"), "sr-1", "rad"),
+    name: (*_product(name, extname, "float")[:3], PRODUCTS[name].axes[1])
+    for name, extname in (("edisp", "EDISP"), ("psf", "PSF"))
 }
 #: The weight each IRF map is written with (its ``<EXTNAME>_EXPOSURE`` HDU, which gammapy uses to stack
-#: it further); ``exposure_irf`` for a map whose own weight is missing.
-_IRF_EXPOSURE = {"edisp": "exposure_irf", "psf": "exposure_psf"}
+#: it further; :attr:`gpcube.makers.registry.Product.weight`); ``exposure_irf`` for a map whose own
+#: weight is missing.
+_IRF_EXPOSURE = {name: PRODUCTS[name].weight for name in _IRF_MAPS}
 #: Non-spatial axes: dim -> (FITS column names: centre, min, max), interpolation, unit.
 _AXES = {
     "energy_reco": (("ENERGY", "E_MIN", "E_MAX"), "log", "TeV"),
@@ -339,7 +350,8 @@ def _irf_specs(irf: xr.Dataset) -> list[_MapSpec]:
         specs.append(spec)
         if weights[var] in irf.data_vars:
             label = f"irf[{weights[var]!r}]"
-            exposure = _map_spec(irf[weights[var]], "", _ENERGY_TRUE, "m2 s", "squashed", geom, label)
+            _, dims, unit, _ = _product(weights[var], "", "squashed")
+            exposure = _map_spec(irf[weights[var]], "", dims, unit, "squashed", geom, label)
             squashed = next(ax for ax in spec.axes if ax.dim == squashed_dim).squash()
             specs.append(exposure._replace(extname=f"{extname}_EXPOSURE", axes=(squashed, *exposure.axes)))
     return specs

@@ -17,6 +17,7 @@ from collections.abc import Mapping
 import numpy as np
 
 from gpcube.errors import GpcubeError
+from gpcube.makers.registry import ORIENTATIONS  # the named orientations, defined with the other choices
 
 __all__ = [
     "HESS_DR1_EXPORTERS",
@@ -27,19 +28,6 @@ __all__ = [
     "oriented_fov_coords",
     "resolve_orientation",
 ]
-
-#: Named orientations: for each FoV dim of a bkg_3d Dataset (as gpcube reads it: ``fov_lon`` is
-#: the header's DETX, ``fov_lat`` its DETY), the signed FoV direction it is evaluated along.
-#: ``"lon"``/``"lat"`` are east/north for RADEC alignment and +az/+alt for ALTAZ.
-ORIENTATIONS: dict[str, dict[str, str]] = {
-    # GADF: DETX is the FoV longitude, counted positive away from +lon (the mirror image of the sky
-    # as seen from inside the sphere), DETY the FoV latitude.
-    "gadf": {"fov_lon": "-lon", "fov_lat": "+lat"},
-    # H.E.S.S. DL3 DR1 (exporter "SASH FITS::EventListWriter", HDUVERS 0.2): the table's DETY axis
-    # runs along +lon and its DETX axis along +lat. The reference reads these files so, and the
-    # positions of background events favour it (benchmarks/bkg_orientation.py).
-    "hess-dr1": {"fov_lat": "+lon", "fov_lon": "+lat"},
-}
 
 #: Events-header (CREATOR, HDUVERS) of the exporters whose tables use the "hess-dr1" orientation.
 HESS_DR1_EXPORTERS = {("SASH FITS::EventListWriter", "0.2")}

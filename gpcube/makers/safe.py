@@ -24,6 +24,7 @@ from gpcube.makers._cutout import observation_cube
 from gpcube.makers._lazy import DEFAULT_CHUNK, block_slices
 from gpcube.makers.background import background_block, load_background
 from gpcube.makers.edisp import edisp_kernels
+from gpcube.makers.registry import SAFE_MASK_METHODS
 
 if TYPE_CHECKING:  # astropy.coordinates takes ~0.6 s to import
     from astropy.coordinates import SkyCoord
@@ -45,8 +46,8 @@ __all__ = [
     "safe_energy_thresholds",
 ]
 
-#: The methods, in the order they are applied.
-METHODS = ("offset-max", "aeff-default", "aeff-max", "edisp-bias", "bkg-peak", "bkg-invalid")
+#: The methods, in the order they are applied (:data:`gpcube.makers.registry.SAFE_MASK_METHODS`).
+METHODS = tuple(SAFE_MASK_METHODS)
 #: Methods that find an energy threshold from the IRFs.
 ENERGY_METHODS = ("aeff-default", "aeff-max", "edisp-bias", "bkg-peak")
 #: Values are raised to this before their log in :func:`loglog_interp` (the smallest normal float32).

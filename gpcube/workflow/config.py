@@ -58,8 +58,7 @@ from gpcube.geom import FRAMES, PROJECTIONS, EnergyAxis, SkyGeom
 from gpcube.geom.frames import convert_frame
 from gpcube.io import DataStore
 from gpcube.io.location import as_location, is_url
-from gpcube.makers.fov import ORIENTATIONS
-from gpcube.makers.safe import METHODS as SAFE_METHODS
+from gpcube.makers import registry
 
 __all__ = [
     "BACKGROUND_METHODS", "PRODUCTS", "AdaptiveRingConfig", "BackgroundConfig", "RingConfig",
@@ -69,10 +68,10 @@ __all__ = [
     "parse_config",
 ]  # fmt: skip
 
-#: Product names allowed in ``products``.
-PRODUCTS = ("counts", "exposure", "background", "psf", "edisp")
+#: Product names allowed in ``products`` (:data:`gpcube.makers.registry.PRODUCTS`).
+PRODUCTS = registry.requestable_products()
 #: Products and safe-mask methods that need ``geom.energy_true``.
-TRUE_ENERGY_USERS = ("exposure", "psf", "edisp", "aeff-max", "edisp-bias")
+TRUE_ENERGY_USERS = registry.true_energy_users()
 #: Background keys and the methods that allow them.
 _METHOD_KEYS = {
     "exclusion": ("fov", "ring", "adaptive_ring"),
@@ -82,7 +81,10 @@ _METHOD_KEYS = {
     "ring": ("ring",),
     "adaptive_ring": ("adaptive_ring",),
 }
-BACKGROUND_METHODS = ("model", "fov", "ring", "adaptive_ring")
+#: ``background.method`` values (:data:`gpcube.makers.registry.BACKGROUND_METHODS`).
+BACKGROUND_METHODS = tuple(registry.BACKGROUND_METHODS)
+#: ``safe_mask.methods`` values (:data:`gpcube.makers.registry.SAFE_MASK_METHODS`).
+SAFE_METHODS = tuple(registry.SAFE_MASK_METHODS)
 
 
 def _is_ids(v: Any) -> bool:
@@ -406,7 +408,7 @@ class BackgroundConfig:
     ``adaptive_ring``) background; the ring methods use the predicted background as acceptance."""
 
     method: str = _key(_choice(BACKGROUND_METHODS), "model")
-    orientation: str = _key(_choice(("auto", *ORIENTATIONS)), "auto")
+    orientation: str = _key(_choice(("auto", *registry.ORIENTATIONS)), "auto")
     fov_rotation_step: float = _key(_num(_DEG, lambda x: x > 0), 1.0)
     exclusion: ExclusionConfig | None = _key(_nested(ExclusionConfig), None)
     grouping: str | MinCountsGrouping = _key(_grouping, "all")

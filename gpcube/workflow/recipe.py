@@ -31,6 +31,7 @@ from gpcube import makers
 from gpcube.geom import SkyGeom
 from gpcube.io import Observation
 from gpcube.makers._lazy import blockwise_map
+from gpcube.makers.registry import BACKGROUND_METHODS, PRODUCTS, products_on, stored_dtypes
 from gpcube.workflow.config import JobConfig
 from gpcube.workflow.ring import observation_ring
 
@@ -44,29 +45,21 @@ __all__ = [
     "observation_products",
 ]
 
-#: Sky products on the mosaic grid, in the order they are written.
-SKY_PRODUCTS = ("counts", "exposure", "background", "mask_safe")
+#: Sky products on the mosaic grid, in the order they are written (:mod:`gpcube.makers.registry`).
+SKY_PRODUCTS = products_on("sky")
 #: IRF maps on the coarse grid.
-IRF_PRODUCTS = ("psf", "edisp", "exposure_irf", "exposure_psf")
-#: Storage types: counts stay integers; float products as float32 (the makers' float64 results
-#: agree with the reference far better than float32 resolves, and the mosaic sums in float64).
-#: The cast happens as the blocks are written.
-STORED_DTYPES = {
-    "counts": np.int32,
-    "exposure": np.float32,
-    "background": np.float32,
-    "mask_safe": bool,
-    "psf": np.float32,
-    "edisp": np.float32,
-    "exposure_irf": np.float32,
-    "exposure_psf": np.float32,
-}
+IRF_PRODUCTS = products_on("irf")
+#: Storage types (:attr:`gpcube.makers.registry.Product.dtype`): counts stay integers; float products
+#: as float32 (the makers' float64 results agree with the reference far better than float32 resolves,
+#: and the mosaic sums in float64). The cast happens as the blocks are written.
+STORED_DTYPES = stored_dtypes()
 
 
-#: The makers every job uses (gpcube.makers imports each on first use), and those of the background
-#: methods that add some.
-_MAKERS = ("background", "counts", "edisp", "exposure", "psf", "safe")
-_METHOD_MAKERS = {"fov": ("fov_norm",), "ring": ("ring",), "adaptive_ring": ("ring", "ring_adaptive")}
+def _maker_modules(method: str) -> tuple[str, ...]:
+    """The maker modules a job uses: those of every product (each job makes a safe mask, and the
+    background also for the ring methods' acceptance) and those ``background.method`` adds."""
+    modules = dict.fromkeys(p.maker_module for p in PRODUCTS.values())
+    return (*modules, *BACKGROUND_METHODS[method].makers)
 
 
 def at_once(config: JobConfig) -> bool:
@@ -79,8 +72,8 @@ def import_makers(config: JobConfig) -> None:
     """Import the makers of ``config``'s products, so that the workers the embedded cluster forks
     from this process start with them (dask.array, which every reduce task needs, comes with
     :mod:`gpcube.workflow.pipeline`)."""
-    for name in (*_MAKERS, *_METHOD_MAKERS.get(config.background.method, ())):
-        importlib.import_module(f"gpcube.makers.{name}")
+    for module in _maker_modules(config.background.method):
+        importlib.import_module(module)
 
 
 def _safe_mask(observation: Observation, geom: SkyGeom, config: JobConfig, chunk: int) -> xr.DataArray:
@@ -110,7 +103,7 @@ def _sky_products(
     mask = _safe_mask(observation, geom, config, chunk)
     out: dict[str, xr.DataArray] = {}
     counts = fov_norm_ok = None
-    ring_method = config.background.method in ("ring", "adaptive_ring")
+    ring_method = BACKGROUND_METHODS[config.background.method].ring
     if "counts" in wanted or config.background.method == "fov" or ring_method:
         counts = makers.make_map_counts(observation, geom, max_offset=config.max_offset, chunk=chunk)
     if "counts" in wanted:
@@ -142,7 +135,7 @@ def _irf_products(
     ``fov_norm_ok`` (per reco bin, from the FoV background) masks the reco bins whose normalisation
     failed, as the sky products' ``mask_safe`` does.
     """
-    wanted = set(config.products) & {"psf", "edisp"}
+    wanted = set(config.products) & set(IRF_PRODUCTS)
     if not wanted:
         return {}
     binsz, offset, chunk = config.irf.binsz, config.max_offset, config.chunks.obs

@@ -18,6 +18,7 @@ import os
 from typing import NamedTuple
 
 from gpcube.errors import GpcubeError
+from gpcube.makers.registry import products_on
 from gpcube.workflow.config import JobConfig
 from gpcube.workflow.mosaic.build import irf_chunk_size, task_size
 
@@ -61,7 +62,7 @@ def task_memory(config: JobConfig) -> TaskMemory:
     region = min(ny, task_size(config.chunks.mosaic)) * min(nx, task_size(config.chunks.mosaic))
     mosaic = region * (13 * n_reco + 4 * n_true) * MOSAIC_COPIES
     irf = 0
-    if {"psf", "edisp"} & set(config.products):
+    if set(products_on("irf")) & set(config.products):
         coarse = geom.to_binsz(config.irf.binsz)
         px = min(coarse.shape[0], irf_chunk_size(config.chunks.mosaic)) * min(
             coarse.shape[1], irf_chunk_size(config.chunks.mosaic)

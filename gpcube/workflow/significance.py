@@ -27,6 +27,7 @@ import xarray as xr
 from gpcube.errors import GpcubeError
 from gpcube.estimators import estimate_excess_map
 from gpcube.estimators.bands import band_edges_of
+from gpcube.makers.registry import ring_methods
 from gpcube.storage.groups import write_dataarrays
 from gpcube.storage.layout import MOSAIC, RING, SIGNIFICANCE, mosaic_attrs, now, open_readonly, root_attrs
 from gpcube.storage.nodes import (
@@ -48,7 +49,7 @@ IN_MEMORY_BYTES = 256 << 20
 #: How many times the maps are made again when another run committed to the archive meanwhile.
 ATTEMPTS = 5
 #: Background methods whose mosaic has ring products (``mosaic/ring``).
-RING_METHODS = ("ring", "adaptive_ring")
+RING_METHODS = ring_methods()
 #: What the estimator may read of the mosaic; of the ring group; of the mosaic next to the ring's.
 MOSAIC_INPUTS = ("counts", "mask_safe", "background", "counts_off", "alpha", "acceptance", "acceptance_off",
                  "exposure")  # fmt: skip

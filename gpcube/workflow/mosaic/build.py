@@ -26,6 +26,7 @@ from gpcube.errors import GpcubeError
 from gpcube.execute import raise_failures, run_tasks
 from gpcube.geom import EnergyAxis, SkyGeom
 from gpcube.geom.sky import remember_header
+from gpcube.makers.registry import products_on, stored_dtypes
 from gpcube.storage.groups import group_coords
 from gpcube.storage.layout import IRF, MOSAIC, RING, complete_observations, now, obs_path, root_attrs
 from gpcube.storage.nodes import (
@@ -50,9 +51,8 @@ from gpcube.workflow.mosaic.sum import RING_SUMS, Piece, irf_chunk, overlap, rin
 
 __all__ = ["build_mosaic"]
 
-_SKY = ("counts", "exposure", "background", "mask_safe")
-_IRF = ("psf", "edisp", "exposure_irf", "exposure_psf")
-_DTYPES = {"counts": np.int32, "mask_safe": bool}
+#: The products of the two grids and the types they are stored with (:mod:`gpcube.makers.registry`).
+_SKY, _IRF, _DTYPES = products_on("sky"), products_on("irf"), stored_dtypes()
 #: How many times a build is planned again when another run changed the mosaic meanwhile.
 ATTEMPTS = 5
 #: The prefix of the branches of full builds (:func:`gpcube.storage.repository.process_branch`).
@@ -129,7 +129,7 @@ def _create_arrays(
 ) -> None:
     """Empty mosaic arrays shaped ``(*lead[name], lat, lon)``, with the template cutout's attrs and dims.
 
-    ``dtypes`` (default: counts int32, mask bool, else float32), ``geom_attrs`` (default: ``geom``'s)
+    ``dtypes`` (default: the registry's stored dtypes), ``geom_attrs`` (default: ``geom``'s)
     and ``sources`` (the template array of a mosaic array that has none of its own name) as needed.
     """
     for name, sizes in lead.items():
@@ -145,7 +145,7 @@ def _create_arrays(
         extra = sorted(c for c, v in coords.items() if c not in dims and set(v.dims) <= set(dims))
         if extra:
             attrs["coordinates"] = " ".join(extra)
-        dtype = (dtypes or {}).get(name, _DTYPES.get(name, np.float32))
+        dtype = (dtypes or _DTYPES)[name]
         ArrayWriter(
             store, f"{group}/{name}", (*sizes, *geom.shape), dtype, (*sizes, chunk, chunk), dims, attrs
         )

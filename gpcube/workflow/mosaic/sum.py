@@ -29,6 +29,7 @@ from typing import NamedTuple
 
 import numpy as np
 
+from gpcube.makers.registry import PRODUCTS, stored_dtypes
 from gpcube.storage.nodes import ArrayWriter, read_region
 
 __all__ = ["IRF_WEIGHTS", "Piece", "irf_chunk", "overlap", "ring_chunk", "sky_chunk"]
@@ -37,7 +38,11 @@ __all__ = ["IRF_WEIGHTS", "Piece", "irf_chunk", "overlap", "ring_chunk", "sky_ch
 #: float32, the type they are stored in (as a stacked Gammapy ``MapDataset`` sums them): a stored chunk
 #: continued with observations that come later in obs_id order then holds the bytes of a full
 #: rebuild, which is what lets the mosaic add observations without re-reading the old ones.
-ACCUMULATE = {"counts": np.int64, "background": np.float32, "exposure": np.float32, "mask_safe": bool}
+ACCUMULATE = {
+    name: np.dtype(np.int64) if np.issubdtype(dtype, np.integer) else dtype
+    for name, dtype in stored_dtypes().items()
+    if PRODUCTS[name].grid == "sky"
+}
 
 
 class Piece(NamedTuple):
@@ -67,16 +72,20 @@ def _read(store, group: str, name: str, source: tuple[slice, ...]) -> np.ndarray
 
 
 def _add_sky(store, acc: dict, piece: Piece, target, source) -> None:
+    """Add a piece to the accumulators, each by its product's rule (``Product.stack`` of the registry)."""
     mask = _read(store, piece.group, "mask_safe", source)
     at = (slice(None), *target)
-    acc["mask_safe"][at] |= mask
-    for name in ("counts", "background"):
-        if name in acc:
-            view = acc[name][at]
-            np.add(view, _read(store, piece.group, name, source), out=view, where=mask)
-    if "exposure" in acc:
-        view = acc["exposure"][at]
-        np.add(view, _read(store, piece.group, "exposure", source), out=view, where=mask.any(axis=0))
+    where = {"sum-safe": mask, "sum-any-safe": mask.any(axis=0)}
+    for name, acc_array in acc.items():
+        rule = PRODUCTS[name].stack
+        values = mask if name == "mask_safe" else _read(store, piece.group, name, source)
+        if rule == "or":
+            acc_array[at] |= values
+        elif rule in where:
+            view = acc_array[at]
+            np.add(view, values, out=view, where=where[rule])
+        else:
+            raise ValueError(f"sky product {name!r} has the stack rule {rule!r}, not one of a sky product")
 
 
 def _write_region(store, out: str, arrays: dict[str, np.ndarray], region: Sequence[int]) -> None:
@@ -139,9 +148,10 @@ def sky_chunk(
     return _sum_chunk(store, out, sizes, region, pieces, ACCUMULATE, _add_sky, resume)
 
 
-#: The weight of each IRF map's mean: the PSF's is ``exposure_psf`` where the observations have one
-#: (with an ``edisp`` map), else ``exposure_irf`` as for the energy dispersion.
-IRF_WEIGHTS = {"psf": "exposure_psf", "edisp": "exposure_irf"}
+#: The weight of each IRF map's mean (:attr:`gpcube.makers.registry.Product.weight`): the PSF's is
+#: ``exposure_psf`` where the observations have one (with an ``edisp`` map), else ``exposure_irf`` as
+#: for the energy dispersion.
+IRF_WEIGHTS = {name: p.weight for name, p in PRODUCTS.items() if p.stack == "mean"}
 
 
 def irf_chunk(
@@ -165,7 +175,7 @@ def irf_chunk(
     weights = {
         name: np.zeros((shapes[name][0], ny, nx), dtype=np.float32)
         for name in names
-        if name.startswith("exposure_")
+        if PRODUCTS[name].stack == "sum"
     }
     sums = {
         name: np.zeros((*shapes[name], ny, nx), dtype=np.float32) for name in names if name not in weights
