@@ -1,19 +1,45 @@
-"""Cutouts: the sub-grid of a geometry around a circle, on the same pixels as the parent."""
+"""Cutouts: the sub-grid of a geometry around a circle, on the same pixels as the parent.
+
+This module does not import :mod:`gpcube.geom.sky` (which imports it for :meth:`SkyGeom.cutout`): what
+it uses of a geometry is spelled out in :class:`Grid`, which :class:`~gpcube.geom.SkyGeom` satisfies.
+"""
 
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol, TypeVar
 
 import numpy as np
 
 from gpcube.errors import GpcubeError
 from gpcube.geom._util import _pair, skycoord_to_lonlat
 
-if TYPE_CHECKING:
-    from gpcube.geom.sky import SkyGeom
+__all__ = ["Grid", "cutout"]
 
-__all__ = ["cutout"]
+G = TypeVar("G", bound="Grid")
+
+
+class Grid(Protocol):
+    """What :func:`cutout` uses of a sky grid (:class:`~gpcube.geom.SkyGeom` has it all)."""
+
+    frame: str
+    projection: str
+    binsz: float
+    crpix: tuple[float, float]
+
+    @property
+    def shape(self) -> tuple[int, int]: ...
+
+    def slice(self: G, slices: tuple[slice, slice]) -> G: ...
+
+    def _to_native(self, lon: Any, lat: Any) -> tuple[np.ndarray, ...]: ...
+
+    def _native_to_pix(self, n: tuple[np.ndarray, ...]) -> tuple[np.ndarray, np.ndarray]: ...
+
+    def _intermediate(self, x: Any, y: Any) -> tuple[np.ndarray, np.ndarray]: ...
+
+    def _offset_pix(self, center_vec: tuple[float, ...], x: np.ndarray, y: np.ndarray) -> np.ndarray: ...
+
 
 _N_CIRCLE = 720  # points sampled on the circle to bound a TAN cutout
 _R0 = 180.0 / math.pi
@@ -21,7 +47,7 @@ _R0 = 180.0 / math.pi
 Box = tuple[int, int, int, int]  # (iy0, iy1, ix0, ix1), half-open
 
 
-def cutout(geom: SkyGeom, center: Any, max_offset: float) -> tuple[SkyGeom, tuple[slice, slice]]:
+def cutout(geom: G, center: Any, max_offset: float) -> tuple[G, tuple[slice, slice]]:
     """The sub-grid of ``geom`` holding every pixel whose centre is within ``max_offset`` of ``center``.
 
     Parameters
@@ -69,7 +95,7 @@ def cutout(geom: SkyGeom, center: Any, max_offset: float) -> tuple[SkyGeom, tupl
     return geom.slice(slices), slices
 
 
-def _center_lonlat(geom: SkyGeom, center: Any) -> tuple[float, float]:
+def _center_lonlat(geom: Grid, center: Any) -> tuple[float, float]:
     if hasattr(center, "transform_to"):
         if not center.isscalar:
             raise GpcubeError("center must be a scalar SkyCoord")
@@ -77,7 +103,7 @@ def _center_lonlat(geom: SkyGeom, center: Any) -> tuple[float, float]:
     return _pair(center, "center")
 
 
-def _clip_box(geom: SkyGeom, y_lo: float, y_hi: float, x_lo: float, x_hi: float) -> Box | None:
+def _clip_box(geom: Grid, y_lo: float, y_hi: float, x_lo: float, x_hi: float) -> Box | None:
     """Integer box of the pixel centres in the float ranges, one pixel wider, clipped; None if empty."""
     ny, nx = geom.shape
     iy0, iy1 = max(math.floor(y_lo) - 1, 0), min(math.ceil(y_hi) + 2, ny)
@@ -85,7 +111,7 @@ def _clip_box(geom: SkyGeom, y_lo: float, y_hi: float, x_lo: float, x_hi: float)
     return (iy0, iy1, ix0, ix1) if iy0 < iy1 and ix0 < ix1 else None
 
 
-def _bounding_box(geom: SkyGeom, vec: tuple[float, ...], radius: float) -> Box | None:
+def _bounding_box(geom: Grid, vec: tuple[float, ...], radius: float) -> Box | None:
     """A box of pixels surely holding every pixel centre within ``radius`` of the native vector."""
     ny, nx = geom.shape
     if nx == 0 or ny == 0:
@@ -95,7 +121,7 @@ def _bounding_box(geom: SkyGeom, vec: tuple[float, ...], radius: float) -> Box |
     return _bounding_box_tan(geom, vec, radius)
 
 
-def _bounding_box_car(geom: SkyGeom, vec: tuple[float, ...], radius: float) -> Box | None:
+def _bounding_box_car(geom: Grid, vec: tuple[float, ...], radius: float) -> Box | None:
     # In CAR pixel space the native latitude is linear in y and the native longitude in x.
     phi = math.degrees(math.atan2(vec[1], vec[0]))
     theta = math.degrees(math.atan2(vec[2], math.hypot(vec[0], vec[1])))
@@ -112,7 +138,7 @@ def _bounding_box_car(geom: SkyGeom, vec: tuple[float, ...], radius: float) -> B
     return _clip_box(geom, y_lo, y_hi, x_lo, x_hi)
 
 
-def _native_range_to_pix(geom: SkyGeom, phis: tuple[float, float], thetas: tuple[float, float]) -> tuple:
+def _native_range_to_pix(geom: Grid, phis: tuple[float, float], thetas: tuple[float, float]) -> tuple:
     x = [geom.crpix[0] - 1.0 - p / geom.binsz for p in phis]
     y = [geom.crpix[1] - 1.0 + t / geom.binsz for t in thetas]
     return (min(x), max(x)), (min(y), max(y))
@@ -131,7 +157,7 @@ def _circle(vec: tuple[float, ...], radius: float, npts: int) -> tuple[np.ndarra
     return pts[0], pts[1], pts[2]
 
 
-def _bounding_box_tan(geom: SkyGeom, vec: tuple[float, ...], radius: float) -> Box | None:
+def _bounding_box_tan(geom: Grid, vec: tuple[float, ...], radius: float) -> Box | None:
     ny, nx = geom.shape
     pts = _circle(vec, radius, _N_CIRCLE)
     if vec[2] <= 0.0 or np.any(pts[2] <= 0.0):
@@ -142,7 +168,7 @@ def _bounding_box_tan(geom: SkyGeom, vec: tuple[float, ...], radius: float) -> B
     return _clip_box(geom, y.min() - margin, y.max() + margin, x.min() - margin, x.max() + margin)
 
 
-def _row_minimiser_x(geom: SkyGeom, vec: tuple[float, ...], rows: np.ndarray) -> np.ndarray:
+def _row_minimiser_x(geom: Grid, vec: tuple[float, ...], rows: np.ndarray) -> np.ndarray:
     """Per row, the x where the distance to ``vec`` along the row is smallest (NaN: at an end of the row).
 
     A CAR row is a native parallel (nearest point at the centre's native longitude); a TAN row is a
@@ -158,7 +184,7 @@ def _row_minimiser_x(geom: SkyGeom, vec: tuple[float, ...], rows: np.ndarray) ->
     return geom.crpix[0] - 1.0 - xi / geom.binsz
 
 
-def _col_minimiser_y(geom: SkyGeom, vec: tuple[float, ...], cols: np.ndarray) -> np.ndarray:
+def _col_minimiser_y(geom: Grid, vec: tuple[float, ...], cols: np.ndarray) -> np.ndarray:
     """Per column, the y where the distance to ``vec`` along the column is smallest (NaN: at an end)."""
     xi, _ = geom._intermediate(cols, 0.0)
     if geom.projection == "CAR":  # a native meridian (half great circle)
@@ -183,7 +209,7 @@ def _candidates(best: np.ndarray, lo: int, hi: int) -> np.ndarray:
     return np.clip(cand, lo, hi - 1)
 
 
-def _scan(geom: SkyGeom, vec: tuple[float, ...], radius: float, box: Box) -> Box | None:
+def _scan(geom: Grid, vec: tuple[float, ...], radius: float, box: Box) -> Box | None:
     """Tight box of the pixel centres within ``radius`` inside ``box``, in O(rows + columns)."""
     iy0, iy1, ix0, ix1 = box
     rows, cols = np.arange(iy0, iy1), np.arange(ix0, ix1)

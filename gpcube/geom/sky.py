@@ -18,6 +18,7 @@ from gpcube.errors import GpcubeError
 from gpcube.geom import _projection as proj
 from gpcube.geom._util import _int_pair, _pair, _wrap360, skycoord_to_lonlat
 from gpcube.geom.axes import EnergyAxis
+from gpcube.geom.cutout import cutout as _cutout
 
 if TYPE_CHECKING:
     from astropy.coordinates import SkyCoord
@@ -428,9 +429,7 @@ class SkyGeom:
 
     def cutout(self, center: Any, max_offset: float) -> tuple[SkyGeom, tuple[slice, slice]]:
         """See :func:`gpcube.geom.cutout`."""
-        from gpcube.geom.cutout import cutout
-
-        return cutout(self, center, max_offset)
+        return _cutout(self, center, max_offset)
 
     # ------------------------------------------------------------------------- xarray and JSON
     def to_coords(self) -> dict[str, xr.Variable]:
