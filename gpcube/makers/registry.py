@@ -69,8 +69,9 @@ class Product:
     axes : tuple of str
         The non-spatial dims, in order, before the two pixel dims.
     energy_type : str
-        ``attrs["energy_type"]`` of the product: ``"energy_reco"``, ``"energy_true"`` or, for the
-        energy-dispersion kernels, ``"true->reco"``.
+        ``attrs["energy_type"]`` of the product: ``"reco"`` or ``"true"`` (the energy dim among its
+        axes is ``energy_reco`` or ``energy_true``) or, for the energy-dispersion kernels,
+        ``"true->reco"``.
     units : str
         ``attrs["units"]`` (``""``: dimensionless).
     dtype : str
@@ -110,20 +111,20 @@ _EXPOSURE = "gpcube.makers.exposure:make_map_exposure_true_energy"
 
 #: Every product, by name, in the order the archive writes them (sky grid, then IRF grid).
 PRODUCTS: Mapping[str, Product] = MappingProxyType({p.name: p for p in (
-    Product("counts", "gpcube.makers.counts:make_map_counts", "sky", ("energy_reco",), "energy_reco", "",
+    Product("counts", "gpcube.makers.counts:make_map_counts", "sky", ("energy_reco",), "reco", "",
             "int32", "sum-safe"),
-    Product("exposure", _EXPOSURE, "sky", ("energy_true",), "energy_true", "m2 s", "float32", "sum-any-safe"),
+    Product("exposure", _EXPOSURE, "sky", ("energy_true",), "true", "m2 s", "float32", "sum-any-safe"),
     Product("background", "gpcube.makers.background:make_map_background", "sky", ("energy_reco",),
-            "energy_reco", "", "float32", "sum-safe"),
-    Product("mask_safe", "gpcube.makers.safe:make_safe_mask", "sky", ("energy_reco",), "energy_reco", "",
+            "reco", "", "float32", "sum-safe"),
+    Product("mask_safe", "gpcube.makers.safe:make_safe_mask", "sky", ("energy_reco",), "reco", "",
             "bool", "or", requestable=False),
-    Product("psf", "gpcube.makers.psf:make_psf_map", "irf", ("energy_true", "rad"), "energy_true", "sr-1",
+    Product("psf", "gpcube.makers.psf:make_psf_map", "irf", ("energy_true", "rad"), "true", "sr-1",
             "float32", "mean", weight="exposure_psf"),
     Product("edisp", "gpcube.makers.edisp:make_edisp_kernel_map", "irf", ("energy_true", "energy_reco"),
             "true->reco", "", "float32", "mean", weight="exposure_irf"),
-    Product("exposure_irf", _EXPOSURE, "irf", ("energy_true",), "energy_true", "m2 s", "float32", "sum",
+    Product("exposure_irf", _EXPOSURE, "irf", ("energy_true",), "true", "m2 s", "float32", "sum",
             requestable=False),
-    Product("exposure_psf", _EXPOSURE, "irf", ("energy_true",), "energy_true", "m2 s", "float32", "sum",
+    Product("exposure_psf", _EXPOSURE, "irf", ("energy_true",), "true", "m2 s", "float32", "sum",
             requestable=False),
 )})  # fmt: skip
 
