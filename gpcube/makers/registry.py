@@ -80,9 +80,9 @@ class Product:
         How the mosaic combines the observations' values, a key of :data:`STACK_RULES`.
     weight : str or None
         For a ``mean``: the product it is weighted by.
-    requestable : bool
-        Whether the config's ``products`` may list it; the others are made when needed (the safe
-        mask always, the IRF weights with the IRF maps).
+    made_with : str or None
+        None for a product that the config's ``products`` lists; for the others, when they are made
+        (the safe mask in every job, the IRF weights with the IRF maps).
     """
 
     name: str
@@ -94,7 +94,12 @@ class Product:
     dtype: str
     stack: str
     weight: str | None = None
-    requestable: bool = True
+    made_with: str | None = None
+
+    @property
+    def requestable(self) -> bool:
+        """Whether the config's ``products`` may list it."""
+        return self.made_with is None
 
     def maker_function(self) -> Callable:
         """The maker, imported now (the registry itself imports none)."""
@@ -117,15 +122,15 @@ PRODUCTS: Mapping[str, Product] = MappingProxyType({p.name: p for p in (
     Product("background", "gpcube.makers.background:make_map_background", "sky", ("energy_reco",),
             "reco", "", "float32", "sum-safe"),
     Product("mask_safe", "gpcube.makers.safe:make_safe_mask", "sky", ("energy_reco",), "reco", "",
-            "bool", "or", requestable=False),
+            "bool", "or", made_with="in every job"),
     Product("psf", "gpcube.makers.psf:make_psf_map", "irf", ("energy_true", "rad"), "true", "sr-1",
             "float32", "mean", weight="exposure_psf"),
     Product("edisp", "gpcube.makers.edisp:make_edisp_kernel_map", "irf", ("energy_true", "energy_reco"),
             "true->reco", "", "float32", "mean", weight="exposure_irf"),
     Product("exposure_irf", _EXPOSURE, "irf", ("energy_true",), "true", "m2 s", "float32", "sum",
-            requestable=False),
+            made_with="with psf or edisp"),
     Product("exposure_psf", _EXPOSURE, "irf", ("energy_true",), "true", "m2 s", "float32", "sum",
-            requestable=False),
+            made_with="with psf and edisp"),
 )})  # fmt: skip
 
 

@@ -87,6 +87,18 @@ BACKGROUND_METHODS = tuple(registry.BACKGROUND_METHODS)
 SAFE_METHODS = tuple(registry.SAFE_MASK_METHODS)
 
 
+def _products(s: _Section, name: str, default: Any) -> tuple[str, ...]:
+    """``products``: distinct names of :data:`PRODUCTS`; a product made without being listed (the
+    safe mask, the IRF weights) is refused saying when it is made."""
+    value = s.m.get(name, default)
+    for item in value if isinstance(value, list | tuple) else ():
+        product = registry.PRODUCTS.get(item) if isinstance(item, str) else None
+        if product is not None and not product.requestable:
+            what = f"names from {', '.join(PRODUCTS)} ({item} is not listed: it is made {product.made_with})"
+            raise s.fail(name, what, item)
+    return _names(PRODUCTS, allow_empty=False)(s, name, default)
+
+
 def _is_ids(v: Any) -> bool:
     ints = isinstance(v, list | tuple) and all(isinstance(i, numbers.Integral) for i in v)
     return ints and len(v) > 0 and not any(isinstance(i, bool) for i in v) and len(set(v)) == len(v)
@@ -530,9 +542,7 @@ class JobConfig:
     geom: GeomConfig = _key(_nested(GeomConfig))
     output: str = _key(_location("the archive's location: a local path, or s3://, gs://, memory:// URL"))
     output_options: dict = _key(_options, Options())
-    products: tuple[str, ...] = _key(
-        _names(PRODUCTS, allow_empty=False), ("counts", "exposure", "background")
-    )
+    products: tuple[str, ...] = _key(_products, ("counts", "exposure", "background"))
     max_offset: float = _key(_num(_DEG, lambda x: x > 0), None)
     safe_mask: SafeMaskConfig = _key(_nested(SafeMaskConfig), SafeMaskConfig())
     background: BackgroundConfig = _key(_nested(BackgroundConfig), BackgroundConfig())

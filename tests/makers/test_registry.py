@@ -46,10 +46,11 @@ def test_the_config_accepts_the_requestable_products_and_lists_them_for_another_
     names = registry.requestable_products()
     assert names == ("counts", "exposure", "background", "psf", "edisp")
     assert parse_config(job_dict(tmp_path / "a.zarr", products=list(names))).products == names
-    for wrong in ("mask_safe", "exposure_psf", "sky"):  # made when needed, or unknown
+    for wrong, when in (("mask_safe", "in every job"), ("exposure_psf", "with psf and edisp"), ("sky", None)):
         with pytest.raises(ConfigError, match="products") as error:
             parse_config(job_dict(tmp_path / "a.zarr", products=["counts", wrong]))
         assert ", ".join(names) in str(error.value) and repr(wrong) in str(error.value)
+        assert (f"{wrong} is not listed: it is made {when}" in str(error.value)) == (when is not None)
 
 
 def test_the_config_reads_its_choices_from_the_registry():
