@@ -169,3 +169,22 @@ def test_observations_without_a_stored_gti_warn_and_give_no_gti_table(map_archiv
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         export(old, tmp_path / "new.fits", obs_id=RUNS[1])
+
+
+def test_the_archive_stores_each_product_as_the_registry_says(map_archive):
+    """Type, grid, dims and units of every product in an observation's groups and the mosaic's
+    (:mod:`gpcube.makers.registry`; the types are pinned in tests/makers/test_registry.py)."""
+    from gpcube.makers.registry import PRODUCTS, products_on
+    from gpcube.storage.layout import obs_path
+    from tests.conftest import stored_arrays
+
+    obs = obs_path(RUNS[0])
+    for grid, groups in {"sky": (obs, "mosaic"), "irf": (f"{obs}/irf", "mosaic/irf")}.items():
+        for group in groups:
+            arrays = {n: a for n, a in stored_arrays(map_archive, group).items() if n in PRODUCTS}
+            assert sorted(arrays) == sorted(products_on(grid)), group
+            for name, (values, meta) in arrays.items():
+                product, label = PRODUCTS[name], f"{group}/{name}"
+                assert values.dtype == np.dtype(product.dtype) and meta["data_type"] == product.dtype, label
+                assert tuple(meta["dimension_names"][:-2]) == product.axes, label
+                assert meta["attributes"]["units"] == product.units, label
