@@ -21,6 +21,7 @@ extensions = [
     "sphinx.ext.intersphinx",
     "numpydoc",
     "generate_examples",
+    "registry_tables",
     "myst_nb",
 ]
 autosummary_generate = True

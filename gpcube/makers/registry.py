@@ -50,7 +50,7 @@ STACK_RULES = MappingProxyType({
     "sum-any-safe": "summed where any reco bin of the observation is safe at the pixel",
     "or": "the logical OR of the observations' values",
     "sum": "summed (a weight of the IRF maps' means)",
-    "mean": "the mean weighted by the product named in its weight",
+    "mean": "the mean weighted by its weight (a product of the same grid)",
 })  # fmt: skip
 
 
