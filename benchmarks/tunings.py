@@ -48,7 +48,10 @@ from start_method import archive_info, job_file  # noqa: E402
 
 #: Which tunings each variant switches off, by start method.
 OFF = {"base": (), "malloc-off": ("malloc",), "quiet-off": ("quiet",), "blas-off": ("blas",)}
-VARIANTS = {"fork": ("base", "malloc-off", "quiet-off", "blas-off"), "spawn": ("base", "malloc-off", "quiet-off")}
+VARIANTS = {
+    "fork": ("base", "malloc-off", "quiet-off", "blas-off"),
+    "spawn": ("base", "malloc-off", "quiet-off"),
+}
 
 
 def switch_off(tunings: list[str]) -> None:
@@ -112,10 +115,12 @@ def main() -> None:
             for method, variant in runs[shift:] + runs[:shift]:
                 result = run_once(Path(tmp), f"{method}-{variant}-{repeat}", args, obs_ids, method, variant)
                 rows[(method, variant)].append(result)
-                print(f"repeat {repeat} {method} {variant}: {result['wall']:.2f} s, CPU {result['cpu']:.2f} s, "
-                      f"{result['peak_mib']:.0f} MiB, tasks {result['obs_s']:.2f} s", flush=True)  # fmt: skip
+                print(f"repeat {repeat} {method} {variant}: {result['wall']:.2f} s, "
+                      f"CPU {result['cpu']:.2f} s, {result['peak_mib']:.0f} MiB, "
+                      f"tasks {result['obs_s']:.2f} s", flush=True)  # fmt: skip
     print(f"\n36-run survey, all products, 2 workers, {args.repeat} repeats, rotating order\n")
-    print("| start method | variant | wall s (median) | walls | CPU s of the tree | peak MiB | reduce tasks s |")
+    print("| start method | variant | wall s (median) | walls | CPU s of the tree | peak MiB "
+          "| reduce tasks s |")  # fmt: skip
     print("|---|---|---:|---|---:|---:|---:|")
     for (method, variant), found in rows.items():
         tasks = statistics.median(r["obs_s"] for r in found)
