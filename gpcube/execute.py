@@ -155,21 +155,20 @@ def run_tasks(
     stops the batch). On a dask cluster the tasks are keyed ``<desc>-<token>-<label>``: give each job
     its own ``token`` so that jobs sharing a scheduler never share a task (default: a new one).
 
-    ``client``: a :class:`distributed.Client`, an :class:`EmbeddedCluster` (started here if the
-    batch is large enough; else the batch runs on as many processes forked from this one as the
-    cluster has worker threads, or with ``processes=False`` or where fork is not the start method,
-    on as many threads of this process), or None (one after the other in this process). A failing
-    task does not stop the others: what they write is kept, and the caller reports the failures
-    together at the end.
+    ``client``: a :class:`distributed.Client`; an :class:`EmbeddedCluster` (started here if the
+    batch is large enough, else the batch runs on dask's local threaded scheduler with as many
+    threads as the cluster has worker threads); or None (dask's synchronous scheduler: one task after
+    the other, in call order, in this thread). A failing task does not stop the others: what they
+    write is kept, and the caller reports the failures together at the end.
     """
     with _bar(len(calls), desc, progress) as bar:
         done = functools.partial(_done, bar, on_result)
         if isinstance(client, EmbeddedCluster):
             if not client.started and len(calls) < client.min_tasks:
-                return _run_threads(func, calls, client.threads, done)
+                return _run_local(func, calls, client.threads, done)
             client = client.client
         if client is None:
-            return _run_here(func, calls, done)
+            return _run_local(func, calls, 1, done)
         return _run_distributed(
             func, calls, client, f"{desc or 'task'}-{token or uuid.uuid4().hex[:12]}", done
         )
@@ -182,42 +181,45 @@ def _done(bar, on_result, index: int | None = None, result: Any = None) -> None:
     bar.update()
 
 
-def _run_here(func: Callable, calls: Sequence[tuple[str, tuple]], done) -> tuple[list, list]:
+def _attempt(call: Callable, after: Any = None) -> tuple[bool, Any]:  # noqa: ARG001 - an order only
+    """``(True, call())``, or ``(False, the error)``: a failing task must not stop dask's local
+    scheduler, which gives up at the first error."""
+    try:
+        return True, call()
+    except Exception as exc:  # noqa: BLE001 - reported with its label by the caller
+        return False, exc
+
+
+def _run_local(func: Callable, calls: Sequence[tuple[str, tuple]], threads: int, done) -> tuple[list, list]:
+    """The batch on dask's local scheduler: ``threads`` threads of this process, or with one the
+    synchronous scheduler, each task after the one before it (an argument it ignores), in call order."""
+    import dask
+    from dask.callbacks import Callback
+
     results: list[Any] = [None] * len(calls)
     failures: list[TaskFailure] = []
-    for i, (label, args) in enumerate(calls):
-        try:
-            results[i] = func(*args)
-        except Exception as exc:  # noqa: BLE001 - reported with its label by the caller
-            failures.append(TaskFailure(label, exc))
+
+    def finished(key, outcome, dsk, state, worker_id) -> None:  # noqa: ARG001 - dask's signature
+        i = key[1]
+        if outcome[0]:
+            results[i] = outcome[1]
+            done(i, outcome[1])
+        else:
+            failures.append(TaskFailure(calls[i][0], outcome[1]))
             done()
-            continue
-        done(i, results[i])
+
+    attempt = dask.delayed(_attempt, pure=False)
+    tasks: list = []
+    for i, (_, args) in enumerate(calls):  # a partial: dask neither looks into nor hashes the arguments
+        after = tasks[-1] if threads == 1 and tasks else None
+        tasks.append(attempt(functools.partial(func, *args), after, dask_key_name=("gpcube-task", i)))
+    # the callback goes with this computation alone, not to the ones the tasks run inside
+    options = {"callbacks": [Callback(posttask=finished)._callback], "optimize_graph": False}
+    if threads == 1:
+        dask.compute(*tasks, scheduler="synchronous", **options)
+    else:
+        dask.compute(*tasks, scheduler="threads", num_workers=threads, **options)
     return results, failures
-
-
-def _gather(futures: dict, calls: Sequence[tuple[str, tuple]], finished, done) -> tuple[list, list]:
-    """Results in call order and failures of ``{future: index}``, as ``finished`` yields them."""
-    results: list[Any] = [None] * len(calls)
-    failures: list[TaskFailure] = []
-    for future in finished(futures):
-        i = futures[future]
-        try:
-            results[i] = future.result()
-        except Exception as exc:  # noqa: BLE001
-            failures.append(TaskFailure(calls[i][0], exc))
-            done()
-            continue
-        done(i, results[i])
-    return results, failures
-
-
-def _run_threads(func: Callable, calls: Sequence[tuple[str, tuple]], threads: int, done) -> tuple[list, list]:
-    from concurrent.futures import ThreadPoolExecutor, as_completed
-
-    with ThreadPoolExecutor(max_workers=threads, thread_name_prefix="gpcube") as pool:
-        futures = {pool.submit(func, *args): i for i, (_, args) in enumerate(calls)}
-        return _gather(futures, calls, as_completed, done)
 
 
 def _apply(args: tuple, function: Callable) -> Any:
@@ -231,10 +233,21 @@ def _run_distributed(func: Callable, calls, client, prefix: str, done) -> tuple[
     keys = [f"{prefix}-{label}" for label, _ in calls]
     mapped = client.map(_apply, [args for _, args in calls], key=keys, pure=False, function=func)
     futures = {future: i for i, future in enumerate(mapped)}
+    results: list[Any] = [None] * len(calls)
+    failures: list[TaskFailure] = []
     try:
-        return _gather(futures, calls, as_completed, done)
+        for future in as_completed(futures):
+            i = futures[future]
+            try:
+                results[i] = future.result()
+            except Exception as exc:  # noqa: BLE001 - reported with its label by the caller
+                failures.append(TaskFailure(calls[i][0], exc))
+                done()
+                continue
+            done(i, results[i])
     finally:
         client.cancel([f for f in mapped if not f.done()])
+    return results, failures
 
 
 def raise_failures(failures: Sequence[TaskFailure], what: str) -> None:

@@ -96,3 +96,43 @@ def test_forked_spawned_and_remote_workers_write_the_same_archive(tmp_path, monk
         assert other.keys() == fork.keys(), name
         differ = sorted(key for key in fork if other[key] != fork[key])
         assert not differ, (name, differ[:10])
+
+
+def test_a_task_carries_its_own_jobs_header_whatever_another_job_of_the_process_remembered(
+    tmp_path, monkeypatch
+):
+    """A long-lived worker (a remote one, or this process's threads) serves a job on an old archive, then
+    a job on a new archive of the same grid, then the first again: each task takes its archive's header
+    from its own arguments, not from what the process remembered last."""
+    import gpcube.geom.sky as sky
+    from gpcube.geom import SkyGeom
+    from gpcube.workflow.reduce import _job
+
+    monkeypatch.setattr(sky, "_TEMPLATES", {})
+    config = job(tmp_path / "a.zarr", CRAB_RUNS[:1], geom={"center": CENTER})
+    attrs = config.geom().to_attrs()
+    rounded = {k: float(f"{v:.13E}") if isinstance(v, float) else v for k, v in attrs["wcs_header"].items()}
+    text = json.dumps(config.to_dict())
+    old, new = json.dumps([{**attrs, "wcs_header": rounded}]), json.dumps([attrs])
+    for grids, header in [(old, rounded), (new, attrs["wcs_header"]), (old, rounded)]:
+        _, geom, _ = _job(text, grids)
+        assert SkyGeom.from_attrs(attrs).to_attrs()["wcs_header"] == header
+
+
+def test_a_memory_archive_is_refused_for_worker_processes(tmp_path):
+    """It lives in this process: worker processes would fail every task."""
+    import pytest
+
+    from gpcube.errors import GpcubeError
+    from gpcube.execute import EmbeddedCluster
+    from gpcube.workflow.resources import check_in_process
+
+    config = job("memory://worker-processes-test", CRAB_RUNS[:1])
+    check_in_process(config, None)
+    with EmbeddedCluster(n_workers=1, processes=False) as threads:
+        check_in_process(config, threads)
+        check_in_process(config, threads.client)  # a client whose workers are this process's threads
+    with EmbeddedCluster(n_workers=1, processes=True, start_method="spawn") as processes:
+        with pytest.raises(GpcubeError, match="memory://worker-processes-test lives in this process"):
+            check_in_process(config, processes)
+    check_in_process(job(tmp_path / "a.zarr", CRAB_RUNS[:1]), processes)
