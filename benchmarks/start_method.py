@@ -40,7 +40,7 @@ from mosaic import (  # noqa: E402
     write_job,
 )
 
-METHODS = ("fork", "spawn")
+METHODS = ("fork", "spawn", "forkserver")
 
 
 def job_file(path: Path, data: Path, obs_ids: list[int], products: str, out: Path, method: str) -> None:
@@ -85,36 +85,44 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--products", choices=sorted(PRODUCTS), default="all")
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
+    parser.add_argument("--methods", nargs="+", choices=METHODS, default=list(METHODS))
     args = parser.parse_args()
+    methods = tuple(args.methods)
     obs_ids = survey_obs_ids(args.data)
     warm_cache(args.data, obs_ids)
     compile_gpcube()
-    rows: dict[str, list[dict]] = {method: [] for method in METHODS}
+    rows: dict[str, list[dict]] = {method: [] for method in methods}
     same = None
     with tempfile.TemporaryDirectory(prefix="gpcube-start-method-") as tmp:
         work = Path(tmp)
         for repeat in range(args.repeat):
-            order = METHODS if repeat % 2 == 0 else METHODS[::-1]
+            shift = repeat % len(methods)
+            order = methods[shift:] + methods[:shift]
             archives = {}
             for method in order:
                 result = run_once(work, f"{method}{repeat}", args, obs_ids, method)
                 archives[method] = result.pop("archive")
                 rows[method].append(result)
-                print(f"repeat {repeat} {method}: {result['wall']:.2f} s, CPU {result['cpu']:.2f} s, "
-                      f"{result['peak_mib']:.0f} MiB, tasks {result['obs_s']:.2f} s", flush=True)  # fmt: skip
+                print(f"repeat {repeat} {method}: {result['wall']:.2f} s, CPU {result['cpu']:.2f} s "
+                      f"(seen {result['cpu_seen']:.2f} s), {result['peak_mib']:.0f} MiB, "
+                      f"tasks {result['obs_s']:.2f} s", flush=True)  # fmt: skip
             if same is None:
-                fork, spawn = (chunks(archives[m]) for m in METHODS)
-                same = f"{len(fork)} chunks, {'identical' if fork == spawn else 'DIFFERENT'}"
+                first, *others = (chunks(archives[m]) for m in methods)
+                same = f"{len(first)} chunks, " + ", ".join(
+                    "identical" if other == first else "DIFFERENT" for other in others
+                )
             for path in archives.values():
                 shutil.rmtree(path, ignore_errors=True)
-    print(f"\n36-run survey, products {args.products}, 2 workers, {args.repeat} repeats, alternating\n")
-    print("| start method | wall s (median) | walls | CPU s of the tree | peak MiB | reduce tasks s |")
-    print("|---|---:|---|---:|---:|---:|")
+    print(f"\n36-run survey, products {args.products}, 2 workers, {args.repeat} repeats, rotating\n")
+    print("| start method | wall s (median) | walls | CPU s of the tree | peak MiB | CPU s seen "
+          "| reduce tasks s |")  # fmt: skip
+    print("|---|---:|---|---:|---:|---:|---:|")
     for method, found in rows.items():
-        tasks = statistics.median(r["obs_s"] for r in found)
-        print(f"| {method} | " + " | ".join(timing_cells(found)) + f" | {tasks:.2f} |")
-    print_ratios(rows, "fork", "spawn", ("wall", "cpu", "peak_mib", "obs_s"))
-    print(f"archives of the first repeat (fork, spawn): {same}")
+        seen, tasks = (statistics.median(r[key] for r in found) for key in ("cpu_seen", "obs_s"))
+        print(f"| {method} | " + " | ".join(timing_cells(found)) + f" | {seen:.2f} | {tasks:.2f} |")
+    for method in methods[1:]:
+        print_ratios(rows, methods[0], method, ("wall", "cpu", "cpu_seen", "peak_mib", "obs_s"))
+    print(f"archives of the first repeat ({', '.join(methods[1:])} against {methods[0]}): {same}")
 
 
 if __name__ == "__main__":

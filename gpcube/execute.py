@@ -374,6 +374,25 @@ class EmbeddedCluster:
         self.close()
 
 
+#: What the fork server of ``start_method: forkserver`` imports before it forks any worker: each
+#: worker then starts with gpcube imported, as a forked one does, without being a copy of the gpcube
+#: process (its threads, its icechunk runtime).
+FORKSERVER_PRELOAD = ("distributed", "gpcube.workflow.pipeline")
+
+
+def _preload_forkserver() -> None:
+    """Have multiprocessing's fork server import :data:`FORKSERVER_PRELOAD` when it starts (once per
+    process: a server already running keeps what it imported)."""
+    import multiprocessing
+
+    import dask
+    from distributed.utils import get_mp_context
+
+    with dask.config.set({"distributed.worker.multiprocessing-method": "forkserver"}):
+        get_mp_context()  # sets dask's own list (distributed, numpy, ...) the first time: ours follows
+    multiprocessing.get_context("forkserver").set_forkserver_preload(list(FORKSERVER_PRELOAD))
+
+
 @contextlib.contextmanager
 def cluster_client(
     address: str | None = None,
@@ -407,6 +426,8 @@ def cluster_client(
     method = start_method or default_start_method()
     if method not in START_METHODS:
         raise GpcubeError(f"unknown start method {method!r}; expected one of {', '.join(START_METHODS)}")
+    if processes and method == "forkserver":
+        _preload_forkserver()
     # a forked worker's malloc is this process's, already set up: the environment would not change it
     spawned = processes and method != "fork"
     settings = {"distributed.worker.multiprocessing-method": method, **({} if dashboard else QUIET_CLUSTER)}
