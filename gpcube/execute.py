@@ -1,10 +1,11 @@
-"""Running many independent tasks: on a dask.distributed cluster, or in this process.
+"""Running many independent tasks: on a dask.distributed cluster, or on dask's local scheduler.
 
-The archive's work is coarse: one task per observation, one per mosaic chunk. Tasks are submitted
-to a :class:`distributed.Client` as they are and gathered as they finish, with a progress bar; with
-no client they run one after the other here (handy in tests and for debugging). The embedded
-cluster (:class:`EmbeddedCluster`) starts when a batch is large enough to pay for it; smaller
-batches run on processes forked from this one (Linux) or on its threads.
+The archive's work is coarse: one task per observation, one per mosaic chunk. There are two ways to
+run a batch, both dask's: a :class:`distributed.Client` (the embedded :class:`EmbeddedCluster`, or a
+scheduler given by address), to which the tasks are submitted as they are and from which they are
+gathered as they finish; or dask's local scheduler in this process, with threads (a batch too small
+to pay for starting the embedded cluster) or synchronous (no client: one task after the other, handy
+in tests and for debugging). Either way with a progress bar, each failure kept with its task's label.
 """
 
 from __future__ import annotations
