@@ -41,7 +41,9 @@ __all__ = [
 #: and 50 ms of system time per observation). With these, arrays up to 32 MiB (an observation's
 #: largest temporaries) come from the heap, which is given back to the system when 64 MiB of it lie
 #: free at its top. malloc reads them when a process starts, so they are set before the workers
-#: are spawned.
+#: are spawned. Measured on the 36-run survey (``benchmarks/tunings.py``): without them the job
+#: took 42 % more CPU with spawned workers (dask's setting) and 12 % more with forked ones (glibc's
+#: defaults).
 WORKER_ENV = {"MALLOC_MMAP_THRESHOLD_": str(32 << 20), "MALLOC_TRIM_THRESHOLD_": str(64 << 20)}
 
 
@@ -49,10 +51,9 @@ WORKER_ENV = {"MALLOC_MMAP_THRESHOLD_": str(32 << 20), "MALLOC_TRIM_THRESHOLD_":
 #: what these feed (the dashboard's profile, system and event-loop plots), yet each worker samples
 #: its task thread's stack every 10 ms for the profile and every server of the cluster (scheduler,
 #: nannies and workers) wakes every 20 ms to time its event loop, each time taking the GIL from the
-#: task. With them, batches of 60 observations of the survey benchmark's store reduced 1-7 % faster
-#: on two workers (medians of two series of alternating runs) and the gpcube process (scheduler,
-#: nannies, client) spent ~25 % less CPU beside them. A job with ``cluster.dashboard`` keeps dask's
-#: settings; a cluster given by address keeps its own.
+#: task. Without them the 36-run survey took 11 % (forked workers) and 15 % (spawned) more CPU
+#: (``benchmarks/tunings.py``). A job with ``cluster.dashboard`` keeps dask's settings; a cluster
+#: given by address keeps its own.
 QUIET_CLUSTER = {
     "distributed.worker.profile.enabled": False,
     "distributed.admin.tick.interval": "1s",
@@ -69,12 +70,14 @@ START_METHODS = ("fork", "spawn", "forkserver")
 
 
 def tune_worker_process() -> None:
-    """Make this process fit to be one of several workers on the machine's cores.
+    """Make this process fit to be one of several workers on the machine's cores (every worker process
+    of the embedded cluster calls it, through the dask preload :mod:`gpcube._worker`).
 
     BLAS and OpenMP thread pools get one thread (a forked worker inherits the pools of the gpcube
-    process, sized for all cores: with two workers on two cores, four BLAS threads made the reduce
-    40 % slower), and glibc's malloc the thresholds of :data:`WORKER_ENV` (which a forked process
-    cannot take from its environment, read once when the parent started).
+    process, sized for all cores: on the survey, 17 % more CPU without this), and glibc's malloc the
+    thresholds of :data:`WORKER_ENV` (which a forked process cannot take from its environment, read
+    once when the parent started: 12 % more CPU without them). A spawned worker, or one forked by the
+    fork server, has both from its environment already; this changes nothing there.
     """
     from threadpoolctl import threadpool_limits
 
@@ -444,7 +447,7 @@ def cluster_client(
             # a free port: with None the scheduler's HTTP server (health, metrics) still takes 8787, and
             # warns when another cluster holds it
             dashboard_address=":0",
-            **({"preload": ["gpcube._worker"]} if processes and method == "fork" else {}),
+            **({"preload": ["gpcube._worker"]} if processes else {}),
         )
     try:
         with Client(cluster) as client:
