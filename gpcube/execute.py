@@ -62,10 +62,10 @@ QUIET_CLUSTER = {
 }
 
 
-#: How the embedded cluster's worker processes start, by default: ``fork`` on Linux copies this
-#: process with gpcube already imported, so a worker is ready at once and shares the imported code
-#: with it (a spawned worker first imports numpy, xarray, astropy and gpcube: ~1.5 s per job);
-#: ``spawn`` elsewhere (fork is unsafe on macOS).
+#: How the embedded cluster's worker processes can start (see :func:`default_start_method`): ``fork``
+#: copies this process with gpcube already imported, so a worker is ready at once; ``forkserver``
+#: forks them from a fresh process that imports gpcube once (:data:`FORKSERVER_PRELOAD`); ``spawn``
+#: starts each in a fresh interpreter that imports numpy, xarray, astropy and gpcube first.
 START_METHODS = ("fork", "spawn", "forkserver")
 
 
@@ -109,7 +109,7 @@ def mark_fork_unsafe() -> None:
     """This process now runs threads that a forked child would lack: icechunk's runtime (Rust threads),
     which the storage layer starts with its first storage. A child forked after that has the runtime's
     state without its threads, and its first archive call hangs; so the embedded cluster then starts
-    its workers with ``spawn`` (:func:`default_start_method`), and
+    its workers with the fork server (:func:`default_start_method`), and
     :func:`gpcube.workflow.pipeline.job_client` starts a forking cluster before the job opens its
     archive."""
     _FORK_UNSAFE["pid"] = os.getpid()
@@ -121,9 +121,13 @@ def fork_safe() -> bool:
 
 
 def default_start_method() -> str:
-    """``fork`` on Linux while this process may fork (:func:`fork_safe`), ``spawn`` otherwise
-    (see :data:`START_METHODS`)."""
-    return "fork" if sys.platform.startswith("linux") and fork_safe() else "spawn"
+    """On Linux ``fork`` while this process may fork (:func:`fork_safe`), then ``forkserver``;
+    ``spawn`` elsewhere (fork is unsafe on macOS). On the 36-run survey a job with forked workers
+    took 0.8x the CPU of one with the fork server and 0.6x that of one with spawned workers
+    (``benchmarks/start_method.py``): each spawned worker imports gpcube, the fork server once."""
+    if not sys.platform.startswith("linux"):
+        return "spawn"
+    return "fork" if fork_safe() else "forkserver"
 
 
 class TaskFailure(NamedTuple):

@@ -110,6 +110,19 @@ def test_forked_workers_start_with_gpcube_imported_and_one_blas_thread():
     assert threads <= {1}
 
 
+def test_workers_of_the_fork_server_start_with_gpcube_imported_and_one_blas_thread():
+    import os
+
+    with EmbeddedCluster(
+        n_workers=1, processes=True, start_method="forkserver", memory_limit=None
+    ) as embedded:
+        results, failures = run_tasks(_process, [("0", ())], embedded, progress=False)
+    assert not failures
+    pid, imported, threads = results[0]
+    assert pid != os.getpid() and imported
+    assert threads <= {1}
+
+
 def _worker_settings(dask_worker) -> tuple[bool, float]:
     return "profile" in dask_worker.periodic_callbacks, dask_worker._tick_interval
 
@@ -130,7 +143,8 @@ def test_the_embedded_cluster_without_a_dashboard_neither_profiles_nor_ticks_eve
 
 def test_workers_fork_only_while_this_process_may_fork(monkeypatch, tmp_path):
     """After icechunk's runtime (its threads) started here, forked workers would hang on their first
-    archive call: the default start method becomes spawn; opening an archive marks the process."""
+    archive call: the default start method becomes the fork server; opening an archive marks the
+    process."""
     import gpcube.execute
     from gpcube.execute import default_start_method, fork_safe
     from gpcube.storage.repository import Archive
@@ -139,7 +153,7 @@ def test_workers_fork_only_while_this_process_may_fork(monkeypatch, tmp_path):
     assert default_start_method() == "fork" and EmbeddedCluster().forks
     Archive(tmp_path / "a").create()  # icechunk storage made: its runtime runs
     assert not fork_safe()
-    assert default_start_method() == "spawn" and not EmbeddedCluster().forks
+    assert default_start_method() == "forkserver" and not EmbeddedCluster().forks
     assert EmbeddedCluster(start_method="fork").forks  # asked for explicitly
 
 

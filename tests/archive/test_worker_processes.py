@@ -1,6 +1,6 @@
-"""Workers forked from the gpcube process, spawned by it, started elsewhere (``dask worker``) or its own
-threads write the same archive: nothing a task needs lives only in the memory a forked worker copies
-from its parent.
+"""Workers forked from the gpcube process, spawned by it, forked by a fork server, started elsewhere
+(``dask worker``) or its own threads write the same archive: nothing a task needs lives only in the
+memory a forked worker copies from its parent.
 
 The case that tells them apart is an archive whose stored WCS header is not the one this gpcube writes
 for its grid (archives of gpcube 0.1.0.dev0 before ``wcs_header`` hold astropy's, rounded to 14
@@ -71,7 +71,7 @@ def test_forked_spawned_and_remote_workers_write_the_same_archive(tmp_path, monk
     address, _ = dask_cluster
     stored = _old_archive(tmp_path / "old.zarr", monkeypatch)
     processes = {"n_workers": 1, "threads_per_worker": 1, "processes": True, "min_tasks": 0}
-    runs = {"fork": [], "spawn": [], "remote": ["--scheduler", address]}
+    runs = {"fork": [], "spawn": [], "forkserver": [], "remote": ["--scheduler", address]}
     for name, extra in runs.items():
         out = tmp_path / f"{name}.zarr"
         shutil.copytree(tmp_path / "old.zarr", out)
@@ -91,7 +91,7 @@ def test_forked_spawned_and_remote_workers_write_the_same_archive(tmp_path, monk
     threads = tmp_path / "threads.zarr"  # this process: the tasks on its threads
     shutil.copytree(tmp_path / "old.zarr", threads)
     pipeline.run(job(threads, CRAB_RUNS[:2], geom={"center": CENTER}), progress=False)
-    for name in ("spawn", "remote", "threads"):
+    for name in ("spawn", "forkserver", "remote", "threads"):
         other = _contents(tmp_path / f"{name}.zarr")
         assert other.keys() == fork.keys(), name
         differ = sorted(key for key in fork if other[key] != fork[key])
