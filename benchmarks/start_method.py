@@ -1,19 +1,22 @@
-"""How the embedded cluster's workers start: ``fork`` against ``spawn`` on the 36-run survey, end to end.
+"""How the embedded cluster's workers start: ``fork``, ``spawn`` and ``forkserver`` on the 36-run survey.
 
 A forked worker is a copy of the ``gpcube`` process with numpy, xarray, astropy and gpcube already
 imported (forked when the job starts, before it opens its archive: it makes the job's geometry and
 reads the data store's index itself, from its first task's arguments, as any worker does); a spawned
 worker (the default off Linux, and what a remote worker resembles) starts a fresh interpreter and
-imports them first. Each repeat runs ``gpcube run job.yaml -q`` (``benchmarks/mosaic.py``'s job, 2
-worker processes, a fresh archive and a fresh process each) once with ``cluster.start_method: fork``
-and once with ``spawn``, alternating (which goes first alternates too), so that the noise of a shared
-machine falls on both alike. Printed: wall time, CPU time of the process tree (user + system of every
-process the command waited for), peak RSS summed over the tree (sampled every 20 ms) and the sum of the
-36 reduce tasks' own times (``provenance.seconds``: what a worker spends per observation once it has
-started), their medians and the ratios spawn / fork; and whether the two archives of the first repeat
-hold the same bytes in every chunk. Command (repository root)::
+imports them first; the fork server is a fresh process that imports gpcube once and forks the workers
+(``gpcube.execute.FORKSERVER_PRELOAD``). Each repeat runs ``gpcube run job.yaml -q``
+(``benchmarks/mosaic.py``'s job, 2 worker processes, a fresh archive and a fresh process each) once
+with each ``cluster.start_method``, in an order that rotates between repeats, so that the noise of a
+shared machine falls on all alike. Printed: wall time, CPU time of the process tree (user + system of
+every process the command waited for), peak RSS summed over the tree (sampled every 20 ms), the CPU
+time of every process of the tree as sampled (which counts the fork server's workers, whom nobody
+waits for) and the sum of the 36 reduce tasks' own times (``provenance.seconds``: what a worker
+spends per observation once it has started), their medians and the ratios to the first method; and
+whether the archives of the first repeat hold the same bytes in every chunk. Command (repository
+root)::
 
-    python benchmarks/start_method.py [--repeat 5] [--products all]
+    python benchmarks/start_method.py [--repeat 5] [--products all] [--methods fork spawn forkserver]
 """
 
 from __future__ import annotations
