@@ -122,8 +122,8 @@ def fork_safe() -> bool:
 
 def default_start_method() -> str:
     """On Linux ``fork`` while this process may fork (:func:`fork_safe`), then ``forkserver``;
-    ``spawn`` elsewhere (fork is unsafe on macOS). On the 36-run survey a job with forked workers
-    took 0.8x the CPU of one with the fork server and 0.6x that of one with spawned workers
+    ``spawn`` elsewhere (fork is unsafe on macOS). On the 36-run survey the job took 1.07x the CPU of
+    fork with the fork server and 1.19x with spawned workers, the tasks' own times the same
     (``benchmarks/start_method.py``): each spawned worker imports gpcube, the fork server once."""
     if not sys.platform.startswith("linux"):
         return "spawn"
