@@ -166,7 +166,9 @@ def gpcube_child(job: Path, mode: str) -> dict:
 def run_sampled(command: list[str], log: Path, interval: float = 0.02) -> dict:
     """Run ``command``; its wall time, CPU time of its process tree (user + system of every process it
     waited for: steadier than wall time on a loaded machine), peak RSS summed over its process tree, and
-    its last stdout line."""
+    its last stdout line; also ``cpu_seen``, the CPU time of every process of the tree as last sampled
+    (which counts processes nobody waits for, such as multiprocessing's fork server and the workers
+    it forks, and misses what each did in its last ``interval``)."""
     import psutil
 
     env = {**os.environ, LAUNCH: repr(time.time())}
@@ -174,7 +176,7 @@ def run_sampled(command: list[str], log: Path, interval: float = 0.02) -> dict:
     with open(log, "w") as out:
         start = time.perf_counter()
         proc = psutil.Popen(command, stdout=out, stderr=subprocess.STDOUT, env=env, text=True)
-        peak, done = [0], threading.Event()
+        peak, done, seen = [0], threading.Event(), {}
 
         def sample() -> None:
             while not done.is_set():
@@ -186,6 +188,8 @@ def run_sampled(command: list[str], log: Path, interval: float = 0.02) -> dict:
                 for p in tree:
                     try:
                         total += p.memory_info().rss
+                        times = p.cpu_times()
+                        seen[(p.pid, p.create_time())] = times.user + times.system
                     except psutil.Error:
                         pass
                 peak[0] = max(peak[0], total)
@@ -209,7 +213,8 @@ def run_sampled(command: list[str], log: Path, interval: float = 0.02) -> dict:
         print(f"note: {' '.join(command[:3])} printed after its result:", *after, sep="\n  ", file=sys.stderr)
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     cpu = (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime)
-    return {"wall": wall, "cpu": cpu, "peak_mib": peak[0] / 2**20, "stdout": last}
+    seen_cpu = sum(seen.values())
+    return {"wall": wall, "cpu": cpu, "cpu_seen": seen_cpu, "peak_mib": peak[0] / 2**20, "stdout": last}
 
 
 def timing_cells(runs: list[dict]) -> list[str]:

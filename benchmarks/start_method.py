@@ -1,19 +1,22 @@
-"""How the embedded cluster's workers start: ``fork`` against ``spawn`` on the 36-run survey, end to end.
+"""How the embedded cluster's workers start: ``fork``, ``spawn`` and ``forkserver`` on the 36-run survey.
 
 A forked worker is a copy of the ``gpcube`` process with numpy, xarray, astropy and gpcube already
 imported (forked when the job starts, before it opens its archive: it makes the job's geometry and
 reads the data store's index itself, from its first task's arguments, as any worker does); a spawned
 worker (the default off Linux, and what a remote worker resembles) starts a fresh interpreter and
-imports them first. Each repeat runs ``gpcube run job.yaml -q`` (``benchmarks/mosaic.py``'s job, 2
-worker processes, a fresh archive and a fresh process each) once with ``cluster.start_method: fork``
-and once with ``spawn``, alternating (which goes first alternates too), so that the noise of a shared
-machine falls on both alike. Printed: wall time, CPU time of the process tree (user + system of every
-process the command waited for), peak RSS summed over the tree (sampled every 20 ms) and the sum of the
-36 reduce tasks' own times (``provenance.seconds``: what a worker spends per observation once it has
-started), their medians and the ratios spawn / fork; and whether the two archives of the first repeat
-hold the same bytes in every chunk. Command (repository root)::
+imports them first; the fork server is a fresh process that imports gpcube once and forks the workers
+(``gpcube.execute.FORKSERVER_PRELOAD``). Each repeat runs ``gpcube run job.yaml -q``
+(``benchmarks/mosaic.py``'s job, 2 worker processes, a fresh archive and a fresh process each) once
+with each ``cluster.start_method``, in an order that rotates between repeats, so that the noise of a
+shared machine falls on all alike. Printed: wall time, CPU time of the process tree (user + system of
+every process the command waited for), peak RSS summed over the tree (sampled every 20 ms), the CPU
+time of every process of the tree as sampled (which counts the fork server's workers, whom nobody
+waits for) and the sum of the 36 reduce tasks' own times (``provenance.seconds``: what a worker
+spends per observation once it has started), their medians and the ratios to the first method; and
+whether the archives of the first repeat hold the same bytes in every chunk. Command (repository
+root)::
 
-    python benchmarks/start_method.py [--repeat 5] [--products all]
+    python benchmarks/start_method.py [--repeat 5] [--products all] [--methods fork spawn forkserver]
 """
 
 from __future__ import annotations
@@ -40,7 +43,7 @@ from mosaic import (  # noqa: E402
     write_job,
 )
 
-METHODS = ("fork", "spawn")
+METHODS = ("fork", "spawn", "forkserver")
 
 
 def job_file(path: Path, data: Path, obs_ids: list[int], products: str, out: Path, method: str) -> None:
@@ -85,36 +88,44 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--products", choices=sorted(PRODUCTS), default="all")
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
+    parser.add_argument("--methods", nargs="+", choices=METHODS, default=list(METHODS))
     args = parser.parse_args()
+    methods = tuple(args.methods)
     obs_ids = survey_obs_ids(args.data)
     warm_cache(args.data, obs_ids)
     compile_gpcube()
-    rows: dict[str, list[dict]] = {method: [] for method in METHODS}
+    rows: dict[str, list[dict]] = {method: [] for method in methods}
     same = None
     with tempfile.TemporaryDirectory(prefix="gpcube-start-method-") as tmp:
         work = Path(tmp)
         for repeat in range(args.repeat):
-            order = METHODS if repeat % 2 == 0 else METHODS[::-1]
+            shift = repeat % len(methods)
+            order = methods[shift:] + methods[:shift]
             archives = {}
             for method in order:
                 result = run_once(work, f"{method}{repeat}", args, obs_ids, method)
                 archives[method] = result.pop("archive")
                 rows[method].append(result)
-                print(f"repeat {repeat} {method}: {result['wall']:.2f} s, CPU {result['cpu']:.2f} s, "
-                      f"{result['peak_mib']:.0f} MiB, tasks {result['obs_s']:.2f} s", flush=True)  # fmt: skip
+                print(f"repeat {repeat} {method}: {result['wall']:.2f} s, CPU {result['cpu']:.2f} s "
+                      f"(seen {result['cpu_seen']:.2f} s), {result['peak_mib']:.0f} MiB, "
+                      f"tasks {result['obs_s']:.2f} s", flush=True)  # fmt: skip
             if same is None:
-                fork, spawn = (chunks(archives[m]) for m in METHODS)
-                same = f"{len(fork)} chunks, {'identical' if fork == spawn else 'DIFFERENT'}"
+                first, *others = (chunks(archives[m]) for m in methods)
+                same = f"{len(first)} chunks, " + ", ".join(
+                    "identical" if other == first else "DIFFERENT" for other in others
+                )
             for path in archives.values():
                 shutil.rmtree(path, ignore_errors=True)
-    print(f"\n36-run survey, products {args.products}, 2 workers, {args.repeat} repeats, alternating\n")
-    print("| start method | wall s (median) | walls | CPU s of the tree | peak MiB | reduce tasks s |")
-    print("|---|---:|---|---:|---:|---:|")
+    print(f"\n36-run survey, products {args.products}, 2 workers, {args.repeat} repeats, rotating\n")
+    print("| start method | wall s (median) | walls | CPU s of the tree | peak MiB | CPU s seen "
+          "| reduce tasks s |")  # fmt: skip
+    print("|---|---:|---|---:|---:|---:|---:|")
     for method, found in rows.items():
-        tasks = statistics.median(r["obs_s"] for r in found)
-        print(f"| {method} | " + " | ".join(timing_cells(found)) + f" | {tasks:.2f} |")
-    print_ratios(rows, "fork", "spawn", ("wall", "cpu", "peak_mib", "obs_s"))
-    print(f"archives of the first repeat (fork, spawn): {same}")
+        seen, tasks = (statistics.median(r[key] for r in found) for key in ("cpu_seen", "obs_s"))
+        print(f"| {method} | " + " | ".join(timing_cells(found)) + f" | {seen:.2f} | {tasks:.2f} |")
+    for method in methods[1:]:
+        print_ratios(rows, methods[0], method, ("wall", "cpu", "cpu_seen", "peak_mib", "obs_s"))
+    print(f"archives of the first repeat ({', '.join(methods[1:])} against {methods[0]}): {same}")
 
 
 if __name__ == "__main__":

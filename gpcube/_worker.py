@@ -1,4 +1,5 @@
-"""Set-up of a forked worker process of the embedded cluster: a dask preload module.
+"""Set-up of a worker process of the embedded cluster (forked, spawned, or forked by the fork server):
+a dask preload module.
 
 dask calls :func:`dask_setup` in each worker process when it starts (and when a nanny restarts it).
 """

@@ -1,10 +1,11 @@
-"""Running many independent tasks: on a dask.distributed cluster, or in this process.
+"""Running many independent tasks: on a dask.distributed cluster, or on dask's local scheduler.
 
-The archive's work is coarse: one task per observation, one per mosaic chunk. Tasks are submitted
-to a :class:`distributed.Client` as they are and gathered as they finish, with a progress bar; with
-no client they run one after the other here (handy in tests and for debugging). The embedded
-cluster (:class:`EmbeddedCluster`) starts when a batch is large enough to pay for it; smaller
-batches run on processes forked from this one (Linux) or on its threads.
+The archive's work is coarse: one task per observation, one per mosaic chunk. There are two ways to
+run a batch, both dask's: a :class:`distributed.Client` (the embedded :class:`EmbeddedCluster`, or a
+scheduler given by address), to which the tasks are submitted as they are and from which they are
+gathered as they finish; or dask's local scheduler in this process, with threads (a batch too small
+to pay for starting the embedded cluster) or synchronous (no client: one task after the other, handy
+in tests and for debugging). Either way with a progress bar, each failure kept with its task's label.
 """
 
 from __future__ import annotations
@@ -40,7 +41,9 @@ __all__ = [
 #: and 50 ms of system time per observation). With these, arrays up to 32 MiB (an observation's
 #: largest temporaries) come from the heap, which is given back to the system when 64 MiB of it lie
 #: free at its top. malloc reads them when a process starts, so they are set before the workers
-#: are spawned.
+#: are spawned. Measured on the 36-run survey (``benchmarks/tunings.py``): without them the job
+#: took 42 % more CPU with spawned workers (dask's setting) and 12 % more with forked ones (glibc's
+#: defaults).
 WORKER_ENV = {"MALLOC_MMAP_THRESHOLD_": str(32 << 20), "MALLOC_TRIM_THRESHOLD_": str(64 << 20)}
 
 
@@ -48,10 +51,9 @@ WORKER_ENV = {"MALLOC_MMAP_THRESHOLD_": str(32 << 20), "MALLOC_TRIM_THRESHOLD_":
 #: what these feed (the dashboard's profile, system and event-loop plots), yet each worker samples
 #: its task thread's stack every 10 ms for the profile and every server of the cluster (scheduler,
 #: nannies and workers) wakes every 20 ms to time its event loop, each time taking the GIL from the
-#: task. With them, batches of 60 observations of the survey benchmark's store reduced 1-7 % faster
-#: on two workers (medians of two series of alternating runs) and the gpcube process (scheduler,
-#: nannies, client) spent ~25 % less CPU beside them. A job with ``cluster.dashboard`` keeps dask's
-#: settings; a cluster given by address keeps its own.
+#: task. Without them the 36-run survey took 11 % (forked workers) and 15 % (spawned) more CPU
+#: (``benchmarks/tunings.py``). A job with ``cluster.dashboard`` keeps dask's settings; a cluster
+#: given by address keeps its own.
 QUIET_CLUSTER = {
     "distributed.worker.profile.enabled": False,
     "distributed.admin.tick.interval": "1s",
@@ -60,20 +62,22 @@ QUIET_CLUSTER = {
 }
 
 
-#: How the embedded cluster's worker processes start, by default: ``fork`` on Linux copies this
-#: process with gpcube already imported, so a worker is ready at once and shares the imported code
-#: with it (a spawned worker first imports numpy, xarray, astropy and gpcube: ~1.5 s per job);
-#: ``spawn`` elsewhere (fork is unsafe on macOS).
+#: How the embedded cluster's worker processes can start (see :func:`default_start_method`): ``fork``
+#: copies this process with gpcube already imported, so a worker is ready at once; ``forkserver``
+#: forks them from a fresh process that imports gpcube once (:data:`FORKSERVER_PRELOAD`); ``spawn``
+#: starts each in a fresh interpreter that imports numpy, xarray, astropy and gpcube first.
 START_METHODS = ("fork", "spawn", "forkserver")
 
 
 def tune_worker_process() -> None:
-    """Make this process fit to be one of several workers on the machine's cores.
+    """Make this process fit to be one of several workers on the machine's cores (every worker process
+    of the embedded cluster calls it, through the dask preload :mod:`gpcube._worker`).
 
     BLAS and OpenMP thread pools get one thread (a forked worker inherits the pools of the gpcube
-    process, sized for all cores: with two workers on two cores, four BLAS threads made the reduce
-    40 % slower), and glibc's malloc the thresholds of :data:`WORKER_ENV` (which a forked process
-    cannot take from its environment, read once when the parent started).
+    process, sized for all cores: on the survey, 17 % more CPU without this), and glibc's malloc the
+    thresholds of :data:`WORKER_ENV` (which a forked process cannot take from its environment, read
+    once when the parent started: 12 % more CPU without them). A spawned worker, or one forked by the
+    fork server, has both from its environment already; this changes nothing there.
     """
     from threadpoolctl import threadpool_limits
 
@@ -105,7 +109,7 @@ def mark_fork_unsafe() -> None:
     """This process now runs threads that a forked child would lack: icechunk's runtime (Rust threads),
     which the storage layer starts with its first storage. A child forked after that has the runtime's
     state without its threads, and its first archive call hangs; so the embedded cluster then starts
-    its workers with ``spawn`` (:func:`default_start_method`), and
+    its workers with the fork server (:func:`default_start_method`), and
     :func:`gpcube.workflow.pipeline.job_client` starts a forking cluster before the job opens its
     archive."""
     _FORK_UNSAFE["pid"] = os.getpid()
@@ -117,9 +121,13 @@ def fork_safe() -> bool:
 
 
 def default_start_method() -> str:
-    """``fork`` on Linux while this process may fork (:func:`fork_safe`), ``spawn`` otherwise
-    (see :data:`START_METHODS`)."""
-    return "fork" if sys.platform.startswith("linux") and fork_safe() else "spawn"
+    """On Linux ``fork`` while this process may fork (:func:`fork_safe`), then ``forkserver``;
+    ``spawn`` elsewhere (fork is unsafe on macOS). On the 36-run survey the job took 1.07x the CPU of
+    fork with the fork server and 1.19x with spawned workers, the tasks' own times the same
+    (``benchmarks/start_method.py``): each spawned worker imports gpcube, the fork server once."""
+    if not sys.platform.startswith("linux"):
+        return "spawn"
+    return "fork" if fork_safe() else "forkserver"
 
 
 class TaskFailure(NamedTuple):
@@ -155,21 +163,20 @@ def run_tasks(
     stops the batch). On a dask cluster the tasks are keyed ``<desc>-<token>-<label>``: give each job
     its own ``token`` so that jobs sharing a scheduler never share a task (default: a new one).
 
-    ``client``: a :class:`distributed.Client`, an :class:`EmbeddedCluster` (started here if the
-    batch is large enough; else the batch runs on as many processes forked from this one as the
-    cluster has worker threads, or with ``processes=False`` or where fork is not the start method,
-    on as many threads of this process), or None (one after the other in this process). A failing
-    task does not stop the others: what they write is kept, and the caller reports the failures
-    together at the end.
+    ``client``: a :class:`distributed.Client`; an :class:`EmbeddedCluster` (started here if the
+    batch is large enough, else the batch runs on dask's local threaded scheduler with as many
+    threads as the cluster has worker threads); or None (dask's synchronous scheduler: one task after
+    the other, in call order, in this thread). A failing task does not stop the others: what they
+    write is kept, and the caller reports the failures together at the end.
     """
     with _bar(len(calls), desc, progress) as bar:
         done = functools.partial(_done, bar, on_result)
         if isinstance(client, EmbeddedCluster):
             if not client.started and len(calls) < client.min_tasks:
-                return _run_threads(func, calls, client.threads, done)
+                return _run_local(func, calls, client.threads, done)
             client = client.client
         if client is None:
-            return _run_here(func, calls, done)
+            return _run_local(func, calls, 1, done)
         return _run_distributed(
             func, calls, client, f"{desc or 'task'}-{token or uuid.uuid4().hex[:12]}", done
         )
@@ -182,42 +189,45 @@ def _done(bar, on_result, index: int | None = None, result: Any = None) -> None:
     bar.update()
 
 
-def _run_here(func: Callable, calls: Sequence[tuple[str, tuple]], done) -> tuple[list, list]:
+def _attempt(call: Callable, after: Any = None) -> tuple[bool, Any]:  # noqa: ARG001 - an order only
+    """``(True, call())``, or ``(False, the error)``: a failing task must not stop dask's local
+    scheduler, which gives up at the first error."""
+    try:
+        return True, call()
+    except Exception as exc:  # noqa: BLE001 - reported with its label by the caller
+        return False, exc
+
+
+def _run_local(func: Callable, calls: Sequence[tuple[str, tuple]], threads: int, done) -> tuple[list, list]:
+    """The batch on dask's local scheduler: ``threads`` threads of this process, or with one the
+    synchronous scheduler, each task after the one before it (an argument it ignores), in call order."""
+    import dask
+    from dask.callbacks import Callback
+
     results: list[Any] = [None] * len(calls)
     failures: list[TaskFailure] = []
-    for i, (label, args) in enumerate(calls):
-        try:
-            results[i] = func(*args)
-        except Exception as exc:  # noqa: BLE001 - reported with its label by the caller
-            failures.append(TaskFailure(label, exc))
+
+    def finished(key, outcome, dsk, state, worker_id) -> None:  # noqa: ARG001 - dask's signature
+        i = key[1]
+        if outcome[0]:
+            results[i] = outcome[1]
+            done(i, outcome[1])
+        else:
+            failures.append(TaskFailure(calls[i][0], outcome[1]))
             done()
-            continue
-        done(i, results[i])
+
+    attempt = dask.delayed(_attempt, pure=False)
+    tasks: list = []
+    for i, (_, args) in enumerate(calls):  # a partial: dask neither looks into nor hashes the arguments
+        after = tasks[-1] if threads == 1 and tasks else None
+        tasks.append(attempt(functools.partial(func, *args), after, dask_key_name=("gpcube-task", i)))
+    # the callback goes with this computation alone, not to the ones the tasks run inside
+    options = {"callbacks": [Callback(posttask=finished)._callback], "optimize_graph": False}
+    if threads == 1:
+        dask.compute(*tasks, scheduler="synchronous", **options)
+    else:
+        dask.compute(*tasks, scheduler="threads", num_workers=threads, **options)
     return results, failures
-
-
-def _gather(futures: dict, calls: Sequence[tuple[str, tuple]], finished, done) -> tuple[list, list]:
-    """Results in call order and failures of ``{future: index}``, as ``finished`` yields them."""
-    results: list[Any] = [None] * len(calls)
-    failures: list[TaskFailure] = []
-    for future in finished(futures):
-        i = futures[future]
-        try:
-            results[i] = future.result()
-        except Exception as exc:  # noqa: BLE001
-            failures.append(TaskFailure(calls[i][0], exc))
-            done()
-            continue
-        done(i, results[i])
-    return results, failures
-
-
-def _run_threads(func: Callable, calls: Sequence[tuple[str, tuple]], threads: int, done) -> tuple[list, list]:
-    from concurrent.futures import ThreadPoolExecutor, as_completed
-
-    with ThreadPoolExecutor(max_workers=threads, thread_name_prefix="gpcube") as pool:
-        futures = {pool.submit(func, *args): i for i, (_, args) in enumerate(calls)}
-        return _gather(futures, calls, as_completed, done)
 
 
 def _apply(args: tuple, function: Callable) -> Any:
@@ -231,10 +241,21 @@ def _run_distributed(func: Callable, calls, client, prefix: str, done) -> tuple[
     keys = [f"{prefix}-{label}" for label, _ in calls]
     mapped = client.map(_apply, [args for _, args in calls], key=keys, pure=False, function=func)
     futures = {future: i for i, future in enumerate(mapped)}
+    results: list[Any] = [None] * len(calls)
+    failures: list[TaskFailure] = []
     try:
-        return _gather(futures, calls, as_completed, done)
+        for future in as_completed(futures):
+            i = futures[future]
+            try:
+                results[i] = future.result()
+            except Exception as exc:  # noqa: BLE001 - reported with its label by the caller
+                failures.append(TaskFailure(calls[i][0], exc))
+                done()
+                continue
+            done(i, results[i])
     finally:
         client.cancel([f for f in mapped if not f.done()])
+    return results, failures
 
 
 def raise_failures(failures: Sequence[TaskFailure], what: str) -> None:
@@ -361,6 +382,25 @@ class EmbeddedCluster:
         self.close()
 
 
+#: What the fork server of ``start_method: forkserver`` imports before it forks any worker: each
+#: worker then starts with gpcube imported, as a forked one does, without being a copy of the gpcube
+#: process (its threads, its icechunk runtime).
+FORKSERVER_PRELOAD = ("distributed", "gpcube.workflow.pipeline")
+
+
+def _preload_forkserver() -> None:
+    """Have multiprocessing's fork server import :data:`FORKSERVER_PRELOAD` when it starts (once per
+    process: a server already running keeps what it imported)."""
+    import multiprocessing
+
+    import dask
+    from distributed.utils import get_mp_context
+
+    with dask.config.set({"distributed.worker.multiprocessing-method": "forkserver"}):
+        get_mp_context()  # sets dask's own list (distributed, numpy, ...) the first time: ours follows
+    multiprocessing.get_context("forkserver").set_forkserver_preload(list(FORKSERVER_PRELOAD))
+
+
 @contextlib.contextmanager
 def cluster_client(
     address: str | None = None,
@@ -394,6 +434,8 @@ def cluster_client(
     method = start_method or default_start_method()
     if method not in START_METHODS:
         raise GpcubeError(f"unknown start method {method!r}; expected one of {', '.join(START_METHODS)}")
+    if processes and method == "forkserver":
+        _preload_forkserver()
     # a forked worker's malloc is this process's, already set up: the environment would not change it
     spawned = processes and method != "fork"
     settings = {"distributed.worker.multiprocessing-method": method, **({} if dashboard else QUIET_CLUSTER)}
@@ -409,7 +451,7 @@ def cluster_client(
             # a free port: with None the scheduler's HTTP server (health, metrics) still takes 8787, and
             # warns when another cluster holds it
             dashboard_address=":0",
-            **({"preload": ["gpcube._worker"]} if processes and method == "fork" else {}),
+            **({"preload": ["gpcube._worker"]} if processes else {}),
         )
     try:
         with Client(cluster) as client:

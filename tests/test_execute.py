@@ -1,4 +1,5 @@
-"""Running tasks: the embedded cluster starts only for batches large enough to pay for it."""
+"""Running tasks: on a distributed.Client, or on dask's local scheduler (threads, or synchronous); the
+embedded cluster starts only for batches large enough to pay for it."""
 
 from __future__ import annotations
 
@@ -22,13 +23,41 @@ def _where(i: int) -> tuple[int, str, bool]:
     return i, threading.current_thread().name, on_worker
 
 
-def test_a_small_batch_runs_on_threads_here_without_starting_the_cluster():
+def test_a_small_batch_runs_on_dask_threads_here_without_starting_the_cluster():
     with EmbeddedCluster(n_workers=2, processes=False, min_tasks=5) as embedded:
         results, failures = run_tasks(_where, [(str(i), (i,)) for i in (3, -1, 4)], embedded, progress=False)
         assert not embedded.started
     assert [r[0] for r in results if r] == [3, 4] and results[1] is None
-    assert all(name.startswith("gpcube") and not worker for _, name, worker in filter(None, results))
+    main = threading.main_thread().name
+    assert all(name != main and not worker for _, name, worker in filter(None, results))
     assert [(f.label, str(f.error)) for f in failures] == [("-1", "bad -1")]
+
+
+def test_without_a_client_tasks_run_in_this_thread_in_call_order():
+    seen = []
+    calls = [(str(i), (i,)) for i in (5, 3, -1, 9, 0, 12, 1, 10, 2, 4, 6, 7, 8, 11)]
+    results, failures = run_tasks(
+        _where, calls, None, progress=False, on_result=lambda i, r: seen.append(r[0])
+    )
+    assert [r and r[0] for r in results] == [i if i >= 0 else None for _, (i,) in calls]
+    assert {name for _, name, _ in filter(None, results)} == {threading.current_thread().name}
+    assert seen == [i for _, (i,) in calls if i >= 0]
+    assert [(f.label, str(f.error)) for f in failures] == [("-1", "bad -1")]
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_an_error_of_on_result_stops_the_batch(threads):
+    ran = []
+
+    def stop(index, result):
+        ran.append(result[0])
+        raise KeyError("commit failed")
+
+    calls = [(str(i), (i,)) for i in range(20)]
+    with EmbeddedCluster(n_workers=threads, processes=False, min_tasks=100) as embedded:
+        with pytest.raises(KeyError, match="commit failed"):
+            run_tasks(_where, calls, embedded if threads > 1 else None, progress=False, on_result=stop)
+    assert len(ran) == 1
 
 
 def test_a_large_batch_starts_the_cluster_and_later_batches_use_it():
@@ -81,6 +110,19 @@ def test_forked_workers_start_with_gpcube_imported_and_one_blas_thread():
     assert threads <= {1}
 
 
+def test_workers_of_the_fork_server_start_with_gpcube_imported_and_one_blas_thread():
+    import os
+
+    with EmbeddedCluster(
+        n_workers=1, processes=True, start_method="forkserver", memory_limit=None
+    ) as embedded:
+        results, failures = run_tasks(_process, [("0", ())], embedded, progress=False)
+    assert not failures
+    pid, imported, threads = results[0]
+    assert pid != os.getpid() and imported
+    assert threads <= {1}
+
+
 def _worker_settings(dask_worker) -> tuple[bool, float]:
     return "profile" in dask_worker.periodic_callbacks, dask_worker._tick_interval
 
@@ -101,7 +143,8 @@ def test_the_embedded_cluster_without_a_dashboard_neither_profiles_nor_ticks_eve
 
 def test_workers_fork_only_while_this_process_may_fork(monkeypatch, tmp_path):
     """After icechunk's runtime (its threads) started here, forked workers would hang on their first
-    archive call: the default start method becomes spawn; opening an archive marks the process."""
+    archive call: the default start method becomes the fork server; opening an archive marks the
+    process."""
     import gpcube.execute
     from gpcube.execute import default_start_method, fork_safe
     from gpcube.storage.repository import Archive
@@ -110,11 +153,11 @@ def test_workers_fork_only_while_this_process_may_fork(monkeypatch, tmp_path):
     assert default_start_method() == "fork" and EmbeddedCluster().forks
     Archive(tmp_path / "a").create()  # icechunk storage made: its runtime runs
     assert not fork_safe()
-    assert default_start_method() == "spawn" and not EmbeddedCluster().forks
+    assert default_start_method() == "forkserver" and not EmbeddedCluster().forks
     assert EmbeddedCluster(start_method="fork").forks  # asked for explicitly
 
 
-def test_small_batches_run_on_threads_unless_workers_are_forked():
+def test_only_worker_processes_can_fork():
     assert not EmbeddedCluster(processes=True, start_method="spawn").forks
     assert not EmbeddedCluster(processes=False, start_method="fork").forks
 

@@ -1,7 +1,8 @@
 """The whole job as plain functions: reduce observations into the archive, sum the mosaic, open it.
 
 The CLI (``gpcube run``, ``reduce``, ``mosaic``) calls these; in a notebook call them directly, with
-your own :class:`distributed.Client` or none (then tasks run in this process).
+your own :class:`distributed.Client` or none (then tasks run one after the other in this process, on
+dask's synchronous scheduler).
 """
 
 from __future__ import annotations

@@ -31,16 +31,18 @@ __all__ = ["reduce_observation", "remember_job", "write_observation"]
 
 
 #: ``{(config JSON, grids JSON): (config, geometry, selected data store)}`` of the last few jobs of this
-#: process.
+#: process: a cache of what a task's arguments give, made again from them in any other process.
 _Job = tuple[JobConfig, SkyGeom, DataStore]
 _JOBS: collections.OrderedDict[tuple[str, str], _Job] = collections.OrderedDict()
 
 
 def _job(text: str, grids: str) -> _Job:
+    # every task, before its products are made: their header comes from the grids, and another job of
+    # this process (a long-lived worker's) may have remembered another header for the same grid since
+    for attrs in json.loads(grids):
+        remember_header(attrs)
     job = _JOBS.get((text, grids))
     if job is None:
-        for attrs in json.loads(grids):  # before the geometry is made: its header comes from them
-            remember_header(attrs)
         config = parse_config(json.loads(text))
         job = (config, config.geom(), config.data.open())
         remember_job(text, grids, *job)

@@ -6,7 +6,8 @@ Two mistakes cost hours on a cluster and are cheap to see first:
   of thousands of pixels, a pixel size so fine that one observation's cutout is gigabytes): the job
   would start, then its workers die one after the other;
 * paths the workers cannot see (a local data store or archive given to workers on other machines):
-  every task would fail with a file-not-found.
+  every task would fail with a file-not-found; and a ``memory://`` archive, which only this process
+  sees, given to worker processes.
 
 :func:`check_job` says so with the numbers and the keys to change, before the job writes anything.
 """
@@ -162,7 +163,29 @@ def _missing(paths: list[str]) -> list[str]:
     return [p for p in paths if not os.path.exists(p)]
 
 
+def check_in_process(config: JobConfig, client) -> None:
+    """Refuse a ``memory://`` archive for tasks that would run in other processes: it lives in this
+    process's memory, and a worker process would fail every task (it finds none of the archive's
+    snapshots)."""
+    from gpcube.execute import EmbeddedCluster
+
+    if config.archive().scheme != "memory" or client is None:
+        return
+    if isinstance(client, EmbeddedCluster):
+        elsewhere = bool(client.options["processes"])
+    else:
+        elsewhere = any(pid != os.getpid() for pid in client.run(os.getpid).values())
+    if elsewhere:
+        raise GpcubeError(
+            f"the archive {config.output} lives in this process's memory, which worker processes do not "
+            "see: run the tasks here (client None, or cluster.processes: false) or write the archive to "
+            "a path or an object store"
+        )
+
+
 def check_job(config: JobConfig, client) -> TaskMemory:
-    """:func:`check_paths` and :func:`check_memory`; the estimated task memory."""
+    """:func:`check_paths`, :func:`check_in_process` and :func:`check_memory`; the estimated task
+    memory."""
     check_paths(config, client)
+    check_in_process(config, client)
     return check_memory(config, client)

@@ -1,6 +1,6 @@
-"""Workers forked from the gpcube process, spawned by it, started elsewhere (``dask worker``) or its own
-threads write the same archive: nothing a task needs lives only in the memory a forked worker copies
-from its parent.
+"""Workers forked from the gpcube process, spawned by it, forked by a fork server, started elsewhere
+(``dask worker``) or its own threads write the same archive: nothing a task needs lives only in the
+memory a forked worker copies from its parent.
 
 The case that tells them apart is an archive whose stored WCS header is not the one this gpcube writes
 for its grid (archives of gpcube 0.1.0.dev0 before ``wcs_header`` hold astropy's, rounded to 14
@@ -71,7 +71,7 @@ def test_forked_spawned_and_remote_workers_write_the_same_archive(tmp_path, monk
     address, _ = dask_cluster
     stored = _old_archive(tmp_path / "old.zarr", monkeypatch)
     processes = {"n_workers": 1, "threads_per_worker": 1, "processes": True, "min_tasks": 0}
-    runs = {"fork": [], "spawn": [], "remote": ["--scheduler", address]}
+    runs = {"fork": [], "spawn": [], "forkserver": [], "remote": ["--scheduler", address]}
     for name, extra in runs.items():
         out = tmp_path / f"{name}.zarr"
         shutil.copytree(tmp_path / "old.zarr", out)
@@ -91,8 +91,48 @@ def test_forked_spawned_and_remote_workers_write_the_same_archive(tmp_path, monk
     threads = tmp_path / "threads.zarr"  # this process: the tasks on its threads
     shutil.copytree(tmp_path / "old.zarr", threads)
     pipeline.run(job(threads, CRAB_RUNS[:2], geom={"center": CENTER}), progress=False)
-    for name in ("spawn", "remote", "threads"):
+    for name in ("spawn", "forkserver", "remote", "threads"):
         other = _contents(tmp_path / f"{name}.zarr")
         assert other.keys() == fork.keys(), name
         differ = sorted(key for key in fork if other[key] != fork[key])
         assert not differ, (name, differ[:10])
+
+
+def test_a_task_carries_its_own_jobs_header_whatever_another_job_of_the_process_remembered(
+    tmp_path, monkeypatch
+):
+    """A long-lived worker (a remote one, or this process's threads) serves a job on an old archive, then
+    a job on a new archive of the same grid, then the first again: each task takes its archive's header
+    from its own arguments, not from what the process remembered last."""
+    import gpcube.geom.sky as sky
+    from gpcube.geom import SkyGeom
+    from gpcube.workflow.reduce import _job
+
+    monkeypatch.setattr(sky, "_TEMPLATES", {})
+    config = job(tmp_path / "a.zarr", CRAB_RUNS[:1], geom={"center": CENTER})
+    attrs = config.geom().to_attrs()
+    rounded = {k: float(f"{v:.13E}") if isinstance(v, float) else v for k, v in attrs["wcs_header"].items()}
+    text = json.dumps(config.to_dict())
+    old, new = json.dumps([{**attrs, "wcs_header": rounded}]), json.dumps([attrs])
+    for grids, header in [(old, rounded), (new, attrs["wcs_header"]), (old, rounded)]:
+        _, geom, _ = _job(text, grids)
+        assert SkyGeom.from_attrs(attrs).to_attrs()["wcs_header"] == header
+
+
+def test_a_memory_archive_is_refused_for_worker_processes(tmp_path):
+    """It lives in this process: worker processes would fail every task."""
+    import pytest
+
+    from gpcube.errors import GpcubeError
+    from gpcube.execute import EmbeddedCluster
+    from gpcube.workflow.resources import check_in_process
+
+    config = job("memory://worker-processes-test", CRAB_RUNS[:1])
+    check_in_process(config, None)
+    with EmbeddedCluster(n_workers=1, processes=False) as threads:
+        check_in_process(config, threads)
+        check_in_process(config, threads.client)  # a client whose workers are this process's threads
+    with EmbeddedCluster(n_workers=1, processes=True, start_method="spawn") as processes:
+        with pytest.raises(GpcubeError, match="memory://worker-processes-test lives in this process"):
+            check_in_process(config, processes)
+    check_in_process(job(tmp_path / "a.zarr", CRAB_RUNS[:1]), processes)
