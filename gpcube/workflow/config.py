@@ -522,6 +522,16 @@ class JobConfig:
 
     ``max_offset`` None (the default) means ``safe_mask.offset_max`` if the safe mask uses
     ``offset-max``, else 2.5; it is resolved on construction.
+
+    Examples
+    --------
+    >>> from gpcube.data import write_example_config
+    >>> from gpcube.workflow.config import load_config, parse_config
+    >>> config = load_config(write_example_config("crab.yaml"))
+    >>> config.safe_mask.methods, config.background.method, config.max_offset
+    (('offset-max', 'aeff-default'), 'fov', 2.5)
+    >>> parse_config(config.to_dict()) == config  # the canonical form, every default filled in
+    True
     """
 
     data: DataConfig = _key(_nested(DataConfig))
