@@ -25,6 +25,9 @@ extensions = [
     "myst_nb",
 ]
 autosummary_generate = True
+# _templates/autosummary/class.rst: a class's page shows its methods and properties in full (their
+# Parameters, Returns and Examples), not only a table of their names.
+templates_path = ["_templates"]
 numpydoc_show_class_members = False
 numpydoc_class_members_toctree = False
 autodoc_typehints = "none"

@@ -10,6 +10,26 @@ class GpcubeError(Exception):
 
     The message names where the problem is (file, HDU, column or config key).
     ``path`` and ``hdu`` hold the same information for programs.
+
+    Parameters
+    ----------
+    message : str
+        What is wrong.
+    path : str or path-like, optional
+        The file, directory or URL it is in.
+    hdu : str, optional
+        The HDU it is in.
+
+    Examples
+    --------
+    >>> import gpcube
+    >>> try:
+    ...     gpcube.DataStore.from_dir("no-such-store")
+    ... except gpcube.GpcubeError as error:
+    ...     print(error)
+    ...     print(error.path)
+    file no-such-store: data store directory not found
+    no-such-store
     """
 
     def __init__(self, message: str, *, path: str | None = None, hdu: str | None = None):

@@ -168,6 +168,15 @@ def run_tasks(
     threads as the cluster has worker threads); or None (dask's synchronous scheduler: one task after
     the other, in call order, in this thread). A failing task does not stop the others: what they
     write is kept, and the caller reports the failures together at the end.
+
+    Examples
+    --------
+    >>> import math
+    >>> from gpcube.execute import run_tasks
+    >>> calls = [("a", (4.0,)), ("b", (-1.0,)), ("c", (9.0,))]
+    >>> results, failures = run_tasks(math.sqrt, calls, progress=False)
+    >>> results, [(f.label, str(f.error)) for f in failures]
+    ([2.0, None, 3.0], [('b', 'math domain error')])
     """
     with _bar(len(calls), desc, progress) as bar:
         done = functools.partial(_done, bar, on_result)

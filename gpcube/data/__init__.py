@@ -39,6 +39,19 @@ def example_data_dir() -> Path:
     pathlib.Path
         ``gpcube/data/hess-dl3-dr1-crab`` in the installed package; open it with
         :meth:`gpcube.DataStore.from_dir`.
+
+    See Also
+    --------
+    write_example_config : A job config that reduces these runs.
+
+    Examples
+    --------
+    >>> from gpcube.data import example_data_dir
+    >>> path = example_data_dir()
+    >>> sorted(p.name for p in path.glob("*-index.fits.gz"))
+    ['hdu-index.fits.gz', 'obs-index.fits.gz']
+    >>> len(list((path / "data").glob("*.fits.gz")))  # one file per run
+    4
     """
     return Path(str(files("gpcube") / "data" / "hess-dl3-dr1-crab"))
 
@@ -50,7 +63,41 @@ def example_config_text() -> str:
 
 
 def write_example_config(path: str | Path = "crab.yaml", overwrite: bool = False) -> Path:
-    """Write the example job config to ``path`` (``gpcube example``); its output is next to it."""
+    """Write the example job config to ``path`` (``gpcube example``); its output is next to it.
+
+    Parameters
+    ----------
+    path : str or path-like
+        The YAML file to write.
+    overwrite : bool
+        Replace an existing file.
+
+    Returns
+    -------
+    pathlib.Path
+        ``path``.
+
+    Raises
+    ------
+    GpcubeError
+        If the file exists and ``overwrite`` is false.
+
+    See Also
+    --------
+    gpcube.workflow.config.load_config : Reads it.
+    gpcube.workflow.pipeline.run : Runs it (with an example).
+
+    Examples
+    --------
+    >>> from gpcube.data import write_example_config
+    >>> path = write_example_config("crab.yaml")
+    >>> print(path.read_text().splitlines()[0])
+    # gpcube example job: the 4 Crab Nebula runs of H.E.S.S. DL3 DR1 shipped with gpcube.
+    >>> write_example_config("crab.yaml")
+    Traceback (most recent call last):
+    ...
+    gpcube.errors.GpcubeError: file crab.yaml: exists already (use --overwrite)
+    """
     from gpcube.errors import GpcubeError
 
     path = Path(path)
@@ -96,6 +143,21 @@ def write_example_sim_config(path: str | Path = "sim.yaml", overwrite: bool = Fa
     -------
     tuple of pathlib.Path
         The simulation config's path and the job config's (``<stem>-job.yaml``).
+
+    See Also
+    --------
+    gpcube.simulate.load_sim_config : Reads the simulation config.
+
+    Examples
+    --------
+    >>> from gpcube.data import write_example_sim_config
+    >>> from gpcube.simulate import load_sim_config
+    >>> from gpcube.workflow.config import load_config
+    >>> sim, job = write_example_sim_config("sim.yaml")
+    >>> job.name, load_config(job).output.endswith("sim.zarr")
+    ('sim-job.yaml', True)
+    >>> load_sim_config(sim).output.endswith("sim-store")
+    True
     """
     from gpcube.errors import GpcubeError
 

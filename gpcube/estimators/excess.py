@@ -360,6 +360,42 @@ def estimate_excess_map(
         ``energy_reco`` bin per band with ``energy_reco_lo/_hi`` coords; NaN outside the safe mask. The
         attrs hold the geometry (band axis), ``correlation_radius`` (deg), ``statistic`` ("cash" or
         "wstat") and, with a flux, ``spectral_index`` and ``flux_edisp`` (whether the kernels were used).
+
+    See Also
+    --------
+    gpcube.workflow.significance.significance : The same on an archive's mosaic, stored in it.
+    cash_significance, li_ma_significance : The statistics.
+    correlate : The top-hat correlation.
+
+    Examples
+    --------
+    The maps of one Crab run (a "mosaic" of one observation) with its FoV-normalised background:
+
+    >>> import gpcube
+    >>> from gpcube.data import example_data_dir
+    >>> from gpcube.geom import EnergyAxis, SkyGeom
+    >>> obs = gpcube.DataStore.from_dir(example_data_dir()).observation(23523)
+    >>> axes = [EnergyAxis.log(0.5, 50, 4, "energy_reco"), EnergyAxis.log(0.3, 100, 8, "energy_true")]
+    >>> geom = SkyGeom.create((83.633, 22.014), binsz=0.05, width=4.0, axes=axes)
+    >>> import numpy as np
+    >>> import xarray as xr
+    >>> from gpcube.estimators import estimate_excess_map
+    >>> from gpcube.makers import (
+    ...     make_map_background_fov_norm, make_map_counts, make_map_exposure_true_energy)
+    >>> mosaic = xr.Dataset({
+    ...     "counts": make_map_counts(obs, geom, max_offset=2.0),
+    ...     "background": make_map_background_fov_norm(
+    ...         obs, geom, exclusion_mask=[(83.633, 22.014, 0.3)], max_offset=2.0),
+    ...     "exposure": make_map_exposure_true_energy(obs, geom, max_offset=2.0),
+    ... })
+    >>> maps = estimate_excess_map(mosaic, radius=0.1, energy_edges=[0.5, 50])
+    >>> sorted(maps.data_vars), maps.attrs["statistic"]
+    (['background', 'counts', 'excess', 'flux', 'sqrt_ts'], 'cash')
+    >>> ix, iy = maps.sky.geom.coord_to_idx(83.633, 22.014)  # the Crab Nebula's pixel
+    >>> round(float(maps["sqrt_ts"][0, iy, ix]), 1), round(float(maps["excess"][0, iy, ix]), 1)
+    (21.3, 142.8)
+    >>> float(maps["flux"][0, iy, ix])  # cm-2 s-1 from 0.5 to 50 TeV within 0.1 deg, index 2
+    3.4e-11
     """
     counts = _require(mosaic, "counts", "the ON counts")
     geom = mosaic.sky.geom

@@ -47,6 +47,30 @@ def li_ma_significance(n_on: ArrayLike, n_off: ArrayLike, alpha: ArrayLike) -> n
         Float64 significance. Limits: ``n_on = 0`` gives ``-sqrt(2 n_off ln(1 + alpha))``,
         ``n_off = 0`` gives ``+sqrt(2 n_on ln((1 + alpha) / alpha))``, both zero gives 0. NaN where
         ``alpha <= 0`` or is not finite, or a count is negative or not finite.
+
+    See Also
+    --------
+    cash_significance : The significance over a known background.
+    gpcube.estimators.estimate_excess_map : Significance maps of a mosaic.
+
+    References
+    ----------
+    Li, T.-P. & Ma, Y.-Q. 1983, ApJ 272, 317.
+
+    Examples
+    --------
+    30 ON counts and 100 OFF counts with an OFF region 10 times larger (expected background 10):
+
+    >>> from gpcube.estimators import li_ma_significance
+    >>> float(li_ma_significance(30, 100, alpha=0.1))
+    4.74158995566502
+
+    Arrays broadcast; a deficit is negative, and no ON counts is the formula's limit:
+
+    >>> li_ma_significance(n_on=[10, 100, 0], n_off=[50, 500, 10], alpha=0.1)
+    array([ 1.84975089,  5.84942593, -1.38065332])
+    >>> li_ma_significance(10, 50, alpha=0.0)  # undefined
+    array(nan)
     """
     n_on, n_off, alpha = np.broadcast_arrays(*(np.asarray(v, dtype=np.float64) for v in (n_on, n_off, alpha)))
     valid = (
@@ -79,6 +103,27 @@ def cash_significance(n_on: ArrayLike, mu_bkg: ArrayLike) -> np.ndarray:
     numpy.ndarray
         Float64 significance. Limits: ``n_on = 0`` gives ``-sqrt(2 mu_bkg)``; ``mu_bkg = 0`` gives
         ``+inf`` for ``n_on > 0`` (0 if both are 0). NaN where an input is negative or not finite.
+
+    See Also
+    --------
+    li_ma_significance : The significance with the background measured in an OFF region.
+    gpcube.estimators.estimate_excess_map : Significance maps of a mosaic.
+
+    References
+    ----------
+    Cash, W. 1979, ApJ 228, 939.
+
+    Examples
+    --------
+    >>> from gpcube.estimators import cash_significance
+    >>> cash_significance([10, 25, 0], mu_bkg=10)
+    array([ 0.        ,  3.9767495 , -4.47213595])
+
+    With a perfectly known background the same counts are more significant than with Li & Ma:
+
+    >>> from gpcube.estimators import li_ma_significance
+    >>> bool(cash_significance(30, 10) > li_ma_significance(30, 100, alpha=0.1))
+    True
     """
     n_on, mu = np.broadcast_arrays(*(np.asarray(v, dtype=np.float64) for v in (n_on, mu_bkg)))
     valid = np.isfinite(n_on) & np.isfinite(mu) & (n_on >= 0) & (mu >= 0)

@@ -27,9 +27,33 @@ class EnergyAxis:
         Bin edges in TeV: 1-D, finite, positive, strictly increasing, at least 2 entries.
         Stored as a read-only float64 copy.
 
+    See Also
+    --------
+    EnergyAxis.log : A log-spaced axis.
+    EnergyAxis.from_edges : An axis from explicit edges.
+    SkyGeom : A sky grid with energy axes.
+
     Notes
     -----
     Equality compares the name and the edges exactly (``np.array_equal``); the axis is hashable.
+
+    Examples
+    --------
+    >>> from gpcube.geom import EnergyAxis
+    >>> axis = EnergyAxis("energy_reco", [1.0, 10.0, 100.0])
+    >>> axis
+    EnergyAxis('energy_reco', 2 bins, 1 to 100 TeV)
+    >>> axis.centers  # log-centres, sqrt(lo * hi)
+    array([ 3.16227766, 31.6227766 ])
+    >>> axis.energy_type, axis.nbins
+    ('reco', 2)
+
+    Edges that are not strictly increasing are refused:
+
+    >>> EnergyAxis("energy_true", [1.0, 1.0, 2.0])
+    Traceback (most recent call last):
+    ...
+    gpcube.errors.GpcubeError: edges must be strictly increasing
     """
 
     name: str
@@ -67,6 +91,24 @@ class EnergyAxis:
         Returns
         -------
         EnergyAxis
+
+        Raises
+        ------
+        GpcubeError
+            If ``nbins`` is not a positive integer or not ``0 < emin < emax``.
+
+        See Also
+        --------
+        EnergyAxis.from_edges : An axis from explicit edges.
+
+        Examples
+        --------
+        >>> from gpcube.geom import EnergyAxis
+        >>> axis = EnergyAxis.log(0.5, 50, 4, "energy_reco")
+        >>> axis.edges
+        array([ 0.5       ,  1.58113883,  5.        , 15.8113883 , 50.        ])
+        >>> axis.hi / axis.lo  # each bin spans the same factor, 10 ** 0.5
+        array([3.16227766, 3.16227766, 3.16227766, 3.16227766])
         """
         if isinstance(nbins, bool) or not isinstance(nbins, int | np.integer) or nbins < 1:
             raise GpcubeError(f"nbins must be a positive integer, got {nbins!r}")
@@ -76,7 +118,32 @@ class EnergyAxis:
 
     @classmethod
     def from_edges(cls, edges: Any, name: str) -> EnergyAxis:
-        """Axis from explicit bin edges in TeV (see the class docstring for the rules)."""
+        """Axis from explicit bin edges in TeV (see the class docstring for the rules).
+
+        Parameters
+        ----------
+        edges : array_like
+            Bin edges in TeV: 1-D, finite, positive, strictly increasing, at least 2 entries.
+        name : {"energy_reco", "energy_true"}
+            Dimension name.
+
+        Returns
+        -------
+        EnergyAxis
+
+        See Also
+        --------
+        EnergyAxis.log : A log-spaced axis.
+
+        Examples
+        --------
+        >>> from gpcube.geom import EnergyAxis
+        >>> axis = EnergyAxis.from_edges([0.3, 1, 3, 10, 100], "energy_true")
+        >>> axis
+        EnergyAxis('energy_true', 4 bins, 0.3 to 100 TeV)
+        >>> axis.hi
+        array([  1.,   3.,  10., 100.])
+        """
         return cls(name, edges)
 
     @property
@@ -111,6 +178,18 @@ class EnergyAxis:
         -------
         dict of str to xarray.Variable
             Ready to pass as ``coords=`` to :class:`xarray.DataArray`; all carry ``units="TeV"``.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> import xarray as xr
+        >>> from gpcube.geom import EnergyAxis
+        >>> axis = EnergyAxis.log(1, 100, 2, "energy_true")
+        >>> spectrum = xr.DataArray(np.ones(2), dims="energy_true", coords=axis.to_coords())
+        >>> spectrum.energy_true.values, spectrum.energy_true_hi.values
+        (array([ 3.16227766, 31.6227766 ]), array([ 10., 100.]))
+        >>> spectrum.energy_true.attrs["units"]
+        'TeV'
         """
         dims = (self.name,)
         return {
@@ -123,12 +202,27 @@ class EnergyAxis:
         return f"{'reconstructed' if self.energy_type == 'reco' else 'true'} energy (bin log-centre)"
 
     def to_dict(self) -> dict[str, Any]:
-        """Plain JSON-serialisable description: ``{"name", "edges", "units"}``."""
+        """Plain JSON-serialisable description: ``{"name", "edges", "units"}``.
+
+        Examples
+        --------
+        >>> from gpcube.geom import EnergyAxis
+        >>> EnergyAxis.from_edges([1, 10], "energy_reco").to_dict()
+        {'name': 'energy_reco', 'edges': [1.0, 10.0], 'units': 'TeV'}
+        """
         return {"name": self.name, "edges": [float(e) for e in self.edges], "units": "TeV"}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> EnergyAxis:
-        """Inverse of :meth:`to_dict`."""
+        """Inverse of :meth:`to_dict`.
+
+        Examples
+        --------
+        >>> from gpcube.geom import EnergyAxis
+        >>> axis = EnergyAxis.log(0.5, 50, 10, "energy_reco")
+        >>> EnergyAxis.from_dict(axis.to_dict()) == axis
+        True
+        """
         if not isinstance(data, dict) or "name" not in data or "edges" not in data:
             raise GpcubeError(f"an energy axis dict needs keys 'name' and 'edges', got {data!r}")
         units = data.get("units", "TeV")

@@ -78,6 +78,28 @@ def cutout(geom: G, center: Any, max_offset: float) -> tuple[G, tuple[slice, sli
     A CAR circle that crosses the 180 deg seam (the native longitude opposite ``crval``) or holds a
     native pole spans the whole width: a rectangle cannot wrap around. A TAN circle that reaches the
     hemisphere TAN cannot project is bounded by the whole grid.
+
+    See Also
+    --------
+    SkyGeom.slice : The sub-grid of given slices.
+    SkyGeom.separation : The distance of every pixel from a point.
+
+    Examples
+    --------
+    The pixels within 1 deg of a pointing 0.5 deg from the centre of a 5 x 5 deg grid:
+
+    >>> from gpcube.geom import SkyGeom, cutout
+    >>> geom = SkyGeom.create((83.633, 22.014), binsz=0.02, width=5.0)
+    >>> sub, slices = cutout(geom, (83.633, 22.514), max_offset=1.0)
+    >>> sub.npix, sub.origin
+    ((102, 102), (74, 99))
+    >>> slices
+    (slice(99, 201, None), slice(74, 176, None))
+
+    Its pixels are the parent's: ``parent_array[..., slices[0], slices[1]]`` is the cutout's array.
+
+    >>> sub.pix_to_world(0, 0) == geom.pix_to_world(74, 99)
+    True
     """
     lon, lat = _center_lonlat(geom, center)
     if not (isinstance(max_offset, int | float | np.number) and 0 <= max_offset <= 180):

@@ -57,6 +57,27 @@ class SkyGeom:
         (ix0, iy0): index of this grid's first pixel in the parent grid; (0, 0) for a parent.
     axes : tuple of EnergyAxis
         Energy axes, distinct names; may be empty.
+
+    See Also
+    --------
+    SkyGeom.create : A parent grid from its centre, pixel size and width.
+    gpcube.geom.cutout : The sub-grid around a circle, on the same pixels.
+    EnergyAxis : The energy axes.
+
+    Examples
+    --------
+    A 5 x 5 deg grid of 0.02 deg pixels around the Crab Nebula, with a reconstructed-energy axis:
+
+    >>> from gpcube.geom import EnergyAxis, SkyGeom
+    >>> axis = EnergyAxis.log(0.5, 50, 10, "energy_reco")
+    >>> geom = SkyGeom.create((83.633, 22.014), binsz=0.02, width=5.0, axes=[axis])
+    >>> geom
+    SkyGeom(icrs CAR, npix=(250, 250), binsz=0.02 deg, crval=(83.633, 22.014), origin=(0, 0),
+            axes=[energy_reco[10]])
+    >>> geom.data_shape("energy_reco")  # (nE, ny, nx): the shape of a counts cube
+    (10, 250, 250)
+    >>> geom.header["CTYPE1"], geom.header["CDELT1"]
+    ('RA---CAR', -0.02)
     """
 
     frame: str
@@ -133,6 +154,32 @@ class SkyGeom:
         SkyGeom
             With ``crpix = ((nx + 1) / 2, (ny + 1) / 2)``: the centre is exactly the image centre, on a
             pixel corner or edge when a pixel count is even.
+
+        Raises
+        ------
+        GpcubeError
+            For a bad frame, pixel size or width, or unless exactly one of ``width`` and ``npix`` is given.
+
+        See Also
+        --------
+        SkyGeom.to_binsz : The same field with another pixel size.
+        gpcube.geom.cutout : The sub-grid around a circle.
+
+        Examples
+        --------
+        >>> from gpcube.geom import SkyGeom
+        >>> geom = SkyGeom.create((83.633, 22.014), binsz=0.02, width=5.0)
+        >>> geom.npix, geom.crpix
+        ((250, 250), (125.5, 125.5))
+        >>> geom.center
+        (83.633, 22.014)
+
+        A galactic TAN grid given by its pixel counts (nx, ny), centred on a SkyCoord:
+
+        >>> from astropy.coordinates import SkyCoord
+        >>> center = SkyCoord(0, 0, unit="deg", frame="galactic")
+        >>> SkyGeom.create(center, binsz=0.1, npix=(40, 20), frame="galactic", projection="TAN").shape
+        (20, 40)
         """
         if frame not in FRAMES:
             raise GpcubeError(f"frame must be 'icrs' or 'galactic', got {frame!r}")
@@ -211,6 +258,14 @@ class SkyGeom:
         See Also
         --------
         create : rounds a width half up instead (a grid that a config describes).
+
+        Examples
+        --------
+        >>> from gpcube.geom import SkyGeom
+        >>> geom = SkyGeom.create((83.633, 22.014), binsz=0.02, width=5.0)
+        >>> coarse = geom.to_binsz(0.1)
+        >>> coarse.npix, coarse.center
+        ((50, 50), (83.633, 22.014))
         """
         return _to_binsz(self, float(binsz))
 
@@ -280,6 +335,20 @@ class SkyGeom:
         lon, lat : numpy.ndarray
             Degrees in the geometry's frame, lon in [0, 360); NaN outside the projection's domain
             (CAR: beyond the native poles or 180 deg from the reference longitude).
+
+        See Also
+        --------
+        SkyGeom.world_to_pix : The inverse.
+
+        Examples
+        --------
+        The centre of a 250 x 250 grid is the corner of its four central pixels, 124 and 125:
+
+        >>> from gpcube.geom import SkyGeom
+        >>> geom = SkyGeom.create((83.633, 22.014), binsz=0.02, width=5.0)
+        >>> lon, lat = geom.pix_to_world([124.5, 0.0], [124.5, 0.0])
+        >>> lon.round(3), lat.round(3)
+        (array([83.633, 86.272]), array([22.014, 19.503]))
         """
         n = proj.intermediate_to_native(self.projection, *self._intermediate(x, y))
         m = self._rotation
@@ -309,6 +378,30 @@ class SkyGeom:
 
         Returns NaN for points that do not project (TAN: the hemisphere away from the reference point;
         latitudes outside [-90, 90]). Points outside the grid get coordinates outside ``[-0.5, n - 0.5)``.
+
+        Parameters
+        ----------
+        lon, lat : array_like
+            Degrees in the geometry's frame; broadcast together.
+
+        Returns
+        -------
+        x, y : numpy.ndarray
+            Pixel coordinates along longitude and latitude (pixel centres at integers).
+
+        See Also
+        --------
+        SkyGeom.pix_to_world : The inverse.
+        SkyGeom.coord_to_idx : Integer pixel indices.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from gpcube.geom import SkyGeom
+        >>> geom = SkyGeom.create((83.633, 22.014), binsz=0.02, width=5.0)
+        >>> x, y = geom.world_to_pix([83.633, 83.633], [22.014, 23.014])
+        >>> np.round(x, 6), np.round(y, 6)  # 1 deg north is 50 pixels up
+        (array([124.5, 124.5]), array([124.5, 174.5]))
         """
         return self._native_to_pix(self._to_native(lon, lat))
 
@@ -354,6 +447,20 @@ class SkyGeom:
         -------
         numpy.ndarray
             ``(ny, nx)`` distances in deg (NaN for CAR pixels outside the projection's domain).
+
+        See Also
+        --------
+        SkyGeom.offset_map : The same for a point in another frame.
+
+        Examples
+        --------
+        The pixels within 1 deg of the centre of a 5 x 5 deg grid:
+
+        >>> from gpcube.geom import SkyGeom
+        >>> geom = SkyGeom.create((83.633, 22.014), binsz=0.1, width=5.0)
+        >>> offset = geom.separation(83.633, 22.014)
+        >>> offset.shape, int((offset <= 1.0).sum())
+        ((50, 50), 316)
         """
         center = tuple(float(v) for v in self._to_native(float(lon), float(lat)))
         if not all(math.isfinite(v) for v in center):
@@ -393,6 +500,15 @@ class SkyGeom:
             ``(ny, nx)`` in sr, exact: CAR pixels are native longitude-latitude rectangles of area
             ``dphi * (sin theta2 - sin theta1)``; TAN pixels are tangent-plane rectangles, integrated in
             closed form. Zero for CAR pixels outside the projection's domain.
+
+        Examples
+        --------
+        The solid angle of a whole grid, 5 x 5 deg on the sky (1 deg2 is 3.046e-4 sr):
+
+        >>> from gpcube.geom import SkyGeom
+        >>> geom = SkyGeom.create((83.633, 22.014), binsz=0.02, width=5.0)
+        >>> float(geom.solid_angle().sum())
+        0.00761
         """
         xi, _ = self._intermediate(np.arange(self.npix[0] + 1) - 0.5, 0.0)
         _, eta = self._intermediate(0.0, np.arange(self.npix[1] + 1) - 0.5)
@@ -414,6 +530,20 @@ class SkyGeom:
         SkyGeom
             Same crval and binsz; crpix shifted and origin increased by the slice starts; npix the
             slice lengths.
+
+        See Also
+        --------
+        gpcube.geom.cutout : The sub-grid around a circle.
+
+        Examples
+        --------
+        >>> from gpcube.geom import SkyGeom
+        >>> geom = SkyGeom.create((83.633, 22.014), binsz=0.02, width=5.0)
+        >>> sub = geom.slice((slice(100, 150), slice(50, 250)))
+        >>> sub.npix, sub.origin  # (nx, ny) and (ix0, iy0)
+        ((200, 50), (50, 100))
+        >>> sub.pix_to_world(0, 0) == geom.pix_to_world(50, 100)  # the same pixels
+        True
         """
         if not isinstance(slices, tuple) or len(slices) != 2 or not all(isinstance(s, slice) for s in slices):
             raise GpcubeError(f"slices must be a (slice_lat, slice_lon) tuple, got {slices!r}")
@@ -478,6 +608,17 @@ class SkyGeom:
         Returns
         -------
         SkyGeom
+
+        Examples
+        --------
+        The geometry stored in the attrs of every product, through JSON and back:
+
+        >>> import json
+        >>> from gpcube.geom import EnergyAxis, SkyGeom
+        >>> axis = EnergyAxis.log(0.5, 50, 10, "energy_reco")
+        >>> geom = SkyGeom.create((83.633, 22.014), binsz=0.02, width=5.0, axes=[axis])
+        >>> SkyGeom.from_attrs(json.dumps(geom.to_attrs())) == geom
+        True
         """
         if isinstance(attrs, str):
             attrs = json.loads(attrs)

@@ -132,6 +132,25 @@ class DataStore:
 
     Open one with :meth:`from_dir`; narrow it with :meth:`select` (each selection returns a new
     store); get an :class:`~gpcube.io.observation.Observation` with :meth:`observation`.
+
+    See Also
+    --------
+    gpcube.Observation : One observation of the store.
+    gpcube.data.example_data_dir : A small store shipped with gpcube.
+
+    Examples
+    --------
+    >>> import gpcube
+    >>> from gpcube.data import example_data_dir
+    >>> store = gpcube.DataStore.from_dir(example_data_dir())
+    >>> len(store), store.obs_ids
+    (4, [23523, 23526, 23559, 23592])
+    >>> table = store.obs_table  # the observation index, an astropy Table
+    >>> table["TARGET_NAME"].tolist(), round(float(table["LIVETIME"].sum()) / 3600, 2)  # hours
+    (['Crab', 'Crab', 'Crab', 'Crab'], 1.75)
+    >>> store.observation(23523)
+    Observation(obs_id=23523, aeff=aeff_2d, bkg=bkg_3d, edisp=edisp_2d, events=events, gti=gti,
+                psf=psf_table)
     """
 
     def __init__(
@@ -234,7 +253,21 @@ class DataStore:
         return {c.lower().replace("-", "_"): v for c, v in self._obs_table.row(int(rows[0])).items()}
 
     def observation(self, obs_id: int) -> Observation:
-        """The observation ``obs_id`` (nothing is read until a part is accessed)."""
+        """The observation ``obs_id`` (nothing is read until a part is accessed).
+
+        Raises
+        ------
+        GpcubeError
+            If ``obs_id`` is not in the (selected) store.
+
+        Examples
+        --------
+        >>> import gpcube
+        >>> from gpcube.data import example_data_dir
+        >>> obs = gpcube.DataStore.from_dir(example_data_dir()).observation(23526)
+        >>> obs.obs_id, obs.events.sizes["event"]
+        (23526, 7581)
+        """
         obs_id = int(obs_id)
         if obs_id not in self._hdu_refs or obs_id not in self.obs_ids:
             raise GpcubeError(f"observation {obs_id} is not in the data store", path=self.path)
@@ -277,6 +310,32 @@ class DataStore:
         target : str, optional
             Case-insensitive shell pattern (``"MSH 15-5*"``) matched against ``OBJECT`` and
             ``TARGET_NAME``.
+
+        Returns
+        -------
+        DataStore
+            The selected rows of the observation index; the HDU index is shared.
+
+        Raises
+        ------
+        GpcubeError
+            For an observation id not in the store, or a column the selection needs that the
+            observation index lacks (naming it).
+
+        Examples
+        --------
+        The whole H.E.S.S. DL3 DR1 release (``hess_dir``), by target, by pointing and by date:
+
+        >>> import gpcube
+        >>> store = gpcube.DataStore.from_dir(hess_dir)
+        >>> len(store)
+        105
+        >>> store.select(target="msh 15-5*")
+        DataStore('.../hess-dl3-dr1', 20 observations)
+        >>> store.select(cone={"lon": 83.633, "lat": 22.014, "radius": 2.0}).obs_ids
+        [23523, 23526, 23559, 23592]
+        >>> store.select(time=("2004-12-01", "2004-12-31"), cone=(83.633, 22.014, 2.0)).obs_ids
+        [23523, 23526, 23559, 23592]
         """
         mask = np.ones(len(self), dtype=bool)
         if obs_ids is not None:

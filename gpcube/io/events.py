@@ -63,6 +63,38 @@ def read_events(table: BinTable, *, path=None, hdu=None) -> xr.Dataset:
     Every column becomes a variable with a lower-case name; ``ra``, ``dec`` (deg), ``energy``
     (reconstructed, TeV) and ``time`` (s since the MJDREF in the attrs) are required. The
     observation metadata of the header are in the attrs.
+
+    Parameters
+    ----------
+    table : BinTable
+        The EVENTS table (:meth:`FitsFile.table <gpcube.io.fitsfile.FitsFile.table>`).
+    path, hdu : optional
+        The file and HDU, named in errors and kept in the attrs.
+
+    Returns
+    -------
+    xarray.Dataset
+
+    Raises
+    ------
+    GpcubeError
+        For a missing required column or a unit that does not convert.
+
+    See Also
+    --------
+    gpcube.Observation.events : The same, of an observation of a data store.
+
+    Examples
+    --------
+    >>> from gpcube.data import example_data_dir
+    >>> from gpcube.io.events import read_events
+    >>> from gpcube.io.fitsfile import open_fits
+    >>> path = example_data_dir() / "data" / "hess_dl3_dr1_obs_id_023523.fits.gz"
+    >>> events = read_events(open_fits(path).table("EVENTS"), path=path, hdu="EVENTS")
+    >>> events.sizes["event"], events["ra"].attrs["units"], events.attrs["obs_id"]
+    (7613, 'deg', 23523)
+    >>> round(float(events["energy"].min()), 3)  # TeV
+    0.244
     """
     names = {n.upper(): n for n in table.names}
     missing = [c for c in EVENT_UNITS if c not in names]

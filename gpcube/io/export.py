@@ -170,6 +170,34 @@ def write_map_dataset(
     -----
     Maps are stored as float32 (counts as float32 too, as gammapy does, or float64 where a count
     exceeds ``2**24``), masks as uint8. Units go to ``BUNIT`` from each variable's ``attrs["units"]``.
+
+    See Also
+    --------
+    gpcube.workflow.export.export : Writes an archive's mosaic or observation.
+    write_map_dataset_onoff : The ON/OFF dataset.
+
+    Examples
+    --------
+    The maps of one Crab run, written without an archive (no IRF maps, no GTI here):
+
+    >>> import gpcube
+    >>> from gpcube.data import example_data_dir
+    >>> from gpcube.geom import EnergyAxis, SkyGeom
+    >>> obs = gpcube.DataStore.from_dir(example_data_dir()).observation(23523)
+    >>> axes = [EnergyAxis.log(0.5, 50, 4, "energy_reco"), EnergyAxis.log(0.3, 100, 8, "energy_true")]
+    >>> geom = SkyGeom.create((83.633, 22.014), binsz=0.05, width=4.0, axes=axes)
+    >>> import xarray as xr
+    >>> from astropy.io import fits
+    >>> from gpcube.io.export import write_map_dataset
+    >>> from gpcube.makers import make_map_background, make_map_counts, make_map_exposure_true_energy
+    >>> maps = xr.Dataset({"counts": make_map_counts(obs, geom),
+    ...                    "exposure": make_map_exposure_true_energy(obs, geom),
+    ...                    "background": make_map_background(obs, geom)})
+    >>> path = write_map_dataset("crab-23523.fits", maps, name="crab-23523")
+    >>> with fits.open(path) as hdus:
+    ...     [hdu.name for hdu in hdus], hdus["COUNTS"].data.shape, hdus["COUNTS"].header["CTYPE1"]
+    (['PRIMARY', 'COUNTS', 'COUNTS_BANDS', 'EXPOSURE', 'EXPOSURE_BANDS', 'BACKGROUND',
+      'BACKGROUND_BANDS'], (4, 80, 80), 'RA---CAR')
     """
     path = Path(path)
     _check_target(path, overwrite)
@@ -215,6 +243,29 @@ def write_map_dataset_onoff(
     ------
     GpcubeError
         As :func:`write_map_dataset`, and if one of the four ON/OFF maps is missing.
+
+    See Also
+    --------
+    gpcube.makers.make_map_ring_background : ON/OFF maps of an observation.
+
+    Examples
+    --------
+    >>> import gpcube
+    >>> from gpcube.data import example_data_dir
+    >>> from gpcube.geom import EnergyAxis, SkyGeom
+    >>> obs = gpcube.DataStore.from_dir(example_data_dir()).observation(23523)
+    >>> axes = [EnergyAxis.log(0.5, 50, 4, "energy_reco")]
+    >>> geom = SkyGeom.create((83.633, 22.014), binsz=0.05, width=4.0, axes=axes)
+    >>> from astropy.io import fits
+    >>> from gpcube.io.export import write_map_dataset_onoff
+    >>> from gpcube.makers import make_map_background, make_map_counts, make_map_ring_background
+    >>> ring = make_map_ring_background(
+    ...     make_map_counts(obs, geom), make_map_background(obs, geom), r_in=0.5, width=0.3,
+    ...     exclusion=[(83.633, 22.014, 0.3)], energy_edges=[0.5, 5, 50])
+    >>> path = write_map_dataset_onoff("crab-onoff.fits", ring)
+    >>> with fits.open(path) as hdus:
+    ...     [hdu.name for hdu in hdus if not hdu.name.endswith("_BANDS")], hdus["COUNTS_OFF"].shape
+    (['PRIMARY', 'COUNTS', 'MASK_SAFE', 'COUNTS_OFF', 'ACCEPTANCE', 'ACCEPTANCE_OFF'], (2, 80, 80))
     """
     path = Path(path)
     _check_target(path, overwrite)

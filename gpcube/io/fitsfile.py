@@ -306,5 +306,39 @@ def _decompressed(raw: bytes, path) -> bytes:
 
 
 def open_fits(path: str | Path, storage_options: Mapping | None = None) -> FitsFile:
-    """Read a FITS file (plain or gzipped; local or at a URL) into memory; its tables are parsed on demand."""
+    """Read a FITS file (plain or gzipped; local or at a URL) into memory; its tables are parsed on demand.
+
+    Parameters
+    ----------
+    path : str or path-like
+        A local file, or a URL (see :mod:`gpcube.io.location`).
+    storage_options : mapping, optional
+        Options of the URL's filesystem (credentials, ``endpoint_url``...).
+
+    Returns
+    -------
+    FitsFile
+        Its ``hdu_names``, and ``table(name)`` for a binary table (columns as numpy arrays).
+
+    Raises
+    ------
+    GpcubeError
+        Naming the file: not found, unreadable, not FITS, truncated or corrupt gzip data.
+
+    See Also
+    --------
+    gpcube.io.events.read_events : An events table as an xarray Dataset.
+    gpcube.io.gadf.read_irf_table : An IRF table as an xarray Dataset.
+
+    Examples
+    --------
+    >>> from gpcube.data import example_data_dir
+    >>> from gpcube.io.fitsfile import open_fits
+    >>> fits = open_fits(example_data_dir() / "data" / "hess_dl3_dr1_obs_id_023523.fits.gz")
+    >>> fits.hdu_names
+    ['PRIMARY', 'EVENTS', 'GTI', 'AEFF', 'EDISP', 'PSF', 'BKG']
+    >>> events = fits.table("events")
+    >>> len(events), events.names
+    (7613, ['EVENT_ID', 'TIME', 'RA', 'DEC', 'ENERGY'])
+    """
     return FitsFile(path, storage_options)

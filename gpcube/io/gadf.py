@@ -300,7 +300,46 @@ def _read_axes(table, spec: IrfSpec, prefixes: list[str], path, hdu) -> dict[str
 
 
 def read_irf_table(table: BinTable, irf_class: str, *, path=None, hdu=None) -> xr.Dataset:
-    """Convert a GADF IRF binary table into an :class:`xarray.Dataset` with gpcube's named dims."""
+    """Convert a GADF IRF binary table into an :class:`xarray.Dataset` with gpcube's named dims.
+
+    Parameters
+    ----------
+    table : BinTable
+        The IRF table, one row (:meth:`FitsFile.table <gpcube.io.fitsfile.FitsFile.table>`).
+    irf_class : str
+        Its HDU class: ``aeff_2d``, ``edisp_2d``, ``psf_table``, ``psf_3gauss``, ``psf_king``,
+        ``bkg_2d``, ``bkg_3d`` or ``rad_max_2d``.
+    path, hdu : optional
+        The file and HDU, named in errors and kept in the attrs.
+
+    Returns
+    -------
+    xarray.Dataset
+        The IRF's variables over its dims (``docs/datamodel.rst``), with ``<dim>_lo`` / ``<dim>_hi``
+        edge coordinates; values in gpcube's units (``attrs["units"]`` of each variable).
+
+    Raises
+    ------
+    GpcubeError
+        For an unknown class, missing columns, axes that do not match the class or bad units.
+
+    See Also
+    --------
+    gpcube.irf.evaluate : The IRF at any point.
+    gpcube.Observation.aeff : The same, of an observation of a data store.
+
+    Examples
+    --------
+    >>> from gpcube.data import example_data_dir
+    >>> from gpcube.io.fitsfile import open_fits
+    >>> from gpcube.io.gadf import read_irf_table
+    >>> fits = open_fits(example_data_dir() / "data" / "hess_dl3_dr1_obs_id_023523.fits.gz")
+    >>> aeff = read_irf_table(fits.table("AEFF"), "aeff_2d")
+    >>> dict(aeff.sizes), aeff["aeff"].attrs["units"]
+    ({'energy_true': 96, 'offset': 6}, 'm2')
+    >>> aeff["offset"].values  # deg
+    array([0. , 0.5, 1. , 1.5, 2. , 2.5])
+    """
     if irf_class not in IRF_SPECS:
         raise GpcubeError(f"unknown IRF class {irf_class!r} (known: {sorted(IRF_SPECS)})", path=path, hdu=hdu)
     spec = IRF_SPECS[irf_class]

@@ -99,6 +99,16 @@ def read_bytes(
     GpcubeError
         Naming the file or URL: not found, unreadable, an unknown protocol or one whose package is
         not installed, or options the filesystem does not accept.
+
+    Examples
+    --------
+    >>> from gpcube.data import example_data_dir
+    >>> from gpcube.io.location import read_bytes
+    >>> data = read_bytes(example_data_dir() / "hdu-index.fits.gz")
+    >>> data[:2].hex()  # the gzip magic number
+    '1f8b'
+    >>> read_bytes(example_data_dir() / "no-such-file.fits", missing_ok=True) is None
+    True
     """
     try:
         if is_url(location):

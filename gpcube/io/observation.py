@@ -45,7 +45,18 @@ class HduRef:
 
 @dataclass(frozen=True)
 class Pointing:
-    """Nominal pointing of an observation (deg). ``alt``/``az`` are None when the file has none."""
+    """Nominal pointing of an observation (deg). ``alt``/``az`` are None when the file has none.
+
+    Examples
+    --------
+    >>> import gpcube
+    >>> from gpcube.data import example_data_dir
+    >>> pointing = gpcube.DataStore.from_dir(example_data_dir()).observation(23523).pointing
+    >>> round(pointing.ra, 3), round(pointing.dec, 3), pointing.mode  # 0.5 deg wobble in Dec
+    (83.633, 21.514, 'WOBBLE')
+    >>> print(pointing.radec.galactic.to_string(precision=2))
+    184.98 -6.05
+    """
 
     ra: float
     dec: float
@@ -80,6 +91,30 @@ class Observation:
     storage_options : mapping, optional
         Options of the filesystem of files given by URL (see :meth:`DataStore.from_dir
         <gpcube.io.datastore.DataStore.from_dir>`).
+
+    See Also
+    --------
+    gpcube.DataStore.observation : How observations are made.
+    gpcube.makers.make_map_counts : A maker: observation and geometry in, lazy cube out.
+
+    Examples
+    --------
+    >>> import gpcube
+    >>> from gpcube.data import example_data_dir
+    >>> obs = gpcube.DataStore.from_dir(example_data_dir()).observation(23523)
+    >>> obs.events.sizes["event"], list(obs.events.data_vars)
+    (7613, ['event_id', 'time', 'ra', 'dec', 'energy'])
+    >>> obs.events["energy"].attrs["units"], obs.events.attrs["object"]
+    ('TeV', 'Crab Nebula')
+    >>> round(obs.livetime, 1), round(obs.deadc, 4)  # s
+    (1581.7, 0.9376)
+
+    The IRFs, with named dims, in gpcube's units:
+
+    >>> dict(obs.aeff.sizes), obs.aeff["aeff"].attrs["units"]
+    ({'energy_true': 96, 'offset': 6}, 'm2')
+    >>> obs.psf.attrs["irf_class"], obs.bkg.attrs["irf_class"], obs.rad_max is None
+    ('psf_table', 'bkg_3d', True)
     """
 
     def __init__(
@@ -149,7 +184,20 @@ class Observation:
         self._files.clear()
 
     def load(self) -> Observation:
-        """Read every part present (events, GTI and IRFs), then close the files; returns ``self``."""
+        """Read every part present (events, GTI and IRFs), then close the files; returns ``self``.
+
+        Examples
+        --------
+        Loaded, the observation pickles with its parts (to a worker that cannot read the files):
+
+        >>> import pickle
+        >>> import gpcube
+        >>> from gpcube.data import example_data_dir
+        >>> obs = gpcube.DataStore.from_dir(example_data_dir()).observation(23523).load()
+        >>> copy = pickle.loads(pickle.dumps(obs))
+        >>> "aeff" in copy.__dict__, copy.aeff.identical(obs.aeff)
+        (True, True)
+        """
         _ = self.events, self.gti
         for name, (hdu_type, _classes) in IRF_PARTS.items():
             if hdu_type in self.hdus:

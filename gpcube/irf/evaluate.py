@@ -51,6 +51,24 @@ def psf_3gauss_profile(rad, sigma_1, ampl_2, sigma_2, ampl_3, sigma_3) -> np.nda
     and the files written without one (Gammapy's writer, CTA 1DC) do not hold the normalisation in it;
     Gammapy and ctools normalise the profile in the same way. Where the denominator is not positive
     (all widths or amplitudes 0, as outside the IRF's axes) the profile is 0.
+
+    See Also
+    --------
+    psf_king_profile : The King profile.
+    evaluate : Interpolates the parameters of a ``psf_3gauss`` IRF and calls this.
+
+    Examples
+    --------
+    The profile integrates to 1 over the sky (here two Gaussians of 0.05 and 0.1 deg):
+
+    >>> import numpy as np
+    >>> from scipy.integrate import quad
+    >>> from gpcube.irf import psf_3gauss_profile
+    >>> def ring(r):  # deg-1: the profile times the solid angle of a ring of radius r
+    ...     return 2 * np.pi * np.sin(np.deg2rad(r)) * np.deg2rad(1) * psf_3gauss_profile(
+    ...         r, sigma_1=0.05, ampl_2=0.5, sigma_2=0.1, ampl_3=0.0, sigma_3=0.1)
+    >>> round(quad(ring, 0, 2)[0], 5)
+    1.0
     """
     r2 = np.square(rad)
     terms = tuple(zip((1.0, ampl_2, ampl_3), (sigma_1, sigma_2, sigma_3), strict=True))
@@ -70,6 +88,23 @@ def psf_king_profile(rad, gamma, sigma) -> np.ndarray:
     """GADF King PSF in sr-1; ``rad`` and ``sigma`` in deg.
 
     ``1 / (2 pi sigma^2) (1 - 1/gamma) (1 + r^2 / (2 gamma sigma^2))^-gamma`` with sigma in radians.
+    Zero where ``gamma <= 1`` (the profile does not normalise there).
+
+    See Also
+    --------
+    psf_3gauss_profile : The triple-Gaussian profile.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from scipy.integrate import quad
+    >>> from gpcube.irf import psf_king_profile
+    >>> psf_king_profile(np.array([0.0, 0.1]), gamma=2.0, sigma=0.05)  # sr-1
+    array([104494.97156357,  26123.74289089])
+    >>> def ring(r):  # deg-1: the profile times the solid angle of a ring of radius r
+    ...     return 2 * np.pi * np.sin(np.deg2rad(r)) * np.deg2rad(1) * psf_king_profile(r, 3.0, 0.05)
+    >>> round(quad(ring, 0, 20)[0], 5)
+    1.0
     """
     sigma_rad = np.deg2rad(sigma)
     rad_rad = np.deg2rad(rad)
@@ -112,6 +147,44 @@ def evaluate(irf: xr.Dataset, **coords) -> np.ndarray | xr.DataArray:
     -------
     numpy.ndarray or xarray.DataArray
         Values in the IRF's unit (``result.attrs["units"]`` for a DataArray).
+
+    Raises
+    ------
+    GpcubeError
+        If ``irf`` is not an IRF Dataset of gpcube.
+    TypeError
+        For missing or unexpected coordinates (naming them).
+
+    See Also
+    --------
+    gpcube.irf.interp_nodes : The interpolation.
+    gpcube.Observation.aeff : An observation's IRFs.
+
+    Examples
+    --------
+    The effective area (m2) of a Crab run at 0.5 deg offset, at three energies (TeV):
+
+    >>> import numpy as np
+    >>> import xarray as xr
+    >>> import gpcube
+    >>> from gpcube.data import example_data_dir
+    >>> from gpcube.irf import evaluate
+    >>> obs = gpcube.DataStore.from_dir(example_data_dir()).observation(23523)
+    >>> evaluate(obs.aeff, energy_true=np.array([0.5, 1.0, 10.0]), offset=0.5).round(-2)
+    array([ 34500., 230800., 644100.])
+
+    With DataArrays, the result is a DataArray over their broadcast dims:
+
+    >>> energy = xr.DataArray([1.0, 10.0], dims="energy_true")
+    >>> offset = xr.DataArray([0.0, 1.0, 2.0], dims="offset")
+    >>> aeff = evaluate(obs.aeff, energy_true=energy, offset=offset)
+    >>> aeff.dims, aeff.attrs["units"]
+    (('energy_true', 'offset'), 'm2')
+
+    The PSF (sr-1) falls with the distance ``rad`` (deg) from the source:
+
+    >>> evaluate(obs.psf, energy_true=1.0, offset=0.5, rad=np.array([0.0, 0.1, 0.2])).round(-2)
+    array([153100.,  25600.,   3900.])
     """
     if "irf_class" not in irf.attrs or irf.attrs["irf_class"] not in IRF_SPECS:
         raise GpcubeError(f"not a gpcube IRF Dataset (irf_class {irf.attrs.get('irf_class')!r})")

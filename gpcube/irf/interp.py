@@ -183,6 +183,27 @@ def interp_nodes(
     -------
     ndarray
         Interpolated values with the broadcast shape of ``points``.
+
+    See Also
+    --------
+    gpcube.irf.evaluate : An IRF Dataset at any point, by dim name.
+
+    Examples
+    --------
+    Linear between the nodes, extrapolated linearly up to the outer edges, zero beyond them:
+
+    >>> import numpy as np
+    >>> from gpcube.irf import interp_nodes
+    >>> nodes = [np.array([0.0, 1.0, 2.0])]
+    >>> values = np.array([0.0, 10.0, 20.0])
+    >>> interp_nodes(values, nodes, [np.array([0.5, 2.25, 2.75])], edges=[(-0.5, 2.5)])
+    array([ 5. , 22.5,  0. ])
+
+    In the log of the coordinate (energies) and of the values (backgrounds), a power law is exact:
+
+    >>> energy = np.array([1.0, 10.0, 100.0])
+    >>> interp_nodes(energy**-2.0, [energy], [np.array([3.0])], log_axes=[True], log_values=True)
+    array([0.11111111])
     """
     values = np.asarray(values, dtype=float)
     ndim = len(nodes)

@@ -300,6 +300,26 @@ def make_map_background(
     -------
     xarray.DataArray
         ``background(energy_reco, lat, lon)`` in counts (float64), dask-backed.
+
+    See Also
+    --------
+    make_map_background_fov_norm : The same, scaled to the counts outside exclusion regions.
+    make_map_counts : The counts on the same pixels.
+
+    Examples
+    --------
+    >>> import gpcube
+    >>> from gpcube.data import example_data_dir
+    >>> from gpcube.geom import EnergyAxis, SkyGeom
+    >>> obs = gpcube.DataStore.from_dir(example_data_dir()).observation(23523)
+    >>> axes = [EnergyAxis.log(0.5, 50, 4, "energy_reco")]
+    >>> geom = SkyGeom.create((83.633, 22.014), binsz=0.05, width=4.0, axes=axes)
+    >>> from gpcube.makers import make_map_background
+    >>> background = make_map_background(obs, geom, max_offset=2.0)
+    >>> background.shape
+    (4, 71, 80)
+    >>> background.values.sum(axis=(1, 2)).round(1)  # predicted counts per energy bin
+    array([1358.7,  881.8,  265.9,   61.9])
     """
     mapping = resolve_orientation(orientation)
     load_kwargs = {

@@ -84,6 +84,31 @@ def make_map_counts(
     -------
     xarray.DataArray
         ``counts(energy_reco, lat, lon)``, int64, dask-backed.
+
+    See Also
+    --------
+    make_map_background : The predicted background on the same pixels.
+    make_map_exposure_true_energy : The exposure.
+    gpcube.workflow.pipeline.run : Makes the products of every observation of a job and sums them.
+
+    Examples
+    --------
+    A Crab run's counts within 2 deg of its pointing, on a 4 x 4 deg mosaic geometry:
+
+    >>> import gpcube
+    >>> from gpcube.data import example_data_dir
+    >>> from gpcube.geom import EnergyAxis, SkyGeom
+    >>> obs = gpcube.DataStore.from_dir(example_data_dir()).observation(23523)
+    >>> axes = [EnergyAxis.log(0.5, 50, 4, "energy_reco")]
+    >>> geom = SkyGeom.create((83.633, 22.014), binsz=0.05, width=4.0, axes=axes)
+    >>> from gpcube.makers import make_map_counts
+    >>> counts = make_map_counts(obs, geom, max_offset=2.0)  # lazy: nothing is read yet
+    >>> counts.shape  # the cutout: (energy_reco, ny, nx), 71 x 80 of the mosaic's 80 x 80 pixels
+    (4, 71, 80)
+    >>> counts.values.sum(axis=(1, 2))  # events per energy bin
+    array([3926,  889,  319,   46])
+    >>> counts.sky.geom.origin  # where the cutout lies in the mosaic (ix0, iy0)
+    (0, 0)
     """
     return observation_cube(
         observation, geom, product="counts", axis_name="energy_reco", units="", load=_load_counts,

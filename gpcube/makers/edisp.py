@@ -378,6 +378,29 @@ def make_edisp_kernel_map(
         ``edisp(energy_true, energy_reco, lat, lon)``, dimensionless, float64, dask-backed:
         the probability that an event of true energy ``energy_true`` (bin log-centre) at that pixel is
         reconstructed in the reco bin. ``attrs["energy_type"]`` is ``"true->reco"``.
+
+    See Also
+    --------
+    make_map_exposure_reco_energy : Folds the exposure through the kernels.
+    gpcube.irf.evaluate : The migration density at any point.
+
+    Examples
+    --------
+    >>> import gpcube
+    >>> from gpcube.data import example_data_dir
+    >>> from gpcube.geom import EnergyAxis, SkyGeom
+    >>> obs = gpcube.DataStore.from_dir(example_data_dir()).observation(23523)
+    >>> axes = [EnergyAxis.log(0.5, 50, 4, "energy_reco"), EnergyAxis.log(0.3, 100, 8, "energy_true")]
+    >>> geom = SkyGeom.create((83.633, 22.014), binsz=0.05, width=4.0, axes=axes)
+    >>> from gpcube.makers import make_edisp_kernel_map
+    >>> edisp = make_edisp_kernel_map(obs, geom, binsz_irf=0.2, max_offset=2.0)
+    >>> edisp.shape  # (energy_true, energy_reco, ny, nx) on the 0.2 deg grid
+    (8, 4, 18, 20)
+
+    The probability that an event of each true energy is reconstructed within 0.5 to 50 TeV:
+
+    >>> edisp.values[:, :, 9, 10].sum(axis=1).round(2)
+    array([0.93, 1.  , 1.  , 1.  , 1.  , 1.  , 0.97, 0.04])
     """
     attrs = {"energy_type": "true->reco", "binsz_irf": float(binsz_irf), "normalize": int(normalize)}
     return observation_cube(

@@ -107,6 +107,40 @@ def exclusion_mask_from_circles(
 
     ``frame`` is the circles' frame (default: the geometry's). Pixels count as inside when their
     centre is within the radius.
+
+    Parameters
+    ----------
+    geom : SkyGeom
+        The grid of the mask (the mosaic's, or a cutout's).
+    circles : sequence of (lon, lat, radius)
+        Excluded circles, in deg.
+    frame : {"icrs", "galactic"}, optional
+        Frame of the circles' centres.
+
+    Returns
+    -------
+    xarray.DataArray
+        Boolean ``exclusion_mask``, True where pixels may be used, with the geometry in attrs.
+
+    See Also
+    --------
+    make_map_background_fov_norm : Normalises the background outside the excluded regions.
+    make_map_ring_background : Takes OFF counts outside them.
+
+    Examples
+    --------
+    >>> from gpcube.geom import SkyGeom
+    >>> from gpcube.makers import exclusion_mask_from_circles
+    >>> geom = SkyGeom.create((83.633, 22.014), binsz=0.05, width=4.0)
+    >>> mask = exclusion_mask_from_circles(geom, [(83.633, 22.014, 0.3)])
+    >>> mask.shape, int((~mask).sum())  # excluded pixels: about pi (0.3 / 0.05) ** 2
+    ((80, 80), 112)
+
+    The same circle given in galactic coordinates:
+
+    >>> galactic = exclusion_mask_from_circles(geom, [(184.5575, -5.7843, 0.3)], frame="galactic")
+    >>> int((galactic != mask).sum())
+    0
     """
     if frame is not None and frame != geom.frame:
         circles = [

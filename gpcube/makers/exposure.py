@@ -81,6 +81,27 @@ def make_map_exposure_true_energy(
     -------
     xarray.DataArray
         ``exposure(energy_true, lat, lon)`` in m2 s, float64, dask-backed.
+
+    See Also
+    --------
+    make_map_exposure_reco_energy : The exposure on the reco-energy axis.
+    gpcube.irf.evaluate : The effective area at any energy and offset.
+
+    Examples
+    --------
+    >>> import gpcube
+    >>> from gpcube.data import example_data_dir
+    >>> from gpcube.geom import EnergyAxis, SkyGeom
+    >>> obs = gpcube.DataStore.from_dir(example_data_dir()).observation(23523)
+    >>> axes = [EnergyAxis.log(0.3, 100, 8, "energy_true")]
+    >>> geom = SkyGeom.create((83.633, 22.014), binsz=0.05, width=4.0, axes=axes)
+    >>> from gpcube.makers import make_map_exposure_true_energy
+    >>> exposure = make_map_exposure_true_energy(obs, geom, max_offset=2.0)
+    >>> exposure.shape, exposure.attrs["units"]
+    ((8, 71, 80), 'm2 s')
+    >>> (exposure.values.max(axis=(1, 2)) / obs.livetime).round(-3)  # the effective area (m2)
+    array([ 15000., 206000., 355000., 562000., 686000., 694000., 691000.,
+           621000.])
     """
     return observation_cube(
         observation, geom, product="exposure", axis_name="energy_true", units="m2 s", load=_load_exposure,
@@ -174,6 +195,26 @@ def make_map_exposure_reco_energy(
     -------
     xarray.DataArray
         ``exposure_reco(energy_reco, lat, lon)`` in m2 s, float64, dask-backed.
+
+    See Also
+    --------
+    make_map_exposure_true_energy : The exposure on the true-energy axis.
+    make_edisp_kernel_map : The energy-dispersion kernels.
+
+    Examples
+    --------
+    >>> import gpcube
+    >>> from gpcube.data import example_data_dir
+    >>> from gpcube.geom import EnergyAxis, SkyGeom
+    >>> obs = gpcube.DataStore.from_dir(example_data_dir()).observation(23523)
+    >>> axes = [EnergyAxis.log(0.5, 50, 4, "energy_reco"), EnergyAxis.log(0.3, 100, 8, "energy_true")]
+    >>> geom = SkyGeom.create((83.633, 22.014), binsz=0.05, width=4.0, axes=axes)
+    >>> from gpcube.makers import make_map_exposure_reco_energy
+    >>> exposure = make_map_exposure_reco_energy(obs, geom, spectral_index=2.0, max_offset=2.0)
+    >>> exposure.shape
+    (4, 71, 80)
+    >>> (exposure.values.max(axis=(1, 2)) / obs.livetime).round(-3)  # the effective area (m2)
+    array([169000., 475000., 647000., 774000.])
     """
     geom.axis("energy_true")
     return observation_cube(

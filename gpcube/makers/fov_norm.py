@@ -139,6 +139,33 @@ def make_map_background_fov_norm(
         per-bin coordinates ``fov_norm``, ``fov_norm_group``, ``fov_norm_counts`` (events used by
         the group), ``fov_norm_background`` and ``fov_norm_ok`` record the result; attrs record the
         scheme and the thresholds.
+
+    See Also
+    --------
+    make_map_background : The background model's prediction.
+    exclusion_mask_from_circles : An exclusion mask.
+
+    Examples
+    --------
+    Outside a 0.3 deg circle around the Crab Nebula the normalised background predicts the counts:
+
+    >>> import gpcube
+    >>> from gpcube.data import example_data_dir
+    >>> from gpcube.geom import EnergyAxis, SkyGeom
+    >>> obs = gpcube.DataStore.from_dir(example_data_dir()).observation(23523)
+    >>> axes = [EnergyAxis.log(0.5, 50, 4, "energy_reco")]
+    >>> geom = SkyGeom.create((83.633, 22.014), binsz=0.05, width=4.0, axes=axes)
+    >>> from gpcube.makers import (
+    ...     exclusion_mask_from_circles, make_map_background_fov_norm, make_map_counts)
+    >>> circles = [(83.633, 22.014, 0.3)]  # (lon, lat, radius) in deg
+    >>> background = make_map_background_fov_norm(obs, geom, exclusion_mask=circles, max_offset=2.0)
+    >>> counts = make_map_counts(obs, geom, max_offset=2.0)
+    >>> outside = exclusion_mask_from_circles(counts.sky.geom, circles).values  # on the cutout
+    >>> n_counts, n_background = counts.values.sum(axis=0), background.values.sum(axis=0)
+    >>> int(n_counts[outside].sum()), round(float(n_background[outside].sum()), 6)
+    (4763, 4763.0)
+    >>> background.attrs["fov_norm_scheme"]  # one norm for all energies
+    'all'
     """
     scheme = resolve_grouping(grouping)
     if counts is None:

@@ -478,6 +478,37 @@ def make_map_ring_background(
         ``(energy_reco, lat, lon)`` (the bands), a dask chunk per few bands; attrs ``units``,
         ``energy_type``, ``obs_id``, ``product``, ``geom`` and the ring parameters (``ring_r_in``,
         ``ring_width`` in deg).
+
+    See Also
+    --------
+    make_map_adaptive_ring_background : A ring that widens where too much of it is excluded.
+    gpcube.estimators.li_ma_significance : The significance of ON and OFF counts.
+
+    Examples
+    --------
+    A ring of 0.5 to 0.8 deg around each pixel of a Crab run, the Crab Nebula excluded, in two bands:
+
+    >>> import gpcube
+    >>> from gpcube.data import example_data_dir
+    >>> from gpcube.geom import EnergyAxis, SkyGeom
+    >>> obs = gpcube.DataStore.from_dir(example_data_dir()).observation(23523)
+    >>> axes = [EnergyAxis.log(0.5, 50, 4, "energy_reco")]
+    >>> geom = SkyGeom.create((83.633, 22.014), binsz=0.05, width=4.0, axes=axes)
+    >>> from gpcube.makers import make_map_background, make_map_counts, make_map_ring_background
+    >>> counts = make_map_counts(obs, geom, max_offset=2.0)
+    >>> acceptance = make_map_background(obs, geom, max_offset=2.0)
+    >>> ring = make_map_ring_background(counts, acceptance, r_in=0.5, width=0.3,
+    ...                                 exclusion=[(83.633, 22.014, 0.3)], energy_edges=[0.5, 5, 50])
+    >>> sorted(ring.data_vars)
+    ['acceptance', 'acceptance_off', 'alpha', 'counts', 'counts_off', 'mask_safe']
+    >>> ring["alpha"].shape  # (band, ny, nx)
+    (2, 71, 80)
+
+    At the pixel of the Crab Nebula, the ON counts and the background that the ring predicts:
+
+    >>> ix, iy = counts.sky.geom.coord_to_idx(83.633, 22.014)
+    >>> ring["counts"].values[:, iy, ix], (ring["alpha"] * ring["counts_off"]).values[:, iy, ix].round(2)
+    (array([16,  1]), array([1.15, 0.08]))
     """
     options = fixed_ring_options(r_in, width, pixel_size(counts.attrs.get("geom", {})))
     return ring_products(

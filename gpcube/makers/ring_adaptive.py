@@ -163,6 +163,36 @@ def make_map_adaptive_ring_background(
     xarray.Dataset
         As :func:`gpcube.makers.make_map_ring_background`, ``product`` ``"adaptive_ring_background"``,
         the parameters in attrs (``ring_*``, deg).
+
+    See Also
+    --------
+    make_map_ring_background : The ring of fixed size.
+
+    Examples
+    --------
+    Around the Crab Nebula, a 0.6 deg exclusion covers the whole 0.3 to 0.5 deg ring; the adaptive
+    ring grows until its alpha is at most 0.1:
+
+    >>> import gpcube
+    >>> from gpcube.data import example_data_dir
+    >>> from gpcube.geom import EnergyAxis, SkyGeom
+    >>> obs = gpcube.DataStore.from_dir(example_data_dir()).observation(23523)
+    >>> axes = [EnergyAxis.log(0.5, 50, 4, "energy_reco")]
+    >>> geom = SkyGeom.create((83.633, 22.014), binsz=0.05, width=4.0, axes=axes)
+    >>> from gpcube.makers import (
+    ...     make_map_adaptive_ring_background, make_map_background, make_map_counts,
+    ...     make_map_ring_background)
+    >>> counts = make_map_counts(obs, geom, max_offset=2.0)
+    >>> acceptance = make_map_background(obs, geom, max_offset=2.0)
+    >>> options = dict(r_in=0.3, width=0.2, exclusion=[(83.633, 22.014, 0.6)], energy_edges=[0.5, 50])
+    >>> fixed = make_map_ring_background(counts, acceptance, **options)
+    >>> adaptive = make_map_adaptive_ring_background(
+    ...     counts, acceptance, r_out_max=1.5, stepsize=0.1, threshold_alpha=0.1, **options)
+    >>> ix, iy = counts.sky.geom.coord_to_idx(83.633, 22.014)  # the Crab Nebula's pixel
+    >>> int(fixed["counts_off"][0, iy, ix]), int(adaptive["counts_off"][0, iy, ix])
+    (0, 11)
+    >>> round(float(adaptive["alpha"][0, iy, ix]), 3)
+    0.09
     """
     options = adaptive_ring_options(
         pixel_size(counts.attrs.get("geom", {})), r_in=r_in, width=width, r_out_max=r_out_max,

@@ -52,6 +52,20 @@ def combine_ring_sums(
         weighted mean of the observations' alphas), the average alpha where there are none but
         acceptance is positive, 0 elsewhere; ``acceptance_off = acceptance / alpha``, 0 where alpha
         is 0 (the reference leaves inf or NaN there).
+
+    Examples
+    --------
+    Three pixels: with OFF counts, with acceptance but no OFF counts, with neither:
+
+    >>> import numpy as np
+    >>> from gpcube.makers import combine_ring_sums
+    >>> counts_off, alpha_counts_off = np.array([100.0, 0.0, 0.0]), np.array([10.0, 0.0, 0.0])
+    >>> acceptance = np.array([5.0, 2.0, 0.0])
+    >>> alpha, acceptance_off = combine_ring_sums(counts_off, alpha_counts_off, acceptance)
+    >>> alpha, acceptance_off
+    (array([0.1, 0.1, 0. ]), array([50., 20.,  0.]))
+    >>> combine_ring_sums(counts_off, alpha_counts_off, acceptance, average_alpha_value=0.2)[0]
+    array([0.1, 0.2, 0. ])
     """
     counts_off = np.asarray(counts_off)
     if average_alpha_value is None:

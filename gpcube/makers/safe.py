@@ -448,6 +448,28 @@ def make_safe_mask(
     xarray.DataArray
         ``mask_safe(energy_reco, lat, lon)``, bool, dask-backed; the methods and their parameters are in
         the attrs (the thresholds found: :func:`safe_energy_thresholds`).
+
+    See Also
+    --------
+    gpcube.workflow.config.SafeMaskConfig : The ``safe_mask`` section of a job.
+
+    Examples
+    --------
+    >>> import gpcube
+    >>> from gpcube.data import example_data_dir
+    >>> from gpcube.geom import EnergyAxis, SkyGeom
+    >>> obs = gpcube.DataStore.from_dir(example_data_dir()).observation(23523)
+    >>> axes = [EnergyAxis.log(0.5, 50, 4, "energy_reco")]
+    >>> geom = SkyGeom.create((83.633, 22.014), binsz=0.05, width=4.0, axes=axes)
+    >>> from gpcube.makers import make_safe_mask
+    >>> safe = make_safe_mask(obs, geom, methods=["offset-max", "aeff-default"], offset_max=2.0,
+    ...                       max_offset=2.0)
+    >>> safe.shape, safe.attrs["methods"]
+    ((4, 71, 80), 'offset-max,aeff-default')
+    >>> safe.values.any(axis=(1, 2))  # the first bin is below the run's safe energy threshold
+    array([False,  True,  True,  True])
+    >>> int(safe.values[1].sum()), safe.values[1].size  # within 2 deg of the pointing
+    (4662, 5680)
     """
     options = _options(methods, aeff_percent, bias_percent, position, fixed_offset, offset_max, binsz_irf)
     if {"aeff-max", "edisp-bias"} & set(options.methods):

@@ -17,6 +17,18 @@ def survey_pointings(pointings: PointingsConfig) -> tuple[np.ndarray, np.ndarray
 
     A grid runs along longitude from ``lon[0]`` in steps of ``spacing`` while within ``lon[1]``
     (a 1e-9 deg tolerance), one row per latitude in the order given.
+
+    Examples
+    --------
+    The 3 x 2 grid of the example simulation, in the Galactic plane:
+
+    >>> from gpcube.data import write_example_sim_config
+    >>> from gpcube.simulate import load_sim_config, survey_pointings
+    >>> config = load_sim_config(write_example_sim_config("sim.yaml")[0])
+    >>> ra, dec = survey_pointings(config.pointings)
+    >>> ra.round(2), dec.round(2)
+    (array([266.3 , 266.89, 267.48, 265.32, 265.92, 266.51]),
+     array([-30.05, -29.2 , -28.34, -29.52, -28.67, -27.82]))
     """
     if pointings.grid is not None:
         grid = pointings.grid
@@ -47,6 +59,20 @@ def plan_observations(config: SimConfig) -> list[ObsPlan]:
 
     Observation ``i`` has id ``obs_id_start + i`` and starts ``i * (ontime + gap)`` s after
     ``observation.start``.
+
+    See Also
+    --------
+    survey_pointings : The pointings alone.
+
+    Examples
+    --------
+    >>> from gpcube.data import write_example_sim_config
+    >>> from gpcube.simulate import load_sim_config, plan_observations
+    >>> plans = plan_observations(load_sim_config(write_example_sim_config("sim.yaml")[0]))
+    >>> len(plans), plans[0].obs_id, round(plans[0].glon, 6), round(plans[0].glat, 6)
+    (6, 1, 359.0, -0.5)
+    >>> plans[1].date_obs, plans[1].time_obs  # one after the other
+    ('2024-01-01', '00:30:00.000')
     """
     obs = config.observation
     ra, dec = survey_pointings(config.pointings)

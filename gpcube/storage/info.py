@@ -33,7 +33,42 @@ def _history(archive: Archive, n: int) -> list[dict]:
 
 
 def archive_info(location: Archive | str | os.PathLike, storage_options: Mapping | None = None) -> dict:
-    """A JSON-able description of the archive at ``location`` (its latest snapshot)."""
+    """A JSON-able description of the archive at ``location`` (its latest snapshot).
+
+    Parameters
+    ----------
+    location : str, path-like or Archive
+        The archive.
+    storage_options : mapping, optional
+        Options of its storage (see :class:`~gpcube.storage.repository.Archive`).
+
+    Returns
+    -------
+    dict
+        ``path``, ``format``, ``created``, ``versions``, ``geom``, ``analysis``, ``config``,
+        ``observations`` (one dict each), ``mosaic`` (None before the first) and ``history`` (the
+        latest commits); ``gpcube info`` prints it.
+
+    Examples
+    --------
+    >>> from gpcube.data import example_data_dir
+    >>> from gpcube.workflow.config import parse_config
+    >>> config = parse_config({  # the 4 Crab runs on a small mosaic
+    ...     "data": {"store": str(example_data_dir())},
+    ...     "geom": {"center": [83.633, 22.014], "width": 3.0, "binsz": 0.05,
+    ...              "energy_reco": {"min": 0.5, "max": 50, "nbins": 4},
+    ...              "energy_true": {"min": 0.3, "max": 100, "nbins": 8}},
+    ...     "output": "crab.zarr",
+    ... })
+    >>> from gpcube.workflow.pipeline import run
+    >>> report = run(config, progress=False)
+    >>> from gpcube.storage.info import archive_info
+    >>> info = archive_info(config.output)
+    >>> info["format"], [obs["obs_id"] for obs in info["observations"]]
+    ('gpcube-archive v3', [23523, 23526, 23559, 23592])
+    >>> info["history"][0]["message"]  # the latest commit
+    'mosaic: 4 observations'
+    """
     archive = as_archive(location, storage_options)
     store = open_readonly(archive).store
     attrs = root_attrs(store)

@@ -121,7 +121,33 @@ def _checked(attrs: dict) -> dict:
 
 
 def open_readonly(archive: Archive, snapshot: str | None = None):
-    """A read-only session of the archive (its latest snapshot, or ``snapshot``), checked to be one."""
+    """A read-only session of the archive (its latest snapshot, or ``snapshot``), checked to be one.
+
+    Raises
+    ------
+    GpcubeError
+        If there is no archive, it is not a gpcube archive (of a supported format version) or its
+        snapshot cannot be read.
+
+    Examples
+    --------
+    A repository that gpcube did not write is refused:
+
+    >>> import zarr
+    >>> import gpcube
+    >>> from gpcube.storage.layout import open_readonly
+    >>> from gpcube.storage.repository import Archive
+    >>> archive = Archive("demo.zarr")
+    >>> archive.create()
+    >>> session = archive.writable()
+    >>> _ = zarr.open_group(session.store, mode="a")
+    >>> _ = archive.commit(session, "an empty group")
+    >>> try:
+    ...     open_readonly(archive)
+    ... except gpcube.GpcubeError as error:
+    ...     print(error)
+    file .../demo.zarr: not a gpcube archive (format None)
+    """
     if _old_layout(archive):
         raise GpcubeError(
             f"archive format version 2 is not supported: {_OLD_VERSIONS[2]}", path=archive.location

@@ -23,6 +23,31 @@ def collect_garbage(archive: Archive, *, older_than_hours: float = 24.0, history
     before the cutoff that no remaining snapshot refers to; returns what was done.
 
     Readers that opened an expired snapshot may fail afterwards: run it when no long reader holds one.
+
+    Parameters
+    ----------
+    archive : Archive
+        The archive.
+    older_than_hours : float
+        The cutoff's age.
+    history : bool
+        Keep every snapshot (delete only the objects that none refers to).
+
+    Returns
+    -------
+    dict
+        ``expired_snapshots``, ``objects_deleted`` and ``bytes_deleted``.
+
+    Examples
+    --------
+    Nothing is older than a day in a new archive:
+
+    >>> from gpcube.storage.maintenance import collect_garbage
+    >>> from gpcube.storage.repository import Archive
+    >>> archive = Archive("demo.zarr")
+    >>> archive.create()
+    >>> collect_garbage(archive)
+    {'expired_snapshots': 0, 'objects_deleted': 0, 'bytes_deleted': 0}
     """
     if older_than_hours < 0:
         raise GpcubeError(f"older_than_hours must not be negative, got {older_than_hours}")

@@ -89,6 +89,29 @@ class Archive:
 
     A local path is made absolute here: workers on other machines must be given a location they can
     reach, which a relative path is not (see :meth:`for_workers`).
+
+    See Also
+    --------
+    gpcube.open_archive : The archive's products as xarray.
+    gpcube.storage.info.archive_info : What an archive holds.
+
+    Examples
+    --------
+    Every change is a commit: written in a writable session, seen whole by readers once committed.
+
+    >>> import zarr
+    >>> from gpcube.storage.repository import Archive
+    >>> archive = Archive("demo.zarr")
+    >>> archive.exists()
+    False
+    >>> archive.create()
+    >>> session = archive.writable()
+    >>> zarr.open_group(session.store, mode="a").attrs["note"] = "hello"
+    >>> snapshot = archive.commit(session, "a note")
+    >>> dict(zarr.open_group(archive.readonly().store, mode="r").attrs)
+    {'note': 'hello'}
+    >>> archive.readonly().snapshot_id == snapshot
+    True
     """
 
     def __init__(self, location: str | os.PathLike, storage_options: Mapping | None = None):

@@ -536,6 +536,16 @@ class JobConfig:
 
     ``max_offset`` None (the default) means ``safe_mask.offset_max`` if the safe mask uses
     ``offset-max``, else 2.5; it is resolved on construction.
+
+    Examples
+    --------
+    >>> from gpcube.data import write_example_config
+    >>> from gpcube.workflow.config import load_config, parse_config
+    >>> config = load_config(write_example_config("crab.yaml"))
+    >>> config.safe_mask.methods, config.background.method, config.max_offset
+    (('offset-max', 'aeff-default'), 'fov', 2.5)
+    >>> parse_config(config.to_dict()) == config  # the canonical form, every default filled in
+    True
     """
 
     data: DataConfig = _key(_nested(DataConfig))
@@ -624,6 +634,36 @@ def parse_config(
     ------
     ConfigError
         Naming the first bad key and what was expected.
+
+    See Also
+    --------
+    load_config : The same from a YAML file.
+
+    Examples
+    --------
+    >>> from gpcube.data import example_data_dir
+    >>> from gpcube.workflow.config import parse_config
+    >>> job = {  # the 4 Crab runs on a small mosaic
+    ...     "data": {"store": str(example_data_dir())},
+    ...     "geom": {"center": [83.633, 22.014], "width": 3.0, "binsz": 0.05,
+    ...              "energy_reco": {"min": 0.5, "max": 50, "nbins": 4},
+    ...              "energy_true": {"min": 0.3, "max": 100, "nbins": 8}},
+    ...     "output": "crab.zarr",
+    ... }
+    >>> config = parse_config(job)
+    >>> config.products, config.max_offset  # defaults, and what follows from them
+    (('counts', 'exposure', 'background'), 2.5)
+    >>> config.geom().npix
+    (60, 60)
+
+    A bad value is refused, naming its key:
+
+    >>> from gpcube.workflow.config import ConfigError
+    >>> try:
+    ...     parse_config({**job, "products": ["counts", "flux"]})
+    ... except ConfigError as error:
+    ...     print(error)
+    config key 'products': expected names from ..., got 'flux'
     """
     base = os.path.abspath(os.fspath(base_dir) if base_dir is not None else os.getcwd())
     return _build(JobConfig, _Section(mapping, "", _yaml_keys(JobConfig), source, base))
@@ -645,6 +685,27 @@ def load_config(path: str | os.PathLike) -> JobConfig:
     ------
     ConfigError
         For an unreadable file, invalid YAML (with its line number) or a bad key.
+
+    See Also
+    --------
+    parse_config : The same from a mapping.
+    gpcube.data.write_example_config : The example config (``gpcube example``).
+    gpcube.workflow.pipeline.run : Runs the job.
+
+    Examples
+    --------
+    >>> from gpcube.data import write_example_config
+    >>> from gpcube.workflow.config import load_config
+    >>> config = load_config(write_example_config("crab.yaml"))
+    >>> config.products
+    ('counts', 'exposure', 'background', 'psf', 'edisp')
+    >>> config.geom()  # the mosaic geometry
+    SkyGeom(icrs CAR, npix=(250, 250), binsz=0.02 deg, crval=(83.633, 22.014), origin=(0, 0),
+            axes=[energy_reco[10], energy_true[20]])
+    >>> config.data.open().obs_ids  # the observations selected
+    [23523, 23526, 23559, 23592]
+    >>> config.output  # relative to the file's folder
+    '.../crab.zarr'
     """
     mapping, path = read_yaml(path)
     return parse_config(mapping, base_dir=path.parent, source=str(path))

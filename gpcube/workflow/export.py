@@ -104,6 +104,30 @@ def export(
         If the archive has no mosaic (or not that observation, or it lies outside the geometry), if
         ``onoff`` is asked of an archive without ring products, or as
         :func:`gpcube.io.export.write_map_dataset`.
+
+    See Also
+    --------
+    gpcube.io.export.write_map_dataset : Writes the file.
+
+    Examples
+    --------
+    >>> from gpcube.data import example_data_dir
+    >>> from gpcube.workflow.config import parse_config
+    >>> config = parse_config({  # the 4 Crab runs on a small mosaic
+    ...     "data": {"store": str(example_data_dir())},
+    ...     "geom": {"center": [83.633, 22.014], "width": 3.0, "binsz": 0.05,
+    ...              "energy_reco": {"min": 0.5, "max": 50, "nbins": 4},
+    ...              "energy_true": {"min": 0.3, "max": 100, "nbins": 8}},
+    ...     "output": "crab.zarr",
+    ... })
+    >>> from gpcube.workflow.pipeline import run
+    >>> report = run(config, progress=False)
+    >>> from astropy.io import fits
+    >>> from gpcube.workflow.export import export
+    >>> path = export(config.output, "crab.fits")
+    >>> with fits.open(path) as hdus:  # gammapy.datasets.MapDataset.read(path) reads it
+    ...     [hdu.name for hdu in hdus if not hdu.name.endswith("_BANDS")]
+    ['PRIMARY', 'COUNTS', 'EXPOSURE', 'BACKGROUND', 'MASK_SAFE', 'GTI', 'META_TABLE']
     """
     from gpcube.io.export import write_map_dataset, write_map_dataset_onoff
 

@@ -64,6 +64,49 @@ def open_archive(
         The id of an earlier snapshot to open (``gpcube info`` lists the latest commits).
     storage_options : mapping, optional
         Options of the archive's storage (see :class:`gpcube.storage.repository.Archive`).
+
+    Returns
+    -------
+    xarray.Dataset
+        Dask-backed products with their coordinates; the attrs hold the geometry, the observations
+        summed (``obs_ids``, ``n_obs``, ``livetime``) and ``archive`` (path and snapshot).
+
+    Raises
+    ------
+    GpcubeError
+        If the archive has no mosaic yet, not that observation or not that group.
+
+    See Also
+    --------
+    gpcube.workflow.pipeline.run : Makes the archive.
+    gpcube.workflow.export.export : Writes it as a FITS dataset that Gammapy reads.
+
+    Examples
+    --------
+    >>> from gpcube.data import example_data_dir
+    >>> from gpcube.workflow.config import parse_config
+    >>> config = parse_config({  # the 4 Crab runs on a small mosaic
+    ...     "data": {"store": str(example_data_dir())},
+    ...     "geom": {"center": [83.633, 22.014], "width": 3.0, "binsz": 0.05,
+    ...              "energy_reco": {"min": 0.5, "max": 50, "nbins": 4},
+    ...              "energy_true": {"min": 0.3, "max": 100, "nbins": 8}},
+    ...     "output": "crab.zarr",
+    ... })
+    >>> from gpcube.workflow.pipeline import run
+    >>> report = run(config, progress=False)
+    >>> import gpcube
+    >>> mosaic = gpcube.open_archive(config.output)
+    >>> sorted(mosaic.data_vars)
+    ['background', 'counts', 'exposure', 'mask_safe']
+    >>> mosaic["counts"].shape, mosaic.attrs["obs_ids"]
+    ((4, 60, 60), [23523, 23526, 23559, 23592])
+    >>> int(mosaic["counts"].sum())  # lazy until here
+    12286
+
+    One observation's cutout products:
+
+    >>> gpcube.open_archive(config.output, obs_id=23559)["counts"].shape
+    (4, 60, 51)
     """
     archive = as_archive(path, storage_options)
     path = archive.location

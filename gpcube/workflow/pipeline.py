@@ -52,6 +52,44 @@ def reduce(config: JobConfig, client=None, *, progress: bool = True) -> dict:
     recomputed. The new ones are committed in batches (:class:`ReduceCommits`), so a run that is
     killed keeps what it committed and the next run does the rest. A failing observation does not stop
     the others; the failures are raised together at the end.
+
+    Parameters
+    ----------
+    config : JobConfig
+        The job (:func:`gpcube.workflow.config.load_config`).
+    client : distributed.Client or EmbeddedCluster, optional
+        What runs the tasks (:func:`job_client`); default: this process.
+    progress : bool
+        Show a progress bar.
+
+    Returns
+    -------
+    dict
+        ``selected``, ``already_done``, ``written`` and ``empty`` (outside the geometry) observations.
+
+    See Also
+    --------
+    mosaic : Sums the observations' products.
+    run : Both, and the significance maps.
+
+    Examples
+    --------
+    >>> from gpcube.data import example_data_dir
+    >>> from gpcube.workflow.config import parse_config
+    >>> config = parse_config({  # the 4 Crab runs on a small mosaic
+    ...     "data": {"store": str(example_data_dir())},
+    ...     "geom": {"center": [83.633, 22.014], "width": 3.0, "binsz": 0.05,
+    ...              "energy_reco": {"min": 0.5, "max": 50, "nbins": 4},
+    ...              "energy_true": {"min": 0.3, "max": 100, "nbins": 8}},
+    ...     "output": "crab.zarr",
+    ... })
+    >>> from gpcube.workflow.pipeline import mosaic, reduce
+    >>> reduce(config, progress=False)
+    {'selected': 4, 'already_done': 0, 'written': 4, 'empty': 0}
+    >>> reduce(config, progress=False)  # nothing to do the second time
+    {'selected': 4, 'already_done': 4, 'written': 0, 'empty': 0}
+    >>> mosaic(config.output, progress=False)["obs_ids"]
+    [23523, 23526, 23559, 23592]
     """
     return _reduce(config, client, progress=progress)[0]
 
@@ -173,6 +211,11 @@ def mosaic(
     ``chunk`` (pixels along lon and lat) defaults to the config's ``chunks.mosaic``. Only the chunks
     that observations added since the last mosaic overlap are recomputed, unless ``full`` (see
     :func:`gpcube.workflow.mosaic.build_mosaic`).
+
+    See Also
+    --------
+    reduce : Adds observations to the archive (with an example of both).
+    gpcube.open_archive : Opens the mosaic.
     """
     archive = as_archive(archive, storage_options)
     attrs = root_attrs(open_readonly(archive).store)
@@ -215,7 +258,46 @@ def job_client(config: JobConfig | None = None, scheduler: str | None = None):
 def run(config: JobConfig, client=None, *, progress: bool = True) -> dict:
     """Reduce, then bring the mosaic up to date if the set of observations changed (or it is missing),
     then with a ``significance`` section make the maps of :func:`significance` if they are not current
-    (in this process: an embedded cluster is closed first, its workers being idle by then)."""
+    (in this process: an embedded cluster is closed first, its workers being idle by then).
+
+    Parameters
+    ----------
+    config : JobConfig
+        The job (:func:`gpcube.workflow.config.load_config`).
+    client : distributed.Client or EmbeddedCluster, optional
+        What runs the tasks (:func:`job_client`, as ``gpcube run`` does); default: this process.
+    progress : bool
+        Show progress bars.
+
+    Returns
+    -------
+    dict
+        :func:`reduce`'s report, with ``mosaic`` (``n_obs``, ``livetime``, ``made_at``) and, if made,
+        ``significance``.
+
+    See Also
+    --------
+    gpcube.workflow.config.load_config : Reads a job's config.
+    gpcube.open_archive : Opens the result.
+
+    Examples
+    --------
+    The example job of ``gpcube example``: the 4 Crab runs shipped with gpcube, as ``gpcube run
+    crab.yaml`` runs it:
+
+    >>> from gpcube.data import write_example_config
+    >>> from gpcube.workflow.config import load_config
+    >>> from gpcube.workflow.pipeline import run
+    >>> config = load_config(write_example_config("crab.yaml"))
+    >>> report = run(config, progress=False)
+    >>> report["written"], report["mosaic"]["n_obs"], round(report["mosaic"]["livetime"] / 3600, 2)
+    (4, 4, 1.75)
+
+    Run again, it finds the work done:
+
+    >>> run(config, progress=False)["already_done"]
+    4
+    """
     report, archive = _reduce(config, client, progress=progress)
     store = archive.readonly().store
     current = mosaic_attrs(store)

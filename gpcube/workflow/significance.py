@@ -92,6 +92,31 @@ def significance(
     -------
     xarray.Dataset
         The maps as written: in memory when computed so, else lazy, opened from the archive.
+
+    See Also
+    --------
+    gpcube.estimators.estimate_excess_map : The estimator.
+    gpcube.open_archive : Opens the maps again (``significance=True``).
+
+    Examples
+    --------
+    >>> from gpcube.data import example_data_dir
+    >>> from gpcube.workflow.config import parse_config
+    >>> config = parse_config({  # the 4 Crab runs on a small mosaic
+    ...     "data": {"store": str(example_data_dir())},
+    ...     "geom": {"center": [83.633, 22.014], "width": 3.0, "binsz": 0.05,
+    ...              "energy_reco": {"min": 0.5, "max": 50, "nbins": 4},
+    ...              "energy_true": {"min": 0.3, "max": 100, "nbins": 8}},
+    ...     "output": "crab.zarr",
+    ... })
+    >>> from gpcube.workflow.pipeline import run
+    >>> report = run(config, progress=False)
+    >>> from gpcube.workflow.significance import significance
+    >>> maps = significance(config.output, radius=0.1)
+    >>> sorted(maps.data_vars), maps["sqrt_ts"].shape, maps.attrs["statistic"]
+    (['background', 'counts', 'excess', 'flux', 'sqrt_ts'], (1, 60, 60), 'cash')
+    >>> float(maps["sqrt_ts"].max()) > 25  # the Crab Nebula
+    True
     """
     archive = as_archive(archive, storage_options)
     open_readonly(archive)  # a clear error if it is not an archive
