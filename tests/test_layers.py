@@ -34,6 +34,7 @@ LAYERS = [
     ("gpcube.simulate", 6, "simulate"),
     ("gpcube.workflow", 7, "workflow"),
     ("gpcube.cli", 8, "cli"),
+    ("gpcube.conftest", 9, "doctest set-up"),  # pytest's set-up of the docstring examples; imported by nobody
     ("gpcube", 9, "package"),  # the package itself only: each new subpackage gets a line above
 ]
 #: Layers that storage never imports, whatever their rank.
