@@ -61,7 +61,7 @@ def remember_job(text: str, grids: str, config: JobConfig, geom: SkyGeom, store:
 def _slice_attrs(array) -> dict:
     geom = SkyGeom.from_dataarray(array)
     (x0, y0), (nx, ny) = geom.origin, geom.npix
-    return {"lat": [y0, y0 + ny], "lon": [x0, x0 + nx]}
+    return {"y": [y0, y0 + ny], "x": [x0, x0 + nx]}
 
 
 def _provenance(observation: Observation, seconds: float) -> dict:

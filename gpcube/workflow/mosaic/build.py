@@ -92,7 +92,7 @@ def _pieces(observations: dict, key: str, group: str = "") -> list[Piece]:
         if attrs.get("empty") or not box:
             continue
         path = f"{obs_path(obs_id)}/{group}" if group else obs_path(obs_id)
-        out.append(Piece(obs_id, path, (*box["lat"], *box["lon"])))
+        out.append(Piece(obs_id, path, (*box["y"], *box["x"])))
     return out
 
 
@@ -127,7 +127,7 @@ def _create_arrays(
     geom_attrs: dict | None = None,
     sources: dict | None = None,
 ) -> None:
-    """Empty mosaic arrays shaped ``(*lead[name], lat, lon)``, with the template cutout's attrs and dims.
+    """Empty mosaic arrays shaped ``(*lead[name], y, x)``, with the template cutout's attrs and dims.
 
     ``dtypes`` (default: counts int32, mask bool, else float32), ``geom_attrs`` (default: ``geom``'s)
     and ``sources`` (the template array of a mosaic array that has none of its own name) as needed.
@@ -225,7 +225,7 @@ def _plan_ring(store, geom: SkyGeom, pieces, chunk: int, only=None, done=None) -
     """Tasks for the ring sums on the ring's energy bands; as :func:`_plan_sky`."""
     template = pieces[0].group
     out = f"{MOSAIC}/{RING}"
-    coords = {k: v for k, v in geom.to_coords().items() if set(v.dims) <= {"lat", "lon"}}
+    coords = {k: v for k, v in geom.to_coords().items() if set(v.dims) <= set(geom.dims)}
     stored = group_coords(read_group_attrs(store, template))  # the bands, not the reco axis
     coords.update({name: stored[name] for name in ("energy_reco", "energy_reco_lo", "energy_reco_hi")})
     names = list(RING_SUMS)
