@@ -27,6 +27,7 @@ import xarray as xr
 from gpcube.errors import GpcubeError
 from gpcube.estimators import estimate_excess_map
 from gpcube.estimators.bands import band_edges_of
+from gpcube.geom.world import attach_world_coords
 from gpcube.storage.groups import write_dataarrays
 from gpcube.storage.layout import MOSAIC, RING, SIGNIFICANCE, mosaic_attrs, now, open_readonly, root_attrs
 from gpcube.storage.nodes import (
@@ -135,7 +136,7 @@ def _significance(archive: Archive, radius: float, in_memory: bool | None, optio
         from gpcube.workflow.open import open_archive
 
         return open_archive(archive, significance=True, snapshot=snapshot)
-    written = read_group(archive.readonly(snapshot).store, SIGNIFICANCE, arrays)
+    written = attach_world_coords(read_group(archive.readonly(snapshot).store, SIGNIFICANCE, arrays))
     written.attrs.setdefault(
         "archive", {"path": archive.location, "snapshot": snapshot, "analysis": attrs.get("analysis")}
     )

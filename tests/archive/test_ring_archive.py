@@ -47,7 +47,7 @@ def test_mosaic_ring_is_the_sum_of_the_observations(ring_archive):
     sums = {name: np.zeros(shape) for name in ("counts", "counts_off", "alpha_counts_off", "acceptance")}
     for obs_id, attrs in complete_observations(ring_archive).items():
         obs = gpcube.open_archive(ring_archive, obs_id=obs_id, ring=True).compute()
-        at = (slice(None), slice(*attrs["slice"]["lat"]), slice(*attrs["slice"]["lon"]))
+        at = (slice(None), slice(*attrs["slice"]["y"]), slice(*attrs["slice"]["x"]))
         mask = obs["mask_safe"].values
         terms = {
             "counts": obs["counts"],
