@@ -29,7 +29,8 @@ def make_geom(frame: str = "galactic", projection: str = "CAR") -> SkyGeom:
 
 
 def make_cube(geom: SkyGeom, *, lazy: bool = False, name: str = "counts", units: str = "") -> xr.DataArray:
-    """``(energy_reco, lat, lon)`` with value ``100 * ie + 10 * parent_iy + parent_ix`` (known per pixel)."""
+    """``(energy_reco, y, x)`` with value ``100 * ie + 10 * parent_iy + parent_ix`` (known per pixel), and
+    the world coordinates, as the makers give them."""
     coords = geom.to_coords()
     ie, iy, ix = np.meshgrid(
         np.arange(geom.axes[0].nbins), coords["y"].values, coords["x"].values, indexing="ij"
@@ -37,7 +38,8 @@ def make_cube(geom: SkyGeom, *, lazy: bool = False, name: str = "counts", units:
     data = (100 * ie + 10 * iy + ix).astype(float)
     data = dsa.from_array(data, chunks=(1, 4, 5)) if lazy else data
     attrs = {"units": units, "geom": geom.to_attrs()}
-    return xr.DataArray(data, dims=("energy_reco", "y", "x"), coords=coords, name=name, attrs=attrs)
+    cube = xr.DataArray(data, dims=("energy_reco", "y", "x"), coords=coords, name=name, attrs=attrs)
+    return cube.assign_coords(geom.world_coords())
 
 
 @pytest.fixture(autouse=True)
@@ -102,7 +104,7 @@ def test_missing_geom_attrs_raise():
         bare.sky.plot()
     with pytest.raises(GpcubeError, match="no 'geom'"):
         _ = xr.Dataset({"counts": bare}).sky.wcs
-    with pytest.raises(GpcubeError, match="'lon' dimension"):
+    with pytest.raises(GpcubeError, match="'x' dimension"):
         _ = cube.isel(x=0).sky.geom
 
 
@@ -113,18 +115,20 @@ def test_world_coords_match_pix_to_world(projection):
     sub = make_cube(parent).isel(y=slice(1, 6), x=slice(3, 11))
     lon, lat = sub.sky.world_coords()
     assert lon.dims == lat.dims == ("y", "x") and lon.shape == (5, 8)
-    assert lon.name == "lon_world" and lat.attrs["units"] == "deg"
+    assert lon.name == "lon" and lat.attrs["units"] == "deg" and lat.attrs["frame"] == "icrs"
     np.testing.assert_array_equal(lon["x"], sub["x"])
     x, y = np.meshgrid(np.arange(3, 11), np.arange(1, 6))
     expected_lon, expected_lat = parent.pix_to_world(x, y)
-    np.testing.assert_allclose(lon, expected_lon, rtol=0, atol=1e-12)
+    np.testing.assert_allclose((lon - expected_lon + 180) % 360 - 180, 0, rtol=0, atol=1e-12)
     np.testing.assert_allclose(lat, expected_lat, rtol=0, atol=1e-12)
 
-    with_coords = sub.sky.with_world_coords()
-    np.testing.assert_array_equal(with_coords["lat_world"], lat)
-    assert with_coords["lon_world"].dims == ("y", "x")
-    ds = xr.Dataset({"counts": sub}).sky.with_world_coords()
-    np.testing.assert_array_equal(ds["lon_world"], lon)
+    bare = sub.drop_vars(["lon", "lat"])
+    with_coords = bare.sky.with_world_coords()
+    np.testing.assert_array_equal(with_coords["lat"], lat)
+    assert with_coords["lon"].dims == ("y", "x") and "lon" in with_coords.xindexes
+    ds = xr.Dataset({"counts": bare}).sky.with_world_coords()
+    np.testing.assert_array_equal(ds["lon"], lon)
+    assert sub.sky.with_world_coords() is sub  # already there: unchanged
 
 
 # ------------------------------------------------------------------------------------------- images
