@@ -136,7 +136,7 @@ def _significance(archive: Archive, radius: float, in_memory: bool | None, optio
         from gpcube.workflow.open import open_archive
 
         return open_archive(archive, significance=True, snapshot=snapshot)
-    written = attach_world_coords(read_group(archive.readonly(snapshot).store, SIGNIFICANCE, arrays))
+    written = read_group(archive.readonly(snapshot).store, SIGNIFICANCE, arrays)
     written.attrs.setdefault(
         "archive", {"path": archive.location, "snapshot": snapshot, "analysis": attrs.get("analysis")}
     )
@@ -188,7 +188,8 @@ def read_group(store, group: str, names: Sequence[str]) -> xr.Dataset:
 
     What :func:`gpcube.open_archive` gives for them, loaded, without zarr-python and dask: the
     group's attrs, each variable's dims and attrs, its index coordinates (arrays named after its
-    dims) and the coordinates that its ``coordinates`` attribute lists.
+    dims), the coordinates that its ``coordinates`` attribute lists and the lazy world coordinates
+    of the group's grid (``lon``/``lat``).
     """
     variables, coords = {}, {}
     for name in names:
@@ -196,7 +197,7 @@ def read_group(store, group: str, names: Sequence[str]) -> xr.Dataset:
         for coord in [*variables[name].dims, *extra]:
             if coord not in coords and exists(store, f"{group}/{coord}"):
                 coords[coord] = _variable(store, f"{group}/{coord}")[0]
-    return xr.Dataset(variables, coords=coords, attrs=read_group_attrs(store, group))
+    return attach_world_coords(xr.Dataset(variables, coords=coords, attrs=read_group_attrs(store, group)))
 
 
 def _read_inputs(store, sources: list[tuple[str, tuple[str, ...]]], method: str | None) -> xr.Dataset:
