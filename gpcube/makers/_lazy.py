@@ -33,6 +33,7 @@ import numpy as np
 import xarray as xr
 
 from gpcube.geom import SkyGeom
+from gpcube.geom.world import coordinates_with_world
 
 if TYPE_CHECKING:
     import dask.array as da
@@ -114,12 +115,12 @@ def _template(geom: SkyGeom, names: tuple[str, ...], extra_axes: dict) -> xr.Dat
     if template is None:
         sizes = _leading_axes(geom, names, extra_axes)[1]
         data = np.broadcast_to(np.zeros((), dtype=np.int8), (*sizes, *geom.shape))
-        template = xr.DataArray(data, dims=(*names, *geom.dims), coords=_coords(geom, names, extra_axes))
-        for name in template.coords:  # shared by the products made from it: nobody may change them
-            values = template.coords[name].variable.values
+        coords = coordinates_with_world(geom, _coords(geom, names, extra_axes))
+        template = xr.DataArray(data, dims=(*names, *geom.dims), coords=coords)
+        for name in set(template.coords) - set(geom.world_names):  # shared: nobody may change them
+            values = template.coords[name].variable.values  # (the world coordinates are read-only)
             if isinstance(values, np.ndarray):
                 values.setflags(write=False)
-        template = template.assign_coords(geom.world_coords())
         _TEMPLATES[key] = template
         while len(_TEMPLATES) > _MAX_TEMPLATES:
             _TEMPLATES.popitem(last=False)

@@ -41,7 +41,7 @@ __all__ = [
 
 ARCHIVE_FORMAT = "gpcube-archive"
 #: 4: the pixel dims are ``y``/``x`` (``irf_y``/``irf_x`` on the coarse IRF grid), the geometry attrs
-#: name them (``dims``), the observations' ``slice``/``irf_slice`` are ``{"y": ..., "x": ...}``.
+#: name them (``dims``), the observations' ``slice``/``irf_slice`` are keyed by those dims.
 #: 3: an icechunk repository (transactions, snapshots, any store). 2: the observations' ``edisp``
 #: kernels are masked per reco bin and ``exposure_psf`` weighs the PSF.
 ARCHIVE_VERSION = 4

@@ -103,7 +103,7 @@ def test_irf_mosaic_is_the_exposure_weighted_mean_of_the_observations(tmp_path):
     weight_of = {"psf": "exposure_psf", "edisp": "exposure_irf"}
     for obs_id in CRAB_RUNS[:2]:  # float64 sums of the stored per-observation maps, by plain xarray
         obs = open_group(config.output, f"obs/{obs_id}/irf").load()
-        region = {"y": slice(*obs.attrs["slice"]["y"]), "x": slice(*obs.attrs["slice"]["x"])}
+        region = {dim: slice(*bounds) for dim, bounds in obs.attrs["slice"].items()}
         for name, acc in weights.items():
             acc[region] += obs[name].astype(np.float64).values
         for name, acc in sums.items():

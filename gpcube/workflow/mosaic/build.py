@@ -24,7 +24,7 @@ import numpy as np
 
 from gpcube.errors import GpcubeError
 from gpcube.execute import raise_failures, run_tasks
-from gpcube.geom import EnergyAxis, SkyGeom
+from gpcube.geom import IRF_DIMS, SKY_DIMS, EnergyAxis, SkyGeom
 from gpcube.geom.sky import remember_header
 from gpcube.storage.groups import group_coords
 from gpcube.storage.layout import IRF, MOSAIC, RING, complete_observations, now, obs_path, root_attrs
@@ -85,14 +85,14 @@ def task_size(chunk: int) -> int:
     return chunk * max(1, TASK_PIXELS // chunk)
 
 
-def _pieces(observations: dict, key: str, group: str = "") -> list[Piece]:
+def _pieces(observations: dict, key: str, group: str = "", dims: tuple[str, str] = SKY_DIMS) -> list[Piece]:
     out = []
     for obs_id, attrs in observations.items():
         box = attrs.get(key)
         if attrs.get("empty") or not box:
             continue
         path = f"{obs_path(obs_id)}/{group}" if group else obs_path(obs_id)
-        out.append(Piece(obs_id, path, (*box["y"], *box["x"])))
+        out.append(Piece(obs_id, path, (*box[dims[0]], *box[dims[1]])))
     return out
 
 
@@ -365,7 +365,7 @@ def _build_once(archive: Archive, client, chunk: int, progress: bool, full: bool
     pieces = _pieces(observations, "slice")
     if not pieces:
         raise GpcubeError("no observation with data in the archive: nothing to mosaic", path=archive.location)
-    irf_pieces = _pieces(observations, "irf_slice", IRF)
+    irf_pieces = _pieces(observations, "irf_slice", IRF, IRF_DIMS)
     coarse = geom.to_binsz(stored["analysis"]["irf"]["binsz"]) if irf_pieces else None
     attrs = _mosaic_attrs(geom, chunk, observations, pieces)
     previous = None if full else _previous(store, geom, chunk, pieces)
