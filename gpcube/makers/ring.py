@@ -363,15 +363,15 @@ def _check_inputs(counts: xr.DataArray, acceptance: xr.DataArray, mask_safe) -> 
 
 
 def _coords(counts: xr.DataArray, axis: EnergyAxis | None) -> xr.Coordinates:
-    """The counts' coordinates, with the band axis' energy coordinates when there are bands."""
+    """The counts' coordinates (their indexes too: the world coordinates' selects by degrees), with the
+    band axis' energy coordinates when there are bands."""
     dims = set(counts.dims)
-    keep = {
-        k: v.variable for k, v in counts.coords.items()
-        if set(v.dims) <= dims and (axis is None or "energy_reco" not in v.dims)
-    }  # fmt: skip
-    if axis is not None:
-        keep.update(axis.to_coords())
-    return xr.Coordinates(keep)
+    drop = [
+        k for k, v in counts.coords.items()
+        if not set(v.dims) <= dims or (axis is not None and "energy_reco" in v.dims)
+    ]  # fmt: skip
+    kept = counts.drop_vars(drop).coords
+    return kept if axis is None else kept.assign(axis.to_coords())
 
 
 def fixed_ring_options(r_in: float, width: float, binsz: float) -> dict:

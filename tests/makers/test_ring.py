@@ -36,7 +36,8 @@ def _cube(values, geom, product, chunks=True) -> xr.DataArray:
     coords = {k: v for k, v in geom.to_coords().items() if k.startswith(("energy_reco", "y", "x"))}
     attrs = {"units": "", "energy_type": "reco", "obs_id": 7, "product": product, "geom": geom.to_attrs()}
     data = dask.array.from_array(values, chunks=(1, 16, 16)) if chunks else values
-    return xr.DataArray(data, dims=("energy_reco", "y", "x"), coords=coords, name=product, attrs=attrs)
+    da = xr.DataArray(data, dims=("energy_reco", "y", "x"), coords=coords, name=product, attrs=attrs)
+    return da.assign_coords(geom.world_coords())  # as the makers give them
 
 
 def _flat(geom, counts=2, acceptance=1.0, chunks=True):
@@ -271,6 +272,9 @@ def test_attrs_and_chunks():
     assert result.attrs["product"] == "ring_background"
     assert result["mask_safe"].dtype == bool
     np.testing.assert_array_equal(result["x"].values, np.arange(NPIX))
+    # the world coordinates keep their index: the ring products select by degrees
+    lon, lat = (float(v) for v in geom.pix_to_world(5, 7))
+    assert result.sel(lon=lon, lat=lat, method="nearest")["y"].item() == 7
 
 
 def test_building_the_graph_computes_nothing():
