@@ -61,10 +61,10 @@ def relative(got: np.ndarray, expected: np.ndarray) -> float:
 
 
 def placed(cutout, shape) -> np.ndarray:
-    """A maker's cutout (lat/lon: the parent grid's pixel indices) on the whole grid of ``shape``."""
+    """A maker's cutout (y/x: the parent grid's pixel indices) on the whole grid of ``shape``."""
     full = np.zeros(shape)
-    lat, lon = cutout["lat"].values, cutout["lon"].values
-    full[..., lat[0] : lat[-1] + 1, lon[0] : lon[-1] + 1] = cutout.values
+    rows, cols = cutout["y"].values, cutout["x"].values
+    full[..., rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1] = cutout.values
     return full
 
 

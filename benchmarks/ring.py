@@ -125,7 +125,7 @@ def write_ring_job(
 
 
 def msh_peak(sqrt_ts: np.ndarray, wcs) -> dict:
-    """The largest finite ``sqrt_ts (lat, lon)`` within :data:`PEAK_RADIUS` of MSH 15-52, and its pixel."""
+    """The largest finite ``sqrt_ts (y, x)`` within :data:`PEAK_RADIUS` of MSH 15-52, and its pixel."""
     from astropy.coordinates import SkyCoord
 
     y, x = np.mgrid[: sqrt_ts.shape[0], : sqrt_ts.shape[1]]
@@ -254,8 +254,8 @@ def _zeros(ring: dict, mosaic) -> dict:
 
 def _add_run(sums: dict, ring: dict, run) -> None:
     """Add one run at its slice: ring terms where its ring mask_safe, exposure where any bin is safe."""
-    lat, lon = run.attrs["slice"]["lat"], run.attrs["slice"]["lon"]
-    at = (slice(None), slice(*lat), slice(*lon))
+    rows, cols = run.attrs["slice"]["y"], run.attrs["slice"]["x"]
+    at = (slice(None), slice(*rows), slice(*cols))
     mask = ring["mask_safe"]
     sums["mask_safe"][at] |= mask
     terms = {
@@ -287,7 +287,7 @@ def _stacked_dataset(sums: dict, mosaic, variant: str):
     alpha, acceptance_off = combine_ring_sums(
         sums["counts_off"], sums["alpha_counts_off"], sums["acceptance"]
     )
-    dims = ("energy_reco", "lat", "lon")
+    dims = ("energy_reco", "y", "x")
     coords = {k: v for k, v in mosaic.coords.items() if "energy_reco" not in v.dims}
     coords.update(EnergyAxis.from_edges(_band_edges(mosaic, variant), "energy_reco").to_coords())
     variables = {name: (dims, sums[name]) for name in ("counts", "counts_off", "acceptance", "mask_safe")}

@@ -74,12 +74,12 @@ def unmasked_kernels(folder: Path, exported: Path) -> Path:
         kernels = makers.make_edisp_kernel_map(obs, geom, binsz_irf=binsz, max_offset=config.max_offset)
         weight = gpcube.open_archive(folder / "crab.zarr", obs_id=obs_id, irf=True)["exposure_irf"]
         term = (kernels * weight).compute(scheduler="sync")
-        total += term.reindex_like(irf[["lat", "lon"]], fill_value=0).transpose(*irf["edisp"].dims).values
+        total += term.reindex_like(irf[["irf_y", "irf_x"]], fill_value=0).transpose(*irf["edisp"].dims).values
     weight = irf["exposure_irf"].values[:, None].astype(float)
     mean = np.divide(total, weight, out=np.zeros_like(total), where=weight > 0)
     out = folder / "unmasked.fits"
     with fits.open(exported) as hdus:
-        hdus["EDISP"].data = mean.astype(np.float32)  # FITS order equals the (true, reco, lat, lon) dims
+        hdus["EDISP"].data = mean.astype(np.float32)  # FITS order equals the (true, reco, irf_y, irf_x) dims
         hdus.writeto(out, overwrite=True)
     return out
 

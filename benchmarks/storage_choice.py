@@ -37,14 +37,14 @@ from gpcube.storage.repository import Archive
 RNG = np.random.default_rng(0)
 #: name: (shape, dtype, dims, kind)
 PRODUCTS = {
-    "counts": ((10, 250, 250), np.int32, ("energy_reco", "lat", "lon"), "counts"),
-    "exposure": ((20, 250, 250), np.float32, ("energy_true", "lat", "lon"), "smooth"),
-    "background": ((10, 250, 250), np.float32, ("energy_reco", "lat", "lon"), "smooth"),
-    "mask_safe": ((10, 250, 250), bool, ("energy_reco", "lat", "lon"), "mask"),
-    "irf/psf": ((20, 66, 25, 25), np.float32, ("energy_true", "rad", "lat", "lon"), "smooth"),
-    "irf/edisp": ((20, 10, 25, 25), np.float32, ("energy_true", "energy_reco", "lat", "lon"), "smooth"),
-    "irf/exposure_irf": ((20, 25, 25), np.float32, ("energy_true", "lat", "lon"), "smooth"),
-    "irf/exposure_psf": ((20, 25, 25), np.float32, ("energy_true", "lat", "lon"), "smooth"),
+    "counts": ((10, 250, 250), np.int32, ("energy_reco", "y", "x"), "counts"),
+    "exposure": ((20, 250, 250), np.float32, ("energy_true", "y", "x"), "smooth"),
+    "background": ((10, 250, 250), np.float32, ("energy_reco", "y", "x"), "smooth"),
+    "mask_safe": ((10, 250, 250), bool, ("energy_reco", "y", "x"), "mask"),
+    "irf/psf": ((20, 66, 25, 25), np.float32, ("energy_true", "rad", "irf_y", "irf_x"), "smooth"),
+    "irf/edisp": ((20, 10, 25, 25), np.float32, ("energy_true", "energy_reco", "irf_y", "irf_x"), "smooth"),
+    "irf/exposure_irf": ((20, 25, 25), np.float32, ("energy_true", "irf_y", "irf_x"), "smooth"),
+    "irf/exposure_psf": ((20, 25, 25), np.float32, ("energy_true", "irf_y", "irf_x"), "smooth"),
 }
 #: the coordinates an observation group keeps in its attributes (the rest derive from its geometry)
 COORD_ATTRS = {"rad": list(np.linspace(0, 0.66, 67)), "fov_norm_energy": list(np.geomspace(0.1, 100, 11))}
@@ -63,7 +63,7 @@ DATA = {name: _values(shape, dtype, kind) for name, (shape, dtype, _, kind) in P
 
 def write_observation(store, obs_id: int) -> None:
     key = f"obs/{obs_id}"
-    attrs = {"obs_id": obs_id, "complete": True, "slice": {"lat": [0, 250]}, **COORD_ATTRS}
+    attrs = {"obs_id": obs_id, "complete": True, "slice": {"y": [0, 250]}, **COORD_ATTRS}
     nodes.write_group(store, key, attrs)
     nodes.write_group(store, f"{key}/irf", {"grid": "irf", **COORD_ATTRS})
     for name, (shape, dtype, dims, _) in PRODUCTS.items():

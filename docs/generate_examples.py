@@ -263,7 +263,7 @@ def plot_counts(products: dict, path: Path) -> None:
     fig.subplots_adjust(left=0.08, right=0.95, bottom=0.12, top=0.85, wspace=0.45)
     ax = _sky_axes(fig, 121, counts, f"counts, {lo:g}-{hi:g} TeV (0.02 deg pixels)")
     _image(fig, ax, image.values, "counts per pixel", cmap="gray_r", vmax=4)
-    coarse = image.coarsen(lat=5, lon=5).sum()
+    coarse = image.coarsen(y=5, x=5).sum()
     ax = _sky_axes(fig, 122, counts, "summed in 5 x 5 pixels (0.1 deg); +: pointing")
     _image(
         fig,
@@ -272,7 +272,7 @@ def plot_counts(products: dict, path: Path) -> None:
         "counts per 0.1 deg pixel",
         cmap="magma",
         norm=PowerNorm(0.5),
-        extent=(-0.5, image.sizes["lon"] - 0.5, -0.5, image.sizes["lat"] - 0.5),
+        extent=(-0.5, image.sizes["x"] - 0.5, -0.5, image.sizes["y"] - 0.5),
     )
     _mark(ax, products["pointing"], color="white")
     fig.suptitle(
@@ -296,8 +296,8 @@ def plot_exposure(products: dict, path: Path) -> None:
     ax = _sky_axes(fig, grid[1], reco, f"exposure_reco at {reco_label} (index 2)")
     _image(fig, ax, reco_1.values, "exposure [m2 s]", cmap="viridis", vmin=0, vmax=vmax)
     ax = fig.add_subplot(grid[2])
-    ny, nx = true.sizes["lat"], true.sizes["lon"]
-    centre = {"lat": ny // 2, "lon": nx // 2}
+    ny, nx = true.sizes["y"], true.sizes["x"]
+    centre = {"y": ny // 2, "x": nx // 2}
     for product, dim, style in ((true, "energy_true", "o-"), (reco, "energy_reco", "s-")):
         values = product.isel(centre)
         ax.plot(values[dim], values, style, ms=4, label=f"{product.name} vs {dim}")
@@ -376,7 +376,7 @@ def plot_psf(products: dict, path: Path) -> None:
     from matplotlib.colors import LogNorm
 
     psf, kernel = products["psf"], products["psf_kernel"]
-    profile = psf.isel(lat=psf.sizes["lat"] // 2, lon=psf.sizes["lon"] // 2)
+    profile = psf.isel(irf_y=psf.sizes["irf_y"] // 2, irf_x=psf.sizes["irf_x"] // 2)
     fig, axes = plt.subplots(1, 2, figsize=(12, 4.6))
     fig.subplots_adjust(left=0.07, right=0.95, bottom=0.12, top=0.85, wspace=0.3)
     for energy in (0.5, 1.0, 3.0, 10.0, 30.0):
@@ -418,7 +418,7 @@ def plot_edisp(products: dict, path: Path) -> None:
     from matplotlib.colors import LogNorm
 
     edisp = products["edisp"]
-    kernel = edisp.isel(lat=edisp.sizes["lat"] // 2, lon=edisp.sizes["lon"] // 2)
+    kernel = edisp.isel(irf_y=edisp.sizes["irf_y"] // 2, irf_x=edisp.sizes["irf_x"] // 2)
     true_edges = [*kernel["energy_true_lo"].values, kernel["energy_true_hi"].values[-1]]
     reco_edges = [*kernel["energy_reco_lo"].values, kernel["energy_reco_hi"].values[-1]]
     fig, axes = plt.subplots(1, 2, figsize=(12, 4.6))
@@ -467,9 +467,9 @@ def plot_safe(products: dict, path: Path) -> None:
     _image(fig, ax, lowest.values, "energy [TeV]", cmap="viridis", norm=LogNorm(edges[0], edges[-1]))
     _mark(ax, products["pointing"], color="white")
     ax = fig.add_subplot(grid[1])
-    safe = mask.any(("lat", "lon")).values
-    ax.stairs(counts.sum(("lat", "lon")).values, edges, label="counts", lw=1.5)
-    ax.stairs(background.sum(("lat", "lon")).values, edges, label="background", lw=1.5)
+    safe = mask.any(("y", "x")).values
+    ax.stairs(counts.sum(("y", "x")).values, edges, label="counts", lw=1.5)
+    ax.stairs(background.sum(("y", "x")).values, edges, label="background", lw=1.5)
     for lo, hi, ok in zip(edges[:-1], edges[1:], safe, strict=True):
         if ok:
             ax.axvspan(lo, hi, color="green", alpha=0.08, lw=0)

@@ -19,6 +19,7 @@ __all__ = [
     "__version__",
     "cutout",
     "open_archive",
+    "open_datatree",
 ]
 
 #: Imported on first use: the data store pulls in astropy and the pipeline dask and the makers,
@@ -28,6 +29,7 @@ _LAZY = {
     "Observation": "gpcube.io",
     "Pointing": "gpcube.io",
     "open_archive": "gpcube.workflow.open",
+    "open_datatree": "gpcube.workflow.open",
 }
 
 

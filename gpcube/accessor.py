@@ -1,8 +1,10 @@
-"""The ``sky`` accessor: geometry, WCS, world coordinates and plots of sky products.
+"""The ``sky`` accessor: geometry, WCS, world coordinates, interpolation and plots of sky products.
 
-Importing this module registers ``DataArray.sky`` and ``Dataset.sky``. A product's ``lat``/``lon``
-coordinates are pixel indices in the parent grid and ``attrs["geom"]`` holds the grid of the array,
-so after ``isel``/``sel`` along ``lat``/``lon`` the accessor slices the stored geometry to match.
+Importing this module registers ``DataArray.sky`` and ``Dataset.sky``. A product's pixel dims are
+``(y, x)`` (``(irf_y, irf_x)`` on the coarse IRF grid), whose coordinates are pixel indices in the
+parent grid; ``attrs["geom"]`` holds the grid of the array, so after ``isel``/``sel`` along the pixel
+dims the accessor slices the stored geometry to match. The world coordinates ``lon``/``lat`` are
+coordinates of the products themselves (:mod:`gpcube.geom.world`).
 """
 
 from __future__ import annotations
@@ -13,7 +15,8 @@ import numpy as np
 import xarray as xr
 
 from gpcube.errors import GpcubeError
-from gpcube.geom import ENERGY_AXIS_NAMES, EnergyAxis, SkyGeom
+from gpcube.geom import ENERGY_AXIS_NAMES, EnergyAxis, SkyGeom, pixel_dims
+from gpcube.geom.world import attach_world_coords
 
 if TYPE_CHECKING:
     from astropy.wcs import WCS
@@ -21,16 +24,15 @@ if TYPE_CHECKING:
 __all__ = ["SkyDataArrayAccessor", "SkyDatasetAccessor"]
 
 _LABELS = {"galactic": ("Galactic longitude", "Galactic latitude"), "icrs": ("RA (ICRS)", "Dec (ICRS)")}
-_LONG_NAMES = {"galactic": _LABELS["galactic"], "icrs": ("Right ascension", "Declination")}
 
 
 def _geom_attrs(obj: xr.DataArray | xr.Dataset) -> Any:
-    """``attrs["geom"]`` of the object, or of the first data variable with lat/lon dims that has one."""
+    """``attrs["geom"]`` of the object, or of the first data variable with pixel dims that has one."""
     if "geom" in obj.attrs:
         return obj.attrs["geom"]
     if isinstance(obj, xr.Dataset):
         for var in obj.data_vars.values():
-            if "geom" in var.attrs and {"lat", "lon"} <= set(var.dims):
+            if "geom" in var.attrs and pixel_dims(var) is not None:
                 return var.attrs["geom"]
     raise GpcubeError(f"no 'geom' in the attrs of {getattr(obj, 'name', None) or type(obj).__name__}")
 
@@ -85,16 +87,17 @@ class _SkyAccessor:
 
     @property
     def geom(self) -> SkyGeom:
-        """The :class:`~gpcube.geom.SkyGeom` of the object's actual lat/lon pixels and energy bins.
+        """The :class:`~gpcube.geom.SkyGeom` of the object's actual pixels and energy bins.
 
         Raises
         ------
         GpcubeError
-            No ``geom`` attrs, no ``lat``/``lon`` dims, or a non-contiguous pixel or energy selection.
+            No ``geom`` attrs, not the grid's pixel dims (``y``/``x``, or ``irf_y``/``irf_x``), or a
+            non-contiguous pixel or energy selection.
         """
         geom = SkyGeom.from_attrs(_geom_attrs(self._obj))
-        sy = _pixel_slice(self._obj, "lat", geom.origin[1], geom.npix[1])
-        sx = _pixel_slice(self._obj, "lon", geom.origin[0], geom.npix[0])
+        sy = _pixel_slice(self._obj, geom.dims[0], geom.origin[1], geom.npix[1])
+        sx = _pixel_slice(self._obj, geom.dims[1], geom.origin[0], geom.npix[0])
         return geom.slice((sy, sx)).with_axes(*_energy_axes(self._obj, geom))
 
     @property
@@ -107,24 +110,68 @@ class _SkyAccessor:
 
         Returns
         -------
-        lon_world, lat_world : xarray.DataArray
-            ``(lat, lon)`` arrays in deg in the geometry's frame (lon in [0, 360); NaN where the
-            projection is undefined), carrying the object's ``lat``/``lon`` coordinates.
+        lon, lat : xarray.DataArray
+            The object's ``lon`` and ``lat`` coordinates (``irf_lon``/``irf_lat`` on the coarse IRF
+            grid): 2-D over the pixel dims, in deg in the geometry's frame (``attrs["frame"]``), lazy
+            (computed when read), NaN where the projection is undefined. See :mod:`gpcube.geom.world`.
         """
-        geom = self.geom
-        lon, lat = geom.pix_to_world(np.arange(geom.npix[0])[None, :], np.arange(geom.npix[1])[:, None])
-        coords = {dim: self._obj[dim] for dim in ("lat", "lon") if dim in self._obj.coords}
-        names = _LONG_NAMES[geom.frame]
-        return tuple(
-            xr.DataArray(values, dims=("lat", "lon"), coords=coords, name=f"{which}_world",
-                         attrs={"units": "deg", "long_name": long_name, "frame": geom.frame})
-            for which, values, long_name in zip(("lon", "lat"), (lon, lat), names, strict=True)
-        )  # fmt: skip
+        obj = self.with_world_coords()
+        lon, lat = self.geom.world_names
+        return obj[lon], obj[lat]
 
     def with_world_coords(self) -> xr.DataArray | xr.Dataset:
-        """The object with 2-D coordinates ``lon_world`` and ``lat_world`` (see :meth:`world_coords`)."""
-        lon, lat = self.world_coords()
-        return self._obj.assign_coords(lon_world=lon.variable, lat_world=lat.variable)
+        """The object with the lazy world coordinates ``lon``/``lat`` of its grid and their index.
+
+        Products of the makers and of :func:`gpcube.open_archive` already have them: this is for
+        arrays built by hand (with ``attrs["geom"]``), or whose world coordinates were dropped.
+        Until the pixel dims were renamed ``y``/``x`` (archive format 4), this added ``lon_world``/
+        ``lat_world``: they are ``lon``/``lat`` now.
+        """
+        geom = self.geom
+        if geom.world_names[0] in self._obj.coords:
+            return self._obj
+        return attach_world_coords(self._obj, geom)
+
+    def interp_world(self, lon: Any, lat: Any, method: str = "linear", **kwargs: Any) -> Any:
+        """Values at world coordinates, interpolated between pixel centres.
+
+        The points go through the grid's reverse transform (:meth:`SkyGeom.world_to_pix`) to fractional
+        pixel positions, where :meth:`xarray.DataArray.interp` interpolates along the pixel dims:
+        interpolation in the projection plane, exact at pixel centres.
+
+        Parameters
+        ----------
+        lon, lat : float or xarray.DataArray
+            Degrees in the geometry's frame: scalars, or DataArrays of the same dims (one value per
+            point; the result has those dims in place of the pixel dims).
+        method : str
+            :meth:`xarray.DataArray.interp` method (``"linear"``, ``"nearest"``, ``"cubic"``...).
+        **kwargs
+            Passed to :meth:`xarray.DataArray.interp` (e.g. ``kwargs={"fill_value": None}``).
+
+        Returns
+        -------
+        xarray.DataArray or xarray.Dataset
+            With scalar (or per-point) ``lon``/``lat`` coordinates holding the requested points; NaN
+            for points outside the grid.
+        """
+        geom = self.geom
+        (ydim, xdim), (lon_name, lat_name) = geom.dims, geom.world_names
+        points = isinstance(lon, xr.DataArray)
+        if points != isinstance(lat, xr.DataArray):
+            raise GpcubeError("interp_world: give lon and lat both as floats or both as DataArrays")
+        x, y = geom.world_to_pix(lon.values if points else float(lon), lat.values if points else float(lat))
+        x, y = x + geom.origin[0], y + geom.origin[1]  # the pixel dims' coordinates are parent indices
+        if points:
+            x, y = xr.DataArray(x, dims=lon.dims), xr.DataArray(y, dims=lat.dims)
+        else:
+            x, y = float(x), float(y)
+        obj = self._obj.drop_vars([n for n in (lon_name, lat_name) if n in self._obj.coords])
+        if ydim not in obj.coords or xdim not in obj.coords:
+            obj = obj.assign_coords(geom.to_coords())
+        out = obj.interp({ydim: y, xdim: x}, method=method, **kwargs)
+        world = (lon.variable, lat.variable) if points else (float(lon), float(lat))
+        return out.assign_coords({lon_name: world[0], lat_name: world[1]})
 
 
 @xr.register_dataarray_accessor("sky")
@@ -132,7 +179,7 @@ class SkyDataArrayAccessor(_SkyAccessor):
     """``DataArray.sky``: geometry, WCS, world coordinates, images and plots of a sky product."""
 
     def to_image(self, energy: int | float | str | Any | None = None) -> xr.DataArray:
-        """The 2-D ``(lat, lon)`` image that :meth:`plot` draws (lazy if the array is).
+        """The 2-D ``(y, x)`` image that :meth:`plot` draws (lazy if the array is).
 
         Parameters
         ----------
@@ -143,17 +190,18 @@ class SkyDataArrayAccessor(_SkyAccessor):
         Returns
         -------
         xarray.DataArray
-            ``(lat, lon)``, attrs kept, with scalar ``<dim>_lo``/``<dim>_hi`` coords of the energy range.
+            ``(y, x)``, attrs kept, with scalar ``<dim>_lo``/``<dim>_hi`` coords of the energy range.
         """
         da = self._obj
+        pixel = SkyGeom.from_attrs(_geom_attrs(da)).dims
         energy_dims = [d for d in da.dims if d in ENERGY_AXIS_NAMES]
-        extra = [d for d in da.dims if d not in ("lat", "lon", *energy_dims[:1])]
+        extra = [d for d in da.dims if d not in (*pixel, *energy_dims[:1])]
         if extra:
             raise GpcubeError(f"reduce the dims {extra} first (e.g. .isel() or .sum()) to get an image")
         if not energy_dims:
             if not (energy is None or isinstance(energy, str) and energy == "sum"):
                 raise GpcubeError(f"energy={energy!r} given but the array has no energy dim")
-            return da.transpose("lat", "lon")
+            return da.transpose(*pixel)
         dim = energy_dims[0]
         axis = next((a for a in SkyGeom.from_attrs(_geom_attrs(da)).axes if a.name == dim), None)
         lo, hi = _edges(da, dim, axis)
@@ -162,7 +210,7 @@ class SkyDataArrayAccessor(_SkyAccessor):
         else:
             index = _energy_index(energy, lo, hi, dim)
             image, lo, hi = da.isel({dim: index}), lo[index], hi[index]
-        return image.assign_coords({f"{dim}_lo": lo, f"{dim}_hi": hi}).transpose("lat", "lon")
+        return image.assign_coords({f"{dim}_lo": lo, f"{dim}_hi": hi}).transpose(*pixel)
 
     def plot(
         self,

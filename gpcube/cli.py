@@ -109,7 +109,7 @@ def _cmd_significance(args) -> int:
         _archive(args), args.radius, energy_edges=args.energy_edges, spectral_index=args.spectral_index,
         correlate_off=not args.no_correlate_off,
     )  # fmt: skip
-    peak = maps["sqrt_ts"].max(["lat", "lon"]).values
+    peak = maps["sqrt_ts"].max(["y", "x"]).values
     bands = zip(maps["energy_reco_lo"].values, maps["energy_reco_hi"].values, peak, strict=True)
     print(f"{args.archive}/significance: {maps.attrs['statistic']} significance, radius {args.radius} deg")
     for lo, hi, top in bands:

@@ -29,15 +29,17 @@ def make_geom(frame: str = "galactic", projection: str = "CAR") -> SkyGeom:
 
 
 def make_cube(geom: SkyGeom, *, lazy: bool = False, name: str = "counts", units: str = "") -> xr.DataArray:
-    """``(energy_reco, lat, lon)`` with value ``100 * ie + 10 * parent_iy + parent_ix`` (known per pixel)."""
+    """``(energy_reco, y, x)`` with value ``100 * ie + 10 * parent_iy + parent_ix`` (known per pixel), and
+    the world coordinates, as the makers give them."""
     coords = geom.to_coords()
     ie, iy, ix = np.meshgrid(
-        np.arange(geom.axes[0].nbins), coords["lat"].values, coords["lon"].values, indexing="ij"
+        np.arange(geom.axes[0].nbins), coords["y"].values, coords["x"].values, indexing="ij"
     )
     data = (100 * ie + 10 * iy + ix).astype(float)
     data = dsa.from_array(data, chunks=(1, 4, 5)) if lazy else data
     attrs = {"units": units, "geom": geom.to_attrs()}
-    return xr.DataArray(data, dims=("energy_reco", "lat", "lon"), coords=coords, name=name, attrs=attrs)
+    cube = xr.DataArray(data, dims=("energy_reco", "y", "x"), coords=coords, name=name, attrs=attrs)
+    return cube.assign_coords(geom.world_coords())
 
 
 @pytest.fixture(autouse=True)
@@ -53,7 +55,7 @@ def test_geom_of_isel_slice_is_on_the_parent_pixels(frame, projection):
     parent = make_geom(frame, projection)
     cube = make_cube(parent)
     assert cube.sky.geom == parent
-    sub = cube.isel(lat=slice(3, 8), lon=slice(2, 7))
+    sub = cube.isel(y=slice(3, 8), x=slice(2, 7))
     geom = sub.sky.geom
     assert geom.npix == (5, 5) and geom.origin == (2, 3)
     assert geom == parent.slice((slice(3, 8), slice(2, 7)))
@@ -69,13 +71,13 @@ def test_geom_of_a_cutout_sliced_again_and_of_sel():
     cube = make_cube(cutout)
     assert cube.sky.geom == cutout
     # sel uses the parent-grid pixel indices (labels, inclusive)
-    assert cube.sel(lon=slice(6, 9), lat=slice(3, 5)).sky.geom == parent.slice((slice(3, 6), slice(6, 10)))
-    assert cube.isel(lat=slice(1, 3)).sky.geom == parent.slice((slice(3, 5), slice(4, 12)))
+    assert cube.sel(x=slice(6, 9), y=slice(3, 5)).sky.geom == parent.slice((slice(3, 6), slice(6, 10)))
+    assert cube.isel(y=slice(1, 3)).sky.geom == parent.slice((slice(3, 5), slice(4, 12)))
 
 
 @pytest.mark.parametrize(
     "selection",
-    [{"lon": [0, 2, 3]}, {"lat": slice(None, None, -1)}, {"lon": slice(0, 8, 2)}],
+    [{"x": [0, 2, 3]}, {"y": slice(None, None, -1)}, {"x": slice(0, 8, 2)}],
     ids=["fancy", "reversed", "strided"],
 )
 def test_geom_of_non_contiguous_selection_raises(selection):
@@ -102,29 +104,31 @@ def test_missing_geom_attrs_raise():
         bare.sky.plot()
     with pytest.raises(GpcubeError, match="no 'geom'"):
         _ = xr.Dataset({"counts": bare}).sky.wcs
-    with pytest.raises(GpcubeError, match="'lon' dimension"):
-        _ = cube.isel(lon=0).sky.geom
+    with pytest.raises(GpcubeError, match="'x' dimension"):
+        _ = cube.isel(x=0).sky.geom
 
 
 # ------------------------------------------------------------------------------------ world coordinates
 @pytest.mark.parametrize("projection", ["CAR", "TAN"])
 def test_world_coords_match_pix_to_world(projection):
     parent = make_geom("icrs", projection)
-    sub = make_cube(parent).isel(lat=slice(1, 6), lon=slice(3, 11))
+    sub = make_cube(parent).isel(y=slice(1, 6), x=slice(3, 11))
     lon, lat = sub.sky.world_coords()
-    assert lon.dims == lat.dims == ("lat", "lon") and lon.shape == (5, 8)
-    assert lon.name == "lon_world" and lat.attrs["units"] == "deg"
-    np.testing.assert_array_equal(lon["lon"], sub["lon"])
+    assert lon.dims == lat.dims == ("y", "x") and lon.shape == (5, 8)
+    assert lon.name == "lon" and lat.attrs["units"] == "deg" and lat.attrs["frame"] == "icrs"
+    np.testing.assert_array_equal(lon["x"], sub["x"])
     x, y = np.meshgrid(np.arange(3, 11), np.arange(1, 6))
     expected_lon, expected_lat = parent.pix_to_world(x, y)
-    np.testing.assert_allclose(lon, expected_lon, rtol=0, atol=1e-12)
+    np.testing.assert_allclose((lon - expected_lon + 180) % 360 - 180, 0, rtol=0, atol=1e-12)
     np.testing.assert_allclose(lat, expected_lat, rtol=0, atol=1e-12)
 
-    with_coords = sub.sky.with_world_coords()
-    np.testing.assert_array_equal(with_coords["lat_world"], lat)
-    assert with_coords["lon_world"].dims == ("lat", "lon")
-    ds = xr.Dataset({"counts": sub}).sky.with_world_coords()
-    np.testing.assert_array_equal(ds["lon_world"], lon)
+    bare = sub.drop_vars(["lon", "lat"])
+    with_coords = bare.sky.with_world_coords()
+    np.testing.assert_array_equal(with_coords["lat"], lat)
+    assert with_coords["lon"].dims == ("y", "x") and "lon" in with_coords.xindexes
+    ds = xr.Dataset({"counts": bare}).sky.with_world_coords()
+    np.testing.assert_array_equal(ds["lon"], lon)
+    assert sub.sky.with_world_coords() is sub  # already there: unchanged
 
 
 # ------------------------------------------------------------------------------------------- images
@@ -145,7 +149,7 @@ def test_world_coords_match_pix_to_world(projection):
 def test_to_image_energy_bin(energy, index):
     cube = make_cube(make_geom())
     image = cube.sky.to_image(energy)
-    assert image.dims == ("lat", "lon")
+    assert image.dims == ("y", "x")
     np.testing.assert_array_equal(image, cube.isel(energy_reco=index))
     assert (
         float(image["energy_reco_lo"]) == EDGES[index] and float(image["energy_reco_hi"]) == EDGES[index + 1]
@@ -179,13 +183,13 @@ def test_to_image_errors_and_2d():
     np.testing.assert_array_equal(image.sky.to_image(), image)  # no energy dim: as is
     with pytest.raises(GpcubeError, match="no energy dim"):
         image.sky.to_image(0)
-    np.testing.assert_array_equal(cube.transpose("lon", "lat", ...).sky.to_image(0), cube.isel(energy_reco=0))
+    np.testing.assert_array_equal(cube.transpose("x", "y", ...).sky.to_image(0), cube.isel(energy_reco=0))
 
 
 # -------------------------------------------------------------------------------------------- plots
 def test_plot_draws_the_image_on_wcs_axes():
     parent = make_geom("galactic")
-    sub = make_cube(parent, units="cm-2 s-1").isel(lat=slice(2, 7), lon=slice(1, 9))
+    sub = make_cube(parent, units="cm-2 s-1").isel(y=slice(2, 7), x=slice(1, 9))
     im = sub.sky.plot(energy=1.0 * u.TeV)
     ax = im.axes
     assert isinstance(ax, WCSAxes)
@@ -204,7 +208,7 @@ def test_plot_on_given_axes_stretches_and_errors():
     cube = make_cube(parent)
     fig = plt.figure()
     ax = fig.add_subplot(projection=parent.wcs)
-    im = cube.isel(lat=slice(2, 5), lon=slice(3, 6)).sky.plot(ax, stretch="log", add_colorbar=False)
+    im = cube.isel(y=slice(2, 5), x=slice(3, 6)).sky.plot(ax, stretch="log", add_colorbar=False)
     assert im.axes is ax and len(fig.axes) == 1
     assert im.get_extent() == [2.5, 5.5, 1.5, 4.5]  # placed on the parent grid
     assert isinstance(im.norm, matplotlib.colors.LogNorm) and im.norm.vmin == cube.values.sum(0)[2, 3]
@@ -228,7 +232,7 @@ def test_plot_dataset_variable():
     im = ds.sky.plot("counts", energy=0)
     np.testing.assert_array_equal(im.get_array(), counts.isel(energy_reco=0).values)
     np.testing.assert_array_equal(ds.sky.to_image("counts", energy="sum"), counts.sum("energy_reco"))
-    ds_var_attrs = xr.Dataset({"counts": counts}).isel(lon=slice(4, 8))
+    ds_var_attrs = xr.Dataset({"counts": counts}).isel(x=slice(4, 8))
     assert ds_var_attrs.sky.geom == geom.slice((slice(None), slice(4, 8)))
 
 
@@ -263,7 +267,7 @@ def test_real_counts_product(hess_store):
     counts = make_map_counts(hess_store.observation(23523), parent, max_offset=2.0)
     cutout = SkyGeom.from_dataarray(counts)
     assert counts.sky.geom == cutout and cutout.origin != (0, 0)
-    sub = counts.isel(lat=slice(10, 30), lon=slice(5, 40))
+    sub = counts.isel(y=slice(10, 30), x=slice(5, 40))
     x, y = np.meshgrid(np.arange(35), np.arange(20))
     np.testing.assert_allclose(
         sub.sky.geom.pix_to_world(x, y),

@@ -300,7 +300,7 @@ def test_maker_kwargs_fit_the_makers(hess_store):
     norm = make_map_background_fov_norm(
         observation, geom, **fov, mask_safe=mask, background=bkg, max_offset=config.max_offset
     )
-    assert mask.dims == norm.dims == ("energy_reco", "lat", "lon") and norm.shape == mask.shape
+    assert mask.dims == norm.dims == ("energy_reco", "y", "x") and norm.shape == mask.shape
 
 
 def test_maker_kwargs_defaults():

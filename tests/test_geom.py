@@ -315,17 +315,17 @@ def test_to_coords():
     ax = EnergyAxis.log(0.1, 10, 2, "energy_true")
     g = SkyGeom.create((0, 0), 0.1, npix=(5, 4), axes=[ax])
     coords = g.to_coords()
-    assert coords["lon"].dims == ("lon",) and coords["lat"].dims == ("lat",)
-    np.testing.assert_array_equal(coords["lon"].values, np.arange(5))
-    assert coords["lat"].attrs["units"] == "pix" and "long_name" in coords["lon"].attrs
-    dims = ("energy_true", "lat", "lon")
+    assert coords["x"].dims == ("x",) and coords["y"].dims == ("y",)
+    np.testing.assert_array_equal(coords["x"].values, np.arange(5))
+    assert coords["y"].attrs["units"] == "pix" and "long_name" in coords["x"].attrs
+    dims = ("energy_true", "y", "x")
     da = xr.DataArray(np.zeros(g.data_shape("energy_true")), dims=dims, coords=coords)
     assert "energy_true_lo" in da.coords
     cut = g.slice((slice(1, 3), slice(2, 5)))
-    np.testing.assert_array_equal(cut.to_coords()["lon"].values, [2, 3, 4])
-    np.testing.assert_array_equal(cut.to_coords()["lat"].values, [1, 2])
+    np.testing.assert_array_equal(cut.to_coords()["x"].values, [2, 3, 4])
+    np.testing.assert_array_equal(cut.to_coords()["y"].values, [1, 2])
     # a cutout's coords select exactly its part of the parent
-    part = da.sel(lat=cut.to_coords()["lat"].values, lon=cut.to_coords()["lon"].values)
+    part = da.sel(y=cut.to_coords()["y"].values, x=cut.to_coords()["x"].values)
     assert part.shape == cut.data_shape("energy_true")
 
 
@@ -338,7 +338,7 @@ def test_attrs_json_roundtrip(projection):
         text = json.dumps(attrs)
         assert SkyGeom.from_attrs(json.loads(text)) == geom
         assert SkyGeom.from_attrs(text) == geom
-        da = xr.DataArray(np.zeros(geom.shape), dims=("lat", "lon"), attrs={"geom": attrs})
+        da = xr.DataArray(np.zeros(geom.shape), dims=("y", "x"), attrs={"geom": attrs})
         assert SkyGeom.from_dataarray(da) == geom
         assert attrs["wcs_header"]["CRPIX1"] == geom.crpix[0]
 
@@ -417,7 +417,7 @@ def test_cutout_pixel_alignment(projection):
     )
     np.testing.assert_array_equal(cut.separation(340.0, -1.0), parent.separation(340.0, -1.0)[sy, sx])
     np.testing.assert_array_equal(cut.solid_angle(), parent.solid_angle()[sy, sx])
-    np.testing.assert_array_equal(cut.to_coords()["lon"].values, np.arange(sx.start, sx.stop))
+    np.testing.assert_array_equal(cut.to_coords()["x"].values, np.arange(sx.start, sx.stop))
     # about 2 * 2.5 / 0.02 + margin pixels tall
     assert 250 <= cut.shape[0] <= 254
 

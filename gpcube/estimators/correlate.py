@@ -24,6 +24,7 @@ import numpy as np
 import xarray as xr
 
 from gpcube.errors import GpcubeError
+from gpcube.geom import IRF_DIMS, SKY_DIMS
 
 if TYPE_CHECKING:
     import dask.array as da
@@ -108,7 +109,7 @@ def _correlate_rows(block: np.ndarray, widths: np.ndarray) -> np.ndarray:
 
 
 def _correlate_block(block: np.ndarray, kernel: np.ndarray) -> np.ndarray:
-    """Correlate every ``(lat, lon)`` plane of a numpy block with a 2-D kernel (zeros outside)."""
+    """Correlate every ``(y, x)`` plane of a numpy block with a 2-D kernel (zeros outside)."""
     widths = _row_half_widths(kernel)
     if widths is not None:
         return _correlate_rows(block, widths)
@@ -164,7 +165,7 @@ def correlate_array(data: np.ndarray | da.Array, kernel: np.ndarray) -> np.ndarr
     if kernel.ndim != 2 or kernel.shape[0] % 2 == 0 or kernel.shape[1] % 2 == 0:
         raise GpcubeError(f"the kernel must be 2-D with odd sizes, got shape {kernel.shape}")
     if data.ndim < 2:
-        raise GpcubeError(f"correlate needs (..., lat, lon) data, got {data.ndim} dims")
+        raise GpcubeError(f"correlate needs (..., y, x) data, got {data.ndim} dims")
     if not hasattr(data, "__dask_graph__"):  # numpy (dask is imported only for dask inputs)
         return _correlate_block(np.asarray(data), kernel)
     depth = {axis: 0 for axis in range(data.ndim - 2)}
@@ -190,7 +191,7 @@ def correlate(image: xr.DataArray, radius: float) -> xr.DataArray:
     Parameters
     ----------
     image : xarray.DataArray
-        A sky product with dims ``(..., lat, lon)`` and the geometry in its attrs (``.sky.geom``).
+        A sky product with dims ``(..., y, x)`` and the geometry in its attrs (``.sky.geom``).
     radius : float
         Correlation radius in deg; the disc of pixel centres within ``radius / binsz`` pixels is summed
         (see the module docstring).
@@ -224,8 +225,8 @@ def correlate(image: xr.DataArray, radius: float) -> xr.DataArray:
     >>> correlated.shape == counts.shape, correlated.attrs["correlation_radius"]
     (True, 0.1)
     """
-    if tuple(image.dims[-2:]) != ("lat", "lon"):
-        raise GpcubeError(f"correlate needs the last dims to be ('lat', 'lon'), got {tuple(image.dims)}")
+    if tuple(image.dims[-2:]) not in (SKY_DIMS, IRF_DIMS):
+        raise GpcubeError(f"correlate needs the last dims to be ('y', 'x'), got {tuple(image.dims)}")
     kernel = tophat_kernel(radius_to_pixels(image.sky.geom.binsz, radius))
     out = image.copy(data=correlate_array(image.data, kernel))
     out.attrs["correlation_radius"] = float(radius)

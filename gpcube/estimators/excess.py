@@ -19,7 +19,7 @@ of ``x`` (:mod:`gpcube.estimators.correlate`). Then:
 * ``excess = counts - background``.
 * ``flux = excess / <exposure>`` in cm-2 s-1, the integral flux in the band (over the band's energies,
   in true energy) for a power law ``E**-spectral_index``, when the mosaic has an
-  ``exposure (energy_true, lat, lon)``; ``<exposure> = C[S[x_k]] / C[mask]`` is the exposure in reco
+  ``exposure (energy_true, y, x)``; ``<exposure> = C[S[x_k]] / C[mask]`` is the exposure in reco
   bin ``k`` per unit band flux, summed over the band's safe bins and averaged over the safe pixels
   within the radius. With the mosaic's stacked energy-dispersion kernels ``K`` (``edisp=``, on the
   coarse IRF grid), ``x_k = sum_t w_t e_t K(t, k, P)`` with ``w_t = int_{true bin t} E**-index dE /
@@ -301,7 +301,7 @@ def _finish(maps: dict, mask: xr.DataArray, coords: dict, geom_attrs: dict, attr
     out = {}
     for name, array in maps.items():
         units, long_name = _DESCRIPTIONS[name]
-        array = array.astype(np.float64).where(mask).transpose(DIM, "lat", "lon").assign_coords(coords)
+        array = array.astype(np.float64).where(mask).transpose(DIM, "y", "x").assign_coords(coords)
         array.attrs = {**attrs, "units": units, "long_name": long_name, "energy_type": "reco",
                        "geom": geom_attrs}  # fmt: skip
         out[name] = array.rename(name)
@@ -327,10 +327,10 @@ def estimate_excess_map(
     Parameters
     ----------
     mosaic : xarray.Dataset
-        ``counts (energy_reco, lat, lon)``, ``mask_safe`` (optional: all safe), the geometry in attrs
+        ``counts (energy_reco, y, x)``, ``mask_safe`` (optional: all safe), the geometry in attrs
         (``.sky.geom``) and either ``background`` (known background: Cash) or ``counts_off`` with
         ``alpha`` or ``acceptance`` and ``acceptance_off`` (ON/OFF: Li & Ma) on the same bins;
-        optionally ``exposure (energy_true, lat, lon)`` for the flux.
+        optionally ``exposure (energy_true, y, x)`` for the flux.
     radius : float
         Correlation radius in deg (the disc of pixel centres within ``radius / binsz`` pixels).
     energy_edges : sequence of float or Quantity, optional
@@ -347,7 +347,7 @@ def estimate_excess_map(
         summed over a ring, to avoid correlating twice; then ``acceptance`` and ``acceptance_off`` are
         needed.
     edisp : xarray.DataArray, optional
-        The mosaic's stacked energy-dispersion kernels ``(energy_true, energy_reco, lat, lon)`` on the
+        The mosaic's stacked energy-dispersion kernels ``(energy_true, energy_reco, irf_y, irf_x)`` on the
         coarse IRF grid (``gpcube.open_archive(path, irf=True)["edisp"]``), on the counts' reco and
         the exposure's true bins: the flux folds the power law through them (see the module
         docstring). Default: ``E_reco = E_true``.
@@ -355,7 +355,7 @@ def estimate_excess_map(
     Returns
     -------
     xarray.Dataset
-        Float64 ``(energy_reco, lat, lon)`` variables ``counts``, ``background``, ``excess``,
+        Float64 ``(energy_reco, y, x)`` variables ``counts``, ``background``, ``excess``,
         ``sqrt_ts``, plus ``counts_off`` and ``alpha`` (ON/OFF) and ``flux`` (with an exposure); one
         ``energy_reco`` bin per band with ``energy_reco_lo/_hi`` coords; NaN outside the safe mask. The
         attrs hold the geometry (band axis), ``correlation_radius`` (deg), ``statistic`` ("cash" or

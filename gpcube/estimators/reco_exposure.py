@@ -1,6 +1,6 @@
 """The exposure of a mosaic in reconstructed energy: a power law folded through the stacked kernels.
 
-A mosaic's ``exposure (energy_true, lat, lon)`` is the exposure of the observations that count *any*
+A mosaic's ``exposure (energy_true, y, x)`` is the exposure of the observations that count *any*
 reco bin at a pixel, and its IRF maps hold the stacked energy-dispersion kernel ``K(t, r, P)`` on the
 coarse grid, already weighted by each observation's safe mask (docs: "What the stacked products
 mean"). For a spectrum ``F``, the counts the stack predicts in reco bin ``r`` at pixel ``p`` are
@@ -19,7 +19,7 @@ import xarray as xr
 
 from gpcube.errors import GpcubeError
 from gpcube.estimators.bands import EDGE_RTOL, band_edges_of, band_slices, power_law_integral
-from gpcube.geom import SkyGeom
+from gpcube.geom import IRF_DIMS, SkyGeom
 
 __all__ = ["coarse_pixel_index", "folded_exposure", "power_law_true_weights"]
 
@@ -54,7 +54,7 @@ def power_law_true_weights(
 
 
 def coarse_pixel_index(fine: SkyGeom, coarse: SkyGeom, axis: int) -> np.ndarray:
-    """The coarse pixel that holds each fine pixel centre along one axis (0: lon, 1: lat).
+    """The coarse pixel that holds each fine pixel centre along one axis (0: x, 1: y).
 
     Both grids must share frame, projection and reference point (``coarse = fine.to_binsz(...)``):
     their pixel coordinates are then linear in each other, axis by axis, through the intermediate
@@ -84,7 +84,7 @@ def coarse_pixel_index(fine: SkyGeom, coarse: SkyGeom, axis: int) -> np.ndarray:
 def _fold_block(exposure: np.ndarray, iy: np.ndarray, ix: np.ndarray, kernels: np.ndarray) -> np.ndarray:
     """``out[y, x, k] = sum_t exposure[y, x, t] * kernels[k, t, iy[y], ix[x]]`` (``energy_true`` last).
 
-    ``iy`` and ``ix`` come broadcast against the block's ``(lat, lon)``: the coarse pixel of each fine
+    ``iy`` and ``ix`` come broadcast against the block's ``(y, x)``: the coarse pixel of each fine
     row and column. Rows are done in strips, so the gathered kernels take a few MB at most.
     """
     iy, ix = np.broadcast_to(iy, exposure.shape[:-1]), np.broadcast_to(ix, exposure.shape[:-1])
@@ -107,8 +107,8 @@ def _check_edges(name: str, ours: tuple[np.ndarray, np.ndarray], theirs: tuple[n
 
 
 def _kernels_on(edisp: xr.DataArray, reco_edges: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
-    """The kernels ``(reco, true, lat, lon)`` in float64 on the counts' reco bins (sums of their own)."""
-    kernel = edisp.transpose("energy_reco", "energy_true", "lat", "lon").values.astype(np.float64)
+    """The kernels ``(reco, true, irf_y, irf_x)`` in float64 on the counts' reco bins (sums of their own)."""
+    kernel = edisp.transpose("energy_reco", "energy_true", *IRF_DIMS).values.astype(np.float64)
     own = band_edges_of(edisp, "energy_reco")
     if len(own[0]) == len(reco_edges[0]) and all(
         np.allclose(a, b, rtol=EDGE_RTOL, atol=0.0) for a, b in zip(own, reco_edges, strict=True)
@@ -133,10 +133,10 @@ def folded_exposure(
     Parameters
     ----------
     exposure : xarray.DataArray
-        ``(energy_true, lat, lon)`` on the mosaic grid (geometry in its attrs), with
+        ``(energy_true, y, x)`` on the mosaic grid (geometry in its attrs), with
         ``energy_true_lo/_hi`` coords.
     edisp : xarray.DataArray
-        The stacked kernels ``(energy_true, energy_reco, lat, lon)`` on the coarse grid (geometry in
+        The stacked kernels ``(energy_true, energy_reco, irf_y, irf_x)`` on the coarse grid (geometry in
         its attrs), with the energy coords; read into memory (the coarse grid is small).
     weights : numpy.ndarray
         One weight per true bin (:func:`power_law_true_weights`).
@@ -149,18 +149,18 @@ def folded_exposure(
     Returns
     -------
     xarray.DataArray
-        ``(energy_reco, lat, lon)``, float64, in the exposure's units, without energy coords.
+        ``(energy_reco, y, x)``, float64, in the exposure's units, without energy coords.
     """
     _check_edges("energy_true", band_edges_of(exposure, "energy_true"), band_edges_of(edisp, "energy_true"))
     fine, coarse = SkyGeom.from_dataarray(exposure), SkyGeom.from_dataarray(edisp)
     kernel = _kernels_on(edisp, reco_edges)[reco]
     kernel = kernel * np.asarray(weights, dtype=np.float64)[None, :, None, None]
-    # the kernels' own lat/lon coords are parent pixel indices: position in the array = index - first
-    iy = coarse_pixel_index(fine, coarse, 1) - int(edisp["lat"].values[0])
-    ix = coarse_pixel_index(fine, coarse, 0) - int(edisp["lon"].values[0])
+    # the kernels' own irf_y/irf_x coords are parent pixel indices: position in the array = index - first
+    iy = coarse_pixel_index(fine, coarse, 1) - int(edisp["irf_y"].values[0])
+    ix = coarse_pixel_index(fine, coarse, 0) - int(edisp["irf_x"].values[0])
     exposure = exposure.drop_vars([c for c in exposure.coords if "energy_true" in exposure[c].dims])
-    iy_da = xr.DataArray(iy, dims="lat", coords={"lat": exposure["lat"]})
-    ix_da = xr.DataArray(ix, dims="lon", coords={"lon": exposure["lon"]})
+    iy_da = xr.DataArray(iy, dims="y", coords={"y": exposure["y"]})
+    ix_da = xr.DataArray(ix, dims="x", coords={"x": exposure["x"]})
     out = xr.apply_ufunc(
         _fold_block, exposure, iy_da, ix_da, input_core_dims=[["energy_true"], [], []],
         output_core_dims=[["energy_reco"]], dask="parallelized", output_dtypes=[np.float64],

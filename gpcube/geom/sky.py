@@ -24,13 +24,20 @@ if TYPE_CHECKING:
     from astropy.coordinates import SkyCoord
     from astropy.wcs import WCS
 
-__all__ = ["FRAMES", "PROJECTIONS", "SkyGeom", "remember_header"]
+__all__ = ["FRAMES", "IRF_DIMS", "PROJECTIONS", "SKY_DIMS", "SkyGeom", "pixel_dims", "remember_header"]
 
 FRAMES = ("icrs", "galactic")
 PROJECTIONS = ("CAR", "TAN")
 _CTYPES = {"icrs": ("RA---", "DEC--"), "galactic": ("GLON-", "GLAT-")}
 ATTRS_KIND = "gpcube.SkyGeom"
-ATTRS_VERSION = 1
+#: 2: ``dims`` (the pixel dims' names) in the attrs; version 1 grids had dims ``("lat", "lon")``.
+ATTRS_VERSION = 2
+#: Pixel dims ``(row, column)`` of the sky (mosaic) grid and of the coarse IRF grid
+#: (:meth:`SkyGeom.to_binsz`): distinct names, so that products of both grids fit in one Dataset or
+#: DataTree. The world coordinates of a grid with dims ``(P + "y", P + "x")`` are ``P + "lon"`` and
+#: ``P + "lat"`` (:meth:`SkyGeom.world_coords`).
+SKY_DIMS = ("y", "x")
+IRF_DIMS = ("irf_y", "irf_x")
 
 
 @dataclass(frozen=True)
@@ -57,6 +64,9 @@ class SkyGeom:
         (ix0, iy0): index of this grid's first pixel in the parent grid; (0, 0) for a parent.
     axes : tuple of EnergyAxis
         Energy axes, distinct names; may be empty.
+    dims : tuple of str
+        Names of the pixel dims ``(row, column)``, of the form ``(P + "y", P + "x")``: :data:`SKY_DIMS`
+        (the default) or :data:`IRF_DIMS` (the coarse IRF grid).
 
     See Also
     --------
@@ -88,6 +98,7 @@ class SkyGeom:
     crpix: tuple[float, float]
     origin: tuple[int, int] = (0, 0)
     axes: tuple[EnergyAxis, ...] = ()
+    dims: tuple[str, str] = SKY_DIMS
 
     def __post_init__(self) -> None:
         if self.frame not in FRAMES:
@@ -110,6 +121,7 @@ class SkyGeom:
             ("crpix", _pair(self.crpix, "crpix")),
             ("origin", _int_pair(self.origin, "origin", None)),
             ("axes", axes),
+            ("dims", _pixel_dims(self.dims)),
         ]:
             object.__setattr__(self, field, value)
 
@@ -117,7 +129,7 @@ class SkyGeom:
         """Identity for dask keys: every field (cheaper than dask walking the dataclass)."""
         axes = tuple(ax.__dask_tokenize__() for ax in self.axes)
         return ("gpcube.SkyGeom", self.frame, self.projection, self.crval, self.binsz, self.npix,
-                self.crpix, self.origin, axes)  # fmt: skip
+                self.crpix, self.origin, axes, self.dims)  # fmt: skip
 
     # ----------------------------------------------------------------------------------------- creation
     @classmethod
@@ -211,7 +223,7 @@ class SkyGeom:
     # ------------------------------------------------------------------------------------- properties
     @property
     def shape(self) -> tuple[int, int]:
-        """Sky shape ``(ny, nx)``, the order of the ``("lat", "lon")`` dims."""
+        """Sky shape ``(ny, nx)``, the order of the pixel dims :attr:`dims` (``("y", "x")``)."""
         return self.npix[1], self.npix[0]
 
     def data_shape(self, axis_name: str | None = None) -> tuple[int, ...]:
@@ -235,7 +247,19 @@ class SkyGeom:
         """The same sky grid with ``axes`` as its energy axes (replacing the current ones)."""
         return dataclasses.replace(self, axes=tuple(axes))
 
-    def to_binsz(self, binsz: float) -> SkyGeom:
+    def with_dims(self, dims: tuple[str, str]) -> SkyGeom:
+        """The same grid with pixel dims ``dims`` (e.g. :data:`IRF_DIMS`)."""
+        return dataclasses.replace(self, dims=tuple(dims))
+
+    @property
+    def world_names(self) -> tuple[str, str]:
+        """Names of the world coordinates ``(lon, lat)``: ``P + "lon"``, ``P + "lat"`` for dims
+        ``(P + "y", P + "x")``, so ``("lon", "lat")`` on the sky grid, ``("irf_lon", "irf_lat")`` on
+        the coarse IRF grid."""
+        prefix = self.dims[1][:-1]
+        return prefix + "lon", prefix + "lat"
+
+    def to_binsz(self, binsz: float, dims: tuple[str, str] = IRF_DIMS) -> SkyGeom:
         """A parent grid of pixel size ``binsz`` with the same centre, frame, projection and axes.
 
         Used for the coarse IRF grids (PSF and edisp kernel maps): every observation derives the same
@@ -245,6 +269,9 @@ class SkyGeom:
         ----------
         binsz : float
             Pixel size of the new grid in deg.
+        dims : tuple of str
+            Its pixel dims: by default :data:`IRF_DIMS` (``("irf_y", "irf_x")``), the coarse IRF
+            grid's own names, so that its products and the sky grid's sit in one Dataset or DataTree.
 
         Returns
         -------
@@ -267,7 +294,7 @@ class SkyGeom:
         >>> coarse.npix, coarse.center
         ((50, 50), (83.633, 22.014))
         """
-        return _to_binsz(self, float(binsz))
+        return _to_binsz(self, float(binsz), tuple(dims))
 
     # ------------------------------------------------------------------------------------------- WCS
     @property
@@ -522,7 +549,7 @@ class SkyGeom:
         Parameters
         ----------
         slices : tuple of slice
-            ``(slice_lat, slice_lon)`` into arrays of shape ``(ny, nx)``; numpy rules (negative and
+            ``(slice_y, slice_x)`` into arrays of shape ``(ny, nx)``; numpy rules (negative and
             out-of-range bounds allowed), step 1.
 
         Returns
@@ -546,7 +573,7 @@ class SkyGeom:
         True
         """
         if not isinstance(slices, tuple) or len(slices) != 2 or not all(isinstance(s, slice) for s in slices):
-            raise GpcubeError(f"slices must be a (slice_lat, slice_lon) tuple, got {slices!r}")
+            raise GpcubeError(f"slices must be a (slice_y, slice_x) tuple, got {slices!r}")
         (y0, y1, ystep), (x0, x1, xstep) = slices[0].indices(self.npix[1]), slices[1].indices(self.npix[0])
         if ystep != 1 or xstep != 1:
             raise GpcubeError(f"slices must have step 1, got {slices!r}")
@@ -563,15 +590,31 @@ class SkyGeom:
 
     # ------------------------------------------------------------------------- xarray and JSON
     def to_coords(self) -> dict[str, xr.Variable]:
-        """Coordinates for dims ``("lat", "lon")`` (global pixel indices in the parent) plus energy axes."""
+        """Coordinates for the pixel dims :attr:`dims` (global pixel indices in the parent) plus energy
+        axes: what the archive stores. The world coordinates are :meth:`world_coords`."""
         coords = {}
         for ax in self.axes:
             coords.update(ax.to_coords())
-        for dim, i in (("lat", 1), ("lon", 0)):
+        for dim, i in zip(self.dims, (1, 0), strict=True):
             index = self.origin[i] + np.arange(self.npix[i], dtype=np.int64)
             long_name = f"pixel index along {'latitude (y)' if i else 'longitude (x)'} in the parent grid"
             coords[dim] = xr.Variable((dim,), index, {"units": "pix", "long_name": long_name})
         return coords
+
+    def world_coords(self) -> xr.Coordinates:
+        """Lazy world coordinates :attr:`world_names` (deg) over the pixel dims, with their index.
+
+        Returns
+        -------
+        xarray.Coordinates
+            2-D ``lon`` and ``lat`` over ``(y, x)`` (``irf_lon``/``irf_lat`` over ``(irf_y, irf_x)`` on
+            the coarse IRF grid), computed from the grid only when read and indexed by a
+            :class:`gpcube.geom.world.SkyWorldIndex`: ``sel(lon=..., lat=..., method="nearest")``
+            selects the pixel containing a point. See :mod:`gpcube.geom.world`.
+        """
+        from gpcube.geom.world import world_coords
+
+        return world_coords(self)
 
     def to_attrs(self) -> dict[str, Any]:
         """Plain JSON-serialisable description, stored by products under ``attrs["geom"]``.
@@ -580,7 +623,8 @@ class SkyGeom:
         -------
         dict
             ``kind``, ``version``, ``frame``, ``projection``, ``crval``, ``crpix``, ``binsz``, ``npix``,
-            ``origin``, ``axes`` (energy-axis dicts) and ``wcs_header`` (:attr:`header`).
+            ``origin``, ``axes`` (energy-axis dicts), ``dims`` (the pixel dims) and ``wcs_header``
+            (:attr:`header`).
         """
         return {
             "kind": ATTRS_KIND,
@@ -593,6 +637,7 @@ class SkyGeom:
             "npix": list(self.npix),
             "origin": list(self.origin),
             "axes": [ax.to_dict() for ax in self.axes],
+            "dims": list(self.dims),
             "wcs_header": self.header,
         }
 
@@ -604,6 +649,7 @@ class SkyGeom:
         ----------
         attrs : dict or str
             The dict, or its JSON string. ``wcs_header`` is not read: the other fields define the grid.
+            Without ``dims`` (version 1 attrs), the grid gets :data:`SKY_DIMS`.
 
         Returns
         -------
@@ -640,6 +686,7 @@ class SkyGeom:
             tuple(attrs["crpix"]),
             tuple(attrs.get("origin", (0, 0))),
             axes,
+            tuple(attrs.get("dims", SKY_DIMS)),
         )
 
     @classmethod
@@ -654,21 +701,47 @@ class SkyGeom:
         return (
             f"SkyGeom({self.frame} {self.projection}, npix=({self.npix[0]}, {self.npix[1]}), "
             f"binsz={self.binsz:g} deg, crval=({self.crval[0]:.6g}, {self.crval[1]:.6g}), "
-            f"origin=({self.origin[0]}, {self.origin[1]}), axes=[{axes}])"
+            f"origin=({self.origin[0]}, {self.origin[1]}), axes=[{axes}]"
+            + ("" if self.dims == SKY_DIMS else f", dims={self.dims}")
+            + ")"
         )
 
 
 @functools.lru_cache(maxsize=16)
-def _to_binsz(geom: SkyGeom, binsz: float) -> SkyGeom:
+def _to_binsz(geom: SkyGeom, binsz: float, dims: tuple[str, str]) -> SkyGeom:
     """:meth:`SkyGeom.to_binsz`, remembered: every observation derives the same coarse grid.
 
     The width is ``binsz * npix`` and its ratio to the new pixel size goes through :func:`numpy.rint`,
     the same float operations as the reference's, so ties (and near-ties from float noise) round alike.
     """
     npix = tuple(max(1, int(np.rint(geom.binsz * n / binsz))) for n in geom.npix)
-    return SkyGeom.create(
+    coarse = SkyGeom.create(
         geom.center, binsz, npix=npix, frame=geom.frame, projection=geom.projection, axes=geom.axes
     )
+    return coarse.with_dims(dims)
+
+
+def pixel_dims(obj: xr.DataArray | xr.Dataset) -> tuple[str, str] | None:
+    """The pixel dims of a sky product: :data:`SKY_DIMS` or :data:`IRF_DIMS`, whichever pair ``obj``
+    has (the sky grid's first); None if neither."""
+    for dims in (SKY_DIMS, IRF_DIMS):
+        if set(dims) <= set(obj.dims):
+            return dims
+    return None
+
+
+def _pixel_dims(dims: Any) -> tuple[str, str]:
+    """``dims`` checked: two strings ``(P + "y", P + "x")`` with the same prefix ``P``."""
+    ok = (
+        isinstance(dims, tuple | list)
+        and len(dims) == 2
+        and all(isinstance(d, str) for d in dims)
+        and dims[0].endswith("y")
+        and dims[1] == dims[0][:-1] + "x"
+    )
+    if not ok:
+        raise GpcubeError(f"dims must be two names (P + 'y', P + 'x') such as ('y', 'x'), got {dims!r}")
+    return tuple(dims)
 
 
 #: WCS header templates by ``(frame, projection, crval, binsz)``: astropy's, or as stored with a grid.

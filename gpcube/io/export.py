@@ -32,7 +32,7 @@ import numpy as np
 import xarray as xr
 
 from gpcube.errors import GpcubeError
-from gpcube.geom import SkyGeom
+from gpcube.geom import IRF_DIMS, SKY_DIMS, SkyGeom
 from gpcube.io.dataset_meta import ObservationMeta, gti_hdu, livetime_meta, meta_table_hdu
 from gpcube.makers.registry import PRODUCTS
 
@@ -41,14 +41,15 @@ if TYPE_CHECKING:
 
 __all__ = ["ObservationMeta", "write_map_dataset", "write_map_dataset_onoff", "write_maps"]
 
-_ENERGY_RECO = ("energy_reco", "lat", "lon")
+_ENERGY_RECO = ("energy_reco", *SKY_DIMS)
+_PIXEL_DIMS = {"sky": SKY_DIMS, "irf": IRF_DIMS}
 
 
 def _product(name: str, extname: str, kind: str) -> tuple[str, tuple[str, ...], str, str]:
     """``(EXTNAME, dims, default unit, kind)`` of a product of :data:`gpcube.makers.registry.PRODUCTS`:
-    its dims and units as the registry has them."""
+    its dims and units as the registry has them, on its grid's pixel dims."""
     product = PRODUCTS[name]
-    return extname, (*product.axes, *_ENERGY_RECO[1:]), product.units, kind
+    return extname, (*product.axes, *_PIXEL_DIMS[product.grid]), product.units, kind
 
 
 #: Mosaic variables written, in gammapy's HDU order: name -> (EXTNAME, dims, default unit, kind).
@@ -132,18 +133,18 @@ def write_map_dataset(
     path : str or path-like
         Output file. Its directory is created if needed.
     mosaic : xarray.Dataset
-        Sky maps on one grid: any of ``counts(energy_reco, lat, lon)`` (integers),
-        ``exposure(energy_true, lat, lon)``, ``background(energy_reco, lat, lon)``,
-        ``mask_safe(energy_reco, lat, lon)`` and ``mask_fit(energy_reco, lat, lon)`` (bool). Energy bin
+        Sky maps on one grid: any of ``counts(energy_reco, y, x)`` (integers),
+        ``exposure(energy_true, y, x)``, ``background(energy_reco, y, x)``,
+        ``mask_safe(energy_reco, y, x)`` and ``mask_fit(energy_reco, y, x)`` (bool). Energy bin
         edges come from the ``<dim>_lo`` / ``<dim>_hi`` coordinates (TeV), else from the geometry's
         axes. The geometry is ``mosaic.attrs["geom"]`` or the variables' ``attrs["geom"]``
         (:meth:`gpcube.geom.SkyGeom.to_attrs` output; all must describe the same sky grid). Other
         variables are skipped.
     irf : xarray.Dataset, optional
-        IRF maps on the coarse grid: ``psf(energy_true, rad, lat, lon)`` (``rad_lo`` / ``rad_hi`` in
-        deg), ``edisp(energy_true, energy_reco, lat, lon)`` (kernel: probability per reco bin) and
-        ``exposure_irf(energy_true, lat, lon)`` (the weight of the energy dispersion, written as
-        ``EDISP_EXPOSURE``) and ``exposure_psf(energy_true, lat, lon)`` (the weight of the PSF,
+        IRF maps on the coarse grid: ``psf(energy_true, rad, irf_y, irf_x)`` (``rad_lo`` / ``rad_hi`` in
+        deg), ``edisp(energy_true, energy_reco, irf_y, irf_x)`` (kernel: probability per reco bin) and
+        ``exposure_irf(energy_true, irf_y, irf_x)`` (the weight of the energy dispersion, written as
+        ``EDISP_EXPOSURE``) and ``exposure_psf(energy_true, irf_y, irf_x)`` (the weight of the PSF,
         written as ``PSF_EXPOSURE``; ``exposure_irf`` if missing); the geometry as for ``mosaic``.
     name : str
         Dataset name (``NAME`` in the primary header; gammapy uses it as the dataset's name).
@@ -224,8 +225,8 @@ def write_map_dataset_onoff(
     ----------
     onoff : xarray.Dataset
         ``counts``, ``counts_off`` (integers), ``acceptance`` and ``acceptance_off``, all
-        ``(energy_reco, lat, lon)`` on the same energy bins (e.g. the ring background's bands), and
-        optionally ``exposure(energy_true, lat, lon)``, ``mask_safe`` and ``mask_fit``; the geometry
+        ``(energy_reco, y, x)`` on the same energy bins (e.g. the ring background's bands), and
+        optionally ``exposure(energy_true, y, x)``, ``mask_safe`` and ``mask_fit``; the geometry
         and energy edges as for :func:`write_map_dataset`.
     irf : xarray.Dataset, optional
         As for :func:`write_map_dataset`. An ``edisp`` kernel whose reco bins are finer than the ON
@@ -286,7 +287,7 @@ def write_map_dataset_onoff(
 def write_maps(
     path: str | os.PathLike, maps: xr.Dataset, *, name: str = "gpcube", overwrite: bool = False
 ) -> Path:
-    """Write each ``(energy_reco, lat, lon)`` variable of ``maps`` as a FITS map HDU named after it.
+    """Write each ``(energy_reco, y, x)`` variable of ``maps`` as a FITS map HDU named after it.
 
     For derived maps such as those of :func:`gpcube.estimators.estimate_excess_map`: ``sqrt_ts``
     becomes HDU ``SQRT_TS`` with its ``SQRT_TS_BANDS`` table, in the same layout as
@@ -380,7 +381,9 @@ def _map_specs(ds: xr.Dataset, table: dict, label: str) -> list[_MapSpec]:
 def _map_spec(
     da: xr.DataArray, extname: str, dims: tuple, unit: str, kind: str, geom: SkyGeom, label: str
 ) -> _MapSpec:
-    """Check one variable's dims, shape and axes; its non-spatial axes come out in FITS order."""
+    """Check one variable's dims, shape and axes; its non-spatial axes come out in FITS order.
+    The pixel dims are the grid's own (``y, x`` or, on the coarse IRF grid, ``irf_y, irf_x``)."""
+    dims = (*dims[:-2], *geom.dims)
     da = _with_dims(da, dims, label, geom)
     axes = tuple(_axis(da, dim, geom, label) for dim in reversed(dims[:-2]))
     return _MapSpec(extname, da, geom, axes, _fits_unit(da.attrs.get("units", unit), label), kind)
@@ -434,12 +437,12 @@ def _dataset_geom(ds: xr.Dataset, names: list[str], label: str) -> SkyGeom:
 
 
 def _with_dims(da: xr.DataArray, dims: tuple[str, ...], label: str, geom: SkyGeom) -> xr.DataArray:
-    """``da`` transposed to ``dims``, its (lat, lon) shape checked against ``geom``."""
+    """``da`` transposed to ``dims``, its pixel (y, x) shape checked against ``geom``."""
     if set(da.dims) != set(dims) or len(da.dims) != len(dims):
         raise GpcubeError(f"{label}: dims must be {dims}, got {da.dims}")
     da = da.transpose(*dims)
     if da.shape[-2:] != geom.shape:
-        raise GpcubeError(f"{label}: (lat, lon) shape {da.shape[-2:]} differs from its grid's {geom.shape}")
+        raise GpcubeError(f"{label}: pixel shape {da.shape[-2:]} differs from its grid's {geom.shape}")
     return da
 
 

@@ -56,7 +56,7 @@ def observation_cube(
     attrs: dict | None = None,
     extra_axes: dict | None = None,
 ) -> xr.DataArray:
-    """The lazy ``product(*axis_name, lat, lon)`` of one observation over its cutout of ``geom``.
+    """The lazy ``product(*axis_name, y, x)`` of one observation over its cutout of ``geom``.
 
     ``load(observation, cutout_geom, *axes)`` runs once, with ``axes`` the energy axes of ``geom``
     named in ``axis_name`` (in order); ``block(loaded, block_geom)`` runs per block. Leading dims that

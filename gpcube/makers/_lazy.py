@@ -2,7 +2,7 @@
 
 A product of one observation is a dask array with one *load* task (read what the product needs from
 the observation and prepare it for the blocks: e.g. project the events onto the cutout grid once) and
-one task per lon/lat block of the cutout, each calling a pure numpy function on the loaded data and
+one task per y/x block of the cutout, each calling a pure numpy function on the loaded data and
 the block's sub-geometry. Building the graph reads no file and computes nothing.
 
 Both are made with dask's public array API, which also works with dask's array query planning
@@ -33,13 +33,14 @@ import numpy as np
 import xarray as xr
 
 from gpcube.geom import SkyGeom
+from gpcube.geom.world import coordinates_with_world
 
 if TYPE_CHECKING:
     import dask.array as da
 
 __all__ = ["DEFAULT_CHUNK", "block_slices", "blockwise_map", "computed_at_once", "lazy_cube"]
 
-#: Default lon/lat block size in pixels: 256 x 256 x 20 energies is 10 MiB of float64.
+#: Default y/x block size in pixels: 256 x 256 x 20 energies is 10 MiB of float64.
 DEFAULT_CHUNK = 256
 
 
@@ -69,15 +70,15 @@ def _tokenize(*args) -> str:
 
 
 def _leading_axes(geom: SkyGeom, axis_name, extra_axes: dict) -> tuple[tuple, tuple]:
-    """Names and sizes of the dims in front of ``(lat, lon)``."""
+    """Names and sizes of the dims in front of the pixel dims ``(y, x)``."""
     names = () if axis_name is None else (axis_name,) if isinstance(axis_name, str) else tuple(axis_name)
     sizes = tuple(len(extra_axes[d][d]) if d in extra_axes else geom.axis(d).nbins for d in names)
     return names, sizes
 
 
 def _coords(geom: SkyGeom, names: tuple[str, ...], extra_axes: dict) -> dict[str, xr.Variable]:
-    """The coordinates of a ``(*names, lat, lon)`` product on ``geom`` (fresh copies)."""
-    coords = {k: v for k, v in geom.to_coords().items() if set(v.dims) <= {"lat", "lon"}}
+    """The coordinates of a ``(*names, y, x)`` product on ``geom`` (fresh copies)."""
+    coords = {k: v for k, v in geom.to_coords().items() if set(v.dims) <= set(geom.dims)}
     for dim in names:
         coords.update(extra_axes[dim] if dim in extra_axes else geom.axis(dim).to_coords())
     return {k: v.copy(deep=True) for k, v in coords.items()}
@@ -102,7 +103,8 @@ _MAX_TEMPLATES = 32
 
 
 def _template(geom: SkyGeom, names: tuple[str, ...], extra_axes: dict) -> xr.DataArray:
-    """A DataArray with the ``(*names, lat, lon)`` coordinates of ``geom``, to copy products from.
+    """A DataArray with the ``(*names, y, x)`` coordinates of ``geom``, to copy products from, and its
+    world coordinates (lazy ``lon``/``lat``, :meth:`SkyGeom.world_coords`).
 
     Building coordinates and their indexes costs more than the rest of a lazy product; the products of
     one grid share them (read-only) through shallow copies of this template, kept for the last few
@@ -113,9 +115,10 @@ def _template(geom: SkyGeom, names: tuple[str, ...], extra_axes: dict) -> xr.Dat
     if template is None:
         sizes = _leading_axes(geom, names, extra_axes)[1]
         data = np.broadcast_to(np.zeros((), dtype=np.int8), (*sizes, *geom.shape))
-        template = xr.DataArray(data, dims=(*names, "lat", "lon"), coords=_coords(geom, names, extra_axes))
-        for name in template.coords:  # shared by the products made from it: nobody may change them
-            values = template.coords[name].variable.values
+        coords = coordinates_with_world(geom, _coords(geom, names, extra_axes))
+        template = xr.DataArray(data, dims=(*names, *geom.dims), coords=coords)
+        for name in set(template.coords) - set(geom.world_names):  # shared: nobody may change them
+            values = template.coords[name].variable.values  # (the world coordinates are read-only)
             if isinstance(values, np.ndarray):
                 values.setflags(write=False)
         _TEMPLATES[key] = template
@@ -148,7 +151,7 @@ def _load_block(load: Callable, load_args: tuple, block: Callable, geom: SkyGeom
 
 
 def _block_at(loaded, *, block: Callable, geom: SkyGeom, chunk: int, kwargs: dict, block_id):
-    """``block`` on the block ``block_id`` (its last two entries: lat/lon block indices) of ``geom``."""
+    """``block`` on the block ``block_id`` (its last two entries: y/x block indices) of ``geom``."""
     (i, j), (ny, nx) = block_id[-2:], geom.shape
     rows = slice(i * chunk, min((i + 1) * chunk, ny))
     cols = slice(j * chunk, min((j + 1) * chunk, nx))
@@ -169,7 +172,8 @@ def lazy_cube(
     block_kwargs: dict | None = None,
     extra_axes: dict | None = None,
 ) -> xr.DataArray:
-    """A lazy ``(*axis_name, lat, lon)`` DataArray over ``geom``.
+    """A lazy ``(*axis_name, y, x)`` DataArray over ``geom`` (``geom.dims``: ``irf_y, irf_x`` on
+    the coarse IRF grid), with the lazy world coordinates ``lon``/``lat`` of the grid.
 
     Parameters
     ----------
@@ -181,7 +185,7 @@ def lazy_cube(
     geom : SkyGeom
         The grid of the product (usually an observation's cutout of the mosaic geometry).
     axis_name : str, tuple of str or None
-        The dims in front of ``(lat, lon)``: energy axes of ``geom`` or keys of ``extra_axes``.
+        The dims in front of ``(y, x)``: energy axes of ``geom`` or keys of ``extra_axes``.
     name : str
         Name of the DataArray and prefix of the dask keys.
     extra_axes : dict, optional
@@ -233,7 +237,7 @@ def blockwise_map(func: Callable, *arrays: da.Array | np.ndarray, dtype, name: s
 
     Each array has one chunk along its leading axes (as :func:`lazy_cube` makes them), which may
     differ from array to array; the result has the chunks of ``arrays[0]``: a
-    :func:`dask.array.blockwise` that pairs the arrays' lat/lon blocks only. Numpy arrays (products
+    :func:`dask.array.blockwise` that pairs the arrays' y/x blocks only. Numpy arrays (products
     computed at once, see :func:`computed_at_once`: a single block each) give ``func(*arrays)``.
     """
     if not any(hasattr(a, "__dask_graph__") for a in arrays):
@@ -243,8 +247,8 @@ def blockwise_map(func: Callable, *arrays: da.Array | np.ndarray, dtype, name: s
     first = arrays[0]
     for array in arrays:
         if array.chunks[-2:] != first.chunks[-2:] or any(len(c) != 1 for c in array.chunks[:-2]):
-            raise ValueError("blockwise_map needs one leading chunk and the same lat/lon chunks")
-    # integer indices: -2, -1 for lat, lon (shared); the leading axes of array k its own, 10 k, 10 k + 1...
+            raise ValueError("blockwise_map needs one leading chunk and the same y/x chunks")
+    # integer indices: -2, -1 for y, x (shared); the leading axes of array k its own, 10 k, 10 k + 1...
     pairs = []
     for k, array in enumerate(arrays):
         pairs += [array, (*(10 * k + n for n in range(array.ndim - 2)), -2, -1)]

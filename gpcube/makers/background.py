@@ -299,7 +299,7 @@ def make_map_background(
     Returns
     -------
     xarray.DataArray
-        ``background(energy_reco, lat, lon)`` in counts (float64), dask-backed.
+        ``background(energy_reco, y, x)`` in counts (float64), dask-backed.
 
     See Also
     --------

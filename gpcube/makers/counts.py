@@ -19,7 +19,7 @@ COUNTS_DTYPE = np.int64
 def bin_events(
     ra: np.ndarray, dec: np.ndarray, energy: np.ndarray, geom: SkyGeom, energy_edges: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Integer (energy, lat, lon) bin of each event inside ``geom`` and its energy range.
+    """Integer (energy, y, x) bin of each event inside ``geom`` and its energy range.
 
     Pixel ``i`` covers ``[i - 0.5, i + 0.5)`` in pixel coordinates; energy bin ``k`` covers
     ``[edges[k], edges[k + 1])``. Events outside are dropped.
@@ -83,7 +83,7 @@ def make_map_counts(
     Returns
     -------
     xarray.DataArray
-        ``counts(energy_reco, lat, lon)``, int64, dask-backed.
+        ``counts(energy_reco, y, x)``, int64, dask-backed.
 
     See Also
     --------

@@ -375,7 +375,7 @@ def make_edisp_kernel_map(
     Returns
     -------
     xarray.DataArray
-        ``edisp(energy_true, energy_reco, lat, lon)``, dimensionless, float64, dask-backed:
+        ``edisp(energy_true, energy_reco, irf_y, irf_x)``, dimensionless, float64, dask-backed:
         the probability that an event of true energy ``energy_true`` (bin log-centre) at that pixel is
         reconstructed in the reco bin. ``attrs["energy_type"]`` is ``"true->reco"``.
 

@@ -1,6 +1,6 @@
 """Exclusion regions: where the counts may not be taken as background (FoV normalisation, ring).
 
-An exclusion is given as a boolean ``(lat, lon)`` mask on the mosaic geometry (True where pixels may
+An exclusion is given as a boolean ``(y, x)`` mask on the mosaic geometry (True where pixels may
 be used), or as circles ``(lon, lat, radius)`` in deg in the geometry's frame, or ``(SkyCoord,
 radius)``. The makers need it on an observation's cutout: a mask is sliced there, circles are drawn
 there (skipping those that cannot reach the cutout, and remembering the result per geometry).
@@ -17,7 +17,7 @@ import numpy as np
 import xarray as xr
 
 from gpcube.errors import GpcubeError
-from gpcube.geom import SkyGeom
+from gpcube.geom import SKY_DIMS, SkyGeom
 from gpcube.geom._util import skycoord_to_lonlat
 from gpcube.geom.frames import convert_frame
 
@@ -56,7 +56,7 @@ def _angular_distance(a: tuple[float, float], b: tuple[float, float]) -> float:
 
 @functools.lru_cache(maxsize=64)
 def circles_mask(geom: SkyGeom, circles: tuple[tuple[float, float, float], ...]) -> np.ndarray:
-    """``(lat, lon)`` mask of ``geom``, False where a pixel centre is within a circle ``(lon, lat, r)``.
+    """``(y, x)`` mask of ``geom``, False where a pixel centre is within a circle ``(lon, lat, r)``.
 
     Circles in ``geom.frame``, deg. A read-only array remembered per geometry; circles farther from
     the cutout's centre than its reach plus their radius cannot hold a pixel and are skipped.
@@ -84,18 +84,18 @@ def _sub_slice(parent: xr.DataArray, child: xr.DataArray, dim: str) -> slice | N
 
 
 def exclusion_plane(exclusion, counts: xr.DataArray) -> np.ndarray | da.Array | None:
-    """The ``(lat, lon)`` exclusion mask on the cutout of ``counts`` as an array (None: no exclusion).
+    """The ``(y, x)`` exclusion mask on the cutout of ``counts`` as an array (None: no exclusion).
 
-    ``exclusion``: a boolean ``(lat, lon)`` DataArray on the mosaic geometry (or the cutout), or
+    ``exclusion``: a boolean ``(y, x)`` DataArray on the mosaic geometry (or the cutout), or
     circles ``(lon, lat, radius)`` in deg in the geometry's frame, or ``(SkyCoord, radius)``.
     """
     if exclusion is None:
         return None
     if isinstance(exclusion, xr.DataArray):
-        at = [_sub_slice(exclusion, counts, dim) for dim in ("lat", "lon")]
-        if exclusion.dtype == bool and set(exclusion.dims) == {"lat", "lon"} and None not in at:
-            return exclusion.transpose("lat", "lon").data[tuple(at)]
-        return exclusion_on(exclusion, counts).transpose("lat", "lon").data
+        at = [_sub_slice(exclusion, counts, dim) for dim in SKY_DIMS]
+        if exclusion.dtype == bool and set(exclusion.dims) == set(SKY_DIMS) and None not in at:
+            return exclusion.transpose(*SKY_DIMS).data[tuple(at)]
+        return exclusion_on(exclusion, counts).transpose(*SKY_DIMS).data
     geom = SkyGeom.from_dataarray(counts)
     return circles_mask(geom.with_axes(), tuple(circle_in_frame(geom.frame, c) for c in exclusion))
 
@@ -103,7 +103,7 @@ def exclusion_plane(exclusion, counts: xr.DataArray) -> np.ndarray | da.Array | 
 def exclusion_mask_from_circles(
     geom: SkyGeom, circles: Sequence[tuple[float, float, float]], frame: str | None = None
 ) -> xr.DataArray:
-    """``(lat, lon)`` mask of ``geom``: False inside any circle ``(lon, lat, radius)`` (deg), else True.
+    """``(y, x)`` mask of ``geom``: False inside any circle ``(lon, lat, radius)`` (deg), else True.
 
     ``frame`` is the circles' frame (default: the geometry's). Pixels count as inside when their
     centre is within the radius.
@@ -149,15 +149,16 @@ def exclusion_mask_from_circles(
     mask = circles_mask(
         geom.with_axes(), tuple((float(lon), float(lat), float(r)) for lon, lat, r in circles)
     )
-    coords = {k: v for k, v in geom.to_coords().items() if set(v.dims) <= {"lat", "lon"}}
-    return xr.DataArray(mask, dims=("lat", "lon"), coords=coords, name="exclusion_mask",
+    coords = {k: v for k, v in geom.to_coords().items() if set(v.dims) <= set(geom.dims)}
+    mask = xr.DataArray(mask, dims=geom.dims, coords=coords, name="exclusion_mask",
                         attrs={"geom": geom.to_attrs()})  # fmt: skip
+    return mask.assign_coords(geom.world_coords())
 
 
 def mask_on(mask: xr.DataArray, cube: xr.DataArray) -> xr.DataArray:
     """``mask`` (on the parent grid, indexed by parent pixel indices) on the pixels of ``cube``."""
     try:
-        return mask.sel(lat=cube["lat"], lon=cube["lon"])
+        return mask.sel(y=cube["y"], x=cube["x"])
     except KeyError as error:
         raise GpcubeError(
             "the exclusion mask does not cover the observation's cutout: make it on the mosaic geometry "
@@ -174,12 +175,12 @@ def circle_in_frame(frame: str, circle) -> tuple[float, float, float]:
 
 
 def exclusion_on(exclusion, cube: xr.DataArray) -> xr.DataArray:
-    """The ``(lat, lon)`` exclusion mask on the pixels of ``cube`` (an observation's cutout)."""
+    """The ``(y, x)`` exclusion mask on the pixels of ``cube`` (an observation's cutout)."""
     if exclusion is None:
         return xr.ones_like(cube.isel(energy_reco=0, drop=True), dtype=bool)
     if isinstance(exclusion, xr.DataArray):
-        if set(exclusion.dims) != {"lat", "lon"} or exclusion.dtype != bool:
-            raise GpcubeError("exclusion_mask must be a boolean (lat, lon) DataArray on the mosaic geometry")
+        if set(exclusion.dims) != set(SKY_DIMS) or exclusion.dtype != bool:
+            raise GpcubeError("exclusion_mask must be a boolean (y, x) DataArray on the mosaic geometry")
         return mask_on(exclusion, cube)
     cutout = SkyGeom.from_dataarray(cube)
     return exclusion_mask_from_circles(cutout, [circle_in_frame(cutout.frame, c) for c in exclusion])

@@ -80,7 +80,7 @@ def make_map_exposure_true_energy(
     Returns
     -------
     xarray.DataArray
-        ``exposure(energy_true, lat, lon)`` in m2 s, float64, dask-backed.
+        ``exposure(energy_true, y, x)`` in m2 s, float64, dask-backed.
 
     See Also
     --------
@@ -194,7 +194,7 @@ def make_map_exposure_reco_energy(
     Returns
     -------
     xarray.DataArray
-        ``exposure_reco(energy_reco, lat, lon)`` in m2 s, float64, dask-backed.
+        ``exposure_reco(energy_reco, y, x)`` in m2 s, float64, dask-backed.
 
     See Also
     --------

@@ -115,11 +115,11 @@ def make_map_background_fov_norm(
     geom : SkyGeom
         Mosaic geometry with an ``energy_reco`` axis.
     exclusion_mask : xarray.DataArray or sequence of circles, optional
-        Boolean ``(lat, lon)`` mask on the mosaic geometry, True where pixels may be used (as made
+        Boolean ``(y, x)`` mask on the mosaic geometry, True where pixels may be used (as made
         by :func:`exclusion_mask_from_circles`), or circles ``(lon, lat, radius)`` in deg in the
         geometry's frame, or ``(SkyCoord, radius)``. Default: nothing excluded.
     mask_safe : xarray.DataArray, optional
-        Boolean ``(energy_reco, lat, lon)`` safe mask over the same cutout (e.g. from
+        Boolean ``(energy_reco, y, x)`` safe mask over the same cutout (e.g. from
         :func:`gpcube.makers.make_safe_mask`); pixels outside it are not used.
     grouping : {"all", "per-bin"} or {"min_counts": n}
         Energy grouping scheme (module docstring).
@@ -135,7 +135,7 @@ def make_map_background_fov_norm(
     Returns
     -------
     xarray.DataArray
-        ``background(energy_reco, lat, lon)`` times the norm of each bin's group, dask-backed. The
+        ``background(energy_reco, y, x)`` times the norm of each bin's group, dask-backed. The
         per-bin coordinates ``fov_norm``, ``fov_norm_group``, ``fov_norm_counts`` (events used by
         the group), ``fov_norm_background`` and ``fov_norm_ok`` record the result; attrs record the
         scheme and the thresholds.
@@ -175,8 +175,8 @@ def make_map_background_fov_norm(
     mask = exclusion_on(exclusion_mask, background)
     if mask_safe is not None:
         mask = mask & mask_safe
-    summed_counts = counts.where(mask, 0).sum(("lat", "lon")).data
-    summed_background = background.where(mask, 0.0).sum(("lat", "lon")).data
+    summed_counts = counts.where(mask, 0).sum(("y", "x")).data
+    summed_background = background.where(mask, 0.0).sum(("y", "x")).data
     n = background.sizes["energy_reco"]
     table = dask.delayed(fov_norm_table, pure=True)(
         summed_counts, summed_background, scheme, min_counts, min_npred_background

@@ -17,7 +17,7 @@ import numpy as np
 import xarray as xr
 
 from gpcube.errors import GpcubeError
-from gpcube.geom import EnergyAxis, SkyGeom
+from gpcube.geom import EnergyAxis, SkyGeom, pixel_dims
 from gpcube.geom._util import skycoord_to_lonlat
 from gpcube.geom.frames import convert_frame
 from gpcube.io import Observation
@@ -49,7 +49,7 @@ __all__ = [
 BINSZ_IRF_DEFAULT = 0.2
 #: Default ``rad`` bin edges (deg): 66 bins of 0.01 deg from 0 to 0.66 deg (the reference's default).
 RAD_EDGES_DEFAULT = np.linspace(0.0, 0.66, 67)
-#: Default lon/lat block size (coarse pixels): 32 x 32 x 66 rad x 20 energies is 11 MB of float64.
+#: Default y/x block size (coarse pixels): 32 x 32 x 66 rad x 20 energies is 11 MB of float64.
 DEFAULT_PSF_CHUNK = 32
 #: Limit of the automatic kernel oversampling factor.
 MAX_OVERSAMPLE = 16
@@ -230,12 +230,12 @@ def make_psf_map(
         Divide each profile by its integral ``sum 2 pi r dr psf(r)`` over the ``rad`` bins (``r`` the
         bin centre), so that the profile holds the fraction of events per sr within the ``rad`` axis.
     chunk : int
-        Block size in coarse pixels along lon and lat.
+        Block size in coarse pixels along x and y.
 
     Returns
     -------
     xarray.DataArray
-        ``psf(energy_true, rad, lat, lon)`` in sr-1, float64, dask-backed, with ``rad`` (bin centre),
+        ``psf(energy_true, rad, irf_y, irf_x)`` in sr-1, float64, dask-backed, with ``rad`` (bin centre),
         ``rad_lo`` and ``rad_hi`` coordinates in deg and the coarse cutout geometry in attrs.
 
     See Also
@@ -303,7 +303,7 @@ def psf_profile_at(psf_map: xr.DataArray, position: Any = None) -> xr.DataArray:
     x, y = (float(v) for v in geom.world_to_pix(*position))
     if not (np.isfinite(x) and np.isfinite(y)):
         raise GpcubeError(f"position {position!r} does not project onto the PSF map")
-    for pix, n, dim in ((x, geom.npix[0], "lon"), (y, geom.npix[1], "lat")):
+    for pix, n, dim in ((x, geom.npix[0], geom.dims[1]), (y, geom.npix[1], geom.dims[0])):
         pix = min(max(pix, 0.0), n - 1.0)
         low = min(int(np.floor(pix)), max(n - 2, 0))
         weight = pix - low
@@ -483,10 +483,10 @@ def psf_kernel(
     """
     if not binsz > 0:
         raise GpcubeError(f"binsz must be positive, got {binsz!r}")
-    if {"lat", "lon"} <= set(psf.dims):
+    if pixel_dims(psf) is not None:
         psf = psf_profile_at(psf, position)
     elif position is not None:
-        raise GpcubeError("position needs a PSF map with lat/lon dims, got a profile")
+        raise GpcubeError("position needs a PSF map with pixel dims (irf_y, irf_x), got a profile")
     missing = {"rad_lo", "rad_hi"} - set(psf.coords)
     if set(psf.dims) != {"energy_true", "rad"} or missing:
         raise GpcubeError(f"need a profile (energy_true, rad) with rad_lo/rad_hi coords, got {psf.dims}")

@@ -307,7 +307,7 @@ def _group_bands(slices: list[slice]) -> tuple[tuple[int, ...], tuple[tuple[slic
 
 def _grouped(value, bins: slice, chunks: tuple[int, ...], name: str) -> da.Array | None:
     """An input as a dask array of one chunk per task of :func:`_band_groups`: a cube's ``bins``
-    split into ``chunks`` along energy, whole in lat/lon; a ``(lat, lon)`` plane whole."""
+    split into ``chunks`` along energy, whole in y/x; a ``(y, x)`` plane whole."""
     if value is None:
         return None
     if value.ndim == 3:
@@ -351,8 +351,8 @@ def _output_array(core: da.Array, name: str, zero: bool, dtype) -> da.Array:
 
 def _check_inputs(counts: xr.DataArray, acceptance: xr.DataArray, mask_safe) -> xr.DataArray | None:
     """Raise on bad inputs; return ``mask_safe`` in the counts' dim order."""
-    if counts.dims != ("energy_reco", "lat", "lon") or acceptance.dims != counts.dims:
-        raise GpcubeError("counts and acceptance must have dims ('energy_reco', 'lat', 'lon')")
+    if counts.dims != ("energy_reco", "y", "x") or acceptance.dims != counts.dims:
+        raise GpcubeError("counts and acceptance must have dims ('energy_reco', 'y', 'x')")
     if not np.issubdtype(counts.dtype, np.integer):
         raise GpcubeError(f"counts must be integers, got dtype {counts.dtype}")
     if mask_safe is not None and mask_safe.dims != counts.dims:
@@ -363,15 +363,15 @@ def _check_inputs(counts: xr.DataArray, acceptance: xr.DataArray, mask_safe) -> 
 
 
 def _coords(counts: xr.DataArray, axis: EnergyAxis | None) -> xr.Coordinates:
-    """The counts' coordinates, with the band axis' energy coordinates when there are bands."""
+    """The counts' coordinates (their indexes too: the world coordinates' selects by degrees), with the
+    band axis' energy coordinates when there are bands."""
     dims = set(counts.dims)
-    keep = {
-        k: v.variable for k, v in counts.coords.items()
-        if set(v.dims) <= dims and (axis is None or "energy_reco" not in v.dims)
-    }  # fmt: skip
-    if axis is not None:
-        keep.update(axis.to_coords())
-    return xr.Coordinates(keep)
+    drop = [
+        k for k, v in counts.coords.items()
+        if not set(v.dims) <= dims or (axis is not None and "energy_reco" in v.dims)
+    ]  # fmt: skip
+    kept = counts.drop_vars(drop).coords
+    return kept if axis is None else kept.assign(axis.to_coords())
 
 
 def fixed_ring_options(r_in: float, width: float, binsz: float) -> dict:
@@ -451,7 +451,7 @@ def make_map_ring_background(
     Parameters
     ----------
     counts : xarray.DataArray
-        ``counts(energy_reco, lat, lon)``, integer, over the observation's cutout (as made by
+        ``counts(energy_reco, y, x)``, integer, over the observation's cutout (as made by
         :func:`gpcube.makers.make_map_counts`).
     acceptance : xarray.DataArray
         Predicted background on the same pixels, not negative (:func:`gpcube.makers.make_map_background`
@@ -459,11 +459,11 @@ def make_map_ring_background(
     r_in, width : float
         Inner radius and width of the ring in deg (divided by the pixel size for pixels).
     exclusion : xarray.DataArray or sequence of circles, optional
-        Boolean ``(lat, lon)`` mask on the mosaic geometry (or the cutout), True where pixels may
+        Boolean ``(y, x)`` mask on the mosaic geometry (or the cutout), True where pixels may
         be used, as made by :func:`gpcube.makers.exclusion_mask_from_circles`; or circles
         ``(lon, lat, radius)`` in deg in the geometry's frame, or ``(SkyCoord, radius)``.
     mask_safe : xarray.DataArray, optional
-        Boolean ``(energy_reco, lat, lon)`` safe mask on the same pixels (e.g. from
+        Boolean ``(energy_reco, y, x)`` safe mask on the same pixels (e.g. from
         :func:`gpcube.makers.make_safe_mask`). Counts and acceptance outside it are not used.
     energy_edges : sequence of float, optional
         Band edges in TeV, a subset of the counts' bin edges (to a relative 1e-6): counts and
@@ -475,7 +475,7 @@ def make_map_ring_background(
     xarray.Dataset
         ``counts_off`` (int64), ``acceptance``, ``acceptance_off``, ``alpha`` (float64),
         ``mask_safe`` (bool) and ``counts`` (the ON counts of the band's safe bins), dims
-        ``(energy_reco, lat, lon)`` (the bands), a dask chunk per few bands; attrs ``units``,
+        ``(energy_reco, y, x)`` (the bands), a dask chunk per few bands; attrs ``units``,
         ``energy_type``, ``obs_id``, ``product``, ``geom`` and the ring parameters (``ring_r_in``,
         ``ring_width`` in deg).
 

@@ -446,7 +446,7 @@ def make_safe_mask(
     Returns
     -------
     xarray.DataArray
-        ``mask_safe(energy_reco, lat, lon)``, bool, dask-backed; the methods and their parameters are in
+        ``mask_safe(energy_reco, y, x)``, bool, dask-backed; the methods and their parameters are in
         the attrs (the thresholds found: :func:`safe_energy_thresholds`).
 
     See Also

@@ -8,12 +8,16 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 import numpy as np
 import xarray as xr
 
+from gpcube.geom import IRF_DIMS, SKY_DIMS
 from gpcube.storage.nodes import ArrayWriter, write_array, write_group
 
 if TYPE_CHECKING:
     import dask.array as da
 
 __all__ = ["Group", "group_coords", "write_dataarrays", "write_groups"]
+
+#: The pixel dims of both grids: chunked; all other dims are whole in each chunk.
+PIXEL_DIMS = (*SKY_DIMS, *IRF_DIMS)
 
 
 def _coords(arrays: Mapping[str, xr.DataArray]) -> dict[str, xr.Variable]:
@@ -32,7 +36,7 @@ def _is_dask(data) -> bool:
 
 def _chunked(array: xr.DataArray, chunk: int) -> tuple[np.ndarray | da.Array, tuple[int, ...]]:
     """The array's data, dask arrays rechunked ``(whole leading dims, chunk, chunk)``; the chunks."""
-    chunks = tuple(-1 if dim not in ("lat", "lon") else chunk for dim in array.dims)
+    chunks = tuple(-1 if dim not in PIXEL_DIMS else chunk for dim in array.dims)
     if not _is_dask(array.data):  # in memory: written as it is, chunk by chunk, without dask
         whole = tuple(n if c == -1 else c for c, n in zip(chunks, array.shape, strict=True))
         return np.asarray(array.data), whole

@@ -129,13 +129,13 @@ def format_info(info: dict, files: bool = False) -> str:
     lines.append(
         f"observations: {len(obs)} ({n_empty} outside the geometry), livetime {livetime / 3600:.2f} h"
     )
-    head = ("obs_id", "livetime/s", "ra", "dec", "lat slice", "lon slice")
+    head = ("obs_id", "livetime/s", "ra", "dec", "y slice", "x slice")
     lines.append("  {:>8} {:>10} {:>9} {:>9}  {:>11} {:>11}  reduced".format(*head))
     for o in obs:
         ra, dec = o["pointing_radec"] or (float("nan"), float("nan"))
-        sl = o["slice"] or {"lat": ["-", "-"], "lon": ["-", "-"]}
-        lat, lon = "{}:{}".format(*sl["lat"]), "{}:{}".format(*sl["lon"])
-        row = f"  {o['obs_id']:>8} {o['livetime'] or 0:>10.1f} {ra:>9.4f} {dec:>9.4f}  {lat:>11} {lon:>11}"
+        sl = o["slice"] or {"y": ["-", "-"], "x": ["-", "-"]}
+        rows, cols = "{}:{}".format(*sl["y"]), "{}:{}".format(*sl["x"])
+        row = f"  {o['obs_id']:>8} {o['livetime'] or 0:>10.1f} {ra:>9.4f} {dec:>9.4f}  {rows:>11} {cols:>11}"
         lines.append(f"{row}  {o['reduced_at']}")
         if files:
             lines += [f"      {f['path']}  sha256 {f['sha256']}  {f['size']} B" for f in o["files"]]

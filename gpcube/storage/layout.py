@@ -40,15 +40,20 @@ __all__ = [
 ]
 
 ARCHIVE_FORMAT = "gpcube-archive"
+#: 4: the pixel dims are ``y``/``x`` (``irf_y``/``irf_x`` on the coarse IRF grid), the geometry attrs
+#: name them (``dims``), the observations' ``slice``/``irf_slice`` are keyed by those dims.
 #: 3: an icechunk repository (transactions, snapshots, any store). 2: the observations' ``edisp``
 #: kernels are masked per reco bin and ``exposure_psf`` weighs the PSF.
-ARCHIVE_VERSION = 3
+ARCHIVE_VERSION = 4
 #: Why an archive of an older format version cannot be used; it has to be made again.
 _OLD_VERSIONS = {
     1: "its energy-dispersion kernels are not masked per reco bin, so its stacked edisp predicts reco bins "
     "with the exposure of observations that are not safe there; run the job again into a new output",
     2: "it is a plain zarr directory, written before archives became transactional (icechunk); run the "
     "job again into a new output",
+    3: "its sky products have pixel dims 'lat'/'lon' holding pixel indices, not degrees (now 'y'/'x', "
+    "and 'irf_y'/'irf_x' on the coarse IRF grid, with world coordinates 'lon'/'lat' in degrees); run "
+    "the job again into a new output",
 }
 OBS = "obs"
 MOSAIC = "mosaic"

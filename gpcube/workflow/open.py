@@ -1,4 +1,10 @@
-"""Open an archive's mosaic, IRF maps, ring products, significance maps or one observation as xarray."""
+"""Open an archive's mosaic, IRF maps, ring products, significance maps or one observation as xarray,
+or the whole archive as one :class:`xarray.DataTree`.
+
+Every Dataset carries the lazy world coordinates of its grid (``lon``/``lat``, ``irf_lon``/``irf_lat``
+on the coarse IRF grid; :mod:`gpcube.geom.world`): they are derived from ``attrs["geom"]``, never
+stored.
+"""
 
 from __future__ import annotations
 
@@ -8,23 +14,25 @@ from collections.abc import Mapping
 import xarray as xr
 
 from gpcube.errors import GpcubeError
+from gpcube.geom.world import attach_world_coords
 from gpcube.storage.groups import group_coords
 from gpcube.storage.layout import (
     IRF,
     MOSAIC,
     RING,
     SIGNIFICANCE,
+    complete_observations,
     mosaic_attrs,
     obs_path,
     observation_attrs,
     open_readonly,
     root_attrs,
 )
-from gpcube.storage.nodes import exists
+from gpcube.storage.nodes import exists, list_children
 from gpcube.storage.repository import Archive, as_archive
 from gpcube.workflow.ring import stacked_ring
 
-__all__ = ["open_archive"]
+__all__ = ["open_archive", "open_datatree"]
 
 #: Groups of the archive next to the mosaic's sky products, by ``open_archive`` keyword.
 _PARTS = {"irf": IRF, "ring": RING}
@@ -71,6 +79,10 @@ def open_archive(
         Dask-backed products with their coordinates; the attrs hold the geometry, the observations
         summed (``obs_ids``, ``n_obs``, ``livetime``) and ``archive`` (path and snapshot).
 
+        Pixel dims ``y``/``x`` (``irf_y``/``irf_x`` for ``irf=True``) with the parent grid's pixel
+        indices as coordinates, and the lazy world coordinates ``lon``/``lat`` (``irf_lon``/``irf_lat``)
+        in deg: ``ds.sel(lon=83.633, lat=22.014, method="nearest")`` selects the pixel of the Crab.
+
     Raises
     ------
     GpcubeError
@@ -80,6 +92,7 @@ def open_archive(
     --------
     gpcube.workflow.pipeline.run : Makes the archive.
     gpcube.workflow.export.export : Writes it as a FITS dataset that Gammapy reads.
+    open_datatree : The whole archive as one DataTree.
 
     Examples
     --------
@@ -131,17 +144,94 @@ def open_archive(
     if not exists(store, group):
         hint = ": run `gpcube significance`" if significance else ""
         raise GpcubeError(f"the archive has no group {group!r}{hint}", path=path)
-    ds = xr.open_zarr(store, group=group, consolidated=False)
-    # small 1-D coordinates (bin edges) in memory: no dask in their repr, no re-reading on each use
-    ds = ds.assign_coords({name: c.load() for name, c in ds.coords.items() if c.ndim == 1})
-    if obs_id is not None:  # an observation's groups are compact: coordinates and grid in their attrs
-        ds = ds.assign_coords(group_coords(ds.attrs, ds.dims))
-        ds.attrs.pop("coords", None)
-        for var in ds.data_vars.values():  # each product's grid, as the makers made it
-            var.attrs.setdefault("geom", ds.attrs.get("geom"))
-    if ring and obs_id is None:
-        ds = stacked_ring(ds)
+    ds = _open_group(store, group, compact=obs_id is not None, ring_sums=ring and obs_id is None)
     ds.attrs.setdefault(
         "archive", {"path": path, "snapshot": session.snapshot_id, "analysis": attrs.get("analysis")}
     )
     return ds
+
+
+def _open_group(store, group: str, *, compact: bool, ring_sums: bool = False) -> xr.Dataset:
+    """One group of the archive as :func:`open_archive` gives it (without the ``archive`` attrs)."""
+    ds = xr.open_zarr(store, group=group, consolidated=False)
+    # small 1-D coordinates (bin edges) in memory: no dask in their repr, no re-reading on each use
+    ds = ds.assign_coords({name: c.load() for name, c in ds.coords.items() if c.ndim == 1})
+    if compact:  # an observation's groups are compact: coordinates and grid in their attrs
+        ds = ds.assign_coords(group_coords(ds.attrs, ds.dims))
+        ds.attrs.pop("coords", None)
+        for var in ds.data_vars.values():  # each product's grid, as the makers made it
+            var.attrs.setdefault("geom", ds.attrs.get("geom"))
+    if ring_sums:
+        ds = stacked_ring(ds)
+    return attach_world_coords(ds)
+
+
+def open_datatree(
+    path: Archive | str | os.PathLike,
+    *,
+    observations: bool = True,
+    snapshot: str | None = None,
+    storage_options: Mapping | None = None,
+) -> xr.DataTree:
+    """The whole archive as one lazy :class:`xarray.DataTree`, from one snapshot.
+
+    Each node is what :func:`open_archive` gives for its group, world coordinates included:
+    ``/mosaic`` (``open_archive(path)``), ``/mosaic/irf`` (``irf=True``), ``/significance``
+    (``significance=True``), ``/obs/<obs_id>`` and ``/obs/<obs_id>/irf`` (``obs_id=...``). The root
+    holds the archive's attrs (geometry, config, versions). A child inherits its parent's coordinates
+    (the energy bins); the two pixel grids have their own dims (``y``/``x`` and ``irf_y``/``irf_x``)
+    and world coordinates (``lon``/``lat`` and ``irf_lon``/``irf_lat``), so they sit in one tree.
+
+    The ring background's groups (``mosaic/ring``, ``obs/<obs_id>/ring``) are on the ring's energy
+    bands, not on their parents' ``energy_reco`` bins, so they cannot be children of those groups
+    in a DataTree: they are the nodes ``/ring/mosaic`` and ``/ring/obs/<obs_id>`` instead (as
+    ``open_archive(path, ring=True)`` and ``open_archive(path, obs_id=..., ring=True)`` give them).
+
+    Parameters
+    ----------
+    path : str, Path or Archive
+        The archive: a local path or a URL.
+    observations : bool
+        Include the observations' groups (one node per observation: opening a survey's thousands of
+        groups takes a while); False for the mosaic's groups only.
+    snapshot : str, optional
+        The id of an earlier snapshot to open.
+    storage_options : mapping, optional
+        Options of the archive's storage (see :class:`gpcube.storage.repository.Archive`).
+
+    Returns
+    -------
+    xarray.DataTree
+
+    Notes
+    -----
+    The archive is an icechunk repository, not a zarr directory: xarray reads it through a session's
+    store. Without gpcube's coordinates (pixel dims and their pixel-index coordinates only, the
+    observations' groups without theirs), an archive without ring products opens with plain xarray as
+    ``xr.open_datatree(Archive(path).readonly().store, engine="zarr", consolidated=False)``
+    (``from gpcube.storage.repository import Archive``).
+    """
+    archive = as_archive(path, storage_options)
+    session = open_readonly(archive, snapshot)
+    store = session.store
+    attrs = root_attrs(store)
+    groups: dict[str, xr.Dataset] = {"/": xr.Dataset(attrs=attrs)}
+    if mosaic_attrs(store) is not None:
+        groups["/mosaic"] = _open_group(store, MOSAIC, compact=False)
+        for name, node in ((IRF, f"/mosaic/{IRF}"), (RING, f"/{RING}/mosaic")):
+            if exists(store, f"{MOSAIC}/{name}"):
+                groups[node] = _open_group(store, f"{MOSAIC}/{name}", compact=False, ring_sums=name == RING)
+    if exists(store, SIGNIFICANCE):
+        groups["/significance"] = _open_group(store, SIGNIFICANCE, compact=False)
+    if observations:
+        for obs_id, obs_attrs in complete_observations(store).items():
+            if obs_attrs.get("empty"):
+                continue  # an observation outside the geometry: attrs only
+            group = obs_path(obs_id)
+            children = set(list_children(store, group))
+            groups[f"/{group}"] = _open_group(store, group, compact=True)
+            for name, node in ((IRF, f"/{group}/{IRF}"), (RING, f"/{RING}/{group}")):
+                if name in children:
+                    groups[node] = _open_group(store, f"{group}/{name}", compact=True)
+    groups["/"].attrs.setdefault("archive", {"path": archive.location, "snapshot": session.snapshot_id})
+    return xr.DataTree.from_dict(groups)

@@ -175,7 +175,7 @@ def _masked_exposure(exposure: np.ndarray, safe: np.ndarray) -> np.ndarray:
 
 
 def _masked_kernels(kernels: np.ndarray, safe: np.ndarray) -> np.ndarray:
-    """Kernels ``(true, reco, lat, lon)`` set to 0 in the reco bins that are not safe at the pixel."""
+    """Kernels ``(true, reco, irf_y, irf_x)`` set to 0 in the reco bins that are not safe at the pixel."""
     return kernels * safe[None]
 
 

@@ -61,9 +61,12 @@ def remember_job(text: str, grids: str, config: JobConfig, geom: SkyGeom, store:
 
 
 def _slice_attrs(array) -> dict:
+    """Where the cutout sits in its parent grid, keyed by the grid's pixel dims (``y``/``x``, or
+    ``irf_y``/``irf_x``): ``obs.isel({d: slice(*s) for d, s in attrs.items()})`` of the mosaic."""
     geom = SkyGeom.from_dataarray(array)
     (x0, y0), (nx, ny) = geom.origin, geom.npix
-    return {"lat": [y0, y0 + ny], "lon": [x0, x0 + nx]}
+    ydim, xdim = geom.dims
+    return {ydim: [y0, y0 + ny], xdim: [x0, x0 + nx]}
 
 
 def _provenance(observation: Observation, seconds: float) -> dict:

@@ -27,6 +27,7 @@ import xarray as xr
 from gpcube.errors import GpcubeError
 from gpcube.estimators import estimate_excess_map
 from gpcube.estimators.bands import band_edges_of
+from gpcube.geom.world import attach_world_coords
 from gpcube.makers.registry import ring_methods
 from gpcube.storage.groups import write_dataarrays
 from gpcube.storage.layout import MOSAIC, RING, SIGNIFICANCE, mosaic_attrs, now, open_readonly, root_attrs
@@ -213,7 +214,8 @@ def read_group(store, group: str, names: Sequence[str]) -> xr.Dataset:
 
     What :func:`gpcube.open_archive` gives for them, loaded, without zarr-python and dask: the
     group's attrs, each variable's dims and attrs, its index coordinates (arrays named after its
-    dims) and the coordinates that its ``coordinates`` attribute lists.
+    dims), the coordinates that its ``coordinates`` attribute lists and the lazy world coordinates
+    of the group's grid (``lon``/``lat``).
     """
     variables, coords = {}, {}
     for name in names:
@@ -221,7 +223,7 @@ def read_group(store, group: str, names: Sequence[str]) -> xr.Dataset:
         for coord in [*variables[name].dims, *extra]:
             if coord not in coords and exists(store, f"{group}/{coord}"):
                 coords[coord] = _variable(store, f"{group}/{coord}")[0]
-    return xr.Dataset(variables, coords=coords, attrs=read_group_attrs(store, group))
+    return attach_world_coords(xr.Dataset(variables, coords=coords, attrs=read_group_attrs(store, group)))
 
 
 def _read_inputs(store, sources: list[tuple[str, tuple[str, ...]]], method: str | None) -> xr.Dataset:

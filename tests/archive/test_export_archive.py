@@ -96,7 +96,7 @@ def test_the_observations_masked_counts_sum_to_the_mosaics(map_archive, tmp_path
         with fits.open(path) as hdul:
             counts = hdul["COUNTS"].data * hdul["MASK_SAFE"].data
         box = attrs["slice"]
-        total[:, slice(*box["lat"]), slice(*box["lon"])] += counts.astype(total.dtype)
+        total[:, slice(*box["y"]), slice(*box["x"])] += counts.astype(total.dtype)
     np.testing.assert_array_equal(total, mosaic)
 
 
@@ -118,7 +118,8 @@ def test_a_ring_archive_exports_a_mapdatasetonoff(ring_archive, tmp_path):
         np.testing.assert_allclose(np.append(edges["E_MIN"], edges["E_MAX"][-1]), bands, rtol=1e-12)
         reco = irf["energy_reco_lo"].values
         split = np.searchsorted(reco, bands[1] * (1 - 1e-9))
-        kernel = irf["edisp"].transpose("energy_true", "energy_reco", "lat", "lon").values.astype(np.float64)
+        kernel = irf["edisp"].transpose("energy_true", "energy_reco", "irf_y", "irf_x").values
+        kernel = kernel.astype(np.float64)
         expected = np.stack([kernel[:, :split].sum(axis=1), kernel[:, split:].sum(axis=1)], axis=1)
         np.testing.assert_allclose(hdul["EDISP"].data, expected, rtol=1e-6, atol=1e-7)
     assert main(["export", str(ring_archive), str(tmp_path / "map.fits"), "--dataset", "map"]) == 0

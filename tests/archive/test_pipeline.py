@@ -67,8 +67,8 @@ def test_mosaic_counts_are_a_plain_histogram_of_the_safe_events(crab_archive):
     config, report = crab_archive
     assert report["written"] == 2 and report["selected"] == 2
     mosaic = open_group(config.output, "mosaic")  # plain xarray, as a user would
-    assert mosaic["counts"].dims == ("energy_reco", "lat", "lon")
-    assert mosaic["exposure"].dims == ("energy_true", "lat", "lon")
+    assert mosaic["counts"].dims == ("energy_reco", "y", "x")
+    assert mosaic["exposure"].dims == ("energy_true", "y", "x")
     assert mosaic["counts"].dtype == np.int32
     np.testing.assert_array_equal(mosaic["counts"].values, _histogram(CRAB_RUNS[:2], config))
     assert mosaic.attrs["obs_ids"] == list(CRAB_RUNS[:2])
@@ -81,8 +81,8 @@ def test_mosaic_is_the_sum_of_the_masked_cutouts(crab_archive):
     for obs_id in CRAB_RUNS[:2]:
         obs = open_group(config.output, f"obs/{obs_id}").load()
         sl = obs.attrs["slice"]
-        region = {"lat": slice(*sl["lat"]), "lon": slice(*sl["lon"])}
-        np.testing.assert_array_equal(obs["lat"].values, np.arange(*sl["lat"]))
+        region = {"y": slice(*sl["y"]), "x": slice(*sl["x"])}
+        np.testing.assert_array_equal(obs["y"].values, np.arange(*sl["y"]))
         mask = obs["mask_safe"]
         for name in ("counts", "background"):
             expected[name][{**region}] += obs[name].where(mask, 0).values
@@ -103,7 +103,7 @@ def test_irf_mosaic_is_the_exposure_weighted_mean_of_the_observations(tmp_path):
     weight_of = {"psf": "exposure_psf", "edisp": "exposure_irf"}
     for obs_id in CRAB_RUNS[:2]:  # float64 sums of the stored per-observation maps, by plain xarray
         obs = open_group(config.output, f"obs/{obs_id}/irf").load()
-        region = {"lat": slice(*obs.attrs["slice"]["lat"]), "lon": slice(*obs.attrs["slice"]["lon"])}
+        region = {dim: slice(*bounds) for dim, bounds in obs.attrs["slice"].items()}
         for name, acc in weights.items():
             acc[region] += obs[name].astype(np.float64).values
         for name, acc in sums.items():
@@ -270,7 +270,7 @@ def test_adding_observations_updates_only_the_chunks_they_touch(tmp_path, monkey
     # exactly the chunks the new cutouts overlap; the new run has the highest obs_id, so each chunk
     # that already held cutouts is continued from its stored values with the new cutout only
     observations = complete_observations(out)
-    boxes = {i: (*observations[i]["slice"]["lat"], *observations[i]["slice"]["lon"]) for i in CRAB_RUNS}
+    boxes = {i: (*observations[i]["slice"]["y"], *observations[i]["slice"]["x"]) for i in CRAB_RUNS}
     ny, nx = config.geom().shape
     grid = [(y, x) for y in range(0, ny, 16) for x in range(0, nx, 16)]
 
@@ -404,7 +404,7 @@ def test_an_observation_is_one_object_per_product_whatever_its_chunks(tmp_path):
     config = job(tmp_path / "shards.zarr", products=products, chunks={"obs": 16})
     pipeline.run(config, progress=False)
     group = f"obs/{CRAB_RUNS[0]}"
-    coordinates = ("lat", "lon", "energy", "irf/lat", "irf/lon", "irf/energy", "irf/rad")
+    coordinates = ("y", "x", "energy", "irf/irf_y", "irf/irf_x", "irf/energy", "irf/rad")
     stored = [key.split("/c/")[0] for key in sorted(chunk_files(config.output, group))]
     expected = ["background", "counts", "exposure", "irf/exposure_irf", "irf/psf", "mask_safe"]
     assert [name for name in stored if not name.startswith(coordinates)] == expected

@@ -55,14 +55,15 @@ def stacked(tmp_path_factory):
 
 
 def _placed(da: xr.DataArray, like: xr.DataArray) -> xr.DataArray:
-    """``da`` (a cutout: lat/lon are the parent grid's pixel indices) on the grid of ``like``, 0 elsewhere."""
-    return da.reindex_like(like[["lat", "lon"]], fill_value=0).astype(np.float64)
+    """``da`` (a cutout: irf_y/irf_x are the parent grid's pixel indices) on the grid of ``like``, 0
+    elsewhere."""
+    return da.reindex_like(like[["irf_y", "irf_x"]], fill_value=0).astype(np.float64)
 
 
 def test_thresholds_fall_inside_reco_bins(stacked):
     """The setup does what the test needs: a reco bin that one run counts and the other does not."""
     _, _, per_obs = stacked
-    first, second = (safe.any(("lat", "lon")).values for _, _, safe, _ in per_obs)
+    first, second = (safe.any(("irf_y", "irf_x")).values for _, _, safe, _ in per_obs)
     assert (first != second).any()
 
 
@@ -105,11 +106,11 @@ def test_the_kernel_of_a_bin_is_averaged_over_the_observations_safe_in_it(stacke
     _, irf, per_obs = stacked
     (e1, k1, s1, _), (e2, _, s2, _) = (per_obs[i] for i in order)
     dims = irf["edisp"].dims
-    assert dims == ("energy_true", "energy_reco", "lat", "lon")
-    first, second = (_placed(s, irf).values > 0 for s in (s1, s2))  # (reco, lat, lon)
-    exposure_first = _placed(e1, irf).transpose("energy_true", "lat", "lon").values
-    exposure_second = _placed(e2, irf).transpose("energy_true", "lat", "lon").values
-    only_first = first[None] & ~second[None] & (exposure_second[:, None] > 0)  # (true, reco, lat, lon)
+    assert dims == ("energy_true", "energy_reco", "irf_y", "irf_x")
+    first, second = (_placed(s, irf).values > 0 for s in (s1, s2))  # (reco, irf_y, irf_x)
+    exposure_first = _placed(e1, irf).transpose("energy_true", "irf_y", "irf_x").values
+    exposure_second = _placed(e2, irf).transpose("energy_true", "irf_y", "irf_x").values
+    only_first = first[None] & ~second[None] & (exposure_second[:, None] > 0)  # (true, reco, irf_y, irf_x)
     total = irf["exposure_irf"].values.astype(np.float64)
     share = np.divide(exposure_first, total, out=np.zeros_like(total), where=total > 0)
     kernel_first = _placed(k1, irf).transpose(*dims).values

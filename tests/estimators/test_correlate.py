@@ -109,12 +109,12 @@ def test_dataarray_radius_in_degrees_of_the_geometry():
     geom = gpcube.SkyGeom.create((83.6, 22.0), 0.05, npix=(30, 20), axes=[axis])
     data = np.random.default_rng(5).poisson(1.0, geom.data_shape("energy_reco")).astype(np.int32)
     image = xr.DataArray(
-        data, dims=("energy_reco", "lat", "lon"), coords=geom.to_coords(), name="counts",
+        data, dims=("energy_reco", "y", "x"), coords=geom.to_coords(), name="counts",
         attrs={"units": "", "geom": geom.to_attrs()},
     )  # fmt: skip
-    out = correlate(image.chunk({"lat": 7, "lon": 9}), 0.2)  # 4 pixels
+    out = correlate(image.chunk({"y": 7, "x": 9}), 0.2)  # 4 pixels
     assert out.dims == image.dims and out.name == "counts" and out.attrs["correlation_radius"] == 0.2
     assert out.attrs["geom"] == geom.to_attrs() and out.chunks is not None
     np.testing.assert_array_equal(out.values, correlate_array(data, tophat_kernel(4.0)))
-    with pytest.raises(GpcubeError, match="lat"):
-        correlate(image.transpose("lat", "lon", "energy_reco"), 0.2)
+    with pytest.raises(GpcubeError, match="y"):
+        correlate(image.transpose("y", "x", "energy_reco"), 0.2)

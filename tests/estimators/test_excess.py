@@ -30,9 +30,9 @@ def _geom(reco=RECO, true=TRUE):
 
 
 def _var(geom, data, dim, units=""):
-    coords = {k: v for k, v in geom.to_coords().items() if set(v.dims) <= {dim, "lat", "lon"}}
+    coords = {k: v for k, v in geom.to_coords().items() if set(v.dims) <= {dim, "y", "x"}}
     attrs = {"units": units, "geom": geom.to_attrs(), "energy_type": dim.removeprefix("energy_")}
-    return xr.DataArray(data, dims=(dim, "lat", "lon"), coords=coords, attrs=attrs)
+    return xr.DataArray(data, dims=(dim, "y", "x"), coords=coords, attrs=attrs)
 
 
 def _mosaic(geom=None, counts=None, background=None, exposure=None, mask=None, **extra):
@@ -57,7 +57,7 @@ def _mosaic(geom=None, counts=None, background=None, exposure=None, mask=None, *
 
 
 def _lazy(ds, chunk=12):
-    return ds.copy(data={k: v.chunk({"lat": chunk, "lon": chunk}).data for k, v in ds.data_vars.items()})
+    return ds.copy(data={k: v.chunk({"y": chunk, "x": chunk}).data for k, v in ds.data_vars.items()})
 
 
 def _centre(out, name):
@@ -259,7 +259,7 @@ def test_output_geometry_and_image():
     assert geom.npix == (40, 30) and geom.axis("energy_reco").nbins == 1 and geom.binsz == BINSZ
     assert out["sqrt_ts"].sky.geom.axes == geom.axes
     image = out["sqrt_ts"].sky.to_image()
-    assert image.dims == ("lat", "lon") and float(image["energy_reco_lo"]) == 0.5
+    assert image.dims == ("y", "x") and float(image["energy_reco_lo"]) == 0.5
 
 
 def test_missing_variables_and_bad_radius():

@@ -28,14 +28,14 @@ BINSZ_IRF = 0.25
 
 
 def _edisp(geom, kernel) -> xr.DataArray:
-    """Kernels ``(energy_true, energy_reco, lat, lon)`` on ``geom.to_binsz(BINSZ_IRF)``: ``kernel`` is
-    ``(true, reco)`` (the same everywhere) or ``(true, reco, lat, lon)``."""
+    """Kernels ``(energy_true, energy_reco, irf_y, irf_x)`` on ``geom.to_binsz(BINSZ_IRF)``: ``kernel``
+    is ``(true, reco)`` (the same everywhere) or ``(true, reco, irf_y, irf_x)``."""
     coarse = geom.to_binsz(BINSZ_IRF)
     shape = (geom.axis("energy_true").nbins, geom.axis("energy_reco").nbins, *coarse.shape)
     data = np.broadcast_to(kernel if np.ndim(kernel) == 4 else np.asarray(kernel)[:, :, None, None], shape)
     coords = {k: v for k, v in coarse.to_coords().items() if set(v.dims) <= {"energy_true", "energy_reco"}}
-    coords.update(lat=np.arange(coarse.shape[0]), lon=np.arange(coarse.shape[1]))
-    return xr.DataArray(data.astype(np.float32), dims=("energy_true", "energy_reco", "lat", "lon"),
+    coords.update(irf_y=np.arange(coarse.shape[0]), irf_x=np.arange(coarse.shape[1]))
+    return xr.DataArray(data.astype(np.float32), dims=("energy_true", "energy_reco", "irf_y", "irf_x"),
                         coords=coords, attrs={"units": "", "geom": coarse.to_attrs()})  # fmt: skip
 
 

@@ -41,13 +41,13 @@ def _array(geom, dims, values, units="", extra=None):
 
 def _mosaic(geom, rng):
     reco, true = (RECO.nbins, *geom.shape), (TRUE.nbins, *geom.shape)
-    dims_reco, dims_true = ("energy_reco", "lat", "lon"), ("energy_true", "lat", "lon")
+    dims_reco, dims_true = ("energy_reco", "y", "x"), ("energy_true", "y", "x")
     data = {
         "counts": _array(geom, dims_reco, rng.poisson(3.0, reco)),
         "exposure": _array(geom, dims_true, rng.uniform(1e9, 2e9, true), "m2 s"),
         "background": _array(geom, dims_reco, rng.uniform(0, 5, reco)),
         "mask_safe": _array(geom, dims_reco, rng.uniform(size=reco) > 0.3),
-        "significance": _array(geom, ("lat", "lon"), rng.normal(size=geom.shape)),  # not exported
+        "significance": _array(geom, ("y", "x"), rng.normal(size=geom.shape)),  # not exported
     }
     return xr.Dataset(data, attrs={"geom": geom.to_attrs()})
 
@@ -56,22 +56,23 @@ def _irf(geom, rng):
     coarse = geom.to_binsz(0.5)
     n_rad, shape = len(RAD_EDGES) - 1, coarse.shape
     psf = _array(
-        coarse, ("energy_true", "rad", "lat", "lon"), rng.uniform(size=(TRUE.nbins, n_rad, *shape)),
+        coarse, ("energy_true", "rad", "irf_y", "irf_x"), rng.uniform(size=(TRUE.nbins, n_rad, *shape)),
         "sr-1", rad_coords(RAD_EDGES),
     )  # fmt: skip
     edisp = rng.uniform(size=(TRUE.nbins, RECO.nbins, *shape))
     data = {
-        "psf": psf.transpose("rad", "lon", "energy_true", "lat"),  # any dims order is accepted
-        "edisp": _array(coarse, ("energy_true", "energy_reco", "lat", "lon"), edisp),
+        "psf": psf.transpose("rad", "irf_x", "energy_true", "irf_y"),  # any dims order is accepted
+        "edisp": _array(coarse, ("energy_true", "energy_reco", "irf_y", "irf_x"), edisp),
         "exposure_irf": _array(
-            coarse, ("energy_true", "lat", "lon"), rng.uniform(1, 2, (TRUE.nbins, *shape)), "m2 s"
+            coarse, ("energy_true", "irf_y", "irf_x"), rng.uniform(1, 2, (TRUE.nbins, *shape)), "m2 s"
         ),
     }
     return xr.Dataset(data, attrs={"geom": coarse.to_attrs()})
 
 
 def _chunked(ds):
-    return ds.chunk({"lat": 4, "lon": 6})
+    chunks = {"y": 4, "x": 6, "irf_y": 4, "irf_x": 6}
+    return ds.chunk({dim: size for dim, size in chunks.items() if dim in ds.dims})
 
 
 @pytest.fixture
@@ -129,7 +130,7 @@ def test_values_round_trip(tmp_path, inputs):
         np.testing.assert_array_equal(hdul["EXPOSURE"].data, mosaic["exposure"].values.astype(np.float32))
         np.testing.assert_array_equal(hdul["BACKGROUND"].data, mosaic["background"].values.astype(np.float32))
         np.testing.assert_array_equal(hdul["MASK_SAFE"].data.astype(bool), mosaic["mask_safe"].values)
-        psf = irf["psf"].transpose("energy_true", "rad", "lat", "lon").values
+        psf = irf["psf"].transpose("energy_true", "rad", "irf_y", "irf_x").values
         np.testing.assert_array_equal(hdul["PSF"].data, psf.astype(np.float32))
         np.testing.assert_array_equal(hdul["EDISP"].data, irf["edisp"].values.astype(np.float32))
         exposure = irf["exposure_irf"].values.astype(np.float32)[:, None]
@@ -265,7 +266,7 @@ def _only(edisp, irf):
         (lambda m, i: (m.assign(background=m["background"].rename(energy_reco="energy_true")), i), "dims"),
         (lambda m, i: (m, _only(i["edisp"].isel(energy_reco=[0, 1]), i)), "energy_reco bins differ"),
         (lambda m, i: (m, i.drop_vars(["rad_lo"])), "rad_lo"),
-        (lambda m, i: (m.isel(lon=slice(1, None)), i), "shape"),
+        (lambda m, i: (m.isel(x=slice(1, None)), i), "shape"),
     ],
     ids=["missing-dim", "wrong-dim", "edisp-reco-bins", "no-rad-edges", "shape"],
 )

@@ -117,7 +117,7 @@ def _onoff(geom, mosaic, rng):
     """ON/OFF maps on two bands, the reco bins [0, 1] and [2] of RECO, with the mosaic's exposure."""
     band_geom = geom.with_axes(EnergyAxis("energy_reco", RECO.edges[[0, 2, 3]]), geom.axis("energy_true"))
     shape = (2, *geom.shape)
-    dims = ("energy_reco", "lat", "lon")
+    dims = ("energy_reco", "y", "x")
     data = {
         "counts": _array(band_geom, dims, rng.poisson(5.0, shape)),
         "counts_off": _array(band_geom, dims, rng.poisson(50.0, shape)),

@@ -41,7 +41,7 @@ def test_lazy_and_typed(hess_store):
 
     with dask.config.set(scheduler=raise_on_compute):
         cube = make_map_background(hess_store.observation(23523), _geom(binsz=0.05), chunk=30)
-    assert cube.dims == ("energy_reco", "lat", "lon")
+    assert cube.dims == ("energy_reco", "y", "x")
     assert cube.attrs["energy_type"] == "reco" and cube.attrs["units"] == ""
     assert len(cube.chunks[1]) == 3
 

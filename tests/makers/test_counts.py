@@ -30,7 +30,7 @@ def test_building_reads_and_computes_nothing(hess_store, monkeypatch):
     with dask.config.set(scheduler=_raising_scheduler):
         counts = make_map_counts(hess_store.observation(23523), _geom(), max_offset=2.5, chunk=64)
     assert counts.chunks is not None and len(counts.chunks[1]) > 1 and len(counts.chunks[2]) > 1
-    assert counts.dims == ("energy_reco", "lat", "lon")
+    assert counts.dims == ("energy_reco", "y", "x")
     assert counts.attrs["energy_type"] == "reco"
     assert gpcube.SkyGeom.from_dataarray(counts).shape == counts.shape[1:]
 
@@ -67,4 +67,4 @@ def test_cutout_is_a_slice_of_the_full_map(hess_store):
     full = make_map_counts(obs, geom).compute(scheduler="sync")
     cut = make_map_counts(obs, geom, max_offset=2.5).compute(scheduler="sync")
     assert cut.shape[1] < full.shape[1]
-    np.testing.assert_array_equal(full.sel(lat=cut["lat"], lon=cut["lon"]).values, cut.values)
+    np.testing.assert_array_equal(full.sel(y=cut["y"], x=cut["x"]).values, cut.values)

@@ -111,7 +111,7 @@ def test_lazy_and_typed(hess_store):
 
     with dask.config.set(scheduler=raise_on_compute):
         kernels = make_edisp_kernel_map(hess_store.observation(23523), _geom(), chunk=8)
-    assert kernels.dims == ("energy_true", "energy_reco", "lat", "lon")
+    assert kernels.dims == ("energy_true", "energy_reco", "irf_y", "irf_x")
     assert kernels.shape == (TRUE.nbins, RECO.nbins, 20, 20)
     assert kernels.attrs["energy_type"] == "true->reco" and kernels.attrs["units"] == ""
     assert kernels.attrs["geom"]["binsz"] == 0.2 and len(kernels.chunks[3]) == 3

@@ -22,7 +22,7 @@ def test_lazy_and_typed(hess_store):
 
     with dask.config.set(scheduler=raise_on_compute):
         exposure = make_map_exposure_true_energy(hess_store.observation(23523), _geom(), chunk=40)
-    assert exposure.dims == ("energy_true", "lat", "lon")
+    assert exposure.dims == ("energy_true", "y", "x")
     assert exposure.attrs["energy_type"] == "true" and exposure.attrs["units"] == "m2 s"
     assert len(exposure.chunks[1]) == 3
 

@@ -60,7 +60,7 @@ def test_lazy_and_typed(hess_store):
 
     with dask.config.set(scheduler=raise_on_compute):
         reco = make_map_exposure_reco_energy(hess_store.observation(23523), _geom(EDGES), chunk=16)
-    assert reco.dims == ("energy_reco", "lat", "lon") and reco.shape == (10, 40, 40)
+    assert reco.dims == ("energy_reco", "y", "x") and reco.shape == (10, 40, 40)
     assert reco.attrs["energy_type"] == "reco" and reco.attrs["units"] == "m2 s"
     assert len(reco.chunks[1]) == 3
 

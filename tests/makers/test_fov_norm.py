@@ -30,7 +30,7 @@ def test_lazy(hess_store):
 
     with dask.config.set(scheduler=raise_on_compute):
         cube = make_map_background_fov_norm(hess_store.observation(23523), _geom(), grouping="per-bin")
-    assert cube.dims == ("energy_reco", "lat", "lon") and cube.attrs["fov_norm_scheme"] == "per-bin"
+    assert cube.dims == ("energy_reco", "y", "x") and cube.attrs["fov_norm_scheme"] == "per-bin"
     assert cube.attrs["energy_type"] == "reco"
 
 

@@ -29,7 +29,7 @@ def test_two_leading_dims_with_an_extra_axis():
         lambda: (2.0, 2), (), _block, geom, ("energy_true", "rad"),
         name="t", dtype=float, attrs={}, chunk=3, extra_axes={"rad": rad},
     )  # fmt: skip
-    assert cube.dims == ("energy_true", "rad", "lat", "lon")
+    assert cube.dims == ("energy_true", "rad", "y", "x")
     assert cube.shape == (3, 2, 5, 7)
     assert len(cube.chunks[2]) == 2 and len(cube.chunks[3]) == 3
     np.testing.assert_array_equal(cube["rad"].values, [0.0, 0.1])

@@ -88,7 +88,7 @@ def test_building_reads_and_computes_nothing(hess_store, monkeypatch):
     monkeypatch.setattr("gpcube.io.observation.open_fits", no_read)
     with dask.config.set(scheduler=_raising_scheduler):
         psf = make_psf_map(hess_store.observation(23523), _geom(width=8.0), max_offset=3.0, chunk=10)
-    assert psf.dims == ("energy_true", "rad", "lat", "lon")
+    assert psf.dims == ("energy_true", "rad", "irf_y", "irf_x")
     assert psf.attrs["energy_type"] == "true" and psf.attrs["units"] == "sr-1"
     assert len(psf.chunks[2]) > 1 and len(psf.chunks[3]) > 1
     coarse = gpcube.SkyGeom.from_dataarray(psf)
@@ -142,8 +142,9 @@ def test_cutout_and_chunking_give_the_same_pixels(hess_store):
     obs = hess_store.observation(23523)
     full = make_psf_map(obs, _geom(center=(83.633, 22.014)), chunk=64).compute(scheduler="sync")
     cut = make_psf_map(obs, _geom(center=(83.633, 22.014)), max_offset=1.5, chunk=4).compute(scheduler="sync")
-    assert cut.sizes["lon"] < full.sizes["lon"]
-    np.testing.assert_allclose(cut.values, full.sel(lat=cut["lat"], lon=cut["lon"]).values, rtol=1e-12)
+    assert cut.sizes["irf_x"] < full.sizes["irf_x"]
+    same_pixels = full.sel(irf_y=cut["irf_y"], irf_x=cut["irf_x"])
+    np.testing.assert_allclose(cut.values, same_pixels.values, rtol=1e-12)
 
 
 def test_hess_map_is_normalised_evaluate(hess_store):
@@ -214,7 +215,7 @@ def test_kernel_from_lazy_and_computed_map_agree(hess_store):
     lazy = make_psf_map(hess_store.observation(23523), _geom(center=(83.633, 22.014), width=5.0), chunk=8)
     computed = lazy.compute(scheduler="sync")
     centre = psf_profile_at(computed)
-    np.testing.assert_allclose(centre.values, computed.isel(lat=12, lon=12).values, rtol=1e-12)  # 25 x 25
+    np.testing.assert_allclose(centre.values, computed.isel(irf_y=12, irf_x=12).values, rtol=1e-12)  # 25 x 25
     from_lazy = psf_kernel(lazy, 0.05)
     xr.testing.assert_allclose(from_lazy, psf_kernel(computed, 0.05), rtol=1e-12)
     xr.testing.assert_allclose(from_lazy, psf_kernel(centre, 0.05), rtol=1e-12)
@@ -226,7 +227,7 @@ def test_profile_at_interpolates_bilinearly_in_pixels(hess_store):
     geom = gpcube.SkyGeom.from_dataarray(psf)
     lon, lat = geom.pix_to_world(10.5, 3.25)
     profile = psf_profile_at(psf, (float(lon), float(lat)))
-    corners = psf.isel(lon=[10, 11], lat=[3, 4]).values
+    corners = psf.isel(irf_x=[10, 11], irf_y=[3, 4]).values
     expected = 0.75 * corners[..., 0, :].mean(-1) + 0.25 * corners[..., 1, :].mean(-1)
     np.testing.assert_allclose(profile.values, expected, rtol=1e-10)
     assert profile.dims == ("energy_true", "rad") and profile.attrs["units"] == "sr-1"

@@ -33,10 +33,11 @@ def _geom(nbins=3):
 
 
 def _cube(values, geom, product, chunks=True) -> xr.DataArray:
-    coords = {k: v for k, v in geom.to_coords().items() if k.startswith(("energy_reco", "lat", "lon"))}
+    coords = {k: v for k, v in geom.to_coords().items() if k.startswith(("energy_reco", "y", "x"))}
     attrs = {"units": "", "energy_type": "reco", "obs_id": 7, "product": product, "geom": geom.to_attrs()}
     data = dask.array.from_array(values, chunks=(1, 16, 16)) if chunks else values
-    return xr.DataArray(data, dims=("energy_reco", "lat", "lon"), coords=coords, name=product, attrs=attrs)
+    da = xr.DataArray(data, dims=("energy_reco", "y", "x"), coords=coords, name=product, attrs=attrs)
+    return da.assign_coords(geom.world_coords())  # as the makers give them
 
 
 def _flat(geom, counts=2, acceptance=1.0, chunks=True):
@@ -255,7 +256,7 @@ def test_bad_inputs_raise():
     with pytest.raises(GpcubeError, match="integers"):
         make_map_ring_background(counts.astype(float), acceptance, **RING)
     with pytest.raises(GpcubeError, match="dims"):
-        make_map_ring_background(counts.transpose("lat", "lon", "energy_reco"), acceptance, **RING)
+        make_map_ring_background(counts.transpose("y", "x", "energy_reco"), acceptance, **RING)
 
 
 def test_attrs_and_chunks():
@@ -266,11 +267,14 @@ def test_attrs_and_chunks():
         assert attrs["product"] == name and attrs["obs_id"] == 7 and attrs["energy_type"] == "reco"
         assert attrs["units"] == "" and attrs["ring_r_in"] == 1.25
         assert gpcube.SkyGeom.from_attrs(attrs["geom"]).shape == geom.shape
-        assert result[name].dims == ("energy_reco", "lat", "lon")
+        assert result[name].dims == ("energy_reco", "y", "x")
         assert result[name].chunks[1:] == ((NPIX,), (NPIX,))
     assert result.attrs["product"] == "ring_background"
     assert result["mask_safe"].dtype == bool
-    np.testing.assert_array_equal(result["lon"].values, np.arange(NPIX))
+    np.testing.assert_array_equal(result["x"].values, np.arange(NPIX))
+    # the world coordinates keep their index: the ring products select by degrees
+    lon, lat = (float(v) for v in geom.pix_to_world(5, 7))
+    assert result.sel(lon=lon, lat=lat, method="nearest")["y"].item() == 7
 
 
 def test_building_the_graph_computes_nothing():

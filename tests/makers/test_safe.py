@@ -62,7 +62,7 @@ def test_lazy_and_typed(obs):
 
     with dask.config.set(scheduler=raise_on_compute):
         mask = make_safe_mask(obs, _geom(), methods=METHODS, chunk=12, max_offset=1.5)
-    assert mask.dims == ("energy_reco", "lat", "lon") and mask.dtype == bool
+    assert mask.dims == ("energy_reco", "y", "x") and mask.dtype == bool
     assert mask.attrs["energy_type"] == "reco" and mask.attrs["units"] == ""
     assert mask.attrs["methods"] == ",".join(METHODS) and mask.attrs["position"] == "geometry centre"
     assert len(mask.chunks[1]) == 3

@@ -41,7 +41,7 @@ def test_read_region_matches_numpy_slicing(store):
     data = np.arange(2 * 50 * 40, dtype=np.float32).reshape(2, 50, 40) + 1
     data[:, 16:32, 0:16] = 0  # a chunk of fill values: not written
     nodes.write_group(store, "", {})
-    nodes.write_array(store, "a", data, ("e", "lat", "lon"), chunks=(2, 16, 16))
+    nodes.write_array(store, "a", data, ("e", "y", "x"), chunks=(2, 16, 16))
     assert not nodes.aio.run(store.exists("a/c/0/1/0")) and nodes.aio.run(store.exists("a/c/0/1/1"))
     regions = [
         (slice(None), slice(3, 47), slice(15, 17)),
@@ -66,7 +66,7 @@ def test_an_opened_array_drops_a_chunk_that_becomes_fill_values(store):
 
 def test_writer_refuses_regions_off_chunk_boundaries(store):
     nodes.write_group(store, "", {})
-    writer = nodes.ArrayWriter(store, "a", (10, 10), "float32", (4, 4), ("lat", "lon"))
+    writer = nodes.ArrayWriter(store, "a", (10, 10), "float32", (4, 4), ("y", "x"))
     with pytest.raises(GpcubeError, match="chunk boundaries"):
         writer[(slice(2, 6), slice(0, 4))] = np.ones((4, 4))
     writer[(slice(8, 10), slice(4, 8))] = np.ones((2, 4))  # the last, partial chunk row is fine

@@ -96,9 +96,9 @@ def _mosaic_geom():
 
 
 def _var(geom, data, dim, units=""):
-    coords = {k: v for k, v in geom.to_coords().items() if set(v.dims) <= {dim, "lat", "lon"}}
+    coords = {k: v for k, v in geom.to_coords().items() if set(v.dims) <= {dim, "y", "x"}}
     return xr.DataArray(
-        data, dims=(dim, "lat", "lon"), coords=coords, attrs={"units": units, "geom": geom.to_attrs()}
+        data, dims=(dim, "y", "x"), coords=coords, attrs={"units": units, "geom": geom.to_attrs()}
     )
 
 

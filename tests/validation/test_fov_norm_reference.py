@@ -54,7 +54,7 @@ def test_fov_norms_match_reference(hess_store, reference_store, crab_geoms, msh_
     )
     ours_geom = geoms[0]
     obs = hess_store.observation(obs_id)
-    safe = xr.DataArray(mask_safe, dims=("energy_reco", "lat", "lon"))
+    safe = xr.DataArray(mask_safe, dims=("energy_reco", "y", "x"))
     exclusion = exclusion_mask_from_circles(ours_geom, [(*center, EXCLUSION_RADIUS)])
     options = {"exclusion_mask": exclusion, "mask_safe": safe}
     all_bins = make_map_background_fov_norm(obs, ours_geom, **options).compute(scheduler="sync")

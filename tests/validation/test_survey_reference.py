@@ -136,11 +136,7 @@ def test_geometry_and_runs_match(survey, reference, obs_ids):
     mosaic, geom = survey["mosaic"], reference["geom"]
     assert survey["report"]["written"] == N_RUNS and survey["report"]["empty"] == 0
     assert mosaic.attrs["obs_ids"] == obs_ids
-    assert (
-        tuple(mosaic.sizes[d] for d in ("lon", "lat"))
-        == NPIX
-        == tuple(int(np.ravel(n)[0]) for n in geom.npix)
-    )
+    assert tuple(mosaic.sizes[d] for d in ("x", "y")) == NPIX == tuple(int(np.ravel(n)[0]) for n in geom.npix)
     ours = mosaic.sky.wcs.wcs
     np.testing.assert_allclose(ours.crpix, geom.wcs.wcs.crpix)
     np.testing.assert_allclose(ours.crval, geom.wcs.wcs.crval)

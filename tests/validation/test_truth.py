@@ -31,7 +31,7 @@ def test_the_thresholds_fall_in_different_reco_bins(products):
     """The setup does what the test needs: reco bins that only some observations count."""
     first_safe = []
     for obs_id in (1, 2, 3):
-        safe = gpcube.open_archive(products.archive, obs_id=obs_id)["mask_safe"].any(("lat", "lon")).values
+        safe = gpcube.open_archive(products.archive, obs_id=obs_id)["mask_safe"].any(("y", "x")).values
         first_safe.append(int(np.argmax(safe)))
     assert len(set(first_safe)) == 3
 

@@ -302,7 +302,7 @@ def psf_containment(archive: Path, setup: Setup) -> float:
     the source is predicted to give per true-energy bin in the band's safe reco bins."""
     irf = gpcube.open_archive(archive, irf=True).load()
     x, y = irf.sky.geom.coord_to_idx(*setup.point.position)
-    at = {"lat": int(y), "lon": int(x)}
+    at = {"irf_y": int(y), "irf_x": int(x)}  # the coarse IRF grid's pixel dims
     edges = np.append(irf["energy_true_lo"].values, irf["energy_true_hi"].values[-1])
     flux = power_law_integral(edges[:-1], edges[1:], setup.point.index)
     weight = flux * (irf["exposure_irf"].isel(at) * irf["edisp"].isel(at).sum("energy_reco")).values

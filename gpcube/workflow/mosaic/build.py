@@ -24,7 +24,7 @@ import numpy as np
 
 from gpcube.errors import GpcubeError
 from gpcube.execute import raise_failures, run_tasks
-from gpcube.geom import EnergyAxis, SkyGeom
+from gpcube.geom import IRF_DIMS, SKY_DIMS, EnergyAxis, SkyGeom
 from gpcube.geom.sky import remember_header
 from gpcube.makers.registry import products_on, stored_dtypes
 from gpcube.storage.groups import group_coords
@@ -85,14 +85,14 @@ def task_size(chunk: int) -> int:
     return chunk * max(1, TASK_PIXELS // chunk)
 
 
-def _pieces(observations: dict, key: str, group: str = "") -> list[Piece]:
+def _pieces(observations: dict, key: str, group: str = "", dims: tuple[str, str] = SKY_DIMS) -> list[Piece]:
     out = []
     for obs_id, attrs in observations.items():
         box = attrs.get(key)
         if attrs.get("empty") or not box:
             continue
         path = f"{obs_path(obs_id)}/{group}" if group else obs_path(obs_id)
-        out.append(Piece(obs_id, path, (*box["lat"], *box["lon"])))
+        out.append(Piece(obs_id, path, (*box[dims[0]], *box[dims[1]])))
     return out
 
 
@@ -127,7 +127,7 @@ def _create_arrays(
     geom_attrs: dict | None = None,
     sources: dict | None = None,
 ) -> None:
-    """Empty mosaic arrays shaped ``(*lead[name], lat, lon)``, with the template cutout's attrs and dims.
+    """Empty mosaic arrays shaped ``(*lead[name], y, x)``, with the template cutout's attrs and dims.
 
     ``dtypes`` (default: the registry's stored dtypes), ``geom_attrs`` (default: ``geom``'s)
     and ``sources`` (the template array of a mosaic array that has none of its own name) as needed.
@@ -225,7 +225,7 @@ def _plan_ring(store, geom: SkyGeom, pieces, chunk: int, only=None, done=None) -
     """Tasks for the ring sums on the ring's energy bands; as :func:`_plan_sky`."""
     template = pieces[0].group
     out = f"{MOSAIC}/{RING}"
-    coords = {k: v for k, v in geom.to_coords().items() if set(v.dims) <= {"lat", "lon"}}
+    coords = {k: v for k, v in geom.to_coords().items() if set(v.dims) <= set(geom.dims)}
     stored = group_coords(read_group_attrs(store, template))  # the bands, not the reco axis
     coords.update({name: stored[name] for name in ("energy_reco", "energy_reco_lo", "energy_reco_hi")})
     names = list(RING_SUMS)
@@ -365,7 +365,7 @@ def _build_once(archive: Archive, client, chunk: int, progress: bool, full: bool
     pieces = _pieces(observations, "slice")
     if not pieces:
         raise GpcubeError("no observation with data in the archive: nothing to mosaic", path=archive.location)
-    irf_pieces = _pieces(observations, "irf_slice", IRF)
+    irf_pieces = _pieces(observations, "irf_slice", IRF, IRF_DIMS)
     coarse = geom.to_binsz(stored["analysis"]["irf"]["binsz"]) if irf_pieces else None
     attrs = _mosaic_attrs(geom, chunk, observations, pieces)
     previous = None if full else _previous(store, geom, chunk, pieces)

@@ -89,7 +89,7 @@ def _add_sky(store, acc: dict, piece: Piece, target, source) -> None:
 
 
 def _write_region(store, out: str, arrays: dict[str, np.ndarray], region: Sequence[int]) -> None:
-    """Write each ``(..., lat, lon)`` array over ``region`` (y0, y1, x0, x1) of its mosaic array."""
+    """Write each ``(..., y, x)`` array over ``region`` (y0, y1, x0, x1) of its mosaic array."""
     for name, data in arrays.items():
         lead = tuple(slice(None) for _ in range(data.ndim - 2))
         ArrayWriter.open(store, f"{out}/{name}")[
