@@ -15,6 +15,7 @@ import xarray as xr
 import gpcube.accessor  # noqa: F401  (registers the accessor)
 from gpcube.errors import GpcubeError
 from gpcube.geom import EnergyAxis, SkyGeom
+from gpcube.geom.world import world_coords
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
@@ -39,7 +40,7 @@ def make_cube(geom: SkyGeom, *, lazy: bool = False, name: str = "counts", units:
     data = dsa.from_array(data, chunks=(1, 4, 5)) if lazy else data
     attrs = {"units": units, "geom": geom.to_attrs()}
     cube = xr.DataArray(data, dims=("energy_reco", "y", "x"), coords=coords, name=name, attrs=attrs)
-    return cube.assign_coords(geom.world_coords())
+    return cube.assign_coords(world_coords(geom))
 
 
 @pytest.fixture(autouse=True)

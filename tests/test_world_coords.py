@@ -11,7 +11,7 @@ import xarray as xr
 import gpcube
 from gpcube.errors import GpcubeError
 from gpcube.geom import IRF_DIMS, EnergyAxis, SkyGeom
-from gpcube.geom.world import SkyWorldIndex, WorldSelectionError
+from gpcube.geom.world import SkyWorldIndex, WorldSelectionError, world_coords
 from tests.conftest import archive_store
 
 matplotlib = pytest.importorskip("matplotlib")
@@ -42,7 +42,7 @@ def cube(frame="icrs", projection="CAR", center=CRAB, npix=(40, 30), binsz=0.1) 
     data = (100 * ie + 1000 * iy + ix).astype(float)
     da = xr.DataArray(data, dims=("energy_reco", "y", "x"), coords=coords, name="counts",
                       attrs={"geom": geom.to_attrs(), "units": ""})  # fmt: skip
-    return da.assign_coords(geom.world_coords())
+    return da.assign_coords(world_coords(geom))
 
 
 # ------------------------------------------------------------------------------------------ coordinates
@@ -215,7 +215,7 @@ def test_the_coarse_irf_grid_has_its_own_names():
     sky = cube(npix=(250, 250), binsz=0.02)
     pixels = {k: v for k, v in coarse.to_coords().items() if v.dims[0] in IRF_DIMS}
     irf = xr.DataArray(np.ones(coarse.shape), dims=IRF_DIMS, coords=pixels, name="exposure_irf",
-                       attrs={"geom": coarse.to_attrs()}).assign_coords(coarse.world_coords())  # fmt: skip
+                       attrs={"geom": coarse.to_attrs()}).assign_coords(world_coords(coarse))  # fmt: skip
     ds = xr.Dataset({"counts": sky, "exposure_irf": irf})
     both = ds.sel(lon=CRAB[0], lat=CRAB[1], irf_lon=CRAB[0], irf_lat=CRAB[1], method="nearest")
     assert (int(both["y"]), int(both["x"])) == (125, 124)

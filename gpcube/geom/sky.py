@@ -35,7 +35,7 @@ ATTRS_VERSION = 2
 #: Pixel dims ``(row, column)`` of the sky (mosaic) grid and of the coarse IRF grid
 #: (:meth:`SkyGeom.to_binsz`): distinct names, so that products of both grids fit in one Dataset or
 #: DataTree. The world coordinates of a grid with dims ``(P + "y", P + "x")`` are ``P + "lon"`` and
-#: ``P + "lat"`` (:meth:`SkyGeom.world_coords`).
+#: ``P + "lat"`` (:func:`gpcube.geom.world.world_coords`).
 SKY_DIMS = ("y", "x")
 IRF_DIMS = ("irf_y", "irf_x")
 
@@ -591,7 +591,7 @@ class SkyGeom:
     # ------------------------------------------------------------------------- xarray and JSON
     def to_coords(self) -> dict[str, xr.Variable]:
         """Coordinates for the pixel dims :attr:`dims` (global pixel indices in the parent) plus energy
-        axes: what the archive stores. The world coordinates are :meth:`world_coords`."""
+        axes: what the archive stores. The world coordinates are :func:`gpcube.geom.world.world_coords`."""
         coords = {}
         for ax in self.axes:
             coords.update(ax.to_coords())
@@ -600,21 +600,6 @@ class SkyGeom:
             long_name = f"pixel index along {'latitude (y)' if i else 'longitude (x)'} in the parent grid"
             coords[dim] = xr.Variable((dim,), index, {"units": "pix", "long_name": long_name})
         return coords
-
-    def world_coords(self) -> xr.Coordinates:
-        """Lazy world coordinates :attr:`world_names` (deg) over the pixel dims, with their index.
-
-        Returns
-        -------
-        xarray.Coordinates
-            2-D ``lon`` and ``lat`` over ``(y, x)`` (``irf_lon``/``irf_lat`` over ``(irf_y, irf_x)`` on
-            the coarse IRF grid), computed from the grid only when read and indexed by a
-            :class:`gpcube.geom.world.SkyWorldIndex`: ``sel(lon=..., lat=..., method="nearest")``
-            selects the pixel containing a point. See :mod:`gpcube.geom.world`.
-        """
-        from gpcube.geom.world import world_coords
-
-        return world_coords(self)
 
     def to_attrs(self) -> dict[str, Any]:
         """Plain JSON-serialisable description, stored by products under ``attrs["geom"]``.

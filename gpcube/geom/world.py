@@ -23,18 +23,15 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Hashable, Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import xarray as xr
-from xarray.core.coordinate_transform import CoordinateTransform
 from xarray.core.indexing import IndexSelResult
-from xarray.indexes import CoordinateTransformIndex
+from xarray.indexes import CoordinateTransform, CoordinateTransformIndex
 
 from gpcube.errors import GpcubeError
-
-if TYPE_CHECKING:
-    from gpcube.geom.sky import SkyGeom
+from gpcube.geom.sky import SkyGeom
 
 __all__ = [
     "SkyTransform",
@@ -146,7 +143,7 @@ def _scalar_slice(indexer: Any, size: int) -> tuple[int, int] | None:
 class SkyWorldIndex(CoordinateTransformIndex):
     """The index of a sky grid's world coordinates: selection by degrees, slicing, alignment.
 
-    Build it with :func:`world_coords` (or :meth:`SkyGeom.world_coords`). See the module docstring for
+    Build it with :func:`world_coords`. See the module docstring for
     what ``sel``, ``isel`` and alignment do.
     """
 
@@ -361,8 +358,6 @@ def attach_world_coords(obj: xr.DataArray | xr.Dataset, geom: SkyGeom | None = N
 
 def _grids(obj: xr.DataArray | xr.Dataset) -> list[SkyGeom]:
     """The grids in the attrs of ``obj`` and of its data variables, one per pair of pixel dims."""
-    from gpcube.geom.sky import SkyGeom
-
     found: dict[tuple, SkyGeom] = {}
     sources = [obj.attrs] + ([v.attrs for v in obj.data_vars.values()] if isinstance(obj, xr.Dataset) else [])
     for attrs in sources:

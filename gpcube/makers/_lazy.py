@@ -104,7 +104,7 @@ _MAX_TEMPLATES = 32
 
 def _template(geom: SkyGeom, names: tuple[str, ...], extra_axes: dict) -> xr.DataArray:
     """A DataArray with the ``(*names, y, x)`` coordinates of ``geom``, to copy products from, and its
-    world coordinates (lazy ``lon``/``lat``, :meth:`SkyGeom.world_coords`).
+    world coordinates (lazy ``lon``/``lat``, :func:`gpcube.geom.world.world_coords`).
 
     Building coordinates and their indexes costs more than the rest of a lazy product; the products of
     one grid share them (read-only) through shallow copies of this template, kept for the last few

@@ -20,6 +20,7 @@ from gpcube.errors import GpcubeError
 from gpcube.geom import SKY_DIMS, SkyGeom
 from gpcube.geom._util import skycoord_to_lonlat
 from gpcube.geom.frames import convert_frame
+from gpcube.geom.world import world_coords
 
 __all__ = [
     "circle_in_frame",
@@ -152,7 +153,7 @@ def exclusion_mask_from_circles(
     coords = {k: v for k, v in geom.to_coords().items() if set(v.dims) <= set(geom.dims)}
     mask = xr.DataArray(mask, dims=geom.dims, coords=coords, name="exclusion_mask",
                         attrs={"geom": geom.to_attrs()})  # fmt: skip
-    return mask.assign_coords(geom.world_coords())
+    return mask.assign_coords(world_coords(geom))
 
 
 def mask_on(mask: xr.DataArray, cube: xr.DataArray) -> xr.DataArray:

@@ -10,6 +10,7 @@ import xarray as xr
 
 import gpcube
 from gpcube.errors import GpcubeError
+from gpcube.geom.world import world_coords
 from gpcube.makers import (
     average_alpha,
     combine_ring_sums,
@@ -37,7 +38,7 @@ def _cube(values, geom, product, chunks=True) -> xr.DataArray:
     attrs = {"units": "", "energy_type": "reco", "obs_id": 7, "product": product, "geom": geom.to_attrs()}
     data = dask.array.from_array(values, chunks=(1, 16, 16)) if chunks else values
     da = xr.DataArray(data, dims=("energy_reco", "y", "x"), coords=coords, name=product, attrs=attrs)
-    return da.assign_coords(geom.world_coords())  # as the makers give them
+    return da.assign_coords(world_coords(geom))  # as the makers give them
 
 
 def _flat(geom, counts=2, acceptance=1.0, chunks=True):
