@@ -37,7 +37,7 @@ from gpcube.geom import SkyGeom
 if TYPE_CHECKING:
     import dask.array as da
 
-__all__ = ["DEFAULT_CHUNK", "block_slices", "blockwise_map", "computed_at_once", "lazy_cube"]
+__all__ = ["DEFAULT_CHUNK", "block_slices", "blockwise_map", "computed_at_once", "lazy_cube", "masked_sum"]
 
 #: Default lon/lat block size in pixels: 256 x 256 x 20 energies is 10 MiB of float64.
 DEFAULT_CHUNK = 256
@@ -251,3 +251,36 @@ def blockwise_map(func: Callable, *arrays: da.Array | np.ndarray, dtype, name: s
     out_name = f"{name}-{_tokenize(func, name, *(a.name for a in arrays))}"
     meta = np.empty((0,) * first.ndim, dtype=dtype)
     return da.blockwise(func, pairs[1], *pairs, dtype=dtype, meta=meta, name=out_name, concatenate=True)
+
+
+def _zero_outside(mask: np.ndarray, block: np.ndarray) -> np.ndarray:
+    return np.where(mask, block, 0)
+
+
+def masked_sum(array: xr.DataArray, mask: xr.DataArray) -> np.ndarray | da.Array:
+    """The sum over ``(lat, lon)`` of ``array`` where ``mask`` (NaNs skipped), per leading index.
+
+    ``mask`` has the ``lat``, ``lon`` dims of ``array`` (the same pixels and blocks) and maybe some of
+    its leading ones. What ``array.where(mask, 0).sum(("lat", "lon")).data`` gives, made of
+    :func:`dask.array.map_blocks` and :func:`dask.array.nansum` on dask arrays, which dask's array query
+    planning also has (there xarray's ``where`` and reductions of lazy arrays are not implemented).
+    """
+    array = array.transpose(..., "lat", "lon")
+    mask = mask.transpose(*[d for d in array.dims if d in mask.dims])
+    if mask.dims != array.dims[array.ndim - mask.ndim :]:
+        raise ValueError(f"mask dims {mask.dims} are not the trailing dims of {array.dims}")
+    axes = (array.ndim - 2, array.ndim - 1)
+    add = np.nansum if array.dtype.kind in "fc" else np.sum
+    if not _is_lazy(array.data) and not _is_lazy(mask.data):
+        return add(np.where(mask.data, array.data, 0), axis=axes)
+    import dask.array as da
+
+    data = array.data if _is_lazy(array.data) else da.from_array(array.data, chunks=-1)
+    chunks = data.chunks[data.ndim - mask.ndim :]
+    flags = mask.data.rechunk(chunks) if _is_lazy(mask.data) else da.from_array(mask.data, chunks)
+    kept = da.map_blocks(_zero_outside, flags, data, dtype=data.dtype)
+    return (da.nansum if add is np.nansum else da.sum)(kept, axis=axes)
+
+
+def _is_lazy(data) -> bool:
+    return hasattr(data, "__dask_graph__")
