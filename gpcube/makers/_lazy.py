@@ -37,7 +37,15 @@ from gpcube.geom import SkyGeom
 if TYPE_CHECKING:
     import dask.array as da
 
-__all__ = ["DEFAULT_CHUNK", "block_slices", "blockwise_map", "computed_at_once", "lazy_cube", "masked_sum"]
+__all__ = [
+    "DEFAULT_CHUNK",
+    "block_slices",
+    "blockwise_map",
+    "chunked_like",
+    "computed_at_once",
+    "lazy_cube",
+    "masked_sum",
+]
 
 #: Default lon/lat block size in pixels: 256 x 256 x 20 energies is 10 MiB of float64.
 DEFAULT_CHUNK = 256
@@ -251,6 +259,18 @@ def blockwise_map(func: Callable, *arrays: da.Array | np.ndarray, dtype, name: s
     out_name = f"{name}-{_tokenize(func, name, *(a.name for a in arrays))}"
     meta = np.empty((0,) * first.ndim, dtype=dtype)
     return da.blockwise(func, pairs[1], *pairs, dtype=dtype, meta=meta, name=out_name, concatenate=True)
+
+
+def chunked_like(array: xr.DataArray, like: xr.DataArray) -> xr.DataArray:
+    """``array`` in the chunks of ``like`` along their common dims, if ``like`` is lazy.
+
+    For an operation on both: dask's array query planning (dask 2026.8) fails to compute an
+    element-wise operation on arrays chunked differently (``dtype`` inference of the rechunked
+    operation raises ``NotImplementedError``); chunked alike, there is nothing to unify.
+    """
+    if not _is_lazy(like.data):
+        return array
+    return array.chunk({dim: like.chunks[like.get_axis_num(dim)] for dim in array.dims if dim in like.dims})
 
 
 def _zero_outside(mask: np.ndarray, block: np.ndarray) -> np.ndarray:

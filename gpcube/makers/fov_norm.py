@@ -29,7 +29,7 @@ import xarray as xr
 from gpcube.errors import GpcubeError
 from gpcube.geom import SkyGeom
 from gpcube.io import Observation
-from gpcube.makers._lazy import DEFAULT_CHUNK, masked_sum
+from gpcube.makers._lazy import DEFAULT_CHUNK, chunked_like, masked_sum
 from gpcube.makers.background import make_map_background
 from gpcube.makers.counts import make_map_counts
 from gpcube.makers.exclusion import exclusion_mask_from_circles, exclusion_on
@@ -147,7 +147,7 @@ def make_map_background_fov_norm(
         background = make_map_background(observation, geom, max_offset=max_offset, chunk=chunk)
     mask = exclusion_on(exclusion_mask, background)
     if mask_safe is not None:
-        mask = mask & mask_safe
+        mask = chunked_like(mask, mask_safe) & mask_safe
     summed_counts = masked_sum(counts, mask)
     summed_background = masked_sum(background, mask)
     n = background.sizes["energy_reco"]

@@ -124,6 +124,7 @@ def store_blocks(sources: Sequence[da.Array], targets: Sequence) -> None:
     :func:`dask.compute`, which dask's array query planning (``array.query-planning``) also has.
     """
     import dask
+    import dask.array as da
     import dask.local
 
     writes = []
@@ -141,8 +142,9 @@ def store_blocks(sources: Sequence[da.Array], targets: Sequence) -> None:
     # process that has not, such as a forked task process) to look for a client first
     with dask.config.set(scheduler=dask.local.get_sync):
         # no graph optimisation: the graphs are a few large blocks, and optimising them costs more
-        # than running them
-        dask.compute(*writes, optimize_graph=False)
+        # than running them; but array expressions (query planning) are only lowered to tasks
+        # (rechunks included) by their optimisation
+        dask.compute(*writes, optimize_graph=da.array_expr_enabled())
 
 
 class _Sink:
