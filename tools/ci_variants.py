@@ -31,14 +31,13 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 
 #: Where dask arrays are built or computed (the makers, the archive's writes and mosaics, the
-#: estimators on lazy mosaics, the accessor, the CLI and docs examples that run jobs).
+#: estimators on lazy mosaics, the accessor).
 QUERY_PLANNING_TESTS = (
     "tests/makers",
     "tests/storage",
     "tests/archive",
     "tests/estimators",
     "tests/test_accessor.py",
-    "tests/test_cli.py",
 )
 
 PYTEST = ("-m", "pytest", "-q", "-p", "no:cacheprovider")
