@@ -45,7 +45,7 @@ def _pixel_slice(obj: xr.DataArray | xr.Dataset, dim: str, origin: int, n_geom: 
         if obj.sizes[dim] != n_geom:
             raise GpcubeError(f"no {dim!r} coord and {obj.sizes[dim]} pixels, not the geom's {n_geom}")
         return slice(0, n_geom)
-    index = np.asarray(obj[dim].values)
+    index = np.asarray(obj[dim].to_numpy())  # to_numpy: computes a lazy coordinate, also a dask-expr one
     if index.size == 0:
         return slice(0, 0)
     start, stop = int(index[0]) - origin, int(index[0]) - origin + index.size
@@ -60,10 +60,25 @@ def _pixel_slice(obj: xr.DataArray | xr.Dataset, dim: str, origin: int, n_geom: 
 def _edges(obj: xr.DataArray | xr.Dataset, dim: str, axis: EnergyAxis | None) -> tuple[Any, Any]:
     """Lower and upper bin edges (TeV) along ``dim``: its ``<dim>_lo/_hi`` coords, else ``axis``."""
     if f"{dim}_lo" in obj.coords and f"{dim}_hi" in obj.coords:
-        return np.atleast_1d(obj[f"{dim}_lo"].values), np.atleast_1d(obj[f"{dim}_hi"].values)
+        return np.atleast_1d(obj[f"{dim}_lo"].to_numpy()), np.atleast_1d(obj[f"{dim}_hi"].to_numpy())
     if axis is not None and axis.nbins == obj.sizes.get(dim):
         return axis.lo, axis.hi
     raise GpcubeError(f"no bin edges for {dim!r}: no {dim}_lo/{dim}_hi coords, no matching geometry axis")
+
+
+def _nansum_last(data):
+    """The sum over the last axis, NaNs skipped: :func:`dask.array.nansum` on dask arrays."""
+    if hasattr(data, "__dask_graph__"):
+        import dask.array as da
+
+        return da.nansum(data, axis=-1)
+    return np.nansum(data, axis=-1)
+
+
+def _sum_over(obj: xr.DataArray, dim: str) -> xr.DataArray:
+    """``obj.sum(dim, keep_attrs=True)`` (NaNs skipped), also on arrays of dask's array query planning,
+    for which xarray's reductions of lazy arrays are not implemented (dask 2026.8)."""
+    return xr.apply_ufunc(_nansum_last, obj, input_core_dims=[[dim]], dask="allowed", keep_attrs=True)
 
 
 def _energy_axes(obj: xr.DataArray | xr.Dataset, geom: SkyGeom) -> tuple[EnergyAxis, ...]:
@@ -206,7 +221,7 @@ class SkyDataArrayAccessor(_SkyAccessor):
         axis = next((a for a in SkyGeom.from_attrs(_geom_attrs(da)).axes if a.name == dim), None)
         lo, hi = _edges(da, dim, axis)
         if energy is None or isinstance(energy, str) and energy == "sum":
-            image, lo, hi = da.sum(dim, keep_attrs=True), lo[0], hi[-1]
+            image, lo, hi = _sum_over(da, dim), lo[0], hi[-1]
         else:
             index = _energy_index(energy, lo, hi, dim)
             image, lo, hi = da.isel({dim: index}), lo[index], hi[index]
@@ -253,7 +268,7 @@ class SkyDataArrayAccessor(_SkyAccessor):
         geom = image.sky.geom
         ax = plt.subplot(projection=geom.wcs) if ax is None else ax
         dx, dy = _pixel_offset(ax.wcs, geom.wcs)
-        data = np.asarray(image.values, dtype=float)  # the one compute of a lazy array
+        data = np.asarray(image.to_numpy(), dtype=float)  # the one compute of a lazy array
         finite = data[np.isfinite(data)]
         if vmin is None and stretch != "linear":  # sqrt: from max(min, 0); log: from the smallest value > 0
             finite = finite[finite > 0] if stretch == "log" else np.maximum(finite, 0.0)

@@ -91,3 +91,18 @@ def dask_cluster():
             proc.terminate()
         for proc in (worker, scheduler):
             proc.wait(timeout=30)
+
+
+def pytest_collection_modifyitems(config, items):
+    """With dask's array query planning on, the tests of ``tests/query_planning_gaps.py`` are
+    expected to fail (strictly)."""
+    import dask.array as da
+
+    if not da.array_expr_enabled():
+        return
+    from tests.query_planning_gaps import gap_reason
+
+    for item in items:
+        why = gap_reason(item.nodeid)
+        if why is not None:
+            item.add_marker(pytest.mark.xfail(reason=f"query planning: {why}", strict=True))

@@ -34,7 +34,7 @@ def make_cube(geom: SkyGeom, *, lazy: bool = False, name: str = "counts", units:
     the world coordinates, as the makers give them."""
     coords = geom.to_coords()
     ie, iy, ix = np.meshgrid(
-        np.arange(geom.axes[0].nbins), coords["y"].values, coords["x"].values, indexing="ij"
+        np.arange(geom.axes[0].nbins), coords["y"].to_numpy(), coords["x"].to_numpy(), indexing="ij"
     )
     data = (100 * ie + 10 * iy + ix).astype(float)
     data = dsa.from_array(data, chunks=(1, 4, 5)) if lazy else data
@@ -162,7 +162,7 @@ def test_to_image_energy_bin(energy, index):
 def test_to_image_sum(energy):
     cube = make_cube(make_geom())
     image = cube.sky.to_image(energy)
-    np.testing.assert_array_equal(image, cube.values.sum(axis=0))
+    np.testing.assert_array_equal(image, cube.to_numpy().sum(axis=0))
     assert (float(image["energy_reco_lo"]), float(image["energy_reco_hi"])) == (0.1, 100.0)
     assert image.sky.geom.npix == (12, 9)
 
@@ -196,7 +196,7 @@ def test_plot_draws_the_image_on_wcs_axes():
     assert isinstance(ax, WCSAxes)
     assert ax.wcs.wcs.compare(sub.sky.wcs.wcs)
     assert im.get_transform() == ax.transData  # pixels of the array's WCS
-    np.testing.assert_array_equal(im.get_array(), sub.isel(energy_reco=1).values)
+    np.testing.assert_array_equal(im.get_array(), sub.isel(energy_reco=1).to_numpy())
     assert im.get_extent() == [-0.5, 7.5, -0.5, 4.5] and im.origin == "lower"
     assert ax.coords[0].get_axislabel() == "Galactic longitude"
     assert ax.coords[1].get_axislabel() == "Galactic latitude"
@@ -212,7 +212,7 @@ def test_plot_on_given_axes_stretches_and_errors():
     im = cube.isel(y=slice(2, 5), x=slice(3, 6)).sky.plot(ax, stretch="log", add_colorbar=False)
     assert im.axes is ax and len(fig.axes) == 1
     assert im.get_extent() == [2.5, 5.5, 1.5, 4.5]  # placed on the parent grid
-    assert isinstance(im.norm, matplotlib.colors.LogNorm) and im.norm.vmin == cube.values.sum(0)[2, 3]
+    assert isinstance(im.norm, matplotlib.colors.LogNorm) and im.norm.vmin == cube.to_numpy().sum(0)[2, 3]
     assert ax.coords[0].get_axislabel() == "RA (ICRS)"
     im = cube.sky.plot(energy=0, stretch="sqrt", vmax=50.0)
     assert isinstance(im.norm, matplotlib.colors.PowerNorm) and (im.norm.vmin, im.norm.vmax) == (0.0, 50.0)
@@ -231,7 +231,7 @@ def test_plot_dataset_variable():
     ds = xr.Dataset({"counts": counts.drop_attrs(), "other": counts * 2}, attrs={"geom": geom.to_attrs()})
     assert ds.sky.geom == geom
     im = ds.sky.plot("counts", energy=0)
-    np.testing.assert_array_equal(im.get_array(), counts.isel(energy_reco=0).values)
+    np.testing.assert_array_equal(im.get_array(), counts.isel(energy_reco=0).to_numpy())
     np.testing.assert_array_equal(ds.sky.to_image("counts", energy="sum"), counts.sum("energy_reco"))
     ds_var_attrs = xr.Dataset({"counts": counts}).isel(x=slice(4, 8))
     assert ds_var_attrs.sky.geom == geom.slice((slice(None), slice(4, 8)))
@@ -250,7 +250,7 @@ def test_plot_computes_a_lazy_array_once():
         assert calls == []  # lazy
         im = cube.sky.plot(stretch="sqrt")
     assert len(calls) == 1
-    np.testing.assert_array_equal(im.get_array(), image.values)
+    np.testing.assert_array_equal(im.get_array(), image.to_numpy())
 
 
 def test_plot_without_matplotlib_raises_import_error(monkeypatch):
@@ -275,7 +275,7 @@ def test_real_counts_product(hess_store):
         parent.pix_to_world(x + cutout.origin[0] + 5, y + cutout.origin[1] + 10),
     )
     im = counts.sky.plot(energy=2.0)  # bins 0.5, 1.077, 2.321, 5 ... TeV
-    np.testing.assert_array_equal(im.get_array(), counts.isel(energy_reco=1).values)
+    np.testing.assert_array_equal(im.get_array(), counts.isel(energy_reco=1).to_numpy())
     assert im.axes.get_title() == "counts, reco energy 1.08-2.32 TeV"
     total = int(counts.sky.to_image().sum())
     assert total == int(counts.sum()) > 1000

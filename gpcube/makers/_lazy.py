@@ -32,13 +32,21 @@ from typing import TYPE_CHECKING
 import numpy as np
 import xarray as xr
 
-from gpcube.geom import SkyGeom
+from gpcube.geom import SkyGeom, pixel_dims
 from gpcube.geom.world import coordinates_with_world
 
 if TYPE_CHECKING:
     import dask.array as da
 
-__all__ = ["DEFAULT_CHUNK", "block_slices", "blockwise_map", "computed_at_once", "lazy_cube"]
+__all__ = [
+    "DEFAULT_CHUNK",
+    "block_slices",
+    "blockwise_map",
+    "chunked_like",
+    "computed_at_once",
+    "lazy_cube",
+    "masked_sum",
+]
 
 #: Default y/x block size in pixels: 256 x 256 x 20 energies is 10 MiB of float64.
 DEFAULT_CHUNK = 256
@@ -255,3 +263,52 @@ def blockwise_map(func: Callable, *arrays: da.Array | np.ndarray, dtype, name: s
     out_name = f"{name}-{_tokenize(func, name, *(a.name for a in arrays))}"
     meta = np.empty((0,) * first.ndim, dtype=dtype)
     return da.blockwise(func, pairs[1], *pairs, dtype=dtype, meta=meta, name=out_name, concatenate=True)
+
+
+def chunked_like(array: xr.DataArray, like: xr.DataArray) -> xr.DataArray:
+    """``array`` in the chunks of ``like`` along their common dims, if ``like`` is lazy.
+
+    For an operation on both: dask's array query planning (dask 2026.8) fails to compute an
+    element-wise operation on arrays chunked differently (``dtype`` inference of the rechunked
+    operation raises ``NotImplementedError``); chunked alike, there is nothing to unify.
+    """
+    if not _is_lazy(like.data):
+        return array
+    return array.chunk({dim: like.chunks[like.get_axis_num(dim)] for dim in array.dims if dim in like.dims})
+
+
+def _zero_outside(mask: np.ndarray, block: np.ndarray) -> np.ndarray:
+    return np.where(mask, block, 0)
+
+
+def masked_sum(array: xr.DataArray, mask: xr.DataArray) -> np.ndarray | da.Array:
+    """The sum over the pixel dims of ``array`` where ``mask`` (NaNs skipped), per leading index.
+
+    ``mask`` has the pixel dims of ``array`` (``y``, ``x`` or ``irf_y``, ``irf_x``: the same pixels and
+    blocks) and maybe some of its leading ones. What ``array.where(mask, 0).sum(("y", "x")).data``
+    gives, made of
+    :func:`dask.array.map_blocks` and :func:`dask.array.nansum` on dask arrays, which dask's array query
+    planning also has (there xarray's ``where`` and reductions of lazy arrays are not implemented).
+    """
+    dims = pixel_dims(array)
+    if dims is None:
+        raise ValueError(f"no pixel dims (y, x or irf_y, irf_x) in {array.dims}")
+    array = array.transpose(..., *dims)
+    mask = mask.transpose(*[d for d in array.dims if d in mask.dims])
+    if mask.dims != array.dims[array.ndim - mask.ndim :]:
+        raise ValueError(f"mask dims {mask.dims} are not the trailing dims of {array.dims}")
+    axes = (array.ndim - 2, array.ndim - 1)
+    add = np.nansum if array.dtype.kind in "fc" else np.sum
+    if not _is_lazy(array.data) and not _is_lazy(mask.data):
+        return add(np.where(mask.data, array.data, 0), axis=axes)
+    import dask.array as da
+
+    data = array.data if _is_lazy(array.data) else da.from_array(array.data, chunks=-1)
+    chunks = data.chunks[data.ndim - mask.ndim :]
+    flags = mask.data.rechunk(chunks) if _is_lazy(mask.data) else da.from_array(mask.data, chunks)
+    kept = da.map_blocks(_zero_outside, flags, data, dtype=data.dtype)
+    return (da.nansum if add is np.nansum else da.sum)(kept, axis=axes)
+
+
+def _is_lazy(data) -> bool:
+    return hasattr(data, "__dask_graph__")

@@ -19,9 +19,9 @@ observation unusable); ``fov_norm_ok`` says which.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping
 
-import dask
 import dask.array as da
 import numpy as np
 import xarray as xr
@@ -29,7 +29,7 @@ import xarray as xr
 from gpcube.errors import GpcubeError
 from gpcube.geom import SkyGeom
 from gpcube.io import Observation
-from gpcube.makers._lazy import DEFAULT_CHUNK
+from gpcube.makers._lazy import DEFAULT_CHUNK, chunked_like, masked_sum
 from gpcube.makers.background import make_map_background
 from gpcube.makers.counts import make_map_counts
 from gpcube.makers.exclusion import exclusion_mask_from_circles, exclusion_on
@@ -174,14 +174,21 @@ def make_map_background_fov_norm(
         background = make_map_background(observation, geom, max_offset=max_offset, chunk=chunk)
     mask = exclusion_on(exclusion_mask, background)
     if mask_safe is not None:
-        mask = mask & mask_safe
-    summed_counts = counts.where(mask, 0).sum(("y", "x")).data
-    summed_background = background.where(mask, 0.0).sum(("y", "x")).data
+        mask = chunked_like(mask, mask_safe) & mask_safe
+    summed_counts = masked_sum(counts, mask)
+    summed_background = masked_sum(background, mask)
     n = background.sizes["energy_reco"]
-    table = dask.delayed(fov_norm_table, pure=True)(
-        summed_counts, summed_background, scheme, min_counts, min_npred_background
+    table_of = functools.partial(
+        fov_norm_table, scheme=scheme, min_counts=min_counts, min_npred_background=min_npred_background
     )
-    table = da.from_delayed(table, shape=(len(TABLE_ROWS), n), dtype=np.float64)
+    summed = [x if hasattr(x, "__dask_graph__") else da.from_array(x, chunks=-1)
+              for x in (summed_counts, summed_background)]  # fmt: skip
+    # one task from the two sums (dask.array.blockwise: dask's array query planning has no from_delayed)
+    table = da.blockwise(
+        table_of, "ri", summed[0], "i", summed[1], "i", new_axes={"r": len(TABLE_ROWS)},
+        concatenate=True, dtype=np.float64, meta=np.empty((0, 0), dtype=np.float64),
+    )  # fmt: skip
+    assert table.shape == (len(TABLE_ROWS), n)
     result = background * xr.DataArray(table[0], dims=("energy_reco",))
     for row, name in enumerate(TABLE_ROWS):
         values = table[row].astype(bool) if name == "fov_norm_ok" else table[row]

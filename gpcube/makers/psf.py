@@ -303,13 +303,18 @@ def psf_profile_at(psf_map: xr.DataArray, position: Any = None) -> xr.DataArray:
     x, y = (float(v) for v in geom.world_to_pix(*position))
     if not (np.isfinite(x) and np.isfinite(y)):
         raise GpcubeError(f"position {position!r} does not project onto the PSF map")
+    weights = {}
     for pix, n, dim in ((x, geom.npix[0], geom.dims[1]), (y, geom.npix[1], geom.dims[0])):
         pix = min(max(pix, 0.0), n - 1.0)
         low = min(int(np.floor(pix)), max(n - 2, 0))
         weight = pix - low
-        psf_map = psf_map.isel({dim: [low, min(low + 1, n - 1)]})
-        psf_map = (psf_map * xr.DataArray([1.0 - weight, weight], dims=dim)).sum(dim)
-    return psf_map.compute().assign_attrs(attrs)
+        pixels = slice(low, min(low + 2, n))  # one pixel if n == 1 (its weight is 1)
+        weights[dim] = pixels, [1.0 - weight, weight][: pixels.stop - pixels.start]
+    # the 2 x 2 pixels computed first (slices: dask's array query planning has no list indexing)
+    psf_map = psf_map.isel({dim: pixels for dim, (pixels, _) in weights.items()}).compute()
+    for dim, (_, weight) in weights.items():
+        psf_map = (psf_map * xr.DataArray(weight, dims=dim)).sum(dim)
+    return psf_map.assign_attrs(attrs)
 
 
 def containment_radius(profile: np.ndarray, rad_lo: np.ndarray, rad_hi: np.ndarray, fraction: float):

@@ -89,9 +89,31 @@ def ring_stack_terms(ring: xr.Dataset) -> xr.Dataset:
     mask = ring["mask_safe"]
     return xr.Dataset(
         {
-            "counts_off": ring["counts_off"].where(mask, 0),
-            "alpha_counts_off": (ring["alpha"] * ring["counts_off"]).where(mask, 0.0),
-            "acceptance": ring["acceptance"].where(mask, 0.0),
+            "counts_off": _zero_outside(ring["counts_off"], mask, 0),
+            "alpha_counts_off": _zero_outside(ring["alpha"] * ring["counts_off"], mask, 0.0),
+            "acceptance": _zero_outside(ring["acceptance"], mask, 0.0),
         },
         attrs=dict(ring.attrs),
     )
+
+
+def _where(mask, data, zero):
+    """``numpy.where(mask, data, zero)``, block by block on dask arrays (chunked alike)."""
+    if hasattr(data, "__dask_graph__") or hasattr(mask, "__dask_graph__"):
+        import dask.array as da
+
+        return da.map_blocks(np.where, mask, data, zero, dtype=np.result_type(data.dtype, type(zero)))
+    return np.where(mask, data, zero)
+
+
+def _zero_outside(array: xr.DataArray, mask: xr.DataArray, zero) -> xr.DataArray:
+    """``array.where(mask, zero)`` for a mask with the dims of ``array``, by :func:`dask.array.map_blocks`
+    on lazy arrays: dask's array query planning has no ``where`` (which xarray's calls)."""
+    if set(mask.dims) != set(array.dims):
+        raise ValueError(f"mask_safe dims {mask.dims} differ from {array.dims}")
+    mask = mask.transpose(*array.dims)
+    if hasattr(array.data, "__dask_graph__"):  # chunked alike, for map_blocks
+        mask = mask.chunk(dict(zip(array.dims, array.chunks, strict=True)))
+    elif hasattr(mask.data, "__dask_graph__"):
+        array = array.chunk(dict(zip(mask.dims, mask.chunks, strict=True)))
+    return array.copy(data=_where(mask.data, array.data, zero))

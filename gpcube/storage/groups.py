@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, NamedTuple
 
@@ -14,7 +15,7 @@ from gpcube.storage.nodes import ArrayWriter, write_array, write_group
 if TYPE_CHECKING:
     import dask.array as da
 
-__all__ = ["Group", "group_coords", "write_dataarrays", "write_groups"]
+__all__ = ["Group", "group_coords", "store_blocks", "write_dataarrays", "write_groups"]
 
 #: The pixel dims of both grids: chunked; all other dims are whole in each chunk.
 PIXEL_DIMS = (*SKY_DIMS, *IRF_DIMS)
@@ -101,16 +102,7 @@ def write_groups(store, groups: Sequence[Group], chunk: int) -> dict[str, dict]:
             else:
                 target[tuple(slice(None) for _ in source.shape)] = source
     if sources:
-        import dask
-        import dask.array as da
-        import dask.local
-
-        # the synchronous scheduler as a function: named "sync", dask imports distributed (~0.4 s in
-        # a process that has not, such as a forked task process) to look for a client first
-        with dask.config.set(scheduler=dask.local.get_sync):
-            # no graph optimisation: the graphs are a few large blocks, and optimising them costs more
-            # than running them
-            da.store(sources, targets, lock=False, optimize_graph=False)
+        store_blocks(sources, targets)
     out = {}
     for group, plan in zip(groups, plans, strict=True):
         extra = plan.extra_attrs()
@@ -118,6 +110,45 @@ def write_groups(store, groups: Sequence[Group], chunk: int) -> dict[str, dict]:
         if group.attrs is not None:
             write_group(store, group.path, {**group.attrs, **extra})
     return out
+
+
+def _write_block(block: np.ndarray, *, target, offsets: tuple[np.ndarray, ...], block_id) -> np.ndarray:
+    """``target[region] = block`` for the block at ``block_id`` (``offsets``: each axis' chunk starts);
+    a one-element array stands for the written block."""
+    region = tuple(slice(o[i], o[i] + n) for o, i, n in zip(offsets, block_id, block.shape, strict=True))
+    target[region] = block
+    return np.zeros((1,) * block.ndim, dtype=bool)
+
+
+def store_blocks(sources: Sequence[da.Array], targets: Sequence) -> None:
+    """``target[region] = block`` for every block of every source, in one computation on the
+    synchronous scheduler (what the sources share is computed once), memory a few blocks.
+
+    What :func:`dask.array.store` does, made of :func:`dask.array.map_blocks` and
+    :func:`dask.compute`, which dask's array query planning (``array.query-planning``) also has.
+    """
+    import dask
+    import dask.array as da
+    import dask.local
+
+    writes = []
+    for k, (source, target) in enumerate(zip(sources, targets, strict=True)):
+        offsets = tuple(np.cumsum((0, *c))[:-1] for c in source.chunks)
+        write = source.map_blocks(
+            functools.partial(_write_block, target=target, offsets=offsets),
+            chunks=tuple((1,) * len(c) for c in source.chunks),
+            dtype=bool,
+            meta=np.empty((0,) * source.ndim, dtype=bool),
+            name=f"gpcube-write-{k}-{source.name}",
+        )
+        writes.append(write)
+    # the synchronous scheduler as a function: named "sync", dask imports distributed (~0.4 s in a
+    # process that has not, such as a forked task process) to look for a client first
+    with dask.config.set(scheduler=dask.local.get_sync):
+        # no graph optimisation: the graphs are a few large blocks, and optimising them costs more
+        # than running them; but array expressions (query planning) are only lowered to tasks
+        # (rechunks included) by their optimisation
+        dask.compute(*writes, optimize_graph=da.array_expr_enabled())
 
 
 class _Sink:

@@ -40,7 +40,7 @@ def test_norm_is_masked_counts_over_masked_background(hess_store, grouping):
     exclusion = exclusion_mask_from_circles(geom, [(*CRAB, 0.4)])
     result = make_map_background_fov_norm(obs, geom, exclusion_mask=exclusion, grouping=grouping)
     result = result.compute(scheduler="sync")
-    counts = make_map_counts(obs, geom).values * exclusion.values
+    counts = make_map_counts(obs, geom).to_numpy() * exclusion.values
     background = make_map_background(obs, geom).compute(scheduler="sync").values
     groups = result["fov_norm_group"].values.astype(int)
     for group in np.unique(groups):
@@ -58,10 +58,10 @@ def test_circles_in_another_frame_equal_the_mask(hess_store):
 
     crab = SkyCoord(*CRAB, unit="deg")
     galactic = [(crab.galactic.l.deg, crab.galactic.b.deg, 0.4)]
-    a = make_map_background_fov_norm(obs, geom, exclusion_mask=[(crab, 0.4)])["fov_norm"].values
-    b = make_map_background_fov_norm(obs, geom, exclusion_mask=[(*CRAB, 0.4)])["fov_norm"].values
+    a = make_map_background_fov_norm(obs, geom, exclusion_mask=[(crab, 0.4)])["fov_norm"].to_numpy()
+    b = make_map_background_fov_norm(obs, geom, exclusion_mask=[(*CRAB, 0.4)])["fov_norm"].to_numpy()
     mask = exclusion_mask_from_circles(geom, galactic, frame="galactic")
-    c = make_map_background_fov_norm(obs, geom, exclusion_mask=mask)["fov_norm"].values
+    c = make_map_background_fov_norm(obs, geom, exclusion_mask=mask)["fov_norm"].to_numpy()
     np.testing.assert_allclose(a, b)
     np.testing.assert_allclose(b, c)
 

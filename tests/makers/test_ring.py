@@ -158,16 +158,16 @@ def test_energy_bands_sum_the_bins_first():
         counts, acceptance, mask_safe=safe, energy_edges=[edges[0], edges[2], edges[4]], **RING
     ).compute(scheduler="sync")
     assert bands.sizes["energy_reco"] == 2
-    np.testing.assert_allclose(bands["energy_reco_lo"].values, edges[[0, 2]])
-    np.testing.assert_allclose(bands["energy_reco_hi"].values, edges[[2, 4]])
-    np.testing.assert_allclose(bands["energy_reco"].values, np.sqrt(edges[[0, 2]] * edges[[2, 4]]))
+    np.testing.assert_allclose(bands["energy_reco_lo"].to_numpy(), edges[[0, 2]])
+    np.testing.assert_allclose(bands["energy_reco_hi"].to_numpy(), edges[[2, 4]])
+    np.testing.assert_allclose(bands["energy_reco"].to_numpy(), np.sqrt(edges[[0, 2]] * edges[[2, 4]]))
     for band, bins in enumerate([slice(0, 2), slice(2, 4)]):
         for name in ("counts_off", "acceptance", "acceptance_off"):
             np.testing.assert_allclose(
-                bands[name].values[band], per_bin[name].values[bins].sum(0), rtol=1e-12
+                bands[name].to_numpy()[band], per_bin[name].to_numpy()[bins].sum(0), rtol=1e-12
             )
     assert bands["counts_off"].dtype == np.int64
-    np.testing.assert_array_equal(bands["mask_safe"].values[0], safe.values[:2].any(0))
+    np.testing.assert_array_equal(bands["mask_safe"].to_numpy()[0], safe.to_numpy()[:2].any(0))
     axes = {a["name"]: a for a in bands["counts_off"].attrs["geom"]["axes"]}
     np.testing.assert_allclose(axes["energy_reco"]["edges"], edges[[0, 2, 4]])
 
@@ -188,11 +188,13 @@ def test_bands_with_one_safe_mask_for_all_bins_equal_the_per_bin_sums():
         counts, acceptance, mask_safe=safe, energy_edges=[edges[0], edges[6], edges[12]], **RING
     ).compute(scheduler="sync")
     for band, bins in enumerate([slice(0, 6), slice(6, 12)]):
-        np.testing.assert_array_equal(bands["counts"].values[band], per_bin["counts"].values[bins].sum(0))
-        expected_safe = safe.values[bins].any(0) & (bands["acceptance_off"].values[band] > 0)
-        np.testing.assert_array_equal(bands["mask_safe"].values[band], expected_safe)
+        np.testing.assert_array_equal(
+            bands["counts"].to_numpy()[band], per_bin["counts"].to_numpy()[bins].sum(0)
+        )
+        expected_safe = safe.to_numpy()[bins].any(0) & (bands["acceptance_off"].to_numpy()[band] > 0)
+        np.testing.assert_array_equal(bands["mask_safe"].to_numpy()[band], expected_safe)
         np.testing.assert_allclose(
-            bands["acceptance"].values[band], per_bin["acceptance"].values[bins].sum(0), rtol=1e-6
+            bands["acceptance"].to_numpy()[band], per_bin["acceptance"].to_numpy()[bins].sum(0), rtol=1e-6
         )
     assert bands["acceptance"].dtype == np.float32 and per_bin["counts"].dtype == np.int64
 
@@ -206,8 +208,8 @@ def test_many_bands_are_grouped_in_a_few_tasks_with_the_same_results():
     assert result["counts_off"].data.numblocks[0] == 3  # 12 bands, at most 5 per task
     result = result.compute(scheduler="sync")
     for index in (0, 7, 11):
-        expected = _direct_ring_sum(counts.values[index].astype(float), 5, 8).astype(np.int64)
-        np.testing.assert_array_equal(result["counts_off"].values[index], expected)
+        expected = _direct_ring_sum(counts.to_numpy()[index].astype(float), 5, 8).astype(np.int64)
+        np.testing.assert_array_equal(result["counts_off"].to_numpy()[index], expected)
 
 
 def test_circles_far_from_the_cutout_are_skipped_and_the_mask_is_unchanged():
@@ -328,19 +330,19 @@ def test_adaptive_ring_takes_the_first_ring_with_alpha_below_threshold(method, t
     on = (
         1.0 if theta is None else _direct_ring_sum(np.ones((NPIX, NPIX)), 0, 1.2)
     )  # 5 inside, fewer at borders
-    acceptance_off = np.stack([r["acceptance_off"].values for r in rings])
+    acceptance_off = np.stack([r["acceptance_off"].to_numpy() for r in rings])
     with np.errstate(divide="ignore"):
         qualifies = on / acceptance_off <= threshold
     first = np.where(qualifies.any(0), qualifies.argmax(0), -1)
     assert (first > 0).sum() > 50 and (first == 0).sum() > 50 and len(np.unique(first)) > 4
     found = first >= 0
     for name in ("counts_off", "acceptance_off"):
-        stack = np.stack([r[name].values for r in rings])
+        stack = np.stack([r[name].to_numpy() for r in rings])
         expected = np.take_along_axis(stack, np.maximum(first, 0)[None], 0)[0]
-        np.testing.assert_allclose(adaptive[name].values[found], expected[found], rtol=1e-12)
-        assert (adaptive[name].values[~found] == 0).all()
-    np.testing.assert_array_equal(adaptive["mask_safe"].values, found)
-    np.testing.assert_allclose(adaptive["acceptance"].values, acceptance.values)
+        np.testing.assert_allclose(adaptive[name].to_numpy()[found], expected[found], rtol=1e-12)
+        assert (adaptive[name].to_numpy()[~found] == 0).all()
+    np.testing.assert_array_equal(adaptive["mask_safe"].to_numpy(), found)
+    np.testing.assert_allclose(adaptive["acceptance"].to_numpy(), acceptance.to_numpy())
     assert adaptive["counts_off"].dtype == np.int64
     assert adaptive.attrs["ring_method"] == method
 
