@@ -6,7 +6,8 @@
    to fail there (strictly: one that passes fails the run, so that the list is kept short).
 2. Python 3.13, when an interpreter is found (:func:`python313`): a virtual environment of its own
    (``GPCUBE_VENV313``, default ``../venv313`` beside the clone, kept between runs), the package
-   installed with its test extra, and the suite outside ``tests/validation``.
+   installed with its test extra at the versions of ``tools/constraints-py313.txt``, and the suite
+   outside ``tests/validation``.
 
 Usage, from the repository's root::
 
@@ -39,6 +40,10 @@ QUERY_PLANNING_TESTS = (
     "tests/estimators",
     "tests/test_accessor.py",
 )
+
+#: The versions the Python 3.13 environment is installed with: a resolution known to work (pip's
+#: resolver, left alone, was seen backtracking for 38 min over boto3/botocore/aiobotocore pins).
+CONSTRAINTS_313 = ROOT / "tools" / "constraints-py313.txt"
 
 PYTEST = ("-m", "pytest", "-q", "-p", "no:cacheprovider")
 
@@ -84,7 +89,8 @@ def python_313() -> bool:
     fresh = not (venv / "bin" / "python").exists()
     if fresh and not _run("python3.13 venv", [python, "-m", "venv", str(venv)]):
         return False
-    if not _run("python3.13 install", [bin_python, "-m", "pip", "install", "-q", "-e", ".[test]"]):
+    install = [bin_python, "-m", "pip", "install", "-q", "-c", str(CONSTRAINTS_313), "-e", ".[test]"]
+    if not _run("python3.13 install", install):
         return False
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME")}
     return _run("python3.13", [bin_python, *PYTEST, "--ignore=tests/validation"], env)
