@@ -582,11 +582,11 @@ def _data(spec: _MapSpec) -> np.ndarray:
     """The map's values in the stored dtype, computed (if dask-backed) straight into that dtype."""
     da = spec.data
     if spec.kind == "mask":
-        return np.asarray(da.astype(bool).astype(np.uint8).values)
+        return da.astype(bool).astype(np.uint8).to_numpy()
     if spec.kind == "counts":
-        values = np.asarray(da.values)
+        values = da.to_numpy()
         exact = not np.issubdtype(values.dtype, np.integer) or values.size == 0
         exact = exact or max(int(values.max()), -int(values.min())) <= _FLOAT32_EXACT
         return values.astype(np.float32 if exact else np.float64)
-    values = np.asarray(da.astype(np.float32).values)
+    values = da.astype(np.float32).to_numpy()
     return values[:, None] if spec.kind == "squashed" else values
