@@ -45,10 +45,10 @@ def _histogram(obs_ids, config) -> np.ndarray:
     for obs_id in obs_ids:
         obs = store.observation(obs_id)
         ev = obs.events
-        x, y = wcs.world_to_pixel(SkyCoord(ev["ra"].values, ev["dec"].values, unit="deg"))
+        x, y = wcs.world_to_pixel(SkyCoord(ev["ra"].to_numpy(), ev["dec"].to_numpy(), unit="deg"))
         ix, iy = np.floor(x + 0.5).astype(int), np.floor(y + 0.5).astype(int)
         hist, _ = np.histogramdd(
-            (ev["energy"].values, iy, ix), bins=(edges, np.arange(ny + 1) - 0.5, np.arange(nx + 1) - 0.5)
+            (ev["energy"].to_numpy(), iy, ix), bins=(edges, np.arange(ny + 1) - 0.5, np.arange(nx + 1) - 0.5)
         )
         safe = centres.separation(obs.pointing.radec).deg < config.safe_mask.offset_max
         total += np.where(safe, hist, 0).astype(np.int64)
@@ -70,7 +70,7 @@ def test_mosaic_counts_are_a_plain_histogram_of_the_safe_events(crab_archive):
     assert mosaic["counts"].dims == ("energy_reco", "y", "x")
     assert mosaic["exposure"].dims == ("energy_true", "y", "x")
     assert mosaic["counts"].dtype == np.int32
-    np.testing.assert_array_equal(mosaic["counts"].values, _histogram(CRAB_RUNS[:2], config))
+    np.testing.assert_array_equal(mosaic["counts"].to_numpy(), _histogram(CRAB_RUNS[:2], config))
     assert mosaic.attrs["obs_ids"] == list(CRAB_RUNS[:2])
 
 
@@ -82,15 +82,15 @@ def test_mosaic_is_the_sum_of_the_masked_cutouts(crab_archive):
         obs = open_group(config.output, f"obs/{obs_id}").load()
         sl = obs.attrs["slice"]
         region = {"y": slice(*sl["y"]), "x": slice(*sl["x"])}
-        np.testing.assert_array_equal(obs["y"].values, np.arange(*sl["y"]))
+        np.testing.assert_array_equal(obs["y"].to_numpy(), np.arange(*sl["y"]))
         mask = obs["mask_safe"]
         for name in ("counts", "background"):
-            expected[name][{**region}] += obs[name].where(mask, 0).values
-        expected["exposure"][{**region}] += obs["exposure"].where(mask.any("energy_reco"), 0).values
-    np.testing.assert_array_equal(mosaic["counts"].values, expected["counts"].values)
+            expected[name][{**region}] += obs[name].where(mask, 0).to_numpy()
+        expected["exposure"][{**region}] += obs["exposure"].where(mask.any("energy_reco"), 0).to_numpy()
+    np.testing.assert_array_equal(mosaic["counts"].to_numpy(), expected["counts"].to_numpy())
     for name in ("background", "exposure"):
-        np.testing.assert_allclose(mosaic[name].values, expected[name].values, rtol=1e-6)
-    assert mosaic["mask_safe"].values.any()
+        np.testing.assert_allclose(mosaic[name].to_numpy(), expected[name].to_numpy(), rtol=1e-6)
+    assert mosaic["mask_safe"].to_numpy().any()
 
 
 def test_irf_mosaic_is_the_exposure_weighted_mean_of_the_observations(tmp_path):
@@ -105,9 +105,11 @@ def test_irf_mosaic_is_the_exposure_weighted_mean_of_the_observations(tmp_path):
         obs = open_group(config.output, f"obs/{obs_id}/irf").load()
         region = {dim: slice(*bounds) for dim, bounds in obs.attrs["slice"].items()}
         for name, acc in weights.items():
-            acc[region] += obs[name].astype(np.float64).values
+            acc[region] += obs[name].astype(np.float64).to_numpy()
         for name, acc in sums.items():
-            acc[region] += (obs[name] * obs[weight_of[name]].astype(np.float64)).transpose(*acc.dims).values
+            acc[region] += (
+                (obs[name] * obs[weight_of[name]].astype(np.float64)).transpose(*acc.dims).to_numpy()
+            )
     for name, weight in weights.items():
         assert (weight > 0).any() and (weight == 0).any()  # the grid reaches beyond the runs' cutouts
         np.testing.assert_allclose(irf[name], weight, rtol=1e-6)
@@ -187,8 +189,8 @@ def test_adding_observations_reduces_only_the_new_ones(tmp_path, monkeypatch):
     fresh = tmp_path / "fresh.zarr"
     pipeline.run(job(fresh, CRAB_RUNS[:3]), progress=False)
     for name in ("counts", "exposure", "background", "mask_safe"):
-        a = open_group(out, "mosaic")[name].values
-        b = open_group(fresh, "mosaic")[name].values
+        a = open_group(out, "mosaic")[name].to_numpy()
+        b = open_group(fresh, "mosaic")[name].to_numpy()
         assert a.tobytes() == b.tobytes(), name
 
 
@@ -223,7 +225,7 @@ def test_mosaic_bytes_do_not_depend_on_chunks_or_workers(crab_archive, tmp_path,
     config, _ = crab_archive
     copy = tmp_path / "copy.zarr"
     shutil.copytree(config.output, copy)
-    reference = {k: v.values.tobytes() for k, v in open_group(config.output, "mosaic").data_vars.items()}
+    reference = {k: v.to_numpy().tobytes() for k, v in open_group(config.output, "mosaic").data_vars.items()}
     from distributed import Client, LocalCluster
 
     with LocalCluster(n_workers=2, threads_per_worker=1, processes=False, dashboard_address=":0") as cluster:
@@ -236,7 +238,7 @@ def test_mosaic_bytes_do_not_depend_on_chunks_or_workers(crab_archive, tmp_path,
                 got = open_group(copy, "mosaic")
                 assert got["counts"].encoding["chunks"][1:] == (min(chunk, 75), min(chunk, 100))
                 for name, data in reference.items():
-                    assert got[name].values.tobytes() == data, (chunk, name)
+                    assert got[name].to_numpy().tobytes() == data, (chunk, name)
 
 
 def test_empty_and_failing_observations(tmp_path):
@@ -413,5 +415,5 @@ def test_an_observation_is_one_object_per_product_whatever_its_chunks(tmp_path):
     fresh = job(tmp_path / "plain.zarr", products=products, chunks={"obs": 128})
     pipeline.run(fresh, progress=False)
     for name in ("counts", "exposure", "background", "mask_safe"):
-        a = open_group(config.output, "mosaic")[name].values
-        assert a.tobytes() == open_group(fresh.output, "mosaic")[name].values.tobytes(), name
+        a = open_group(config.output, "mosaic")[name].to_numpy()
+        assert a.tobytes() == open_group(fresh.output, "mosaic")[name].to_numpy().tobytes(), name

@@ -36,9 +36,12 @@ def test_observations_hold_their_ring_products(ring_archive):
     np.testing.assert_allclose(obs["energy_reco_lo"], [0.5, 5.0], rtol=1e-12)
     sky = gpcube.open_archive(ring_archive, obs_id=CRAB_RUNS[0]).compute()
     on = sky["counts"].where(sky["mask_safe"], 0).isel(energy_reco=slice(0, 2)).sum("energy_reco")
-    ring_mask = obs["mask_safe"].values[0]
-    np.testing.assert_array_equal(obs["counts"].values[0], np.where(ring_mask, on.values, 0))
-    assert obs["counts_off"].values.sum() > 0 and not obs["counts_off"].values[~obs["mask_safe"].values].any()
+    ring_mask = obs["mask_safe"].to_numpy()[0]
+    np.testing.assert_array_equal(obs["counts"].to_numpy()[0], np.where(ring_mask, on.to_numpy(), 0))
+    assert (
+        obs["counts_off"].to_numpy().sum() > 0
+        and not obs["counts_off"].to_numpy()[~obs["mask_safe"].to_numpy()].any()
+    )
 
 
 def test_mosaic_ring_is_the_sum_of_the_observations(ring_archive):
@@ -48,7 +51,7 @@ def test_mosaic_ring_is_the_sum_of_the_observations(ring_archive):
     for obs_id, attrs in complete_observations(ring_archive).items():
         obs = gpcube.open_archive(ring_archive, obs_id=obs_id, ring=True).compute()
         at = (slice(None), slice(*attrs["slice"]["y"]), slice(*attrs["slice"]["x"]))
-        mask = obs["mask_safe"].values
+        mask = obs["mask_safe"].to_numpy()
         terms = {
             "counts": obs["counts"],
             "counts_off": obs["counts_off"],
@@ -56,19 +59,19 @@ def test_mosaic_ring_is_the_sum_of_the_observations(ring_archive):
             "acceptance": obs["acceptance"],
         }
         for name, values in terms.items():
-            sums[name][at] += np.where(mask, values.values, 0)
+            sums[name][at] += np.where(mask, values.to_numpy(), 0)
     for name in ("counts", "counts_off"):
         assert mosaic[name].dtype == np.int32
-        np.testing.assert_array_equal(mosaic[name].values, sums[name])
+        np.testing.assert_array_equal(mosaic[name].to_numpy(), sums[name])
     for name in ("alpha_counts_off", "acceptance"):
-        np.testing.assert_allclose(mosaic[name].values, sums[name], rtol=1e-6)
+        np.testing.assert_allclose(mosaic[name].to_numpy(), sums[name], rtol=1e-6)
     alpha, acceptance_off = combine_ring_sums(
-        mosaic["counts_off"].values,
-        mosaic["alpha_counts_off"].values.astype(float),
-        mosaic["acceptance"].values.astype(float),
+        mosaic["counts_off"].to_numpy(),
+        mosaic["alpha_counts_off"].to_numpy().astype(float),
+        mosaic["acceptance"].to_numpy().astype(float),
     )
-    np.testing.assert_allclose(mosaic["alpha"].values, alpha, rtol=1e-6)
-    np.testing.assert_allclose(mosaic["acceptance_off"].values, acceptance_off, rtol=1e-6)
+    np.testing.assert_allclose(mosaic["alpha"].to_numpy(), alpha, rtol=1e-6)
+    np.testing.assert_allclose(mosaic["acceptance_off"].to_numpy(), acceptance_off, rtol=1e-6)
     assert mosaic["alpha"].sky.geom.axis("energy_reco").nbins == 2
 
 
@@ -90,9 +93,9 @@ def test_adaptive_ring_job(tmp_path):
     out = tmp_path / "adaptive.zarr"
     pipeline.run(job(out, CRAB_RUNS[:2], background=adaptive), progress=False)
     ring = gpcube.open_archive(out, ring=True).compute()
-    assert ring.sizes["energy_reco"] == 1 and ring["counts_off"].values.sum() > 0
+    assert ring.sizes["energy_reco"] == 1 and ring["counts_off"].to_numpy().sum() > 0
     maps = pipeline.significance(out, 0.15)
-    assert maps.attrs["statistic"] == "wstat" and np.nanmax(maps["sqrt_ts"].values) > 5
+    assert maps.attrs["statistic"] == "wstat" and np.nanmax(maps["sqrt_ts"].to_numpy()) > 5
 
 
 def test_the_ring_groups_are_their_own_branch_of_the_datatree(ring_archive):
