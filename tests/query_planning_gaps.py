@@ -10,7 +10,6 @@ from __future__ import annotations
 #: xarray's reductions, ``where``, ``concat`` of lazy arrays call numpy functions, which dask-expr
 #: arrays do not dispatch (``Array.__array_function__`` raises ``NotImplementedError``).
 XARRAY_OPS = "xarray reductions/where/concat of a lazy array: dask-expr has no __array_function__"
-#: ``numpy.asarray`` (xarray's ``.values``) of a dask-expr array is an object array, not the values.
 #: A job with IRF products and the FoV background: dask-expr leaves a rechunk of the IRF safe mask
 #: times fov_norm_ok unlowered ("'Rechunk' object has no attribute 'npartitions'").
 FOV_IRF = "the archive fixture: psf/edisp with the FoV background, a rechunk dask-expr does not lower"
