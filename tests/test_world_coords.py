@@ -207,6 +207,24 @@ def test_interp_world(frame, projection, center):
 
 
 # ------------------------------------------------------------------------------------------ IRF grid
+def test_dask_tokenises_a_product_by_its_grid_without_computing_the_coordinates(monkeypatch):
+    from dask.base import tokenize
+
+    from gpcube.geom.world import SkyTransform
+
+    a, same, shifted = cube(), cube(), cube(center=(83.733, 22.014))
+    tokens = [tokenize(a), tokenize(same), tokenize(shifted), tokenize(a.isel(x=slice(1, 5)))]
+
+    def fail(self, dim_positions):
+        raise AssertionError("world coordinates computed to tokenise")
+
+    monkeypatch.setattr(SkyTransform, "forward", fail)
+    assert [tokenize(a), tokenize(same), tokenize(shifted)] == tokens[:3]
+    assert tokens[0] == tokens[1] and len(set(tokens)) == 3  # another grid or a slice: another token
+    # the slice kept a shifted index, hence its own lazy coordinates: tokenised by its grid too
+    tokenize(a.isel(x=slice(1, 5)))
+
+
 def test_the_coarse_irf_grid_has_its_own_names():
     fine = SkyGeom.create(CRAB, 0.02, npix=(250, 250), axes=[RECO])
     coarse = fine.to_binsz(0.2)
