@@ -211,7 +211,6 @@ def _run_local(func: Callable, calls: Sequence[tuple[str, tuple]], threads: int,
     """The batch on dask's local scheduler: ``threads`` threads of this process, or with one the
     synchronous scheduler, each task after the one before it (an argument it ignores), in call order."""
     import dask
-    from dask.callbacks import Callback
 
     results: list[Any] = [None] * len(calls)
     failures: list[TaskFailure] = []
@@ -230,8 +229,9 @@ def _run_local(func: Callable, calls: Sequence[tuple[str, tuple]], threads: int,
     for i, (_, args) in enumerate(calls):  # a partial: dask neither looks into nor hashes the arguments
         after = tasks[-1] if threads == 1 and tasks else None
         tasks.append(attempt(functools.partial(func, *args), after, dask_key_name=("gpcube-task", i)))
-    # the callback goes with this computation alone, not to the ones the tasks run inside
-    options = {"callbacks": [Callback(posttask=finished)._callback], "optimize_graph": False}
+    # the callback goes with this computation alone, not to the ones the tasks run inside: the local
+    # schedulers' ``callbacks`` take (start, start_state, pretask, posttask, finish) tuples
+    options = {"callbacks": [(None, None, None, finished, None)], "optimize_graph": False}
     if threads == 1:
         dask.compute(*tasks, scheduler="synchronous", **options)
     else:
