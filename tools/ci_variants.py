@@ -6,7 +6,8 @@
    to fail there (strictly: one that passes fails the run, so that the list is kept short).
 2. Python 3.13, when an interpreter is found (:func:`python313`): a virtual environment of its own
    (``GPCUBE_VENV313``, default ``../venv313`` beside the clone, kept between runs), the package
-   installed with its test extra at the versions of ``tools/constraints-py313.txt``, and the suite
+   installed with its test and docs extras (as the README's install command; the notebook and docs
+   tests need the docs extra) at the versions of ``tools/constraints-py313.txt``, and the suite
    outside ``tests/validation``.
 
 Usage, from the repository's root::
@@ -89,7 +90,7 @@ def python_313() -> bool:
     fresh = not (venv / "bin" / "python").exists()
     if fresh and not _run("python3.13 venv", [python, "-m", "venv", str(venv)]):
         return False
-    install = [bin_python, "-m", "pip", "install", "-q", "-c", str(CONSTRAINTS_313), "-e", ".[test]"]
+    install = [bin_python, "-m", "pip", "install", "-q", "-c", str(CONSTRAINTS_313), "-e", ".[test,docs]"]
     if not _run("python3.13 install", install):
         return False
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME")}
