@@ -46,6 +46,7 @@ from collections.abc import Callable, Sequence
 import numpy as np
 import xarray as xr
 
+from gpcube._arrays import band_reduce, elementwise, is_lazy, stack, where
 from gpcube.errors import GpcubeError
 from gpcube.estimators.bands import band_edges_of, band_slices, power_law_integral, power_law_shares
 from gpcube.estimators.correlate import correlate_array, radius_to_pixels, tophat_kernel
@@ -75,18 +76,14 @@ def _require(ds: xr.Dataset, name: str, why: str) -> xr.DataArray:
 
 def _band_reduce(array: xr.DataArray, slices: Sequence[slice], how: str = "sum") -> xr.DataArray:
     """``array`` summed (or OR-ed, ``how="any"``) over the bins of each band: dims ``(energy_reco, ...)``."""
-    parts = [getattr(array.isel({DIM: s}), how)(DIM) for s in slices]
-    out = xr.concat(parts, dim=DIM, coords="minimal", compat="override", join="override")
-    return out.drop_vars([c for c in out.coords if DIM in out[c].dims])
+    return band_reduce(array, DIM, slices, how)
 
 
 def _safe_sum_block(x: np.ndarray, safe: np.ndarray | None = None) -> np.ndarray:
-    """Sum over the last axis of ``x`` where ``safe`` (and, for floats, ``x`` is not NaN), bin by bin.
+    """Sum over the first axis of ``x`` where ``safe`` (and, for floats, ``x`` is not NaN), bin by bin.
 
     The bins are added in order into the dtype of ``numpy.sum``, as a sum along the axis would.
     """
-    x = np.moveaxis(x, -1, 0)
-    safe = None if safe is None else np.moveaxis(safe, -1, 0)
     nan_able = x.dtype.kind in "fc"
     out = np.zeros(x.shape[1:], dtype=np.sum(np.zeros(1, x.dtype)).dtype)
     for k in range(x.shape[0]):
@@ -102,12 +99,18 @@ def _safe_sum_block(x: np.ndarray, safe: np.ndarray | None = None) -> np.ndarray
 
 def _safe_sum(array: xr.DataArray, safe: xr.DataArray | None) -> xr.DataArray:
     """``array`` summed over ``energy_reco`` where ``safe`` (lazy on dask: one energy chunk per block)."""
-    args = [array] if safe is None else [array, safe]
-    out = xr.apply_ufunc(
-        _safe_sum_block, *args, input_core_dims=[[DIM]] * len(args), dask="parallelized",
-        output_dtypes=[np.sum(np.zeros(1, array.dtype)).dtype], dask_gufunc_kwargs={"allow_rechunk": True},
-    )  # fmt: skip
-    return out.drop_vars([c for c in out.coords if DIM in out[c].dims])
+    rest = tuple(d for d in array.dims if d != DIM)
+    data = [a.transpose(DIM, *rest).data for a in ([array] if safe is None else [array, safe])]
+    dtype = np.sum(np.zeros(1, array.dtype)).dtype
+    if any(is_lazy(d) for d in data):
+        import dask.array as da
+
+        data = [da.asarray(d).rechunk({0: -1}) for d in data]
+        summed = da.map_blocks(_safe_sum_block, *data, drop_axis=0, dtype=dtype, meta=np.array((), dtype))
+    else:
+        summed = _safe_sum_block(*data)
+    template = array.isel({DIM: 0}, drop=True).transpose(*rest)
+    return template.drop_vars([c for c in template.coords if DIM in template[c].dims]).copy(data=summed)
 
 
 class _Bands:
@@ -126,10 +129,8 @@ class _Bands:
             _safe_sum(part, None if self.safe is None else self.safe.isel({DIM: band}))
             for part, band in zip(parts, self.slices, strict=True)
         ]
-        out = sums[0].expand_dims(DIM) if len(sums) == 1 else xr.concat(
-            sums, dim=DIM, coords="minimal", compat="override", join="override"
-        )  # fmt: skip
-        return out if self.safe is not None else xr.where(self.mask, out, 0)
+        out = stack(sums, DIM)
+        return out if self.safe is not None else where(self.mask, out, 0)
 
     def sum(self, array: xr.DataArray) -> xr.DataArray:
         """``array`` (on the bins of ``slices``) summed over each band's safe bins."""
@@ -141,7 +142,7 @@ def _corr(array: xr.DataArray, kernel: np.ndarray) -> xr.DataArray:
 
 
 def _ufunc(func: Callable, *args: xr.DataArray) -> xr.DataArray:
-    return xr.apply_ufunc(func, *args, dask="parallelized", output_dtypes=[np.float64])
+    return elementwise(func, *args, dtype=np.float64)
 
 
 def _bands(lo, hi, energy_edges, off: xr.Dataset | None) -> tuple[np.ndarray, np.ndarray]:
@@ -178,7 +179,7 @@ def _onoff_background(onoff: xr.Dataset) -> xr.DataArray:
     if "alpha" in onoff.data_vars:
         alpha = onoff["alpha"]
     elif has_acc:
-        alpha = onoff["acceptance"] / onoff["acceptance_off"].where(onoff["acceptance_off"] > 0)
+        alpha = onoff["acceptance"] / where(onoff["acceptance_off"] > 0, onoff["acceptance_off"])
     else:
         raise GpcubeError("ON/OFF maps need 'alpha', or 'acceptance' and 'acceptance_off', with 'counts_off'")
     args = [alpha, counts_off]
@@ -197,12 +198,12 @@ def _onoff_maps(onoff: xr.Dataset, bands: _Bands, n_on, kernel, correlate_off) -
     if correlate_off:
         background = _corr(bands.sum(_onoff_background(onoff)), kernel)
         n_off = _corr(counts_off, kernel)
-        alpha = background / n_off.where(n_off > 0)
+        alpha = background / where(n_off > 0, n_off)
     else:
         for name in ("acceptance", "acceptance_off"):
             _require(onoff, name, "correlate_off=False")
         acceptance_off = bands.sum(onoff["acceptance_off"])
-        alpha = _corr(bands.sum(onoff["acceptance"]), kernel) / acceptance_off.where(acceptance_off > 0)
+        alpha = _corr(bands.sum(onoff["acceptance"]), kernel) / where(acceptance_off > 0, acceptance_off)
         n_off = counts_off
         background = alpha * n_off
     sqrt_ts = _ufunc(li_ma_significance, n_on, n_off, alpha)
@@ -210,21 +211,27 @@ def _onoff_maps(onoff: xr.Dataset, bands: _Bands, n_on, kernel, correlate_off) -
 
 
 def _weighted_sum_block(exposure: np.ndarray, weights: np.ndarray) -> np.ndarray:
-    """``sum_j weights[k, j] exposure[..., j]`` as ``(..., k)``: one matrix product (BLAS).
-
-    ``energy_true`` is moved back in front, where it is in the mosaic: no copy of the exposure.
-    """
-    return np.moveaxis(np.tensordot(weights, np.moveaxis(exposure, -1, 0), axes=1), 0, -1)
+    """``sum_j weights[k, j] exposure[j, ...]`` as ``(k, ...)``: one matrix product (BLAS)."""
+    return np.tensordot(weights, exposure, axes=1)
 
 
 def _weighted_sum(exposure: xr.DataArray, weights: np.ndarray) -> xr.DataArray:
     """``(energy_reco, ...)``: the true-energy bins of ``exposure`` weighted by ``weights[k, j]``."""
-    out = xr.apply_ufunc(
-        _weighted_sum_block, exposure, input_core_dims=[["energy_true"]], output_core_dims=[[DIM]],
-        dask="parallelized", output_dtypes=[np.float64], kwargs={"weights": np.asarray(weights, np.float64)},
-        dask_gufunc_kwargs={"output_sizes": {DIM: weights.shape[0]}, "allow_rechunk": True},
-    )  # fmt: skip
-    return out.transpose(DIM, ...)
+    rest = tuple(d for d in exposure.dims if d != "energy_true")
+    data = exposure.transpose("energy_true", *rest).data
+    weights = np.asarray(weights, np.float64)
+    if is_lazy(data):
+        import dask.array as da
+
+        data = data.rechunk({0: -1})
+        out = da.map_blocks(
+            _weighted_sum_block, data, weights=weights, chunks=((weights.shape[0],), *data.chunks[1:]),
+            dtype=np.float64, meta=np.array((), np.float64),
+        )  # fmt: skip
+    else:
+        out = _weighted_sum_block(data, weights)
+    template = exposure.isel(energy_true=0, drop=True).transpose(*rest)
+    return xr.DataArray(out, dims=(DIM, *rest), coords=template.coords, attrs=template.attrs)
 
 
 #: Exposure units of the makers (and the flux's own): their factors to cm2 s without importing astropy.
@@ -268,8 +275,8 @@ def _flux(mosaic, lo, hi, band_lo, band_hi, bands: _Bands, excess, kernel, index
         weights = shares / power_law_integral(b_lo, b_hi, index)  # w_kj: bin k's part of the band's flux
         parts.append(_weighted_sum(exposure, weights))
     n_safe = _corr(bands.mask, kernel)
-    mean = _corr(bands.sum_parts(parts), kernel) / n_safe.where(n_safe > 0)
-    return excess / (mean * to_cm2s).where(mean > 0)
+    mean = _corr(bands.sum_parts(parts), kernel) / where(n_safe > 0, n_safe)
+    return excess / where(mean > 0, mean * to_cm2s)
 
 
 def _band_coords(band_lo: np.ndarray, band_hi: np.ndarray, geom: SkyGeom) -> tuple[dict, SkyGeom]:
@@ -301,7 +308,7 @@ def _finish(maps: dict, mask: xr.DataArray, coords: dict, geom_attrs: dict, attr
     out = {}
     for name, array in maps.items():
         units, long_name = _DESCRIPTIONS[name]
-        array = array.astype(np.float64).where(mask).transpose(DIM, "y", "x").assign_coords(coords)
+        array = where(mask, array.astype(np.float64)).transpose(DIM, "y", "x").assign_coords(coords)
         array.attrs = {**attrs, "units": units, "long_name": long_name, "energy_type": "reco",
                        "geom": geom_attrs}  # fmt: skip
         out[name] = array.rename(name)
