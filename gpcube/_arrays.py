@@ -96,13 +96,13 @@ def _blockwise(func: Callable, data: list, dtype: Any, template: Any) -> Any:
     import dask.array as da
 
     index = tuple(range(template.ndim))
-    lazy_template = da.asarray(template)
+    lazy_template = template if is_lazy(template) else da.asarray(template)
     pairs = []
     for d in data:
-        if np.ndim(d) == 0 and not is_lazy(d):
+        if not is_lazy(d) and np.ndim(d) == 0:
             pairs += [d, None]
             continue
-        d = da.asarray(d)
+        d = d if is_lazy(d) else da.asarray(d)
         sizes = zip(d.chunks, d.shape, lazy_template.shape, lazy_template.chunks, strict=True)
         chunks = tuple(own if size != full else wanted for own, size, full, wanted in sizes)
         pairs += [d if chunks == d.chunks else d.rechunk(chunks), index]
@@ -146,25 +146,44 @@ def reduce_first(data: Any, how: str, keepdims: bool = False) -> Any:
     return getattr(data, how)(axis=0, keepdims=keepdims)
 
 
+def _band_block(block: np.ndarray, slices: Sequence[slice], how: str) -> np.ndarray:
+    """``block`` reduced over each run ``slices`` of its first axis, stacked on that axis."""
+    return np.stack([getattr(block[s], how)(axis=0) for s in slices])
+
+
 def band_reduce(array: xr.DataArray, dim: str, slices: Sequence[slice], how: str = "sum") -> xr.DataArray:
     """``array`` reduced over the bins of each band along ``dim``: dims ``(dim, ...)``, one bin per band.
 
     ``how`` is ``"sum"`` or ``"any"`` (numpy's dtypes); ``dim`` comes first in the result, the other
-    dims keep their order and coordinates; the coordinates along ``dim`` are dropped.
+    dims keep their order and coordinates; the coordinates along ``dim`` are dropped. On dask, one
+    task per block of the other dims, with all of ``dim`` in it (numpy's numbers exactly).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import xarray as xr
+    >>> cube = xr.DataArray(np.arange(8).reshape(4, 2), dims=("energy", "x"))
+    >>> band_reduce(cube, "energy", [slice(0, 1), slice(1, 4)]).values
+    array([[ 0,  1],
+           [12, 15]])
     """
     rest = tuple(d for d in array.dims if d != dim)
     moved = array.transpose(dim, *rest)
     data = moved.data
-    parts = [reduce_first(data[s], how, keepdims=True) for s in slices]
+    dtype = getattr(np.zeros((1, 1), moved.dtype), how)(axis=0).dtype
     if is_lazy(data):
         import dask.array as da
 
-        stacked = da.concatenate(parts, axis=0)
+        data = data.rechunk({0: -1})
+        reduced = da.map_blocks(
+            _band_block, data, slices=list(slices), how=how, chunks=((len(slices),), *data.chunks[1:]),
+            dtype=dtype, meta=np.array((), dtype),
+        )  # fmt: skip
     else:
-        stacked = np.concatenate(parts, axis=0)
-    keep = {k: v for k, v in moved.coords.items() if dim not in v.dims}
-    out = moved.isel({dim: slice(0, len(slices))}).drop_vars([c for c in moved.coords if c not in keep])
-    return out.copy(data=stacked)
+        reduced = _band_block(data, slices, how)
+    template = moved.isel({dim: slice(0, len(slices))})
+    template = template.drop_vars([c for c in template.coords if dim in template[c].dims])
+    return template.copy(data=reduced)
 
 
 def stack(arrays: Sequence[xr.DataArray], dim: str) -> xr.DataArray:
@@ -178,7 +197,10 @@ def stack(arrays: Sequence[xr.DataArray], dim: str) -> xr.DataArray:
     if any(is_lazy(d) for d in data):
         import dask.array as da
 
-        stacked = da.stack([da.asarray(d) for d in data], axis=0)
+        # one chunk along the new dim, as band_reduce makes it: the estimators' band maps then add
+        # and divide block by block (dask's query-planning arrays fail on elementwise operations of
+        # arrays chunked differently: https://github.com/dask/dask issue to file, see docs/makers.rst)
+        stacked = da.stack([d if is_lazy(d) else da.asarray(d) for d in data], axis=0).rechunk({0: -1})
     else:
         stacked = np.stack(data, axis=0)
     dims = (dim, *first.dims)

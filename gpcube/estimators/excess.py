@@ -68,6 +68,20 @@ _DESCRIPTIONS = {
 }
 
 
+def _chunked_as(mosaic: xr.Dataset, counts: xr.DataArray) -> xr.Dataset:
+    """``mosaic`` with the pixel chunks of ``counts`` (when lazy): the maps then combine block by block.
+
+    Elementwise operations of arrays chunked differently fail with dask's query-planning arrays
+    (dask 2026.8-2026.11; docs/makers.rst), and cost a rechunk without them.
+    """
+    if not is_lazy(counts):
+        return mosaic
+    pixel = {d: c for d, c in zip(counts.dims, counts.chunks, strict=True) if d in ("y", "x")}
+    lazy = [name for name, v in mosaic.data_vars.items() if is_lazy(v) and set(pixel) <= set(v.dims)]
+    changed = [n for n in lazy if any(mosaic[n].chunksizes[d] != c for d, c in pixel.items())]
+    return mosaic.assign({n: mosaic[n].chunk(pixel) for n in changed}) if changed else mosaic
+
+
 def _require(ds: xr.Dataset, name: str, why: str) -> xr.DataArray:
     if name not in ds.data_vars:
         raise GpcubeError(f"the mosaic has no {name!r} variable ({why}); variables: {list(ds.data_vars)}")
@@ -405,6 +419,7 @@ def estimate_excess_map(
     3.4e-11
     """
     counts = _require(mosaic, "counts", "the ON counts")
+    mosaic = _chunked_as(mosaic, counts)
     geom = mosaic.sky.geom
     kernel = tophat_kernel(radius_to_pixels(geom.binsz, radius))
     lo, hi = band_edges_of(counts)

@@ -17,6 +17,7 @@ from __future__ import annotations
 import numpy as np
 import xarray as xr
 
+from gpcube._arrays import is_lazy, numpy_values
 from gpcube.errors import GpcubeError
 from gpcube.estimators.bands import EDGE_RTOL, band_edges_of, band_slices, power_law_integral
 from gpcube.geom import IRF_DIMS, SkyGeom
@@ -108,7 +109,7 @@ def _check_edges(name: str, ours: tuple[np.ndarray, np.ndarray], theirs: tuple[n
 
 def _kernels_on(edisp: xr.DataArray, reco_edges: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
     """The kernels ``(reco, true, irf_y, irf_x)`` in float64 on the counts' reco bins (sums of their own)."""
-    kernel = edisp.transpose("energy_reco", "energy_true", *IRF_DIMS).values.astype(np.float64)
+    kernel = numpy_values(edisp.transpose("energy_reco", "energy_true", *IRF_DIMS)).astype(np.float64)
     own = band_edges_of(edisp, "energy_reco")
     if len(own[0]) == len(reco_edges[0]) and all(
         np.allclose(a, b, rtol=EDGE_RTOL, atol=0.0) for a, b in zip(own, reco_edges, strict=True)
@@ -159,11 +160,34 @@ def folded_exposure(
     iy = coarse_pixel_index(fine, coarse, 1) - int(edisp["irf_y"].values[0])
     ix = coarse_pixel_index(fine, coarse, 0) - int(edisp["irf_x"].values[0])
     exposure = exposure.drop_vars([c for c in exposure.coords if "energy_true" in exposure[c].dims])
-    iy_da = xr.DataArray(iy, dims="y", coords={"y": exposure["y"]})
-    ix_da = xr.DataArray(ix, dims="x", coords={"x": exposure["x"]})
-    out = xr.apply_ufunc(
-        _fold_block, exposure, iy_da, ix_da, input_core_dims=[["energy_true"], [], []],
-        output_core_dims=[["energy_reco"]], dask="parallelized", output_dtypes=[np.float64],
-        kwargs={"kernels": kernel}, dask_gufunc_kwargs={"output_sizes": {"energy_reco": kernel.shape[0]}},
-    )  # fmt: skip
-    return out.transpose("energy_reco", ...)
+    rest = tuple(d for d in exposure.dims if d != "energy_true")
+    if rest != ("y", "x"):
+        raise GpcubeError(f"the exposure must have dims (energy_true, y, x), got {exposure.dims}")
+    data = exposure.transpose("energy_true", "y", "x").data
+    if is_lazy(data):
+        import dask.array as da
+
+        data = data.rechunk({0: -1})
+        starts = [np.cumsum((0, *sizes)) for sizes in data.chunks[1:]]
+        out = da.map_blocks(
+            _fold_lazy_block, data, starts=starts, iy=iy, ix=ix, kernels=kernel, dtype=np.float64,
+            chunks=((kernel.shape[0],), *data.chunks[1:]), meta=np.array((), np.float64),
+        )  # fmt: skip
+    else:
+        out = _fold_first(data, iy, ix, kernel)
+    template = exposure.isel(energy_true=0, drop=True)
+    return xr.DataArray(out, dims=("energy_reco", *rest), coords=template.coords, attrs=template.attrs)
+
+
+def _fold_first(exposure: np.ndarray, iy: np.ndarray, ix: np.ndarray, kernels: np.ndarray) -> np.ndarray:
+    """:func:`_fold_block` of an ``(energy_true, y, x)`` block, as ``(energy_reco, y, x)`` (views)."""
+    folded = _fold_block(np.moveaxis(exposure, 0, -1), iy[:, None], ix[None, :], kernels)
+    return np.moveaxis(folded, -1, 0)
+
+
+def _fold_lazy_block(exposure, starts, iy, ix, kernels, block_id=None) -> np.ndarray:
+    """:func:`_fold_first` of the dask block ``block_id``: its rows and columns of ``iy`` and ``ix``."""
+    _, j, k = block_id
+    rows = slice(starts[0][j], starts[0][j + 1])
+    columns = slice(starts[1][k], starts[1][k + 1])
+    return _fold_first(exposure, iy[rows], ix[columns], kernels)

@@ -87,12 +87,24 @@ def observation_ring(
     return ring[list(RING_DTYPES)]
 
 
+def _ratio_or_nan(numerator: np.ndarray, total: np.ndarray) -> np.ndarray:
+    """``numerator / total``, NaN where ``total`` is not positive."""
+    return np.where(total > 0, numerator / np.where(total > 0, total, 1), np.nan)
+
+
 def _lazy_average_alpha(alpha_counts_off: da.Array, counts_off: da.Array) -> da.Array:
-    """:func:`gpcube.makers.average_alpha` as a lazy dask reduction (NaN without OFF counts)."""
+    """:func:`gpcube.makers.average_alpha` as a lazy dask reduction (NaN without OFF counts).
+
+    The two sums are dask reductions and their ratio a 0-d :func:`dask.array.blockwise` (``da.where``
+    is not implemented for dask's query-planning arrays).
+    """
     import dask.array as da
 
     total = counts_off.sum(dtype=np.float64)
-    return da.where(total > 0, alpha_counts_off.sum(dtype=np.float64) / da.where(total > 0, total, 1), np.nan)
+    weighted = alpha_counts_off.sum(dtype=np.float64)
+    return da.blockwise(
+        _ratio_or_nan, (), weighted, (), total, (), dtype=np.float64, meta=np.array((), np.float64)
+    )
 
 
 def _combined_block(off, aoff, acc, average) -> np.ndarray:
@@ -115,7 +127,8 @@ def stacked_ring(sums: xr.Dataset) -> xr.Dataset:
         average = _lazy_average_alpha(aoff, off)
         chunks = ((2,), *off.chunks)
         both = da.map_blocks(
-            _combined_block, off, aoff, acc, average, new_axis=0, chunks=chunks, dtype=np.float32
+            _combined_block, off, aoff, acc, average, new_axis=0, chunks=chunks, dtype=np.float32,
+            meta=np.array((), np.float32),
         )
     else:
         both = np.stack(combine_ring_sums(off, aoff, acc)).astype(np.float32)
