@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 import xarray as xr
 
-__all__ = ["band_reduce", "elementwise", "is_lazy", "numpy_values", "reduce_first", "where"]
+__all__ = ["band_reduce", "elementwise", "is_lazy", "numpy_values", "stack", "where"]
 
 
 def is_lazy(data: Any) -> bool:
@@ -135,28 +135,19 @@ def where(cond: xr.DataArray, x: Any, other: Any = np.nan) -> xr.DataArray:
     return elementwise(np.where, cond, x, other, dtype=dtype, like=1)
 
 
-def reduce_first(data: Any, how: str, keepdims: bool = False) -> Any:
-    """``data`` reduced over its first axis (``how``: ``"sum"``, ``"any"``, ``"nansum"``), numpy or dask."""
-    if how == "nansum":
-        if is_lazy(data):
-            import dask.array as da
-
-            return da.nansum(data, axis=0, keepdims=keepdims)
-        return np.nansum(data, axis=0, keepdims=keepdims)
-    return getattr(data, how)(axis=0, keepdims=keepdims)
-
-
 def _band_block(block: np.ndarray, slices: Sequence[slice], how: str) -> np.ndarray:
     """``block`` reduced over each run ``slices`` of its first axis, stacked on that axis."""
-    return np.stack([getattr(block[s], how)(axis=0) for s in slices])
+    reduce = getattr(np, how)
+    return np.stack([reduce(block[s], axis=0) for s in slices])
 
 
 def band_reduce(array: xr.DataArray, dim: str, slices: Sequence[slice], how: str = "sum") -> xr.DataArray:
     """``array`` reduced over the bins of each band along ``dim``: dims ``(dim, ...)``, one bin per band.
 
-    ``how`` is ``"sum"`` or ``"any"`` (numpy's dtypes); ``dim`` comes first in the result, the other
-    dims keep their order and coordinates; the coordinates along ``dim`` are dropped. On dask, one
-    task per block of the other dims, with all of ``dim`` in it (numpy's numbers exactly).
+    ``how`` is ``"sum"``, ``"nansum"`` or ``"any"`` (numpy's functions and dtypes). ``dim`` comes
+    first in the result, the other dims keep their order and coordinates; the coordinates along
+    ``dim`` are dropped. On dask, one task per block of the other dims, with all of ``dim`` in it
+    (numpy's numbers exactly).
 
     Examples
     --------
@@ -170,7 +161,7 @@ def band_reduce(array: xr.DataArray, dim: str, slices: Sequence[slice], how: str
     rest = tuple(d for d in array.dims if d != dim)
     moved = array.transpose(dim, *rest)
     data = moved.data
-    dtype = getattr(np.zeros((1, 1), moved.dtype), how)(axis=0).dtype
+    dtype = getattr(np, how)(np.zeros((1, 1), moved.dtype), axis=0).dtype
     if is_lazy(data):
         import dask.array as da
 

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import xarray as xr
 
+from gpcube._arrays import band_reduce
 from gpcube.errors import GpcubeError
 from gpcube.geom import ENERGY_AXIS_NAMES, EnergyAxis, SkyGeom, pixel_dims
 from gpcube.geom.world import attach_world_coords
@@ -66,19 +67,10 @@ def _edges(obj: xr.DataArray | xr.Dataset, dim: str, axis: EnergyAxis | None) ->
     raise GpcubeError(f"no bin edges for {dim!r}: no {dim}_lo/{dim}_hi coords, no matching geometry axis")
 
 
-def _nansum_last(data):
-    """The sum over the last axis, NaNs skipped: :func:`dask.array.nansum` on dask arrays."""
-    if hasattr(data, "__dask_graph__"):
-        import dask.array as da
-
-        return da.nansum(data, axis=-1)
-    return np.nansum(data, axis=-1)
-
-
 def _sum_over(obj: xr.DataArray, dim: str) -> xr.DataArray:
-    """``obj.sum(dim, keep_attrs=True)`` (NaNs skipped), also on arrays of dask's array query planning,
-    for which xarray's reductions of lazy arrays are not implemented (dask 2026.8)."""
-    return xr.apply_ufunc(_nansum_last, obj, input_core_dims=[[dim]], dask="allowed", keep_attrs=True)
+    """``obj.sum(dim, keep_attrs=True)`` (NaNs skipped), lazily on dask arrays, those of dask's array
+    query planning too (xarray's reductions of them are not implemented, dask 2026.8)."""
+    return band_reduce(obj, dim, [slice(None)], "nansum").isel({dim: 0}, drop=True)
 
 
 def _energy_axes(obj: xr.DataArray | xr.Dataset, geom: SkyGeom) -> tuple[EnergyAxis, ...]:

@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 import numpy as np
 import xarray as xr
 
+from gpcube._arrays import band_reduce
 from gpcube.errors import GpcubeError
 from gpcube.geom import IRF_DIMS, SKY_DIMS, SkyGeom
 from gpcube.io.dataset_meta import ObservationMeta, gti_hdu, livetime_meta, meta_table_hdu
@@ -361,13 +362,13 @@ def _kernel_on_bins(edisp: xr.DataArray, counts: xr.DataArray) -> xr.DataArray:
         )
     if index.size == fine.size:
         return edisp
-    parts = [edisp.isel(energy_reco=slice(i, j)).sum("energy_reco") for i, j in itertools.pairwise(index)]
+    runs = [slice(i, j) for i, j in itertools.pairwise(index)]
     unit = {"units": _AXES["energy_reco"][2]}
     edges = {
         "energy_reco_lo": ("energy_reco", bins[:-1], unit),
         "energy_reco_hi": ("energy_reco", bins[1:], unit),
     }
-    return xr.concat(parts, dim="energy_reco").assign_coords(edges).assign_attrs(edisp.attrs)
+    return band_reduce(edisp, "energy_reco", runs).assign_coords(edges).assign_attrs(edisp.attrs)
 
 
 def _map_specs(ds: xr.Dataset, table: dict, label: str) -> list[_MapSpec]:

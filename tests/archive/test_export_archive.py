@@ -89,7 +89,7 @@ def test_an_observation_exports_its_own_products(map_archive, tmp_path):
 
 
 def test_the_observations_masked_counts_sum_to_the_mosaics(map_archive, tmp_path):
-    mosaic = gpcube.open_archive(map_archive)["counts"].values
+    mosaic = gpcube.open_archive(map_archive)["counts"].to_numpy()
     total = np.zeros_like(mosaic)
     for obs_id, attrs in complete_observations(map_archive).items():
         path = export(map_archive, tmp_path / f"{obs_id}.fits", obs_id=obs_id)

@@ -37,7 +37,7 @@ def test_significance_group_holds_the_estimator_maps(fov_archive):
     assert written.attrs["statistic"] == "cash" and written.attrs["background_method"] == "fov"
     assert set(written.data_vars) == set(expected.data_vars) >= {"counts", "excess", "sqrt_ts", "flux"}
     for name in expected.data_vars:
-        got, want = written[name].values, expected[name].values.astype(np.float32)
+        got, want = written[name].to_numpy(), expected[name].to_numpy().astype(np.float32)
         np.testing.assert_array_equal(got, want, err_msg=name)
     np.testing.assert_array_equal(written["energy_reco_lo"], [0.5, 5.0])
     assert np.nanmax(written["sqrt_ts"].values) > 10  # the Crab
@@ -61,7 +61,7 @@ def test_cli_significance_and_fits_export(fov_archive, tmp_path, capsys):
         names = [h.name for h in hdul]
         for var in maps.data_vars:
             assert var.upper() in names and f"{var.upper()}_BANDS" in names
-        np.testing.assert_array_equal(hdul["SQRT_TS"].data, maps["sqrt_ts"].values)
+        np.testing.assert_array_equal(hdul["SQRT_TS"].data, maps["sqrt_ts"].to_numpy())
         assert u.Unit(hdul["FLUX"].header["BUNIT"]) == u.Unit("cm-2 s-1")
     again = tmp_path / "again.fits"
     assert main(["export", str(fov_archive), str(again), "--significance"]) == 0
@@ -162,7 +162,7 @@ def test_run_with_a_significance_section_makes_the_maps_and_keeps_them_current(t
     assert first["significance"]["statistic"] == "cash"
     written = gpcube.open_archive(out, significance=True)
     expected = pipeline.significance(out, 0.12, energy_edges=[0.5, 5.0, 50.0], in_memory=True)
-    np.testing.assert_array_equal(written["sqrt_ts"].values, expected["sqrt_ts"].values)
+    np.testing.assert_array_equal(written["sqrt_ts"].to_numpy(), expected["sqrt_ts"].to_numpy())
 
     made = []
     original = pipeline.significance

@@ -115,6 +115,6 @@ def test_dataarray_radius_in_degrees_of_the_geometry():
     out = correlate(image.chunk({"y": 7, "x": 9}), 0.2)  # 4 pixels
     assert out.dims == image.dims and out.name == "counts" and out.attrs["correlation_radius"] == 0.2
     assert out.attrs["geom"] == geom.to_attrs() and out.chunks is not None
-    np.testing.assert_array_equal(out.values, correlate_array(data, tophat_kernel(4.0)))
+    np.testing.assert_array_equal(out.to_numpy(), correlate_array(data, tophat_kernel(4.0)))
     with pytest.raises(GpcubeError, match="y"):
         correlate(image.transpose("y", "x", "energy_reco"), 0.2)
