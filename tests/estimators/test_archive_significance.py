@@ -66,7 +66,7 @@ def test_cli_significance_and_fits_export(fov_archive, tmp_path, capsys):
     again = tmp_path / "again.fits"
     assert main(["export", str(fov_archive), str(again), "--significance"]) == 0
     with fits.open(again) as hdul:
-        np.testing.assert_array_equal(hdul["EXCESS"].data, maps["excess"].values)
+        np.testing.assert_array_equal(hdul["EXCESS"].data, maps["excess"].to_numpy())
 
 
 def test_significance_errors(tmp_path, fov_archive):
@@ -133,7 +133,7 @@ def test_ring_maps_default_to_the_rings_bands(ring_archive, in_memory, capsys):
     np.testing.assert_array_equal(maps["energy_reco_hi"].values, hi)
     explicit = pipeline.significance(ring_archive, 0.12, energy_edges=[*lo, hi[-1]], in_memory=in_memory)
     for name in maps.data_vars:
-        np.testing.assert_array_equal(maps[name].values, explicit[name].values, err_msg=name)
+        np.testing.assert_array_equal(maps[name].to_numpy(), explicit[name].to_numpy(), err_msg=name)
     one = pipeline.significance(ring_archive, 0.12, energy_edges=[lo[0], hi[-1]], in_memory=in_memory)
     assert one.sizes["energy_reco"] == 1
     assert main(["significance", str(ring_archive), "--radius", "0.12"]) == 0
