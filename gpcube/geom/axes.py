@@ -281,6 +281,8 @@ def rename_energy_dim(obj: xr.Dataset | xr.DataArray, old: str, new: str) -> xr.
     """
     if old not in obj.dims:
         return obj
+    if new in obj.dims:
+        raise GpcubeError(f"cannot rename the dim {old!r} to {new!r}: there is a {new!r} dim already")
     names = {old: new, **{f"{old}{s}": f"{new}{s}" for s in ("_lo", "_hi") if f"{old}{s}" in obj.coords}}
     out = obj.rename(names)
     if isinstance(out, xr.Dataset):

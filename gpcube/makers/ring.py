@@ -258,7 +258,7 @@ def _reco_edges(counts: xr.DataArray) -> np.ndarray:
     return np.append(counts["energy_reco_lo"].values, counts["energy_reco_hi"].values[-1])
 
 
-def _band_slices(counts: xr.DataArray, energy_edges: Sequence[float] | None) -> tuple[list[slice], np.ndarray]:
+def _band_slices(counts: xr.DataArray, energy_edges: Sequence[float] | None) -> tuple[list, np.ndarray]:
     """Bin slices of each band and the band edges (the counts' own edge values); each bin a band
     for ``energy_edges=None``."""
     edges = _reco_edges(counts)
