@@ -280,6 +280,9 @@ def test_output_geometry_and_image():
     assert out["sqrt_ts"].sky.geom.axes == geom.axes
     image = out["sqrt_ts"].sky.to_image()
     assert image.dims == ("y", "x") and float(image["energy_band_lo"]) == 0.5
+    from gpcube.accessor import _title
+
+    assert _title(out["sqrt_ts"].sky.to_image(energy=0)) == "sqrt_ts, energy band 0.5-50 TeV"
 
 
 def test_missing_variables_and_bad_radius():
