@@ -65,9 +65,11 @@ def open_archive(
     ring : bool
         Open the ring-background products (``background.method`` ``ring`` or ``adaptive_ring``)
         instead: ``counts``, ``counts_off``, ``acceptance``, ``acceptance_off``, ``alpha`` and
-        ``mask_safe`` on the ring's energy bands.
+        ``mask_safe`` on the ring's energy bands, the dim ``energy_band`` (coords ``energy_band_lo``,
+        ``energy_band_hi``).
     significance : bool
-        Open the maps that ``gpcube significance`` wrote (excess, ``sqrt_ts``, flux, ...).
+        Open the maps that ``gpcube significance`` wrote (excess, ``sqrt_ts``, flux, ...), on the dim
+        ``energy_band``.
     snapshot : str, optional
         The id of an earlier snapshot to open (``gpcube info`` lists the latest commits).
     storage_options : mapping, optional
