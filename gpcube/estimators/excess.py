@@ -382,8 +382,7 @@ def estimate_excess_map(
 
     >>> import gpcube
     >>> from gpcube.data import example_data_dir
-    >>> from gpcube.geom import BAND_DIM, EnergyAxis, SkyGeom
-from gpcube.geom.axes import rename_energy_dim
+    >>> from gpcube.geom import EnergyAxis, SkyGeom
     >>> obs = gpcube.DataStore.from_dir(example_data_dir()).observation(23523)
     >>> axes = [EnergyAxis.log(0.5, 50, 4, "energy_reco"), EnergyAxis.log(0.3, 100, 8, "energy_true")]
     >>> geom = SkyGeom.create((83.633, 22.014), binsz=0.05, width=4.0, axes=axes)
