@@ -59,8 +59,8 @@ FLUX_CODE = """\
 import gpcube
 import numpy as np
 
-folded = gpcube.open_archive("crab.zarr", significance=True).isel(energy_reco=0)
-plain = gpcube.open_archive("crab-noedisp.zarr", significance=True).isel(energy_reco=0)
+folded = gpcube.open_archive("crab.zarr", significance=True).isel(energy_band=0)
+plain = gpcube.open_archive("crab-noedisp.zarr", significance=True).isel(energy_band=0)
 peak = np.unravel_index(np.nanargmax(folded["sqrt_ts"].values), folded["sqrt_ts"].shape)
 print("flux_edisp:", folded["flux"].attrs["flux_edisp"], plain["flux"].attrs["flux_edisp"])
 f, p = float(folded["flux"].values[peak]), float(plain["flux"].values[peak])

@@ -19,10 +19,10 @@ def _list_table(header: list[str], rows: list[list[str]], widths: str) -> list[s
     return lines
 
 
-def product_rows() -> list[list[str]]:
-    """One row per product of :data:`gpcube.makers.registry.PRODUCTS`."""
+def product_rows(products=None) -> list[list[str]]:
+    """One row per product of ``products`` (default :data:`gpcube.makers.registry.PRODUCTS`)."""
     rows = []
-    for p in registry.PRODUCTS.values():
+    for p in (registry.PRODUCTS if products is None else products).values():
         maker = f":func:`~gpcube.makers.{p.maker.partition(':')[2]}`"
         made = "when listed in ``products``" if p.requestable else p.made_with
         stack = f"the mean weighted by ``{p.weight}``" if p.weight else registry.STACK_RULES[p.stack]
@@ -39,6 +39,16 @@ class ProductTable(SphinxDirective):
         header = ["name", "grid", "dims (then the pixels)", "units", "stored as", "maker", "made"]
         header.append("in the mosaic")
         lines = _list_table(header, product_rows(), "11 5 18 6 7 20 12 21")
+        return self.parse_text_to_nodes("\n".join(lines))
+
+
+class RingProductTable(SphinxDirective):
+    """``.. gpcube-ring-products::``: the ring background's products of the registry."""
+
+    def run(self):
+        header = ["name", "grid", "dims (then the pixels)", "units", "stored as", "maker", "made"]
+        header.append("in the mosaic")
+        lines = _list_table(header, product_rows(registry.RING_PRODUCTS), "11 5 18 6 7 20 12 21")
         return self.parse_text_to_nodes("\n".join(lines))
 
 
@@ -60,5 +70,6 @@ class MethodTable(SphinxDirective):
 
 def setup(app):
     app.add_directive("gpcube-products", ProductTable)
+    app.add_directive("gpcube-ring-products", RingProductTable)
     app.add_directive("gpcube-methods", MethodTable)
     return {"parallel_read_safe": True}

@@ -16,7 +16,7 @@ import xarray as xr
 
 from gpcube._arrays import band_reduce
 from gpcube.errors import GpcubeError
-from gpcube.geom import ENERGY_AXIS_NAMES, EnergyAxis, SkyGeom, pixel_dims
+from gpcube.geom import BAND_DIM, ENERGY_AXIS_NAMES, EnergyAxis, SkyGeom, pixel_dims
 from gpcube.geom.world import attach_world_coords
 
 if TYPE_CHECKING:
@@ -337,7 +337,8 @@ def _title(image: xr.DataArray) -> str:
     for dim in ENERGY_AXIS_NAMES:
         if f"{dim}_lo" in image.coords and image[f"{dim}_lo"].ndim == 0:
             lo, hi = float(image[f"{dim}_lo"]), float(image[f"{dim}_hi"])
-            parts.append(f"{dim.removeprefix('energy_')} energy {lo:.3g}-{hi:.3g} TeV")
+            label = "energy band" if dim == BAND_DIM else f"{dim.removeprefix('energy_')} energy"
+            parts.append(f"{label} {lo:.3g}-{hi:.3g} TeV")
     return ", ".join(parts)
 
 

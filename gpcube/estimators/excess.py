@@ -1,6 +1,7 @@
 """Correlated counts, background, excess, significance and flux maps of a mosaic, per energy band.
 
-A band is a run of contiguous reco bins (default one band over the whole ``energy_reco`` axis).
+A band is a run of contiguous reco bins (default one band over the whole ``energy_reco`` axis); the
+maps are on the dim ``energy_band``, one entry per band.
 ``mask`` is the OR of ``mask_safe`` over the band's bins; ``S[x]`` sums ``x`` over the band's bins
 where each bin is safe (as the mosaic and Gammapy sum counts); ``C[x]`` is the top-hat correlation
 of ``x`` (:mod:`gpcube.estimators.correlate`). Then:
@@ -52,7 +53,8 @@ from gpcube.estimators.bands import band_edges_of, band_slices, power_law_integr
 from gpcube.estimators.correlate import correlate_array, radius_to_pixels, tophat_kernel
 from gpcube.estimators.reco_exposure import folded_exposure, power_law_true_weights
 from gpcube.estimators.stats import cash_significance, li_ma_significance
-from gpcube.geom import EnergyAxis, SkyGeom
+from gpcube.geom import BAND_DIM, EnergyAxis, SkyGeom
+from gpcube.geom.axes import rename_energy_dim
 
 __all__ = ["estimate_excess_map"]
 
@@ -294,14 +296,16 @@ def _flux(mosaic, lo, hi, band_lo, band_hi, bands: _Bands, excess, kernel, index
 
 
 def _band_coords(band_lo: np.ndarray, band_hi: np.ndarray, geom: SkyGeom) -> tuple[dict, SkyGeom]:
-    """Coordinates of the band dim and the output geometry (band axis when the bands are contiguous)."""
+    """Coordinates of the output's band dim (``energy_band``) and the output geometry (band axis when
+    the bands are contiguous)."""
+    band = (BAND_DIM,)
     coords = {
-        DIM: xr.Variable((DIM,), np.sqrt(band_lo * band_hi), {"units": "TeV", "long_name": "log-centre"}),
-        f"{DIM}_lo": xr.Variable((DIM,), band_lo, {"units": "TeV"}),
-        f"{DIM}_hi": xr.Variable((DIM,), band_hi, {"units": "TeV"}),
+        BAND_DIM: xr.Variable(band, np.sqrt(band_lo * band_hi), {"units": "TeV", "long_name": "log-centre"}),
+        f"{BAND_DIM}_lo": xr.Variable(band, band_lo, {"units": "TeV"}),
+        f"{BAND_DIM}_hi": xr.Variable(band, band_hi, {"units": "TeV"}),
     }
     contiguous = np.array_equal(band_hi[:-1], band_lo[1:])
-    axes = (EnergyAxis(DIM, np.append(band_lo, band_hi[-1])),) if contiguous else ()
+    axes = (EnergyAxis(BAND_DIM, np.append(band_lo, band_hi[-1])),) if contiguous else ()
     return coords, geom.with_axes(*axes)
 
 
@@ -322,7 +326,8 @@ def _finish(maps: dict, mask: xr.DataArray, coords: dict, geom_attrs: dict, attr
     out = {}
     for name, array in maps.items():
         units, long_name = _DESCRIPTIONS[name]
-        array = where(mask, array.astype(np.float64)).transpose(DIM, "y", "x").assign_coords(coords)
+        array = where(mask, array.astype(np.float64)).rename({DIM: BAND_DIM})
+        array = array.transpose(BAND_DIM, "y", "x").assign_coords(coords)
         array.attrs = {**attrs, "units": units, "long_name": long_name, "energy_type": "reco",
                        "geom": geom_attrs}  # fmt: skip
         out[name] = array.rename(name)
@@ -351,14 +356,17 @@ def estimate_excess_map(
         ``counts (energy_reco, y, x)``, ``mask_safe`` (optional: all safe), the geometry in attrs
         (``.sky.geom``) and either ``background`` (known background: Cash) or ``counts_off`` with
         ``alpha`` or ``acceptance`` and ``acceptance_off`` (ON/OFF: Li & Ma) on the same bins;
-        optionally ``exposure (energy_true, y, x)`` for the flux.
+        optionally ``exposure (energy_true, y, x)`` for the flux. Maps on ``energy_band`` (the ring
+        products: ``gpcube.open_archive(path, ring=True)``) instead of ``energy_reco`` are taken with
+        their bands as the bins.
     radius : float
         Correlation radius in deg (the disc of pixel centres within ``radius / binsz`` pixels).
     energy_edges : sequence of float or Quantity, optional
         Band edges (TeV), each a reco bin edge; default one band over all bins (or the bins of ``off``).
     off : xarray.Dataset, optional
-        ON/OFF maps on their own ``energy_reco`` bins (e.g. ring-background bands): ``counts_off`` with
-        ``alpha`` or ``acceptance`` and ``acceptance_off``, and ``energy_reco_lo/_hi`` coords. Each band
+        ON/OFF maps on their own bins (e.g. the ring background's ``energy_band`` bands, or
+        ``energy_reco`` bins): ``counts_off`` with ``alpha`` or ``acceptance`` and ``acceptance_off``, and
+        ``<dim>_lo/_hi`` coords. Each band
         is summed over the counts' bins and the OFF bins it covers; by default the bands are the OFF
         bins.
     spectral_index : float
@@ -376,11 +384,12 @@ def estimate_excess_map(
     Returns
     -------
     xarray.Dataset
-        Float64 ``(energy_reco, y, x)`` variables ``counts``, ``background``, ``excess``,
-        ``sqrt_ts``, plus ``counts_off`` and ``alpha`` (ON/OFF) and ``flux`` (with an exposure); one
-        ``energy_reco`` bin per band with ``energy_reco_lo/_hi`` coords; NaN outside the safe mask. The
-        attrs hold the geometry (band axis), ``correlation_radius`` (deg), ``statistic`` ("cash" or
-        "wstat") and, with a flux, ``spectral_index`` and ``flux_edisp`` (whether the kernels were used).
+        Float64 ``(energy_band, y, x)`` variables ``counts``, ``background``, ``excess``,
+        ``sqrt_ts``, plus ``counts_off`` and ``alpha`` (ON/OFF) and ``flux`` (with an exposure): the
+        dim ``energy_band``, one entry per band, with ``energy_band_lo/_hi`` coords (TeV); NaN outside
+        the safe mask. The attrs hold the geometry (band axis), ``correlation_radius`` (deg),
+        ``statistic`` ("cash" or "wstat") and, with a flux, ``spectral_index`` and ``flux_edisp``
+        (whether the kernels were used).
 
     See Also
     --------
@@ -418,6 +427,9 @@ def estimate_excess_map(
     >>> float(maps["flux"][0, iy, ix])  # cm-2 s-1 from 0.5 to 50 TeV within 0.1 deg, index 2
     3.4e-11
     """
+    # maps on bands (the ring's ``energy_band``) are maps on bins here: the estimator's bins
+    mosaic = rename_energy_dim(mosaic, BAND_DIM, DIM)
+    off = None if off is None else rename_energy_dim(off, BAND_DIM, DIM)
     counts = _require(mosaic, "counts", "the ON counts")
     mosaic = _chunked_as(mosaic, counts)
     geom = mosaic.sky.geom
@@ -453,4 +465,4 @@ def estimate_excess_map(
     coords, out_geom = _band_coords(band_lo, band_hi, geom)
     maps = {k: maps[k] for k in order if k in maps}
     geom_attrs = _geom_attrs(out_geom, mosaic.attrs.get("geom"))
-    return _finish(maps, mask.assign_coords(coords), coords, geom_attrs, attrs)
+    return _finish(maps, mask, coords, geom_attrs, attrs)

@@ -5,11 +5,12 @@ See ``docs/geometry.rst`` for the conventions (pixel indices, coords, JSON attrs
 """
 
 from gpcube.geom._util import skycoord_to_lonlat
-from gpcube.geom.axes import ENERGY_AXIS_NAMES, EnergyAxis
+from gpcube.geom.axes import BAND_DIM, ENERGY_AXIS_NAMES, EnergyAxis
 from gpcube.geom.cutout import cutout
 from gpcube.geom.sky import FRAMES, IRF_DIMS, PROJECTIONS, SKY_DIMS, SkyGeom, pixel_dims
 
 __all__ = [
+    "BAND_DIM",
     "ENERGY_AXIS_NAMES",
     "FRAMES",
     "IRF_DIMS",

@@ -10,9 +10,13 @@ import xarray as xr
 
 from gpcube.errors import GpcubeError
 
-__all__ = ["ENERGY_AXIS_NAMES", "EnergyAxis"]
+__all__ = ["BAND_DIM", "ENERGY_AXIS_NAMES", "EnergyAxis", "rename_energy_dim"]
 
-ENERGY_AXIS_NAMES = ("energy_reco", "energy_true")
+#: The dim of energy *bands*: runs of contiguous ``energy_reco`` bins that a product sums (the ring
+#: background's bands, the significance maps' bands). Its own name, so that a group on bands aligns
+#: with a parent group on the reco bins in one :class:`xarray.DataTree`.
+BAND_DIM = "energy_band"
+ENERGY_AXIS_NAMES = ("energy_reco", "energy_true", BAND_DIM)
 
 
 @dataclass(frozen=True, eq=False)
@@ -21,8 +25,8 @@ class EnergyAxis:
 
     Parameters
     ----------
-    name : {"energy_reco", "energy_true"}
-        Dimension name; also tells the energy type.
+    name : {"energy_reco", "energy_true", "energy_band"}
+        Dimension name; also tells the energy type (``energy_band``: bands of reco bins, type reco).
     edges : array_like
         Bin edges in TeV: 1-D, finite, positive, strictly increasing, at least 2 entries.
         Stored as a read-only float64 copy.
@@ -61,7 +65,7 @@ class EnergyAxis:
 
     def __post_init__(self) -> None:
         if self.name not in ENERGY_AXIS_NAMES:
-            raise GpcubeError(f"name must be 'energy_reco' or 'energy_true', got {self.name!r}")
+            raise GpcubeError(f"name must be one of {list(ENERGY_AXIS_NAMES)}, got {self.name!r}")
         try:
             edges = np.array(self.edges, dtype=np.float64)
         except (TypeError, ValueError) as exc:
@@ -85,7 +89,7 @@ class EnergyAxis:
             First and last edge in TeV, ``0 < emin < emax``.
         nbins : int
             Number of bins, at least 1.
-        name : {"energy_reco", "energy_true"}
+        name : {"energy_reco", "energy_true", "energy_band"}
             Dimension name.
 
         Returns
@@ -124,7 +128,7 @@ class EnergyAxis:
         ----------
         edges : array_like
             Bin edges in TeV: 1-D, finite, positive, strictly increasing, at least 2 entries.
-        name : {"energy_reco", "energy_true"}
+        name : {"energy_reco", "energy_true", "energy_band"}
             Dimension name.
 
         Returns
@@ -168,8 +172,8 @@ class EnergyAxis:
 
     @property
     def energy_type(self) -> str:
-        """``"reco"`` or ``"true"``."""
-        return self.name.removeprefix("energy_")
+        """``"reco"`` or ``"true"`` (``"reco"`` for ``energy_band``: bands of reco bins)."""
+        return "reco" if self.name == BAND_DIM else self.name.removeprefix("energy_")
 
     def to_coords(self) -> dict[str, xr.Variable]:
         """Coordinates along dimension ``name``: centres as the index, ``<name>_lo`` and ``<name>_hi``.
@@ -199,6 +203,8 @@ class EnergyAxis:
         }
 
     def _long_name(self) -> str:
+        if self.name == BAND_DIM:
+            return "reconstructed energy band (log-centre)"
         return f"{'reconstructed' if self.energy_type == 'reco' else 'true'} energy (bin log-centre)"
 
     def to_dict(self) -> dict[str, Any]:
@@ -245,3 +251,45 @@ class EnergyAxis:
     def __repr__(self) -> str:
         lo, hi = self.edges[0], self.edges[-1]
         return f"EnergyAxis({self.name!r}, {self.nbins} bins, {lo:.4g} to {hi:.4g} TeV)"
+
+
+def _renamed_geom(geom: Any, old: str, new: str) -> Any:
+    """Geometry attrs with the axis ``old`` named ``new`` (an axis already named ``new`` dropped)."""
+    if not isinstance(geom, dict) or not any(a.get("name") == old for a in geom.get("axes", [])):
+        return geom
+    axes = [{**a, "name": new} if a.get("name") == old else a for a in geom["axes"] if a.get("name") != new]
+    return {**geom, "axes": axes}
+
+
+def rename_energy_dim(obj: xr.Dataset | xr.DataArray, old: str, new: str) -> xr.Dataset | xr.DataArray:
+    """``obj`` with its energy dim ``old`` renamed ``new``: the dim, ``<old>_lo``/``<old>_hi`` and the
+    axis in the ``geom`` attrs (of ``obj`` and of its variables). Unchanged if it has no dim ``old``.
+
+    For the readers that take bands as bins (:data:`BAND_DIM` as ``energy_reco``: the estimators, the
+    FITS export, whose format has one reco energy axis).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import xarray as xr
+    >>> from gpcube.geom import EnergyAxis
+    >>> from gpcube.geom.axes import rename_energy_dim
+    >>> bands = xr.DataArray(np.ones(2), dims="energy_band",
+    ...                      coords=EnergyAxis("energy_band", [0.5, 5, 50]).to_coords())
+    >>> sorted(rename_energy_dim(bands, "energy_band", "energy_reco").coords)
+    ['energy_reco', 'energy_reco_hi', 'energy_reco_lo']
+    """
+    if old not in obj.dims:
+        return obj
+    if new in obj.dims:
+        raise GpcubeError(f"cannot rename the dim {old!r} to {new!r}: there is a {new!r} dim already")
+    names = {old: new, **{f"{old}{s}": f"{new}{s}" for s in ("_lo", "_hi") if f"{old}{s}" in obj.coords}}
+    out = obj.rename(names)
+    if isinstance(out, xr.Dataset):
+        out = out.assign({
+            name: var.assign_attrs(geom=_renamed_geom(var.attrs["geom"], old, new))
+            for name, var in out.data_vars.items() if "geom" in var.attrs
+        })  # fmt: skip
+    if "geom" in out.attrs:
+        out = out.assign_attrs(geom=_renamed_geom(out.attrs["geom"], old, new))
+    return out

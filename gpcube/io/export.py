@@ -33,7 +33,8 @@ import xarray as xr
 
 from gpcube._arrays import band_reduce
 from gpcube.errors import GpcubeError
-from gpcube.geom import IRF_DIMS, SKY_DIMS, SkyGeom
+from gpcube.geom import BAND_DIM, IRF_DIMS, SKY_DIMS, SkyGeom
+from gpcube.geom.axes import rename_energy_dim
 from gpcube.io.dataset_meta import ObservationMeta, gti_hdu, livetime_meta, meta_table_hdu
 from gpcube.makers.registry import PRODUCTS
 
@@ -226,7 +227,8 @@ def write_map_dataset_onoff(
     ----------
     onoff : xarray.Dataset
         ``counts``, ``counts_off`` (integers), ``acceptance`` and ``acceptance_off``, all
-        ``(energy_reco, y, x)`` on the same energy bins (e.g. the ring background's bands), and
+        ``(energy_reco, y, x)`` on the same energy bins, or all ``(energy_band, y, x)`` (the ring
+        background's bands, written as the dataset's reco energy bins), and
         optionally ``exposure(energy_true, y, x)``, ``mask_safe`` and ``mask_fit``; the geometry
         and energy edges as for :func:`write_map_dataset`.
     irf : xarray.Dataset, optional
@@ -276,6 +278,7 @@ def write_map_dataset_onoff(
     missing = [n for n in ("counts", *_OFF_MAPS) if n not in onoff.data_vars]
     if missing:
         raise GpcubeError(f"onoff: a MapDatasetOnOff needs {missing} as well")
+    onoff = rename_energy_dim(onoff, BAND_DIM, "energy_reco")  # the bands are the dataset's reco bins
     if irf is not None and "edisp" in irf.data_vars:
         edisp = _kernel_on_bins(irf["edisp"], onoff["counts"])
         if edisp is not irf["edisp"]:  # the reco axis is the ON maps' one now
@@ -288,7 +291,8 @@ def write_map_dataset_onoff(
 def write_maps(
     path: str | os.PathLike, maps: xr.Dataset, *, name: str = "gpcube", overwrite: bool = False
 ) -> Path:
-    """Write each ``(energy_reco, y, x)`` variable of ``maps`` as a FITS map HDU named after it.
+    """Write each ``(energy_reco, y, x)`` or ``(energy_band, y, x)`` variable of ``maps`` as a FITS map HDU
+    named after it (bands as reco energy bins: columns ``ENERGY``, ``E_MIN``, ``E_MAX``).
 
     For derived maps such as those of :func:`gpcube.estimators.estimate_excess_map`: ``sqrt_ts``
     becomes HDU ``SQRT_TS`` with its ``SQRT_TS_BANDS`` table, in the same layout as
@@ -300,6 +304,7 @@ def write_maps(
     _check_target(path, overwrite)
     if not isinstance(maps, xr.Dataset):
         raise GpcubeError("maps must be an xarray Dataset")
+    maps = rename_energy_dim(maps, BAND_DIM, "energy_reco")  # the bands are the maps' reco bins
     table = {
         var: (str(var).upper(), _ENERGY_RECO, "", "float")
         for var, da in maps.data_vars.items()

@@ -2,7 +2,8 @@
 
 One place holds the names and facts that the config validates against, the per-observation recipe
 makes, the archive stores, the mosaic combines and the export writes: :data:`PRODUCTS` (name, maker,
-grid, axes, energy type, units, stored dtype, mosaic rule), :data:`BACKGROUND_METHODS`,
+grid, axes, energy type, units, stored dtype, mosaic rule), the ring background's own products
+(:data:`RING_PRODUCTS`), :data:`BACKGROUND_METHODS`,
 :data:`SAFE_MASK_METHODS` and :data:`ORIENTATIONS`. The makers are named by dotted path and imported
 only when asked for (:meth:`Product.maker_function`), so importing this module costs nothing beyond
 numpy: the config reads it without importing a maker.
@@ -30,6 +31,7 @@ __all__ = [
     "GRIDS",
     "ORIENTATIONS",
     "PRODUCTS",
+    "RING_PRODUCTS",
     "SAFE_MASK_METHODS",
     "STACK_RULES",
     "BackgroundMethod",
@@ -51,6 +53,10 @@ STACK_RULES = MappingProxyType({
     "or": "the logical OR of the observations' values",
     "sum": "summed (a weight of the IRF maps' means)",
     "mean": "the mean weighted by its weight (a product of the same grid)",
+    "sum-ring-safe": "summed where the observation's ring mask_safe is True",
+    "ring-alpha": "summed as alpha * counts_off (alpha_counts_off) where the observation's ring mask_safe "
+    "is True; the stacked alpha is that sum over the summed counts_off",
+    "ring-off": "not stored: the summed acceptance over the stacked alpha",
 })  # fmt: skip
 
 
@@ -70,8 +76,8 @@ class Product:
         The non-spatial dims, in order, before the two pixel dims.
     energy_type : str
         ``attrs["energy_type"]`` of the product: ``"reco"`` or ``"true"`` (the energy dim among its
-        axes is ``energy_reco`` or ``energy_true``) or, for the energy-dispersion kernels,
-        ``"true->reco"``.
+        axes is ``energy_reco`` or ``energy_true``; ``energy_band``, bands of reco bins, is ``"reco"``)
+        or, for the energy-dispersion kernels, ``"true->reco"``.
     units : str
         ``attrs["units"]`` (``""``: dimensionless).
     dtype : str
@@ -131,6 +137,28 @@ PRODUCTS: Mapping[str, Product] = MappingProxyType({p.name: p for p in (
             made_with="with psf or edisp"),
     Product("exposure_psf", _EXPOSURE, "irf", ("energy_true",), "true", "m2 s", "float32", "sum",
             made_with="with psf and edisp"),
+)})  # fmt: skip
+
+
+_RING = "gpcube.makers.ring:make_map_ring_background"
+_RING_JOBS = "with background.method ring or adaptive_ring"
+
+#: The ring background's products (``obs/<id>/ring``, summed into ``mosaic/ring``), in the order the
+#: archive writes them: on the sky grid and the ring's energy bands, the dim ``energy_band`` (made by
+#: :func:`gpcube.makers.make_map_ring_background` or the adaptive one). Separate from
+#: :data:`PRODUCTS`: their names repeat those of the sky products in a group of their own.
+RING_PRODUCTS: Mapping[str, Product] = MappingProxyType({p.name: p for p in (
+    Product("counts", _RING, "sky", ("energy_band",), "reco", "", "int32", "sum-ring-safe",
+            made_with=_RING_JOBS),
+    Product("counts_off", _RING, "sky", ("energy_band",), "reco", "", "int32", "sum-ring-safe",
+            made_with=_RING_JOBS),
+    Product("acceptance", _RING, "sky", ("energy_band",), "reco", "", "float32", "sum-ring-safe",
+            made_with=_RING_JOBS),
+    Product("acceptance_off", _RING, "sky", ("energy_band",), "reco", "", "float32", "ring-off",
+            made_with=_RING_JOBS),
+    Product("alpha", _RING, "sky", ("energy_band",), "reco", "", "float32", "ring-alpha",
+            made_with=_RING_JOBS),
+    Product("mask_safe", _RING, "sky", ("energy_band",), "reco", "", "bool", "or", made_with=_RING_JOBS),
 )})  # fmt: skip
 
 

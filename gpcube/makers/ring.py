@@ -9,7 +9,8 @@ the cutout), so the pixels match it one for one. Rings are cut by the cutout's e
 cover the safe region, as the makers' ``max_offset`` cutouts do for the offset-max safe mask.
 
 Before the ring sums, counts and acceptance are set to zero outside the safe mask (then summed over
-the energy bands), and outside the exclusion mask. Then, per pixel and band,
+the energy bands), and outside the exclusion mask. Then, per pixel and band (the dim
+``energy_band``, its own name, not the counts' ``energy_reco``: the bands are runs of reco bins),
 
 * ``counts_off``: the counts summed over the ring (an integer);
 * ``acceptance_off``: the acceptance (predicted background) summed over the ring;
@@ -45,7 +46,7 @@ import xarray as xr
 from dask.base import tokenize
 
 from gpcube.errors import GpcubeError
-from gpcube.geom import EnergyAxis
+from gpcube.geom import BAND_DIM, EnergyAxis
 from gpcube.makers.exclusion import exclusion_plane
 
 __all__ = [
@@ -249,9 +250,20 @@ def _pick(products: dict, name: str, zero_unsafe: bool, dtype) -> np.ndarray:
 
 
 # ----------------------------------------------------------------------------- xarray/dask layer
-def _band_slices(counts: xr.DataArray, energy_edges: Sequence[float]) -> tuple[list[slice], np.ndarray]:
-    """Bin slices of each band and the band edges (the counts' own edge values)."""
-    edges = np.append(counts["energy_reco_lo"].values, counts["energy_reco_hi"].values[-1])
+def _reco_edges(counts: xr.DataArray) -> np.ndarray:
+    """The counts' ``energy_reco`` bin edges, from their ``energy_reco_lo``/``_hi`` coords."""
+    missing = [n for n in ("energy_reco_lo", "energy_reco_hi") if n not in counts.coords]
+    if missing:
+        raise GpcubeError(f"counts lack the coords {missing}: make counts with gpcube.makers.make_map_counts")
+    return np.append(counts["energy_reco_lo"].values, counts["energy_reco_hi"].values[-1])
+
+
+def _band_slices(counts: xr.DataArray, energy_edges: Sequence[float] | None) -> tuple[list, np.ndarray]:
+    """Bin slices of each band and the band edges (the counts' own edge values); each bin a band
+    for ``energy_edges=None``."""
+    edges = _reco_edges(counts)
+    if energy_edges is None:
+        return [slice(i, i + 1) for i in range(edges.size - 1)], edges
     wanted = np.asarray(energy_edges, dtype=np.float64)
     if wanted.ndim != 1 or wanted.size < 2 or np.any(np.diff(wanted) <= 0):
         raise GpcubeError(f"energy_edges must be at least 2 increasing energies (TeV), got {energy_edges!r}")
@@ -276,7 +288,8 @@ def pixel_size(geom_attrs: dict) -> float:
 
 
 def _band_geom_attrs(geom_attrs: dict, axis: EnergyAxis) -> dict:
-    axes = [axis.to_dict() if a["name"] == axis.name else a for a in geom_attrs.get("axes", [])]
+    """Geometry attrs with the band axis in place of the reco axis (the products' energy axis)."""
+    axes = [axis.to_dict() if a["name"] == "energy_reco" else a for a in geom_attrs.get("axes", [])]
     return {**geom_attrs, "axes": axes}
 
 
@@ -362,16 +375,12 @@ def _check_inputs(counts: xr.DataArray, acceptance: xr.DataArray, mask_safe) -> 
     return mask_safe
 
 
-def _coords(counts: xr.DataArray, axis: EnergyAxis | None) -> xr.Coordinates:
-    """The counts' coordinates (their indexes too: the world coordinates' selects by degrees), with the
-    band axis' energy coordinates when there are bands."""
+def _coords(counts: xr.DataArray, axis: EnergyAxis) -> xr.Coordinates:
+    """The counts' pixel coordinates (their indexes too: the world coordinates' selects by degrees),
+    with the band axis' coordinates in place of the reco bins'."""
     dims = set(counts.dims)
-    drop = [
-        k for k, v in counts.coords.items()
-        if not set(v.dims) <= dims or (axis is not None and "energy_reco" in v.dims)
-    ]  # fmt: skip
-    kept = counts.drop_vars(drop).coords
-    return kept if axis is None else kept.assign(axis.to_coords())
+    drop = [k for k, v in counts.coords.items() if not set(v.dims) <= dims or "energy_reco" in v.dims]
+    return counts.drop_vars(drop).coords.assign(axis.to_coords())
 
 
 def fixed_ring_options(r_in: float, width: float, binsz: float) -> dict:
@@ -404,13 +413,9 @@ def ring_products(
     ``dtypes`` (name -> dtype) casts variables, both in the band tasks.
     """
     mask_safe = _check_inputs(counts, acceptance, mask_safe)
-    geom_attrs, axis = counts.attrs.get("geom", {}), None
-    if energy_edges is None:
-        slices, summed = [slice(i, i + 1) for i in range(counts.shape[0])], False
-    else:
-        slices, edges = _band_slices(counts, energy_edges)
-        axis, summed = EnergyAxis.from_edges(edges, "energy_reco"), True
-        geom_attrs = _band_geom_attrs(geom_attrs, axis)
+    slices, edges = _band_slices(counts, energy_edges)
+    axis, summed = EnergyAxis.from_edges(edges, BAND_DIM), energy_edges is not None
+    geom_attrs = _band_geom_attrs(counts.attrs.get("geom", {}), axis)
     masked = mask_safe is not None
     natural = {
         "counts_off": np.dtype(np.int64), "acceptance_off": np.dtype(np.float64),
@@ -431,7 +436,7 @@ def ring_products(
         zero = name in zero_unsafe
         data = _output_array(core, name, zero, dtypes[name])
         attrs = {"units": "", **common, "product": name, "geom": geom_attrs}
-        variables[name] = xr.Variable(counts.dims, data, attrs)
+        variables[name] = xr.Variable((BAND_DIM, *counts.dims[1:]), data, attrs)
     attrs = {**common, "product": product, "geom": geom_attrs}
     return xr.Dataset(variables, coords=_coords(counts, axis), attrs=attrs)
 
@@ -475,7 +480,9 @@ def make_map_ring_background(
     xarray.Dataset
         ``counts_off`` (int64), ``acceptance``, ``acceptance_off``, ``alpha`` (float64),
         ``mask_safe`` (bool) and ``counts`` (the ON counts of the band's safe bins), dims
-        ``(energy_reco, y, x)`` (the bands), a dask chunk per few bands; attrs ``units``,
+        ``(energy_band, y, x)`` with coords ``energy_band`` (log-centre), ``energy_band_lo`` and
+        ``energy_band_hi`` (TeV; each reco bin a band without ``energy_edges``), a dask chunk per few
+        bands; the geometry attrs hold the band axis in place of ``energy_reco``; attrs ``units``,
         ``energy_type``, ``obs_id``, ``product``, ``geom`` and the ring parameters (``ring_r_in``,
         ``ring_width`` in deg).
 
@@ -501,8 +508,10 @@ def make_map_ring_background(
     ...                                 exclusion=[(83.633, 22.014, 0.3)], energy_edges=[0.5, 5, 50])
     >>> sorted(ring.data_vars)
     ['acceptance', 'acceptance_off', 'alpha', 'counts', 'counts_off', 'mask_safe']
-    >>> ring["alpha"].shape  # (band, ny, nx)
-    (2, 71, 80)
+    >>> ring["alpha"].dims, ring["alpha"].shape
+    (('energy_band', 'y', 'x'), (2, 71, 80))
+    >>> ring["energy_band_lo"].values, ring["energy_band_hi"].values
+    (array([0.5, 5. ]), array([ 5., 50.]))
 
     At the pixel of the Crab Nebula, the ON counts and the background that the ring predicts:
 

@@ -65,7 +65,7 @@ def archive_info(location: Archive | str | os.PathLike, storage_options: Mapping
     >>> from gpcube.storage.info import archive_info
     >>> info = archive_info(config.output)
     >>> info["format"], [obs["obs_id"] for obs in info["observations"]]
-    ('gpcube-archive v4', [23523, 23526, 23559, 23592])
+    ('gpcube-archive v5', [23523, 23526, 23559, 23592])
     >>> info["history"][0]["message"]  # the latest commit
     'mosaic: 4 observations'
     """

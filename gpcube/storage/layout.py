@@ -40,11 +40,15 @@ __all__ = [
 ]
 
 ARCHIVE_FORMAT = "gpcube-archive"
+#: 5: the ring background's products (``mosaic/ring``, ``obs/<id>/ring``) and the significance maps are
+#: on their energy bands, the dim ``energy_band`` (coords ``energy_band_lo``/``_hi``), not on a dim
+#: ``energy_reco`` that clashed with the reco bins of the groups above them: the whole archive opens
+#: as one ``xarray.DataTree``.
 #: 4: the pixel dims are ``y``/``x`` (``irf_y``/``irf_x`` on the coarse IRF grid), the geometry attrs
 #: name them (``dims``), the observations' ``slice``/``irf_slice`` are keyed by those dims.
 #: 3: an icechunk repository (transactions, snapshots, any store). 2: the observations' ``edisp``
 #: kernels are masked per reco bin and ``exposure_psf`` weighs the PSF.
-ARCHIVE_VERSION = 4
+ARCHIVE_VERSION = 5
 #: Why an archive of an older format version cannot be used; it has to be made again.
 _OLD_VERSIONS = {
     1: "its energy-dispersion kernels are not masked per reco bin, so its stacked edisp predicts reco bins "
@@ -54,6 +58,10 @@ _OLD_VERSIONS = {
     3: "its sky products have pixel dims 'lat'/'lon' holding pixel indices, not degrees (now 'y'/'x', "
     "and 'irf_y'/'irf_x' on the coarse IRF grid, with world coordinates 'lon'/'lat' in degrees); run "
     "the job again into a new output",
+    4: "its ring-background products (mosaic/ring, obs/<id>/ring) and significance maps hold their "
+    "energy bands on the dim 'energy_reco', which clashes with the reco bins of the groups above them "
+    "(now the dim 'energy_band', with coords 'energy_band_lo'/'energy_band_hi'); run the job again "
+    "into a new output",
 }
 OBS = "obs"
 MOSAIC = "mosaic"

@@ -85,8 +85,9 @@ def export(
     dataset : {"auto", "map", "onoff"}
         ``map``: a ``MapDataset`` (counts, exposure, background, IRF maps, masks).
         ``onoff``: a ``MapDatasetOnOff`` of the ring background (ON and OFF counts, acceptances and the
-        safe mask on the ring's energy bands, with the exposure and IRF maps, the edisp kernel summed
-        into the bands). ``auto`` (default): ``onoff`` if the archive has ring products, else ``map``.
+        safe mask on the ring's energy bands, ``energy_band`` in the archive, the dataset's reco energy
+        axis in the file, with the exposure and IRF maps, the edisp kernel summed into the bands).
+        ``auto`` (default): ``onoff`` if the archive has ring products, else ``map``.
     name : str, optional
         The dataset's name; default ``"gpcube"``, or ``"gpcube-<obs_id>"`` for an observation.
     overwrite : bool

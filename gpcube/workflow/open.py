@@ -65,9 +65,11 @@ def open_archive(
     ring : bool
         Open the ring-background products (``background.method`` ``ring`` or ``adaptive_ring``)
         instead: ``counts``, ``counts_off``, ``acceptance``, ``acceptance_off``, ``alpha`` and
-        ``mask_safe`` on the ring's energy bands.
+        ``mask_safe`` on the ring's energy bands, the dim ``energy_band`` (coords ``energy_band_lo``,
+        ``energy_band_hi``).
     significance : bool
-        Open the maps that ``gpcube significance`` wrote (excess, ``sqrt_ts``, flux, ...).
+        Open the maps that ``gpcube significance`` wrote (excess, ``sqrt_ts``, flux, ...), on the dim
+        ``energy_band``.
     snapshot : str, optional
         The id of an earlier snapshot to open (``gpcube info`` lists the latest commits).
     storage_options : mapping, optional
@@ -175,17 +177,15 @@ def open_datatree(
 ) -> xr.DataTree:
     """The whole archive as one lazy :class:`xarray.DataTree`, from one snapshot.
 
-    Each node is what :func:`open_archive` gives for its group, world coordinates included:
-    ``/mosaic`` (``open_archive(path)``), ``/mosaic/irf`` (``irf=True``), ``/significance``
-    (``significance=True``), ``/obs/<obs_id>`` and ``/obs/<obs_id>/irf`` (``obs_id=...``). The root
-    holds the archive's attrs (geometry, config, versions). A child inherits its parent's coordinates
-    (the energy bins); the two pixel grids have their own dims (``y``/``x`` and ``irf_y``/``irf_x``)
-    and world coordinates (``lon``/``lat`` and ``irf_lon``/``irf_lat``), so they sit in one tree.
-
-    The ring background's groups (``mosaic/ring``, ``obs/<obs_id>/ring``) are on the ring's energy
-    bands, not on their parents' ``energy_reco`` bins, so they cannot be children of those groups
-    in a DataTree: they are the nodes ``/ring/mosaic`` and ``/ring/obs/<obs_id>`` instead (as
-    ``open_archive(path, ring=True)`` and ``open_archive(path, obs_id=..., ring=True)`` give them).
+    Each node is what :func:`open_archive` gives for its group, world coordinates included, at the
+    group's own place: ``/mosaic`` (``open_archive(path)``), ``/mosaic/irf`` (``irf=True``),
+    ``/mosaic/ring`` (``ring=True``: with the stacked ``alpha`` and ``acceptance_off``),
+    ``/significance`` (``significance=True``), ``/obs/<obs_id>``, ``/obs/<obs_id>/irf`` and
+    ``/obs/<obs_id>/ring`` (``obs_id=...``). The root holds the archive's attrs (geometry, config,
+    versions). A child inherits its parent's coordinates (the energy bins); each grid has its own dims,
+    so that it aligns with the groups above it: the two pixel grids ``y``/``x`` and ``irf_y``/``irf_x``
+    (with world coordinates ``lon``/``lat`` and ``irf_lon``/``irf_lat``), the reco bins ``energy_reco``
+    and the energy bands of the ring products and significance maps ``energy_band``.
 
     Parameters
     ----------
@@ -207,7 +207,8 @@ def open_datatree(
     -----
     The archive is an icechunk repository, not a zarr directory: xarray reads it through a session's
     store. Without gpcube's coordinates (pixel dims and their pixel-index coordinates only, the
-    observations' groups without theirs), an archive without ring products opens with plain xarray as
+    observations' groups without theirs) and without the stacked ring ``alpha`` and ``acceptance_off``
+    (``mosaic/ring`` stores their sums), the archive opens with plain xarray as
     ``xr.open_datatree(Archive(path).readonly().store, engine="zarr", consolidated=False)``
     (``from gpcube.storage.repository import Archive``).
     """
@@ -218,9 +219,11 @@ def open_datatree(
     groups: dict[str, xr.Dataset] = {"/": xr.Dataset(attrs=attrs)}
     if mosaic_attrs(store) is not None:
         groups["/mosaic"] = _open_group(store, MOSAIC, compact=False)
-        for name, node in ((IRF, f"/mosaic/{IRF}"), (RING, f"/{RING}/mosaic")):
+        for name in (IRF, RING):
             if exists(store, f"{MOSAIC}/{name}"):
-                groups[node] = _open_group(store, f"{MOSAIC}/{name}", compact=False, ring_sums=name == RING)
+                groups[f"/{MOSAIC}/{name}"] = _open_group(
+                    store, f"{MOSAIC}/{name}", compact=False, ring_sums=name == RING
+                )
     if exists(store, SIGNIFICANCE):
         groups["/significance"] = _open_group(store, SIGNIFICANCE, compact=False)
     if observations:
@@ -230,8 +233,8 @@ def open_datatree(
             group = obs_path(obs_id)
             children = set(list_children(store, group))
             groups[f"/{group}"] = _open_group(store, group, compact=True)
-            for name, node in ((IRF, f"/{group}/{IRF}"), (RING, f"/{RING}/{group}")):
+            for name in (IRF, RING):
                 if name in children:
-                    groups[node] = _open_group(store, f"{group}/{name}", compact=True)
+                    groups[f"/{group}/{name}"] = _open_group(store, f"{group}/{name}", compact=True)
     groups["/"].attrs.setdefault("archive", {"path": archive.location, "snapshot": session.snapshot_id})
     return xr.DataTree.from_dict(groups)

@@ -340,5 +340,5 @@ def _significance_stale(store, settings, mosaic: dict) -> bool:
         return True
     if settings.energy_edges is not None:
         axes = {a.get("name"): a.get("edges") for a in (attrs.get("geom") or {}).get("axes", [])}
-        return axes.get("energy_reco") != list(settings.energy_edges)
+        return axes.get("energy_band") != list(settings.energy_edges)
     return False

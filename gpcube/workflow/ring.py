@@ -1,7 +1,8 @@
 """An observation's ring-background products as they go into the archive (``obs/<id>/ring``).
 
 For ``background.method`` ``ring`` or ``adaptive_ring`` each observation gets, on the ring's energy
-bands (``background.<method>.energy_edges``), the products of
+bands (``background.<method>.energy_edges``; the dim ``energy_band``), the products
+(:data:`gpcube.makers.registry.RING_PRODUCTS`) of
 :func:`gpcube.makers.make_map_ring_background` (or the adaptive one) with the predicted background
 as acceptance and the config's exclusion circles, plus ``counts``: the ON counts summed over each
 band's safe bins. Every variable is zero outside the ring product's ``mask_safe`` except ``alpha``
@@ -18,6 +19,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import xarray as xr
 
+from gpcube.makers.registry import RING_PRODUCTS
 from gpcube.makers.ring_stack import combine_ring_sums
 
 if TYPE_CHECKING:
@@ -28,17 +30,10 @@ if TYPE_CHECKING:
 
 __all__ = ["RING_DTYPES", "observation_ring", "ring_energy_edges", "stacked_ring"]
 
-#: Storage types of the ring products (OFF and ON counts stay integers).
-RING_DTYPES = {
-    "counts": np.int32,
-    "counts_off": np.int32,
-    "acceptance": np.float32,
-    "acceptance_off": np.float32,
-    "alpha": np.float32,
-    "mask_safe": bool,
-}
+#: Storage types of the ring products (OFF and ON counts stay integers), from the registry.
+RING_DTYPES = {name: np.dtype(p.dtype) for name, p in RING_PRODUCTS.items()}
 #: Ring products set to 0 outside the ring's ``mask_safe`` (the summands of the mosaic).
-ZEROED_OUTSIDE_SAFE = ("counts", "counts_off", "acceptance")
+ZEROED_OUTSIDE_SAFE = tuple(name for name, p in RING_PRODUCTS.items() if p.stack == "sum-ring-safe")
 
 
 def ring_energy_edges(setting, counts: xr.DataArray) -> list[float] | None:

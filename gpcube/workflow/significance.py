@@ -6,7 +6,9 @@
 background; the mosaic's exposure gives the flux, folded through the stacked energy-dispersion kernels
 of ``mosaic/irf`` when the job made them (``edisp`` among the products). The default energy bands are
 the ring's own bands (``background.<method>.energy_edges``) with a ring background, else one band over
-all reco bins. The maps are stored as float32 and committed in one commit, replacing earlier ones.
+all reco bins. The maps are on the dim ``energy_band`` (coords ``energy_band_lo``/``_hi``), one entry
+per band, as the ring products' bands are. They are stored as float32 and committed in one commit,
+replacing earlier ones.
 
 A mosaic whose inputs take at most :data:`IN_MEMORY_BYTES` as stored (the 36-run H.E.S.S. survey,
 10 x 456 x 1643 pixels with 20 true-energy bins, takes ~70 MB) is read into memory with the
@@ -27,6 +29,7 @@ import xarray as xr
 from gpcube.errors import GpcubeError
 from gpcube.estimators import estimate_excess_map
 from gpcube.estimators.bands import band_edges_of
+from gpcube.geom import BAND_DIM
 from gpcube.geom.world import attach_world_coords
 from gpcube.makers.registry import ring_methods
 from gpcube.storage.groups import write_dataarrays
@@ -191,8 +194,8 @@ def _present(store, group: str, names: Iterable[str]) -> tuple[str, ...]:
 
 
 def _ring_band_edges(inputs: xr.Dataset) -> list[float]:
-    """The edges of the ring's energy bands (the bins of the ring products, contiguous)."""
-    lo, hi = band_edges_of(inputs)
+    """The edges of the ring's energy bands (``energy_band`` of the ring products, contiguous)."""
+    lo, hi = band_edges_of(inputs, BAND_DIM)
     return [*map(float, lo), float(hi[-1])]
 
 

@@ -33,7 +33,9 @@ def test_observations_hold_their_ring_products(ring_archive):
         "mask_safe",
     }
     assert obs["counts_off"].dtype == np.int32 and obs["counts"].dtype == np.int32
-    np.testing.assert_allclose(obs["energy_reco_lo"], [0.5, 5.0], rtol=1e-12)
+    assert obs["counts_off"].dims == ("energy_band", "y", "x")
+    np.testing.assert_allclose(obs["energy_band_lo"], [0.5, 5.0], rtol=1e-12)
+    np.testing.assert_allclose(obs["energy_band_hi"], [5.0, 50.0], rtol=1e-12)
     sky = gpcube.open_archive(ring_archive, obs_id=CRAB_RUNS[0]).compute()
     on = sky["counts"].where(sky["mask_safe"], 0).isel(energy_reco=slice(0, 2)).sum("energy_reco")
     ring_mask = obs["mask_safe"].to_numpy()[0]
@@ -72,7 +74,8 @@ def test_mosaic_ring_is_the_sum_of_the_observations(ring_archive):
     )
     np.testing.assert_allclose(mosaic["alpha"].to_numpy(), alpha, rtol=1e-6)
     np.testing.assert_allclose(mosaic["acceptance_off"].to_numpy(), acceptance_off, rtol=1e-6)
-    assert mosaic["alpha"].sky.geom.axis("energy_reco").nbins == 2
+    assert mosaic["alpha"].sky.geom.axis("energy_band").nbins == 2
+    assert all(mosaic[name].dims == ("energy_band", "y", "x") for name in mosaic.data_vars)
 
 
 def test_adding_observations_updates_the_ring_sums_too(ring_archive, tmp_path):
@@ -93,23 +96,69 @@ def test_adaptive_ring_job(tmp_path):
     out = tmp_path / "adaptive.zarr"
     pipeline.run(job(out, CRAB_RUNS[:2], background=adaptive), progress=False)
     ring = gpcube.open_archive(out, ring=True).compute()
-    assert ring.sizes["energy_reco"] == 1 and ring["counts_off"].to_numpy().sum() > 0
+    assert ring.sizes["energy_band"] == 1 and ring["counts_off"].to_numpy().sum() > 0
     maps = pipeline.significance(out, 0.15)
     assert maps.attrs["statistic"] == "wstat" and np.nanmax(maps["sqrt_ts"].to_numpy()) > 5
 
 
-def test_the_ring_groups_are_their_own_branch_of_the_datatree(ring_archive):
-    """The ring's energy bands are not the bins of the groups above them: plain xarray refuses the
-    hierarchy, gpcube.open_datatree puts the ring groups under /ring."""
+def test_the_ring_groups_are_children_of_their_groups_in_the_datatree(ring_archive):
+    """The ring's energy bands have their own dim (energy_band), so the ring groups align with the
+    groups above them: gpcube.open_datatree puts them at their own place, each node what
+    open_archive gives."""
     import xarray as xr
 
-    with pytest.raises(ValueError, match="not aligned"):
-        xr.open_datatree(archive_store(ring_archive), engine="zarr", consolidated=False)
     tree = gpcube.open_datatree(ring_archive)
-    assert set(tree["ring"].children) == {"mosaic", "obs"}
-    assert set(tree["ring/obs"].children) == {str(i) for i in CRAB_RUNS[:3]}
-    stacked = gpcube.open_archive(ring_archive, ring=True)
-    got = tree["ring/mosaic"].to_dataset()
-    for name in stacked.data_vars:
-        xr.testing.assert_identical(got[name], stacked[name])
-    assert got.sizes["energy_reco"] == 2 and tree["mosaic"].sizes["energy_reco"] == 4
+    assert "ring" not in tree.children and set(tree["mosaic"].children) == {"ring"}
+    nodes = {"mosaic/ring": gpcube.open_archive(ring_archive, ring=True)}
+    for obs_id in CRAB_RUNS[:3]:
+        assert set(tree[f"obs/{obs_id}"].children) == {"ring"}
+        nodes[f"obs/{obs_id}/ring"] = gpcube.open_archive(ring_archive, obs_id=obs_id, ring=True)
+    for node, want in nodes.items():
+        got = tree[node].to_dataset()  # the pixel coords are inherited from the group above
+        assert set(got.data_vars) == set(want.data_vars) and "y" not in tree[node].to_dataset(inherit=False)
+        for name in want.data_vars:
+            xr.testing.assert_identical(got[name], want[name])
+    got = tree["mosaic/ring"].to_dataset()
+    assert got.sizes["energy_band"] == 2 and got.sizes["energy_reco"] == 4  # the bands, and inherited bins
+    assert tree["mosaic"].sizes["energy_reco"] == 4
+
+
+def test_a_ring_archive_opens_as_a_datatree_with_plain_xarray(ring_archive):
+    import xarray as xr
+
+    plain = xr.open_datatree(archive_store(ring_archive), engine="zarr", consolidated=False)
+    assert set(plain["mosaic"].children) == {"ring"}
+    sums = plain["mosaic/ring"].to_dataset(inherit=False)
+    ours = gpcube.open_archive(ring_archive, ring=True)
+    assert set(sums.data_vars) == {"counts", "counts_off", "alpha_counts_off", "acceptance", "mask_safe"}
+    for name in sums.data_vars:
+        assert sums[name].dims == ("energy_band", "y", "x")
+        np.testing.assert_array_equal(sums[name].to_numpy(), ours[name].to_numpy())
+    np.testing.assert_array_equal(sums["energy_band_lo"].to_numpy(), ours["energy_band_lo"].to_numpy())
+    np.testing.assert_array_equal(sums["energy_band_hi"].to_numpy(), ours["energy_band_hi"].to_numpy())
+    for obs_id in CRAB_RUNS[:3]:
+        node = plain[f"obs/{obs_id}/ring"].to_dataset(inherit=False)
+        obs = gpcube.open_archive(ring_archive, obs_id=obs_id, ring=True)
+        for name in ("counts", "counts_off", "alpha", "mask_safe"):
+            np.testing.assert_array_equal(node[name].to_numpy(), obs[name].to_numpy())
+
+
+def test_an_archive_of_format_version_4_is_refused_naming_the_band_dim(ring_archive, tmp_path):
+    import shutil
+
+    from gpcube.errors import GpcubeError
+    from gpcube.storage.layout import open_readonly
+    from gpcube.storage.nodes import read_group_attrs, write_group
+    from gpcube.storage.repository import Archive
+
+    copy = tmp_path / "old.zarr"
+    shutil.copytree(ring_archive, copy)
+    archive = Archive(copy)
+    session = archive.writable()
+    write_group(session.store, "", {**read_group_attrs(session.store, ""), "format_version": 4})
+    archive.commit(session, "as if version 4")
+    why = "version 4 is not supported: its ring-background products .*now the dim 'energy_band'"
+    with pytest.raises(GpcubeError, match=why):
+        open_readonly(archive)
+    with pytest.raises(GpcubeError, match="version 4"):
+        gpcube.open_datatree(copy)

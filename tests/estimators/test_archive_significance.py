@@ -39,13 +39,14 @@ def test_significance_group_holds_the_estimator_maps(fov_archive):
     for name in expected.data_vars:
         got, want = written[name].to_numpy(), expected[name].to_numpy().astype(np.float32)
         np.testing.assert_array_equal(got, want, err_msg=name)
-    np.testing.assert_array_equal(written["energy_reco_lo"], [0.5, 5.0])
+    np.testing.assert_array_equal(written["energy_band_lo"], [0.5, 5.0])
+    assert all(written[name].dims == ("energy_band", "y", "x") for name in written.data_vars)
     assert np.nanmax(written["sqrt_ts"].values) > 10  # the Crab
     # again: replaced, not added to, in one commit
     head = Archive(fov_archive).head()
     pipeline.significance(fov_archive, 0.2)
     again = gpcube.open_archive(fov_archive, significance=True)
-    assert again.sizes["energy_reco"] == 1 and again.attrs["correlation_radius"] == 0.2
+    assert again.sizes["energy_band"] == 1 and again.attrs["correlation_radius"] == 0.2
     assert set(again.data_vars) == set(expected.data_vars)
     history = [s.message for s in Archive(fov_archive).repo.ancestry(branch="main")]
     assert history[0] == "significance maps" and Archive(fov_archive).repo.lookup_snapshot(head).id == head
@@ -126,16 +127,16 @@ def test_in_memory_and_lazy_maps_are_the_same(name, options, request):
 def test_ring_maps_default_to_the_rings_bands(ring_archive, in_memory, capsys):
     """OFF counts and alpha exist per ring band: by default the maps are per ring band, as documented."""
     ring = gpcube.open_archive(ring_archive, ring=True)
-    lo, hi = ring["energy_reco_lo"].values, ring["energy_reco_hi"].values
+    lo, hi = ring["energy_band_lo"].values, ring["energy_band_hi"].values
     maps = pipeline.significance(ring_archive, 0.12, in_memory=in_memory).load()
-    assert maps.sizes["energy_reco"] == ring.sizes["energy_reco"] > 1
-    np.testing.assert_array_equal(maps["energy_reco_lo"].values, lo)
-    np.testing.assert_array_equal(maps["energy_reco_hi"].values, hi)
+    assert maps.sizes["energy_band"] == ring.sizes["energy_band"] > 1
+    np.testing.assert_array_equal(maps["energy_band_lo"].values, lo)
+    np.testing.assert_array_equal(maps["energy_band_hi"].values, hi)
     explicit = pipeline.significance(ring_archive, 0.12, energy_edges=[*lo, hi[-1]], in_memory=in_memory)
     for name in maps.data_vars:
         np.testing.assert_array_equal(maps[name].to_numpy(), explicit[name].to_numpy(), err_msg=name)
     one = pipeline.significance(ring_archive, 0.12, energy_edges=[lo[0], hi[-1]], in_memory=in_memory)
-    assert one.sizes["energy_reco"] == 1
+    assert one.sizes["energy_band"] == 1
     assert main(["significance", str(ring_archive), "--radius", "0.12"]) == 0
     bands = [line.split(":")[0].strip() for line in capsys.readouterr().out.splitlines()[1:]]
     assert bands == [f"{a:g}-{b:g} TeV" for a, b in zip(lo, hi, strict=True)]
@@ -175,4 +176,4 @@ def test_run_with_a_significance_section_makes_the_maps_and_keeps_them_current(t
     pipeline.run(job(out, CRAB_RUNS[:2], background=FOV, significance=wider), progress=False)
     assert len(made) == 2  # the mosaic changed: new maps
     maps = gpcube.open_archive(out, significance=True)
-    assert maps.attrs["correlation_radius"] == 0.2 and list(maps["energy_reco_lo"].values) == [0.5, 5.0]
+    assert maps.attrs["correlation_radius"] == 0.2 and list(maps["energy_band_lo"].values) == [0.5, 5.0]

@@ -12,6 +12,7 @@ from gpcube.errors import GpcubeError
 from gpcube.estimators import cash_significance, correlate_array, estimate_excess_map, li_ma_significance
 from gpcube.estimators.bands import band_slices, power_law_band_weights
 from gpcube.estimators.correlate import tophat_kernel
+from gpcube.geom.axes import rename_energy_dim
 
 RECO = np.geomspace(0.5, 50, 5)  # 4 bins, edges 0.5, 1.58, 5, 15.8, 50
 TRUE = np.geomspace(0.5, 50, 9)  # 8 bins, nested in the reco bins
@@ -67,9 +68,10 @@ def _centre(out, name):
 def test_flat_fields_away_from_the_edges():
     """2 counts and 1.5 background per bin and pixel, 4 bins, 49 pixels: n_on = 392, mu = 294."""
     out = estimate_excess_map(_mosaic(), RADIUS)
-    assert out.sizes["energy_reco"] == 1
-    np.testing.assert_allclose(out["energy_reco_lo"], [0.5])
-    np.testing.assert_allclose(out["energy_reco_hi"], [50])
+    assert out.sizes["energy_band"] == 1 and "energy_reco" not in out.dims
+    assert all(var.dims == ("energy_band", "y", "x") for var in out.data_vars.values())
+    np.testing.assert_allclose(out["energy_band_lo"], [0.5])
+    np.testing.assert_allclose(out["energy_band_hi"], [50])
     assert _centre(out, "counts") == 4 * 2 * N_DISC
     np.testing.assert_allclose(_centre(out, "background"), 4 * 1.5 * N_DISC, rtol=1e-12)
     np.testing.assert_allclose(_centre(out, "excess"), 4 * 0.5 * N_DISC, rtol=1e-12)
@@ -103,10 +105,10 @@ def test_bands_sum_their_own_bins():
     counts = np.zeros(_geom().data_shape("energy_reco"))
     counts[0], counts[3] = 1, 10
     out = estimate_excess_map(_mosaic(counts=counts, background=0.0), RADIUS, energy_edges=[0.5, RECO[2], 50])
-    np.testing.assert_allclose(out["energy_reco_lo"], [0.5, RECO[2]])
-    np.testing.assert_allclose(out["energy_reco_hi"], [RECO[2], 50])
+    np.testing.assert_allclose(out["energy_band_lo"], [0.5, RECO[2]])
+    np.testing.assert_allclose(out["energy_band_hi"], [RECO[2], 50])
     assert out["counts"].values[:, 15, 20].tolist() == [N_DISC, 10 * N_DISC]
-    assert out.sky.geom.axis("energy_reco").nbins == 2
+    assert out.sky.geom.axis("energy_band").nbins == 2
     with pytest.raises(GpcubeError, match="not a bin edge"):
         estimate_excess_map(_mosaic(), RADIUS, energy_edges=[0.5, 2.0, 50])
 
@@ -218,6 +220,23 @@ def test_onoff_bands_from_a_separate_dataset_and_uncorrelated_off():
     np.testing.assert_allclose(_centre(uncorrelated, "excess"), on - 0.1 * N_DISC / 2.0 * 40, rtol=1e-12)
     with pytest.raises(GpcubeError, match="not a bin edge"):
         estimate_excess_map(mosaic, RADIUS, off=off, energy_edges=[0.5, RECO[2], 50])
+    # the same OFF maps on the ring products' own dim, energy_band: the same maps
+    on_bands = rename_energy_dim(off, "energy_reco", "energy_band")
+    assert on_bands["counts_off"].dims == ("energy_band", "y", "x")
+    xr.testing.assert_identical(estimate_excess_map(mosaic, RADIUS, off=on_bands), out)
+
+
+def test_a_mosaic_on_energy_bands_is_taken_with_its_bands_as_bins():
+    """The ring products (counts, counts_off, alpha on energy_band) as the mosaic: the bands are the bins."""
+    geom = _geom()
+    rng = np.random.default_rng(4)
+    shape = geom.data_shape("energy_reco")
+    ds = _mosaic(geom, rng.poisson(2.0, shape), background=False, counts_off=rng.poisson(20.0, shape),
+                 alpha=np.full(shape, 0.1))  # fmt: skip
+    on_bins = estimate_excess_map(ds, RADIUS, energy_edges=[0.5, RECO[2], 50])
+    bands = rename_energy_dim(ds, "energy_reco", "energy_band")
+    assert "energy_reco" not in bands.dims and bands.sky.geom.axis("energy_band").nbins == 4
+    xr.testing.assert_identical(estimate_excess_map(bands, RADIUS, energy_edges=[0.5, RECO[2], 50]), on_bins)
 
 
 def test_zero_off_acceptance_gives_no_background_and_undefined_alpha_nan():
@@ -256,10 +275,14 @@ def test_lazy_on_dask_and_equal_to_numpy():
 def test_output_geometry_and_image():
     out = estimate_excess_map(_mosaic(), RADIUS)
     geom = out.sky.geom
-    assert geom.npix == (40, 30) and geom.axis("energy_reco").nbins == 1 and geom.binsz == BINSZ
+    assert geom.npix == (40, 30) and geom.axis("energy_band").nbins == 1 and geom.binsz == BINSZ
+    assert [axis.name for axis in geom.axes] == ["energy_band"]
     assert out["sqrt_ts"].sky.geom.axes == geom.axes
     image = out["sqrt_ts"].sky.to_image()
-    assert image.dims == ("y", "x") and float(image["energy_reco_lo"]) == 0.5
+    assert image.dims == ("y", "x") and float(image["energy_band_lo"]) == 0.5
+    from gpcube.accessor import _title
+
+    assert _title(out["sqrt_ts"].sky.to_image(energy=0)) == "sqrt_ts, energy band 0.5-50 TeV"
 
 
 def test_missing_variables_and_bad_radius():

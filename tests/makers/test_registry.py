@@ -26,6 +26,25 @@ def test_the_stored_types_are_those_of_the_archive_format():
     assert registry.stored_dtypes() == {name: np.dtype(d) for name, d in ARCHIVE_DTYPES.items()}
 
 
+#: The ring products as the archive stores them (``obs/<id>/ring``), on the dim energy_band (format 5).
+RING_ARCHIVE_DTYPES = {
+    "counts": "int32", "counts_off": "int32", "acceptance": "float32", "acceptance_off": "float32",
+    "alpha": "float32", "mask_safe": "bool",
+}  # fmt: skip
+
+
+def test_the_ring_products_are_those_the_ring_stage_stores_on_energy_band():
+    from gpcube.workflow.ring import RING_DTYPES, ZEROED_OUTSIDE_SAFE
+
+    assert {name: p.dtype for name, p in registry.RING_PRODUCTS.items()} == RING_ARCHIVE_DTYPES
+    assert list(RING_DTYPES) == list(RING_ARCHIVE_DTYPES)  # the order the archive writes them
+    assert ZEROED_OUTSIDE_SAFE == ("counts", "counts_off", "acceptance")
+    for product in registry.RING_PRODUCTS.values():
+        assert product.axes == ("energy_band",) and product.energy_type == "reco" and product.grid == "sky"
+        assert product.stack in registry.STACK_RULES and not product.requestable
+        assert product.maker_function() is makers.make_map_ring_background
+
+
 @pytest.mark.parametrize("name", list(PRODUCTS))
 def test_each_product_has_a_maker_a_grid_a_type_and_a_mosaic_rule(name):
     product = PRODUCTS[name]

@@ -157,10 +157,11 @@ def test_energy_bands_sum_the_bins_first():
     bands = make_map_ring_background(
         counts, acceptance, mask_safe=safe, energy_edges=[edges[0], edges[2], edges[4]], **RING
     ).compute(scheduler="sync")
-    assert bands.sizes["energy_reco"] == 2
-    np.testing.assert_allclose(bands["energy_reco_lo"].to_numpy(), edges[[0, 2]])
-    np.testing.assert_allclose(bands["energy_reco_hi"].to_numpy(), edges[[2, 4]])
-    np.testing.assert_allclose(bands["energy_reco"].to_numpy(), np.sqrt(edges[[0, 2]] * edges[[2, 4]]))
+    assert bands.sizes["energy_band"] == 2 and "energy_reco" not in bands.dims
+    assert not [name for name in bands.coords if name.startswith("energy_reco")]
+    np.testing.assert_allclose(bands["energy_band_lo"].to_numpy(), edges[[0, 2]])
+    np.testing.assert_allclose(bands["energy_band_hi"].to_numpy(), edges[[2, 4]])
+    np.testing.assert_allclose(bands["energy_band"].to_numpy(), np.sqrt(edges[[0, 2]] * edges[[2, 4]]))
     for band, bins in enumerate([slice(0, 2), slice(2, 4)]):
         for name in ("counts_off", "acceptance", "acceptance_off"):
             np.testing.assert_allclose(
@@ -169,7 +170,13 @@ def test_energy_bands_sum_the_bins_first():
     assert bands["counts_off"].dtype == np.int64
     np.testing.assert_array_equal(bands["mask_safe"].to_numpy()[0], safe.to_numpy()[:2].any(0))
     axes = {a["name"]: a for a in bands["counts_off"].attrs["geom"]["axes"]}
-    np.testing.assert_allclose(axes["energy_reco"]["edges"], edges[[0, 2, 4]])
+    np.testing.assert_allclose(axes["energy_band"]["edges"], edges[[0, 2, 4]])
+    assert "energy_reco" not in axes
+    assert bands["counts_off"].sky.geom.axis("energy_band").nbins == 2
+    # without bands each reco bin is a band, on the same dim
+    assert per_bin["counts_off"].dims == ("energy_band", "y", "x")
+    np.testing.assert_allclose(per_bin["energy_band_lo"].to_numpy(), edges[:-1])
+    np.testing.assert_allclose(per_bin["energy_band_hi"].to_numpy(), edges[1:])
 
 
 def test_bands_with_one_safe_mask_for_all_bins_equal_the_per_bin_sums():
@@ -270,7 +277,7 @@ def test_attrs_and_chunks():
         assert attrs["product"] == name and attrs["obs_id"] == 7 and attrs["energy_type"] == "reco"
         assert attrs["units"] == "" and attrs["ring_r_in"] == 1.25
         assert gpcube.SkyGeom.from_attrs(attrs["geom"]).shape == geom.shape
-        assert result[name].dims == ("energy_reco", "y", "x")
+        assert result[name].dims == ("energy_band", "y", "x")
         assert result[name].chunks[1:] == ((NPIX,), (NPIX,))
     assert result.attrs["product"] == "ring_background"
     assert result["mask_safe"].dtype == bool

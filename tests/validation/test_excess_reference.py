@@ -183,7 +183,7 @@ def test_onoff_maps(reference, mosaic, ring_off):
     """Counts from the 10-bin mosaic summed over the ring's single band; Li & Ma = gammapy's WStat."""
     out = estimate_excess_map(mosaic.drop_vars("background"), RADIUS, off=ring_off).compute()
     maps, pixel = reference["onoff_maps"], reference["crab_pixel"]
-    assert out.attrs["statistic"] == "wstat" and out.sizes["energy_reco"] == 1
+    assert out.attrs["statistic"] == "wstat" and out.sizes["energy_band"] == 1
     ref = (_at(maps, "sqrt_ts", pixel), _at(maps, "npred_excess", pixel))
     ours = (float(out["sqrt_ts"].values[(0, *pixel)]), float(out["excess"].values[(0, *pixel)]))
     print(f"\nCrab, ring ON/OFF: gammapy sqrt(TS), excess = {ref}, gpcube {ours}")

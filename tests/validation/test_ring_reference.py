@@ -203,7 +203,7 @@ def _run_field(name, hess_store, reference_store, geoms):
 def _add_terms(total, ring, ref_geom, slices):
     terms = ring_stack_terms(ring)
     if total is None:
-        shape = (ring.sizes["energy_reco"], *ref_geom.data_shape[1:])
+        shape = (ring.sizes["energy_band"], *ref_geom.data_shape[1:])
         total = {k: np.zeros(shape, dtype=terms[k].dtype) for k in terms.data_vars}
     for key in total:
         total[key][(slice(None), *slices)] += terms[key].values

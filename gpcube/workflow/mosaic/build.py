@@ -24,7 +24,7 @@ import numpy as np
 
 from gpcube.errors import GpcubeError
 from gpcube.execute import raise_failures, run_tasks
-from gpcube.geom import IRF_DIMS, SKY_DIMS, EnergyAxis, SkyGeom
+from gpcube.geom import BAND_DIM, IRF_DIMS, SKY_DIMS, EnergyAxis, SkyGeom
 from gpcube.geom.sky import remember_header
 from gpcube.makers.registry import products_on, stored_dtypes
 from gpcube.storage.groups import group_coords
@@ -213,11 +213,11 @@ def _plan_irf(store, geom: SkyGeom, pieces, chunk: int, only=None) -> list:
     return _calls(irf_chunk, out, names, lead, geom, pieces, chunk, "irf-", only)
 
 
-def _with_axis(geom_attrs: dict, axis: EnergyAxis) -> dict:
-    """Geometry attrs with ``axis`` in place of the axis of the same name."""
+def _with_axis(geom_attrs: dict, axis: EnergyAxis, replaces: str) -> dict:
+    """Geometry attrs with ``axis`` in place of the axis named ``replaces``."""
     return {
         **geom_attrs,
-        "axes": [axis.to_dict() if a["name"] == axis.name else a for a in geom_attrs["axes"]],
+        "axes": [axis.to_dict() if a["name"] == replaces else a for a in geom_attrs["axes"]],
     }
 
 
@@ -226,12 +226,12 @@ def _plan_ring(store, geom: SkyGeom, pieces, chunk: int, only=None, done=None) -
     template = pieces[0].group
     out = f"{MOSAIC}/{RING}"
     coords = {k: v for k, v in geom.to_coords().items() if set(v.dims) <= set(geom.dims)}
-    stored = group_coords(read_group_attrs(store, template))  # the bands, not the reco axis
-    coords.update({name: stored[name] for name in ("energy_reco", "energy_reco_lo", "energy_reco_hi")})
+    stored = group_coords(read_group_attrs(store, template))  # the ring's bands
+    coords.update({name: stored[name] for name in (BAND_DIM, f"{BAND_DIM}_lo", f"{BAND_DIM}_hi")})
     names = list(RING_SUMS)
-    lead = {name: len(coords["energy_reco"]) for name in names}
-    edges = np.append(coords["energy_reco_lo"].values, coords["energy_reco_hi"].values[-1])
-    band_geom = _with_axis(geom.to_attrs(), EnergyAxis.from_edges(edges, "energy_reco"))
+    lead = {name: len(coords[BAND_DIM]) for name in names}
+    edges = np.append(coords[f"{BAND_DIM}_lo"].values, coords[f"{BAND_DIM}_hi"].values[-1])
+    band_geom = _with_axis(geom.to_attrs(), EnergyAxis.from_edges(edges, BAND_DIM), "energy_reco")
     if only is None:
         write_group(store, out, {"grid": "ring", "geom": band_geom})
         _write_coords(store, out, coords)
