@@ -10,9 +10,6 @@ from __future__ import annotations
 #: xarray's reductions, ``where``, ``concat`` of lazy arrays call numpy functions, which dask-expr
 #: arrays do not dispatch (``Array.__array_function__`` raises ``NotImplementedError``).
 XARRAY_OPS = "xarray reductions/where/concat of a lazy array: dask-expr has no __array_function__"
-#: A job with IRF products and the FoV background: dask-expr leaves a rechunk of the IRF safe mask
-#: times fov_norm_ok unlowered ("'Rechunk' object has no attribute 'npartitions'").
-FOV_IRF = "the archive fixture: psf/edisp with the FoV background, a rechunk dask-expr does not lower"
 
 #: ``{(test file, why): test names}``
 GAPS: dict[tuple[str, str], tuple[str, ...]] = {
@@ -28,13 +25,6 @@ GAPS: dict[tuple[str, str], tuple[str, ...]] = {
         "test_adaptive_ring_job",
         "test_mosaic_ring_is_the_sum_of_the_observations",
         "test_the_ring_groups_are_their_own_branch_of_the_datatree",
-    ),
-    ("tests/archive/test_stacking.py", FOV_IRF): (
-        "test_an_archive_of_format_version_1_is_refused_with_the_reason",
-        "test_stacked_predicted_counts_are_the_sum_of_the_observations",
-        "test_stacked_psf_is_exact_for_counts_summed_over_reco_energy",
-        "test_the_kernel_of_a_bin_is_averaged_over_the_observations_safe_in_it",
-        "test_thresholds_fall_inside_reco_bins",
     ),
     ("tests/estimators/test_archive_significance.py", XARRAY_OPS): (
         "test_cli_significance_and_fits_export",
