@@ -247,6 +247,11 @@ def blockwise_map(func: Callable, *arrays: da.Array | np.ndarray, dtype, name: s
     differ from array to array; the result has the chunks of ``arrays[0]``: a
     :func:`dask.array.blockwise` that pairs the arrays' y/x blocks only. Numpy arrays (products
     computed at once, see :func:`computed_at_once`: a single block each) give ``func(*arrays)``.
+
+    ``name`` is the key prefix (``token``), not the full key (``name``): with dask's array query
+    planning (dask 2026.8), a blockwise given a full name is never rebuilt on lowered inputs, so a
+    rechunk below it reaches the graph unlowered (``'Rechunk' object has no attribute
+    'npartitions'``; ``tools/dask_expr_rechunk_repro.py``).
     """
     if not any(hasattr(a, "__dask_graph__") for a in arrays):
         return func(*arrays)
@@ -260,9 +265,8 @@ def blockwise_map(func: Callable, *arrays: da.Array | np.ndarray, dtype, name: s
     pairs = []
     for k, array in enumerate(arrays):
         pairs += [array, (*(10 * k + n for n in range(array.ndim - 2)), -2, -1)]
-    out_name = f"{name}-{_tokenize(func, name, *(a.name for a in arrays))}"
     meta = np.empty((0,) * first.ndim, dtype=dtype)
-    return da.blockwise(func, pairs[1], *pairs, dtype=dtype, meta=meta, name=out_name, concatenate=True)
+    return da.blockwise(func, pairs[1], *pairs, dtype=dtype, meta=meta, token=name, concatenate=True)
 
 
 def chunked_like(array: xr.DataArray, like: xr.DataArray) -> xr.DataArray:

@@ -49,8 +49,9 @@ def stacked(tmp_path_factory):
         kernels = makers.make_edisp_kernel_map(obs, geom, **irf_kwargs)
         psf = makers.make_psf_map(obs, geom, rad=config.irf.rad.edges(), **irf_kwargs)
         safe = makers.make_safe_mask(obs, coarse, **config.safe_mask_kwargs())
-        maps = (exposure * safe.any("energy_reco"), kernels, safe, psf)
-        per_obs.append(tuple(m.compute(scheduler="sync") for m in maps))
+        # computed before any xarray reduction: those of a lazy array fail with query planning
+        exposure, kernels, safe, psf = (m.compute(scheduler="sync") for m in (exposure, kernels, safe, psf))
+        per_obs.append((exposure * safe.any("energy_reco"), kernels, safe, psf))
     return config, irf, per_obs
 
 

@@ -35,22 +35,28 @@ def _run(job: dict, path, planning: bool) -> None:
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
 
 
+FOV = {"method": "fov", "grouping": {"min_counts": 100}, "exclusion": RING["exclusion"]}
+SKY = ["counts", "exposure", "background"]
+
+
 @pytest.mark.parametrize(
-    "background",
-    [{"method": "fov", "grouping": {"min_counts": 100}, "exclusion": RING["exclusion"]}, RING],
-    ids=["fov", "ring"],
+    ("background", "products"),
+    # FoV with the IRF maps: their safe mask is masked by fov_norm_ok, made of rechunked sky maps
+    [(FOV, [*SKY, "psf", "edisp"]), (RING, SKY)],
+    ids=["fov-irf", "ring"],
 )
-def test_archives_have_the_same_bytes_with_and_without_query_planning(tmp_path, background):
+def test_archives_have_the_same_bytes_with_and_without_query_planning(tmp_path, background, products):
     # small blocks (obs chunk 16): the products are lazy multi-block graphs, not computed at once
     archives = {}
     for planning in (False, True):
         out = tmp_path / f"{planning}.zarr"
-        job = job_dict(out, products=["counts", "exposure", "background"], background=background,
+        job = job_dict(out, products=products, background=background,
                        chunks={"obs": 16, "mosaic": 32})  # fmt: skip
         _run(job, tmp_path / f"{planning}.yaml", planning)
         archives[planning] = out
     for group in ("obs", "mosaic"):
         off, on = chunk_files(archives[False], group), chunk_files(archives[True], group)
         assert off and sorted(off) == sorted(on), group
+        assert ("psf" in products) == any("irf" in key.split("/") for key in off), group
         different = [key for key in off if off[key] != on[key]]
         assert not different, (group, different[:10])
