@@ -33,13 +33,14 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 
 #: Where dask arrays are built or computed (the makers, the archive's writes and mosaics, the
-#: estimators on lazy mosaics, the accessor).
+#: estimators on lazy mosaics, the accessor, gpcube._arrays).
 QUERY_PLANNING_TESTS = (
     "tests/makers",
     "tests/storage",
     "tests/archive",
     "tests/estimators",
     "tests/test_accessor.py",
+    "tests/test_arrays.py",
 )
 
 #: The versions the Python 3.13 environment is installed with: a resolution known to work (pip's
