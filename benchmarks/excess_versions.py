@@ -3,7 +3,8 @@
 The significance maps of a mosaic the size of ``benchmarks/mosaic.py``'s survey (galactic CAR 1643 x
 456 px at 0.02 deg, 10 reco bins 0.5-50 TeV, 20 true bins 0.3-100 TeV: counts, FoV background,
 safe mask, exposure), correlation radius 0.1 deg, two bands, with the flux: in memory (numpy) and
-lazy (dask, chunks of 256 x 256 px, the threaded scheduler), each in a fresh process. The two
+lazy (dask, chunks of 256 x 256 px, the threaded scheduler), each in a fresh process with one BLAS
+thread. The two
 versions alternate, repeat by repeat, so that a shared machine's noise falls on both; the mosaic is
 random but the same for both (seeded) and the maps must agree to 1e-12. Command (repository root)::
 
@@ -42,8 +43,8 @@ shape, tshape = geom.data_shape("energy_reco"), geom.data_shape("energy_true")
 attrs = {"geom": geom.to_attrs()}
 coords = geom.to_coords()
 def var(values, dims, units=""):
-    return xr.DataArray(values, dims=dims, coords={k: v for k, v in coords.items() if set(v.dims) <= set(dims)},
-                        attrs={**attrs, "units": units})
+    own = {k: v for k, v in coords.items() if set(v.dims) <= set(dims)}
+    return xr.DataArray(values, dims=dims, coords=own, attrs={**attrs, "units": units})
 cube = ("energy_reco", "y", "x")
 mosaic = xr.Dataset({
     "counts": var(rng.poisson(2.0, shape).astype(np.int32), cube),
@@ -61,9 +62,15 @@ print(json.dumps({"seconds": seconds, "checksum": total}))
 """
 
 
+#: The flux's weighted sum is one BLAS matrix product, whose thread pool's start and size made the
+#: in-memory timings swing by 0.4 s between processes; one thread for both versions.
+ONE_BLAS_THREAD = {"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+
+
 def run(tree: Path, mode: str) -> dict:
-    out = subprocess.run([sys.executable, "-c", CHILD, mode], env={"PYTHONPATH": str(tree), "PATH": "/usr/bin:/bin"},
-                         capture_output=True, text=True, check=True)  # fmt: skip
+    env = {"PYTHONPATH": str(tree), "PATH": "/usr/bin:/bin", **ONE_BLAS_THREAD}
+    command = [sys.executable, "-c", CHILD, mode]
+    out = subprocess.run(command, env=env, capture_output=True, text=True, check=True)
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
@@ -81,13 +88,15 @@ def main() -> None:
         for repeat in range(args.repeat):
             for mode in ("numpy", "lazy"):
                 row = {}
-                for name, tree in (("old", old), ("new", new)) if repeat % 2 == 0 else (("new", new), ("old", old)):
+                order = (("old", old), ("new", new))
+                for name, tree in order if repeat % 2 == 0 else order[::-1]:
                     result = run(tree, mode)
                     seconds.setdefault((name, mode), []).append(result["seconds"])
                     sums[(name, mode)] = result["checksum"]
                     row[name] = result["seconds"]
                 print(f"| {repeat + 1} | {mode} | {row['old']:.2f} | {row['new']:.2f} |", flush=True)
-    print("\n| mode | old s (median) | new s (median) | new / old | checksums agree |\n|---|---:|---:|---:|---|")
+    print("\n| mode | old s (median) | new s (median) | new / old | checksums agree |")
+    print("|---|---:|---:|---:|---|")
     for mode in ("numpy", "lazy"):
         o, n = statistics.median(seconds[("old", mode)]), statistics.median(seconds[("new", mode)])
         agree = abs(sums[("old", mode)] - sums[("new", mode)]) <= 1e-12 * abs(sums[("old", mode)])
