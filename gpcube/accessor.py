@@ -167,7 +167,10 @@ class _SkyAccessor:
         points = isinstance(lon, xr.DataArray)
         if points != isinstance(lat, xr.DataArray):
             raise GpcubeError("interp_world: give lon and lat both as floats or both as DataArrays")
-        x, y = geom.world_to_pix(lon.values if points else float(lon), lat.values if points else float(lat))
+        if points:
+            x, y = geom.world_to_pix(lon.to_numpy(), lat.to_numpy())
+        else:
+            x, y = geom.world_to_pix(float(lon), float(lat))
         x, y = x + geom.origin[0], y + geom.origin[1]  # the pixel dims' coordinates are parent indices
         if points:
             x, y = xr.DataArray(x, dims=lon.dims), xr.DataArray(y, dims=lat.dims)

@@ -110,7 +110,7 @@ def _cmd_significance(args) -> int:
         correlate_off=not args.no_correlate_off,
     )  # fmt: skip
     peak = maps["sqrt_ts"].max(["y", "x"]).values
-    bands = zip(maps["energy_band_lo"].values, maps["energy_band_hi"].values, peak, strict=True)
+    bands = zip(maps["energy_band_lo"].to_numpy(), maps["energy_band_hi"].to_numpy(), peak, strict=True)
     print(f"{args.archive}/significance: {maps.attrs['statistic']} significance, radius {args.radius} deg")
     for lo, hi, top in bands:
         print(f"  {lo:g}-{hi:g} TeV: max sqrt(TS) {top:.2f}")

@@ -59,8 +59,8 @@ def test_example_run_info_export_on_the_shipped_crab_runs(tmp_path):
     gpcube("export", "crab.zarr", "crab.fits", cwd=tmp_path)
     mosaic = open_group(tmp_path / "crab.zarr", "mosaic")
     with fits.open(tmp_path / "crab.fits") as hdus:
-        np.testing.assert_array_equal(hdus["COUNTS"].data, mosaic["counts"].values)
-        np.testing.assert_array_equal(hdus["EXPOSURE"].data, mosaic["exposure"].values)
+        np.testing.assert_array_equal(hdus["COUNTS"].data, mosaic["counts"].to_numpy())
+        np.testing.assert_array_equal(hdus["EXPOSURE"].data, mosaic["exposure"].to_numpy())
         assert "PSF" in hdus and "EDISP" in hdus
     again = gpcube("export", "crab.zarr", "crab.fits", cwd=tmp_path, check=False)
     assert again.returncode == 2 and "crab.fits" in again.stderr and "overwrite" in again.stderr

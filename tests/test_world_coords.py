@@ -266,7 +266,7 @@ def test_sel_by_degrees_finds_the_crab(crab):
     assert abs(x - ix) <= 0.5 and abs(y - iy) <= 0.5
     at = mosaic.sel(lon=CRAB[0], lat=CRAB[1], method="nearest")
     assert (int(at["y"]), int(at["x"])) == (iy, ix)
-    np.testing.assert_array_equal(at["counts"].values, mosaic["counts"].values[:, iy, ix])
+    np.testing.assert_array_equal(at["counts"].to_numpy(), mosaic["counts"].to_numpy()[:, iy, ix])
     # the cutout of an observation selects the same pixel, and sums with the mosaic by pixel
     obs = gpcube.open_archive(crab, obs_id=23523)
     assert isinstance(obs.xindexes["lon"], SkyWorldIndex)

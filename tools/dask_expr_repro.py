@@ -17,6 +17,10 @@ below is the report to file at https://github.com/dask/dask/issues.
 3. *No ``__array_function__``.* ``numpy.where(cond, x, y)`` and the numpy functions xarray calls in
    ``DataArray.sum``/``where``/``xr.concat`` raise ``NotImplementedError``; ``dask.array.where`` says
    "Function where is not implemented for dask-expr".
+4. *Indexing with an integer array.* ``x[:, np.array([1, 2, 3, 7])]`` across chunks fails with
+   ``AttributeError: 'Shuffle' object has no attribute '_token'``. xarray does this whenever it aligns
+   two arrays of different extents (``mosaic["counts"] - obs["counts"]``, an inner join on the pixel
+   coordinates), so arithmetic of a cutout with its mosaic fails with query planning on.
 """
 
 from __future__ import annotations
@@ -55,6 +59,13 @@ def where_is_implemented() -> None:
     assert da.where(x > 2, x, 0).sum().compute() == 12
 
 
+def integer_array_indexing() -> None:
+    import dask.array as da
+
+    x = da.ones((4, 10), chunks=(2, 5))
+    assert float(x[:, np.array([1, 2, 3, 7])].sum().compute()) == 16.0
+
+
 def main() -> None:
     import dask
 
@@ -63,6 +74,7 @@ def main() -> None:
     _case("1. a / b, chunked differently", elementwise_of_different_chunks)
     _case("2. numpy.asarray(dask array)", asarray_computes)
     _case("3. dask.array.where", where_is_implemented)
+    _case("4. integer-array indexing", integer_array_indexing)
 
 
 if __name__ == "__main__":

@@ -27,8 +27,8 @@ def band_edges_of(obj: xr.DataArray | xr.Dataset, dim: str = "energy_reco") -> t
     missing = [n for n in names if n not in obj.coords]
     if dim not in obj.dims or missing:
         raise GpcubeError(f"need a {dim!r} dim with coords {list(names)}; missing {missing or [dim]}")
-    return (np.atleast_1d(np.asarray(obj[names[0]].values, dtype=float)),
-            np.atleast_1d(np.asarray(obj[names[1]].values, dtype=float)))  # fmt: skip
+    return (np.atleast_1d(np.asarray(obj[names[0]].to_numpy(), dtype=float)),
+            np.atleast_1d(np.asarray(obj[names[1]].to_numpy(), dtype=float)))  # fmt: skip
 
 
 def _edge_index(value: float, edges: np.ndarray, what: str) -> int:

@@ -307,7 +307,8 @@ def _labels(lon: Any, lat: Any, where: str) -> tuple[np.ndarray, np.ndarray, tup
     if any(array_like):
         if not all(array_like) or lon.dims != lat.dims or lon.shape != lat.shape:
             raise WorldSelectionError(f"{where}: give both as DataArrays of the same dims (point-wise)")
-        return np.asarray(lon.values, dtype=float), np.asarray(lat.values, dtype=float), tuple(lon.dims)
+        lon_values, lat_values = lon.to_numpy().astype(float), lat.to_numpy().astype(float)
+        return lon_values, lat_values, tuple(lon.dims)
     if np.ndim(lon) or np.ndim(lat):
         raise WorldSelectionError(
             f"{where}: give scalars, or DataArrays for several points, e.g. "

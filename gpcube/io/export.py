@@ -478,7 +478,7 @@ def _coord_values(coord: xr.DataArray, unit: str, label: str) -> np.ndarray:
         factor = u.Unit(coord.attrs.get("units", unit)).to(unit)
     except (ValueError, u.UnitsError) as exc:
         raise GpcubeError(f"{label}: coordinate {coord.name!r} must be in {unit}: {exc}") from exc
-    return np.asarray(coord.values, dtype=np.float64).ravel() * factor
+    return np.asarray(coord.to_numpy(), dtype=np.float64).ravel() * factor
 
 
 def _fits_unit(unit: Any, label: str) -> str:

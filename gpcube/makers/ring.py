@@ -255,7 +255,7 @@ def _reco_edges(counts: xr.DataArray) -> np.ndarray:
     missing = [n for n in ("energy_reco_lo", "energy_reco_hi") if n not in counts.coords]
     if missing:
         raise GpcubeError(f"counts lack the coords {missing}: make counts with gpcube.makers.make_map_counts")
-    return np.append(counts["energy_reco_lo"].values, counts["energy_reco_hi"].values[-1])
+    return np.append(counts["energy_reco_lo"].to_numpy(), counts["energy_reco_hi"].to_numpy()[-1])
 
 
 def _band_slices(counts: xr.DataArray, energy_edges: Sequence[float] | None) -> tuple[list, np.ndarray]:

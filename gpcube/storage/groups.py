@@ -199,7 +199,7 @@ def _derivable(name: str, coord: xr.Variable, derived: Mapping[str, xr.Variable]
     own = derived.get(name)
     if own is None or own.dims != coord.dims or _is_dask(coord.data):
         return False
-    return bool(np.array_equal(np.asarray(coord.values), np.asarray(own.values)))
+    return bool(np.array_equal(np.asarray(coord.to_numpy()), np.asarray(own.to_numpy())))
 
 
 def _plan_group(store, group: Group, chunk: int) -> _Plan:
@@ -224,7 +224,7 @@ def _plan_group(store, group: Group, chunk: int) -> _Plan:
                 targets.append(sink)
                 kept[name] = (coord.dims, sink, coord.attrs)
             else:
-                kept[name] = (coord.dims, coord.values, coord.attrs)
+                kept[name] = (coord.dims, coord.to_numpy(), coord.attrs)
     else:
         for name, coord in coords.items():
             if coord.dtype.kind in "UO":
@@ -236,7 +236,7 @@ def _plan_group(store, group: Group, chunk: int) -> _Plan:
                     ArrayWriter(store, key, coord.shape, coord.dtype, coord.shape, coord.dims, coord.attrs)
                 )
             else:
-                write_array(store, key, coord.values, coord.dims, coord.attrs)
+                write_array(store, key, coord.to_numpy(), coord.dims, coord.attrs)
     for name, array in arrays.items():
         var_attrs = dict(array.attrs)
         if geom is not None:

@@ -41,7 +41,7 @@ def ring_energy_edges(setting, counts: xr.DataArray) -> list[float] | None:
     if setting == "per-bin":
         return None
     if setting == "all":
-        return [float(counts["energy_reco_lo"].values[0]), float(counts["energy_reco_hi"].values[-1])]
+        return [float(counts["energy_reco_lo"].to_numpy()[0]), float(counts["energy_reco_hi"].to_numpy()[-1])]
     return [float(e) for e in setting]
 
 

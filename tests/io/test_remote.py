@@ -353,7 +353,7 @@ def test_config_store_that_cannot_be_opened(tmp_path, http_url):
 
 def _mosaic(archive: Path) -> dict[str, np.ndarray]:
     mosaic = gpcube.open_archive(archive)
-    return {name: mosaic[name].values for name in ("counts", "exposure", "background")}
+    return {name: mosaic[name].to_numpy() for name in ("counts", "exposure", "background")}
 
 
 #: A worker process of its own, started fresh (spawn): it shares nothing with this one but the tasks.

@@ -111,7 +111,7 @@ def _chunk_index(pieces, shape: tuple[int, int], chunk: int) -> dict[tuple[int, 
 
 def _write_coords(store, group: str, coords: dict) -> None:
     for name, var in coords.items():
-        write_array(store, f"{group}/{name}", np.asarray(var.values), var.dims, var.attrs)
+        write_array(store, f"{group}/{name}", np.asarray(var.to_numpy()), var.dims, var.attrs)
 
 
 def _create_arrays(
@@ -230,7 +230,7 @@ def _plan_ring(store, geom: SkyGeom, pieces, chunk: int, only=None, done=None) -
     coords.update({name: stored[name] for name in (BAND_DIM, f"{BAND_DIM}_lo", f"{BAND_DIM}_hi")})
     names = list(RING_SUMS)
     lead = {name: len(coords[BAND_DIM]) for name in names}
-    edges = np.append(coords[f"{BAND_DIM}_lo"].values, coords[f"{BAND_DIM}_hi"].values[-1])
+    edges = np.append(coords[f"{BAND_DIM}_lo"].to_numpy(), coords[f"{BAND_DIM}_hi"].to_numpy()[-1])
     band_geom = _with_axis(geom.to_attrs(), EnergyAxis.from_edges(edges, BAND_DIM), "energy_reco")
     if only is None:
         write_group(store, out, {"grid": "ring", "geom": band_geom})
