@@ -14,9 +14,9 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import xarray as xr
 
-from gpcube._arrays import band_reduce
 from gpcube.errors import GpcubeError
 from gpcube.geom import BAND_DIM, ENERGY_AXIS_NAMES, EnergyAxis, SkyGeom, pixel_dims
+from gpcube.geom._arrays import band_reduce
 from gpcube.geom.world import attach_world_coords
 
 if TYPE_CHECKING:

@@ -1,4 +1,4 @@
-"""gpcube._arrays: the same numbers on numpy and on dask (classic or query-planning arrays), lazily."""
+"""gpcube.geom._arrays: the same numbers on numpy and on dask (classic or query-planning arrays), lazily."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import pytest
 import xarray as xr
 
 import gpcube
-from gpcube._arrays import band_reduce, elementwise, is_lazy, numpy_values, stack, where
+from gpcube.geom._arrays import band_reduce, elementwise, is_lazy, numpy_values, stack, where
 from gpcube.geom.world import attach_world_coords
 
 

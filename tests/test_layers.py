@@ -19,7 +19,6 @@ ROOT = Path(__file__).resolve().parents[1] / "gpcube"
 #: Module prefix -> (rank, layer), the first match wins: a module imports only ranks <= its own.
 LAYERS = [
     ("gpcube.errors", 0, "base"),
-    ("gpcube._arrays", 0, "base"),  # where/reductions of numpy or dask DataArrays (query planning)
     ("gpcube._schema", 0, "base"),
     ("gpcube.execute", 0, "base"),  # running tasks on dask: knows no products
     ("gpcube._worker", 0, "base"),

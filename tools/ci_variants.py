@@ -33,7 +33,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 
 #: Where dask arrays are built or computed (the makers, the archive's writes and mosaics, the
-#: estimators on lazy mosaics, the accessor, gpcube._arrays).
+#: estimators on lazy mosaics, the accessor, gpcube.geom._arrays).
 QUERY_PLANNING_TESTS = (
     "tests/makers",
     "tests/storage",

@@ -47,13 +47,13 @@ from collections.abc import Callable, Sequence
 import numpy as np
 import xarray as xr
 
-from gpcube._arrays import band_reduce, elementwise, is_lazy, stack, where
 from gpcube.errors import GpcubeError
 from gpcube.estimators.bands import band_edges_of, band_slices, power_law_integral, power_law_shares
 from gpcube.estimators.correlate import correlate_array, radius_to_pixels, tophat_kernel
 from gpcube.estimators.reco_exposure import folded_exposure, power_law_true_weights
 from gpcube.estimators.stats import cash_significance, li_ma_significance
 from gpcube.geom import BAND_DIM, EnergyAxis, SkyGeom
+from gpcube.geom._arrays import band_reduce, elementwise, is_lazy, stack, where
 from gpcube.geom.axes import rename_energy_dim
 
 __all__ = ["estimate_excess_map"]

@@ -17,10 +17,10 @@ from __future__ import annotations
 import numpy as np
 import xarray as xr
 
-from gpcube._arrays import is_lazy, numpy_values
 from gpcube.errors import GpcubeError
 from gpcube.estimators.bands import EDGE_RTOL, band_edges_of, band_slices, power_law_integral
 from gpcube.geom import IRF_DIMS, SkyGeom
+from gpcube.geom._arrays import is_lazy, numpy_values
 
 __all__ = ["coarse_pixel_index", "folded_exposure", "power_law_true_weights"]
 

@@ -31,9 +31,9 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 import numpy as np
 import xarray as xr
 
-from gpcube._arrays import band_reduce
 from gpcube.errors import GpcubeError
 from gpcube.geom import BAND_DIM, IRF_DIMS, SKY_DIMS, SkyGeom
+from gpcube.geom._arrays import band_reduce
 from gpcube.geom.axes import rename_energy_dim
 from gpcube.io.dataset_meta import ObservationMeta, gti_hdu, livetime_meta, meta_table_hdu
 from gpcube.makers.registry import PRODUCTS

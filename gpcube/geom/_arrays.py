@@ -10,6 +10,9 @@ functions instead: each runs numpy on numpy arrays, or the same numpy function b
 (:func:`dask.array.map_blocks`) on dask arrays, so the numbers are the same either way. dask is
 imported only for a dask input.
 
+It sits in the geometry package, the lowest layer of the data model (dims, coordinates, energy
+axes), so that the layers above (the accessor, makers, estimators, export, workflow) may all use it.
+
 The DataArrays keep their coordinates and attributes (the result is ``template.copy(data=...)``):
 world coordinates and the geometry in the attrs go along.
 """
