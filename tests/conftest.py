@@ -52,6 +52,19 @@ def stored_arrays(path, group: str) -> dict:
     return out
 
 
+def set_format_version(archive, version: int) -> dict:
+    """Commit ``format_version = version`` to the root attrs of ``archive`` (a
+    :class:`gpcube.storage.repository.Archive`), as an older gpcube would have written it; returns the
+    root attrs before."""
+    from gpcube.storage.nodes import read_group_attrs, write_group
+
+    session = archive.writable()
+    attrs = read_group_attrs(session.store, "")
+    write_group(session.store, "", {**attrs, "format_version": version})
+    archive.commit(session, f"as if version {version}")
+    return attrs
+
+
 def free_port() -> int:
     """A TCP port on loopback that nothing listens on now."""
     import socket

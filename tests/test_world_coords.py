@@ -307,15 +307,13 @@ def test_an_archive_of_format_version_3_is_refused_with_the_reason(crab, tmp_pat
     import shutil
 
     from gpcube.storage.layout import open_readonly
-    from gpcube.storage.nodes import read_group_attrs, write_group
     from gpcube.storage.repository import Archive
+    from tests.conftest import set_format_version
 
     copy = tmp_path / "old.zarr"
     shutil.copytree(crab, copy)
     archive = Archive(copy)
-    session = archive.writable()
-    write_group(session.store, "", {**read_group_attrs(session.store, ""), "format_version": 3})
-    archive.commit(session, "as if version 3")
+    set_format_version(archive, 3)
     with pytest.raises(GpcubeError, match="version 3 is not supported: its sky products have pixel dims"):
         open_readonly(archive)
     with pytest.raises(GpcubeError, match="version 3"):

@@ -148,15 +148,13 @@ def test_an_archive_of_format_version_4_is_refused_naming_the_band_dim(ring_arch
 
     from gpcube.errors import GpcubeError
     from gpcube.storage.layout import open_readonly
-    from gpcube.storage.nodes import read_group_attrs, write_group
     from gpcube.storage.repository import Archive
+    from tests.conftest import set_format_version
 
     copy = tmp_path / "old.zarr"
     shutil.copytree(ring_archive, copy)
     archive = Archive(copy)
-    session = archive.writable()
-    write_group(session.store, "", {**read_group_attrs(session.store, ""), "format_version": 4})
-    archive.commit(session, "as if version 4")
+    set_format_version(archive, 4)
     why = "version 4 is not supported: its ring-background products .*now the dim 'energy_band'"
     with pytest.raises(GpcubeError, match=why):
         open_readonly(archive)

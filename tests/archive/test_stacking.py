@@ -126,15 +126,13 @@ def test_an_archive_of_format_version_1_is_refused_with_the_reason(stacked):
     """Version 1 archives hold unmasked kernels: adding to one would mix both meanings."""
     from gpcube.errors import GpcubeError
     from gpcube.storage.layout import open_readonly
-    from gpcube.storage.nodes import read_group_attrs, write_group
+    from gpcube.storage.nodes import write_group
     from gpcube.storage.repository import Archive
+    from tests.conftest import set_format_version
 
     config, _, _ = stacked
     archive = Archive(config.output)
-    session = archive.writable()
-    attrs = read_group_attrs(session.store, "")
-    write_group(session.store, "", {**attrs, "format_version": 1})
-    archive.commit(session, "as if version 1")
+    attrs = set_format_version(archive, 1)
     try:
         with pytest.raises(GpcubeError, match="version 1 is not supported: its energy-dispersion kernels"):
             open_readonly(archive)
