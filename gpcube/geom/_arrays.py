@@ -7,8 +7,8 @@ on the dask array (``np.where``, ``np.zeros_like``, ``np.transpose``) and rely o
 ``__array__``: those xarray operations raise, and ``.values`` of a lazy DataArray gives an object
 array of dask arrays. The estimators, the ring stage, the export and the ``.sky`` accessor use these
 functions instead: each runs numpy on numpy arrays, or the same numpy function block by block
-(:func:`dask.array.map_blocks`) on dask arrays, so the numbers are the same either way. dask is
-imported only for a dask input.
+(:func:`dask.array.blockwise`, :func:`dask.array.map_blocks`) on dask arrays, so the numbers are the
+same either way. dask is imported only for a dask input.
 
 It sits in the geometry package, the lowest layer of the data model (dims, coordinates, energy
 axes), so that the layers above (the accessor, makers, estimators, export, workflow) may all use it.
@@ -193,7 +193,7 @@ def stack(arrays: Sequence[xr.DataArray], dim: str) -> xr.DataArray:
 
         # one chunk along the new dim, as band_reduce makes it: the estimators' band maps then add
         # and divide block by block (dask's query-planning arrays fail on elementwise operations of
-        # arrays chunked differently: https://github.com/dask/dask issue to file, see docs/makers.rst)
+        # arrays chunked differently: case 1 of tools/dask_expr_repro.py, docs/makers.rst)
         stacked = da.stack([d if is_lazy(d) else da.asarray(d) for d in data], axis=0).rechunk({0: -1})
     else:
         stacked = np.stack(data, axis=0)
